@@ -1,0 +1,40 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh Debian machine
+# with Python 3.11+; `make system-deps` (root) installs the tools the tests measure against.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[monitor,speedtest,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/sessionready demo --data-dir .demo
+
+test: install
+	$(BIN)/pytest
+
+# Everything but the network-namespace lab and the real-Prometheus test: no root needed.
+test-fast: install
+	$(BIN)/pytest -m "not lab and not prometheus"
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+# Debian packages the tests need: the lab's reference tools and shaping, a real Prometheus,
+# openssl for certificates. Runs as root (CI) or through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

@@ -1,0 +1,218 @@
+"""The pre-session check: measure this end's connection with the monitor and judge it.
+
+Phases: an idle UDP stream; then a download and an upload over parallel HTTP streams while the
+UDP stream keeps running (latency under load); optional TCP-connect times to the video
+platform's servers and an optional speedtest.net measurement. ``run_check`` raises
+``MonitorError`` only when the check cannot start (monitor unreachable, bad token); trouble
+during a phase is recorded in the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from agents.client import MonitorClient
+from agents.probes import throughput
+from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
+from agents.probes.targets import TargetResult, TargetSettings, measure_target
+from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream
+from agents.runner import PhaseOutcome, Progress, run_phase
+from sessionready import __version__, quality, schema
+from sessionready.stats import percentile
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    udp_seconds: float = 5.0
+    measure_throughput: bool = True
+    throughput: throughput.ThroughputSettings = field(default_factory=throughput.ThroughputSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    targets: tuple[str, ...] = ()
+    speedtest: bool = False
+    speedtest_config: SpeedtestConfig = field(default_factory=SpeedtestConfig)
+    session_id: str | None = None
+    thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
+
+
+def agent_os() -> str:
+    system = platform.system().lower()
+    return {"linux": "linux", "darwin": "macos", "windows": "windows"}.get(system, "other")
+
+
+async def run_check(client: MonitorClient, options: CheckOptions, progress: Progress) -> schema.CheckReport:
+    started_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+    phases = ["idle"] + (["download", "upload"] if options.measure_throughput else [])
+    # One key per phase: the reflector then counts each phase separately.
+    sessions = [await client.probe_session() for _ in phases]
+    udp_host, udp_port = sessions[0].udp_host, sessions[0].udp_port
+
+    targets_task = asyncio.gather(*(measure_target(t, TargetSettings()) for t in options.targets)) if options.targets else None
+    loads: dict[str, PhaseOutcome[throughput.ThroughputResult]] = {}
+    async with UdpStream(udp_host, udp_port, options.stream) as stream:
+        stream.start_flow("idle", sessions[0].key)
+        await run_phase(
+            "idle",
+            "Measuring delay and packet loss",
+            asyncio.sleep(options.udp_seconds),
+            expected_s=options.udp_seconds,
+            timeout_s=options.udp_seconds + 5,
+            progress=progress,
+        )
+        for index, (name, label) in enumerate((("download", "Measuring download"), ("upload", "Measuring upload"))):
+            if not options.measure_throughput:
+                break
+            stream.start_flow(name, sessions[index + 1].key)
+            loads[name] = await run_phase(
+                name,
+                label,
+                throughput.measure(client, "down" if name == "download" else "up", options.throughput),
+                expected_s=options.throughput.seconds,
+                timeout_s=options.throughput.seconds + 10,
+                progress=progress,
+            )
+        progress.phase_started("finish", "Collecting the last answers", 1.0)
+        flows = {flow.name: flow for flow in await stream.finish()}
+        progress.phase_finished("finish", "done")
+    target_results: list[TargetResult] = list(await targets_task) if targets_task is not None else []
+
+    speed: SpeedtestResult | None = None
+    if options.speedtest:
+        outcome = await run_phase(
+            "speedtest",
+            "Measuring against speedtest.net",
+            measure_speedtest(options.speedtest_config),
+            expected_s=20,
+            timeout_s=options.speedtest_config.timeout_s + 5,
+            progress=progress,
+        )
+        speed = outcome.value or SpeedtestResult(False, None, None, None, None, outcome.error, outcome.duration_s)
+
+    network = _network(flows, loads, options, udp_host, udp_port)
+    assessment = quality.assess(_facts(network, flows["idle"]), options.thresholds)
+    return schema.CheckReport(
+        schema_version=1,
+        check_id=uuid.uuid4().hex,
+        started_at=started_at.isoformat(timespec="milliseconds"),
+        duration_s=round(time.monotonic() - started, 3),
+        session_id=options.session_id,
+        agent=schema.Agent(version=__version__, os=agent_os()),
+        verdict=assessment.verdict,
+        reasons=tuple(schema.Reason(r.code, r.severity, r.message, r.fix) for r in assessment.reasons),
+        network=network,
+        targets=tuple(_target(t) for t in target_results),
+        speedtest=None if speed is None else _speedtest(speed),
+        quality=schema.Quality(
+            r_factor=None if assessment.r_factor is None else round(assessment.r_factor, 1),
+            mos=None if assessment.mos is None else round(assessment.mos, 2),
+            video_tier=assessment.video_tier,
+        ),
+        settings=schema.CheckSettings(
+            udp_seconds=options.udp_seconds,
+            load_seconds=options.throughput.seconds if options.measure_throughput else 0.0,
+            ramp_seconds=options.throughput.ramp_seconds,
+            packet_interval_ms=options.stream.interval_ms,
+            packet_bytes=options.stream.packet_bytes,
+            streams=options.throughput.streams if options.measure_throughput else 0,
+        ),
+    )
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _mbps(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _network(
+    flows: dict[str, FlowResult],
+    loads: dict[str, PhaseOutcome[throughput.ThroughputResult]],
+    options: CheckOptions,
+    udp_host: str,
+    udp_port: int,
+) -> schema.Network:
+    idle = flows["idle"]
+    summary = idle.rtt_summary()
+    udp_error = None
+    if idle.sent and not idle.received:
+        udp_error = f"no UDP answer from the monitor's reflector at {udp_host}:{udp_port}"
+    loss = None
+    if idle.loss_up is not None and idle.loss_down is not None and idle.loss_up_ci95 and idle.loss_down_ci95:
+        loss = schema.Loss(
+            up=round(idle.loss_up, 6),
+            down=round(idle.loss_down, 6),
+            up_ci95=(round(idle.loss_up_ci95[0], 6), round(idle.loss_up_ci95[1], 6)),
+            down_ci95=(round(idle.loss_down_ci95[0], 6), round(idle.loss_down_ci95[1], 6)),
+        )
+    idle_p50 = summary[1] if summary else None
+    # Latency under load: the median RTT of each load phase once its ramp-up is over, minus idle.
+    ramp_packets = int(options.throughput.ramp_seconds * 1000 / options.stream.interval_ms)
+    loaded: dict[str, float | None] = {"download": None, "upload": None}
+    for name in loaded:
+        flow = flows.get(name)
+        rtts = flow.rtts_ms(from_seq=ramp_packets) if flow else []
+        if rtts and idle_p50 is not None:
+            loaded[name] = percentile(rtts, 50) - idle_p50
+    down, up = loads.get("download"), loads.get("upload")
+    errors = [o.error or (o.value.error if o.value else None) for o in (down, up) if o is not None]
+    return schema.Network(
+        path="monitor",
+        rtt_ms=schema.RttMs(*(round(v, 3) for v in summary)) if summary else None,
+        jitter_ms=schema.DirectionMs(up=_ms(idle.jitter_up_ms), down=_ms(idle.jitter_down_ms)) if idle.received >= 2 else None,
+        loss=loss,
+        packets=schema.Packets(sent=idle.sent, received=idle.received, reflected=idle.reflected or 0),
+        reordered=schema.Counts(up=idle.reordered_up, down=idle.reordered_down),
+        duplicates=schema.Counts(up=idle.duplicates_up, down=idle.duplicates_down),
+        throughput_mbps=schema.Throughput(down=_mbps(_rate(down)), up=_mbps(_rate(up))),
+        loaded_latency_ms=schema.LoadedLatency(down=_ms(loaded["download"]), up=_ms(loaded["upload"])),
+        udp_error=udp_error,
+        throughput_error=next((e for e in errors if e), None),
+    )
+
+
+def _rate(outcome: PhaseOutcome[throughput.ThroughputResult] | None) -> float | None:
+    return outcome.value.mbps if outcome is not None and outcome.value is not None else None
+
+
+def _facts(network: schema.Network, idle: FlowResult) -> quality.NetworkFacts:
+    return quality.NetworkFacts(
+        rtt_p50_ms=network.rtt_ms.p50 if network.rtt_ms else None,
+        rtt_p95_ms=network.rtt_ms.p95 if network.rtt_ms else None,
+        jitter_up_ms=network.jitter_ms.up if network.jitter_ms else None,
+        jitter_down_ms=network.jitter_ms.down if network.jitter_ms else None,
+        loss_up_ratio=network.loss.up if network.loss else None,
+        loss_down_ratio=network.loss.down if network.loss else None,
+        loss_up_ci95=network.loss.up_ci95 if network.loss else None,
+        loss_down_ci95=network.loss.down_ci95 if network.loss else None,
+        packets_sent=idle.sent,
+        packets_received=idle.received,
+        throughput_down_mbps=network.throughput_mbps.down,
+        throughput_up_mbps=network.throughput_mbps.up,
+        loaded_latency_down_ms=network.loaded_latency_ms.down,
+        loaded_latency_up_ms=network.loaded_latency_ms.up,
+        udp_error=network.udp_error,
+        throughput_error=network.throughput_error,
+    )
+
+
+def _target(result: TargetResult) -> schema.TargetResult:
+    connect = schema.RttMs(*(round(v, 3) for v in result.connect_ms)) if result.connect_ms else None
+    return schema.TargetResult(result.target, connect, result.attempts, result.failures, result.error)
+
+
+def _speedtest(result: SpeedtestResult) -> schema.Speedtest:
+    return schema.Speedtest(
+        available=result.available,
+        download_mbps=_mbps(result.download_mbps),
+        upload_mbps=_mbps(result.upload_mbps),
+        ping_ms=_ms(result.ping_ms),
+        server=result.server[:200] if result.server else None,
+        error=result.error[: schema.MAX_TEXT] if result.error else None,
+    )

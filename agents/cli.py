@@ -1,0 +1,173 @@
+"""``sessionready check``: argument parsing, config, output and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from sessionready.cli import EXIT_AT_RISK, EXIT_CANNOT_RUN, EXIT_NOT_READY, EXIT_READY
+
+CHECK_EPILOG = """\
+exit codes:
+  0  ready      - the connection is fine for a video session
+  1  at risk    - the session may have glitches; fixes are printed
+  2  not ready  - a video session is likely to fail; fixes are printed
+  3  could not run - monitor unreachable, token rejected, bad arguments or config
+
+The token can also be given in the environment variable SESSIONREADY_TOKEN (safer than the
+command line, where other users of the machine may see it).
+"""
+
+VERDICT_EXIT = {"ready": EXIT_READY, "at_risk": EXIT_AT_RISK, "not_ready": EXIT_NOT_READY}
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 600 seconds, got {text}")
+    return value
+
+
+def _streams(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 32, got '{text}'")
+    return int(text)
+
+
+def add_check_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="run a pre-session check of this computer's connection",
+        description="Measure this computer's connection with the sessionready monitor (delay, jitter, "
+        "packet loss, throughput, delay under load) and say whether it is ready for a video session.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL, e.g. https://monitor.example.org:8470 (or [monitor] url in the config)")
+    parser.add_argument("--token", metavar="T", help="this agent's token (default: $SESSIONREADY_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout instead of the summary")
+    parser.add_argument("--session", metavar="ID", help="the session this check is for (a pseudonymous id)")
+    parser.add_argument("--speedtest", action="store_true", help="also measure against public speedtest.net servers (needs the 'speedtest' extra)")
+    parser.add_argument("--target", metavar="HOST:PORT", action="append", default=None, help="also time TCP connects to this server of your video platform (repeatable)")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; see docs/configuration.md)")
+    parser.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) to trust for an https:// monitor with a private certificate")
+    parser.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a monitor that is not on this machine (sends the token unencrypted)")
+    parser.add_argument("--udp-seconds", type=_positive, metavar="S", help="length of the idle delay/loss measurement (default 5)")
+    parser.add_argument("--load-seconds", type=_positive, metavar="S", help="length of each throughput phase (default 4)")
+    parser.add_argument("--streams", type=_streams, metavar="N", help="parallel connections per throughput phase (default 4)")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the download/upload phases (and so the delay-under-load measurement)")
+    parser.add_argument("--no-submit", action="store_true", help="do not send the result to the monitor")
+    parser.set_defaults(run=run_check_command)
+
+
+def _fail(message: str) -> int:
+    print(f"sessionready check: {message}", file=sys.stderr)
+    return EXIT_CANNOT_RUN
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agents.config import load_agent_config
+    from agents.client import UsageError
+    from sessionready.config import ConfigError
+
+    try:
+        config = load_agent_config(args.config)
+        options, url, token = _options(args, config)
+    except (ConfigError, UsageError, ValueError) as error:
+        return _fail(str(error))
+    try:
+        return asyncio.run(_check(args, options, url, token, config.ca_file))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
+    from dataclasses import replace
+
+    from agents.check import CheckOptions
+    from agents.client import monitor_url
+    from agents.probes.targets import parse_target
+    from agents.probes.throughput import ThroughputSettings
+
+    raw_url = args.monitor or config.url
+    if not raw_url:
+        raise ValueError("no monitor given: pass --monitor URL (or set [monitor] url in the config)")
+    url = monitor_url(raw_url, allow_insecure_http=args.allow_insecure_http or config.allow_insecure_http)
+    token = args.token or os.environ.get("SESSIONREADY_TOKEN", "") or config.token()
+    if not token:
+        raise ValueError("no token: pass --token T or set SESSIONREADY_TOKEN (create one with 'sessionready monitor token create')")
+    if args.session is not None and not SESSION_ID.fullmatch(args.session):
+        raise ValueError("--session must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
+    targets = tuple(args.target if args.target is not None else config.check.targets)
+    for target in targets:
+        parse_target(target)
+    check = config.check
+    throughput = ThroughputSettings(
+        seconds=args.load_seconds or check.load_seconds,
+        ramp_seconds=min(check.ramp_seconds, (args.load_seconds or check.load_seconds) / 2),
+        streams=args.streams or check.streams,
+    )
+    options = CheckOptions(
+        udp_seconds=args.udp_seconds or check.udp_seconds,
+        measure_throughput=not args.no_throughput,
+        throughput=throughput,
+        targets=targets,
+        speedtest=args.speedtest or check.speedtest,
+        session_id=args.session,
+        thresholds=config.thresholds,
+    )
+    return replace(options), url, token
+
+
+async def _check(args: argparse.Namespace, options, url, token: str, ca_file: str | None) -> int:  # noqa: ANN001
+    from rich.console import Console
+
+    from agents.check import run_check
+    from agents.client import MonitorClient, MonitorError
+    from agents.render import TerminalProgress, render_report
+    from agents.runner import QuietProgress
+    from sessionready.typed import encode
+
+    stderr = Console(stderr=True)
+    progress = TerminalProgress(stderr) if stderr.is_terminal else None
+    async with MonitorClient(url, token, ca_file=args.ca_file or ca_file) as client:
+        try:
+            await client.whoami()  # fail fast, in one sentence, on a wrong URL or token
+            if progress is not None:
+                with progress:
+                    report = await run_check(client, options, progress)
+            else:
+                report = await run_check(client, options, QuietProgress())
+        except MonitorError as error:
+            return _fail(error.message)
+        submitted, submit_error = False, None
+        if not args.no_submit:
+            try:
+                await client.post_check(encode(report))
+                submitted = True
+            except MonitorError as error:
+                submit_error = error.message
+    if args.json:
+        output = dict(encode(report))  # type: ignore[arg-type]
+        output["submitted"] = submitted
+        output["submit_error"] = submit_error
+        print(json.dumps(output, indent=None))
+    else:
+        if submitted:
+            note = "The result was saved to the monitor."
+        elif args.no_submit:
+            note = "The result was not sent (--no-submit)."
+        else:
+            note = f"The result could not be saved to the monitor: {submit_error}"
+        render_report(Console(), report, note)
+    return VERDICT_EXIT[report.verdict]

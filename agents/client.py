@@ -1,0 +1,165 @@
+"""Talking to the monitor over HTTP(S): URL policy, authentication, typed errors.
+
+A token sent in clear text is a leaked token: plain HTTP is accepted only to a loopback
+monitor unless the caller explicitly allows it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+USER_AGENT = "sessionready-agent"
+# The upload phase counts bytes as the socket accepts them; a fixed send buffer keeps that
+# count within a buffer's worth of what has really left, and turns off autotuning, which
+# would otherwise grow the buffer during the measurement window and inflate the rate.
+UPLOAD_SNDBUF_BYTES = 1 << 20
+
+
+class UsageError(ValueError):
+    """The caller asked for something that cannot work (bad URL, insecure transport)."""
+
+
+class MonitorError(Exception):
+    """The monitor could not be used. ``message`` is one sentence for a person."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def monitor_url(raw: str, *, allow_insecure_http: bool = False) -> URL:
+    """Validate the monitor's base URL; refuse plain HTTP to a non-loopback host unless allowed."""
+    try:
+        url = URL(raw.strip())
+    except (ValueError, TypeError):
+        raise UsageError(f"'{raw}' is not a URL (expected e.g. https://monitor.example.org:8470)") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"'{raw}' is not an http(s) URL (expected e.g. https://monitor.example.org:8470)")
+    if url.scheme == "http" and not is_loopback_host(url.host) and not allow_insecure_http:
+        raise UsageError(
+            f"refusing to send the token in clear text to {url.host}: use https://, "
+            "or pass --allow-insecure-http if this network is trusted"
+        )
+    return url.with_path(url.path.rstrip("/")).with_query(None).with_fragment(None)
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def upload_socket(addr_info: tuple) -> socket.socket:
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPLOAD_SNDBUF_BYTES)
+    return sock
+
+
+@dataclass(frozen=True)
+class ProbeSession:
+    key: bytes
+    udp_host: str
+    udp_port: int
+    packet_bytes: int
+
+
+class MonitorClient:
+    """One monitor, one token. Create with ``async with MonitorClient(...) as client``."""
+
+    def __init__(self, base_url: URL, token: str, *, ca_file: str | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url
+        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
+        self._ssl = tls_context(ca_file) if base_url.scheme == "https" else None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> MonitorClient:
+        self._session = self.new_session()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def new_session(self, *, upload: bool = False, limit: int = 8) -> aiohttp.ClientSession:
+        """A session with this client's auth and TLS; separate ones give separate connections."""
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl if self._ssl is not None else True,
+            limit=limit,
+            socket_factory=upload_socket if upload else None,
+        )
+        return aiohttp.ClientSession(headers=self._headers, connector=connector, auto_decompress=False)
+
+    def url(self, path: str) -> URL:
+        return self.base_url.with_path(self.base_url.path.rstrip("/") + path)
+
+    async def request_json(self, method: str, path: str, body: Mapping[str, object] | None = None) -> dict:
+        assert self._session is not None, "use 'async with MonitorClient(...)'"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with self._session.request(method, self.url(path), data=data, headers=headers, timeout=self._timeout) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise error_from_response(response.status, text, self.base_url)
+                return json.loads(text) if text else {}
+        except MonitorError:
+            raise
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as error:
+            raise MonitorError(f"the monitor's TLS certificate was not accepted ({error.__class__.__name__}); check --ca-file") from None
+        except aiohttp.ClientConnectorError:
+            raise MonitorError(f"cannot reach the monitor at {self.base_url}: is it running and is the address right?") from None
+        except TimeoutError:
+            raise MonitorError(f"the monitor at {self.base_url} did not answer in time") from None
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise MonitorError(f"talking to the monitor at {self.base_url} failed: {error.__class__.__name__}") from None
+
+    async def whoami(self) -> dict:
+        return await self.request_json("GET", "/api/v1/whoami")
+
+    async def probe_session(self) -> ProbeSession:
+        data = await self.request_json("POST", "/api/v1/probe/session")
+        try:
+            return ProbeSession(bytes.fromhex(data["key"]), str(data["udp"]["host"]), int(data["udp"]["port"]), int(data["packet_bytes"]))
+        except (KeyError, TypeError, ValueError):
+            raise MonitorError("the monitor's probe answer was not understood (version mismatch?)") from None
+
+    async def post_check(self, report: Mapping[str, object]) -> dict:
+        return await self.request_json("POST", "/api/v1/checks", report)
+
+
+def error_from_response(status: int, text: str, base_url: URL) -> MonitorError:
+    try:
+        detail = json.loads(text)["error"]
+        code, message = str(detail["code"]), str(detail["message"])
+        if detail.get("field"):
+            message = f"{message} (field {detail['field']})"
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", text[:200] or f"HTTP {status}"
+    if status == 401:
+        return MonitorError("the monitor rejected the token: it is wrong, revoked, or for another monitor", status, code)
+    if status == 403:
+        return MonitorError(f"the monitor refused: {message}", status, code)
+    if status == 404 and code == "http_error":
+        return MonitorError(f"{base_url} does not look like a sessionready monitor (HTTP 404)", status, code)
+    return MonitorError(f"the monitor answered HTTP {status}: {message}", status, code)

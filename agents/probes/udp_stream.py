@@ -1,0 +1,288 @@
+"""The isochronous UDP probe stream: a voice call's packet pattern, echoed by the monitor.
+
+One socket carries consecutive *flows*, one per phase of the check (idle, download, upload),
+each with its own probe key, so the reflector's per-flow totals split loss by phase and by
+direction exactly. Sending follows an absolute schedule on the monotonic clock; timestamps in
+packets are wall-clock nanoseconds because kernel receive timestamps only exist on that clock
+(see ``sessionready.udp``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sessionready import wire
+from sessionready.stats import percentile, rfc3550_jitter, wilson_interval
+from sessionready.udp import open_udp_socket, recv_timestamped
+
+STATS_ATTEMPTS = 5
+STATS_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    interval_ms: float = 20.0  # 50 packets/s, like a voice call
+    packet_bytes: int = wire.VOICE_PACKET_BYTES
+    # How long to keep listening for echoes still in flight after the last probe.
+    drain_min_s: float = 0.5
+    drain_max_s: float = 3.0
+
+
+@dataclass
+class _Echo:
+    client_recv_ns: int
+    reflector_recv_ns: int
+    reflector_send_ns: int
+
+
+@dataclass
+class _Flow:
+    name: str
+    key: bytes
+    sent_ns: list[int] = field(default_factory=list)  # index = sequence number
+    echoes: dict[int, _Echo] = field(default_factory=dict)  # first echo per seq
+    arrival_order: list[int] = field(default_factory=list)  # seqs in client arrival order
+    duplicate_echoes: int = 0
+    reordered_echoes: int = 0
+    highest_echo: int = -1
+    stats: tuple[int, int, int, int] | None = None  # reflector: distinct, duplicates, reordered, highest
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """What one flow (phase) measured. Times in ms, loss as ratios."""
+
+    name: str
+    sent: int
+    received: int  # distinct echoes back at the client
+    reflected: int | None  # distinct probes the reflector got (None: its totals never arrived)
+    rtt_samples: tuple[tuple[int, float], ...]  # (seq, RTT ms) per echoed packet, reflector hold time removed
+    jitter_up_ms: float | None
+    jitter_down_ms: float | None
+    loss_up: float | None
+    loss_down: float | None
+    loss_up_ci95: tuple[float, float] | None
+    loss_down_ci95: tuple[float, float] | None
+    reordered_up: int
+    reordered_down: int
+    duplicates_up: int
+    duplicates_down: int
+
+    def rtts_ms(self, from_seq: int = 0) -> list[float]:
+        return [rtt for seq, rtt in self.rtt_samples if seq >= from_seq]
+
+    def rtt_summary(self) -> tuple[float, float, float] | None:
+        """(min, p50, p95) in ms, or None when nothing came back."""
+        rtts = self.rtts_ms()
+        if not rtts:
+            return None
+        return (min(rtts), percentile(rtts, 50), percentile(rtts, 95))
+
+
+class UdpStream:
+    """Send probes to the reflector at a fixed rate and collect the echoes.
+
+    Use ``async with UdpStream(...)``; call ``start_flow(name, key)`` at each phase and
+    ``finish()`` at the end to get one ``FlowResult`` per flow.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        settings: StreamSettings = StreamSettings(),
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._address = (host, port)
+        self._settings = settings
+        self._clock_ns = clock_ns
+        self._monotonic = monotonic
+        self._flows: list[_Flow] = []
+        self._flow_by_key: dict[bytes, _Flow] = {}
+        self._sock: socket.socket | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._stats_event = asyncio.Event()
+        self._max_rtt_ns = 0
+
+    async def __aenter__(self) -> UdpStream:
+        family = socket.getaddrinfo(self._address[0], self._address[1], type=socket.SOCK_DGRAM)[0][0]
+        self._sock = open_udp_socket("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
+        # connect() filters out datagrams from anyone but the reflector.
+        self._sock.connect(self._address)
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop_sending()
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def start_flow(self, name: str, key: bytes) -> None:
+        """From now on, probes belong to a new flow with its own key and sequence numbers."""
+        flow = _Flow(name, key)
+        self._flows.append(flow)
+        self._flow_by_key[key] = flow
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop())
+
+    async def finish(self) -> list[FlowResult]:
+        """Stop sending, wait for late echoes, fetch the reflector's totals, and analyse."""
+        await self._stop_sending()
+        drain = min(self._settings.drain_max_s, max(self._settings.drain_min_s, 3 * self._max_rtt_ns / 1e9))
+        await asyncio.sleep(drain)
+        await self._request_stats()
+        return [analyse_flow(flow) for flow in self._flows]
+
+    async def _stop_sending(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            try:
+                await self._sender
+            except asyncio.CancelledError:
+                pass
+            self._sender = None
+
+    async def _send_loop(self) -> None:
+        interval = self._settings.interval_ms / 1000
+        next_send = self._monotonic()
+        while True:
+            flow = self._flows[-1]
+            seq = len(flow.sent_ns)
+            sent_ns = self._clock_ns()
+            packet = wire.build_packet(wire.PROBE, flow.key, seq, sent_ns, self._settings.packet_bytes)
+            flow.sent_ns.append(sent_ns)
+            self._send(packet)
+            next_send += interval
+            delay = next_send - self._monotonic()
+            if delay < -interval:
+                # The loop stalled for more than a packet: resume the rhythm from now instead
+                # of sending a burst that no call would send.
+                next_send = self._monotonic()
+                delay = 0
+            await asyncio.sleep(max(0.0, delay))
+
+    def _send(self, packet: bytes | bytearray) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.send(packet)
+        except (BlockingIOError, InterruptedError):
+            pass  # a full socket buffer is local loss; it shows up as upstream loss
+        except OSError:
+            pass  # e.g. ICMP port unreachable from an earlier packet; counted as loss
+
+    async def _request_stats(self) -> None:
+        pending = [flow for flow in self._flows if flow.sent_ns]
+        for _ in range(STATS_ATTEMPTS):
+            pending = [flow for flow in pending if flow.stats is None]
+            if not pending:
+                return
+            self._stats_event.clear()
+            for flow in pending:
+                self._send(wire.build_packet(wire.STATS_REQUEST, flow.key, 0, self._clock_ns(), wire.MIN_PACKET_BYTES))
+            try:
+                await asyncio.wait_for(self._stats_event.wait(), STATS_INTERVAL_S)
+                await asyncio.sleep(0.02)  # let the other flows' replies in
+            except TimeoutError:
+                pass
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        for _ in range(256):
+            try:
+                data, _sender, recv_ns = recv_timestamped(self._sock)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # ICMP errors (port unreachable) surface here; loss accounts for them
+            self._handle(data, recv_ns)
+
+    def _handle(self, data: bytes, recv_ns: int) -> None:
+        try:
+            header = wire.parse_header(data)
+        except wire.MalformedPacket:
+            return
+        flow = self._flow_by_key.get(header.key)
+        if flow is None:
+            return
+        if header.kind == wire.STATS_REPLY:
+            flow.stats = wire.read_stats(data)
+            self._stats_event.set()
+            return
+        if header.kind != wire.ECHO or header.seq >= len(flow.sent_ns):
+            return
+        if header.seq in flow.echoes:
+            flow.duplicate_echoes += 1
+            return
+        reflector_recv_ns, reflector_send_ns, _distinct = wire.read_echo(data)
+        flow.echoes[header.seq] = _Echo(recv_ns, reflector_recv_ns, reflector_send_ns)
+        flow.arrival_order.append(header.seq)
+        if header.seq < flow.highest_echo:
+            flow.reordered_echoes += 1
+        else:
+            flow.highest_echo = header.seq
+        rtt = (recv_ns - flow.sent_ns[header.seq]) - (reflector_send_ns - reflector_recv_ns)
+        self._max_rtt_ns = max(self._max_rtt_ns, rtt)
+
+
+def analyse_flow(flow: _Flow) -> FlowResult:
+    sent = len(flow.sent_ns)
+    received = len(flow.echoes)
+    rtts: list[tuple[int, float]] = []
+    for seq in sorted(flow.echoes):
+        echo = flow.echoes[seq]
+        rtt_ns = (echo.client_recv_ns - flow.sent_ns[seq]) - (echo.reflector_send_ns - echo.reflector_recv_ns)
+        if rtt_ns >= 0:  # a negative RTT means the wall clock stepped mid-packet: drop that sample
+            rtts.append((seq, rtt_ns / 1e6))
+
+    # Upstream: sender = this machine, receiver = reflector, in the reflector's arrival order.
+    up_order = sorted(flow.echoes, key=lambda seq: flow.echoes[seq].reflector_recv_ns)
+    jitter_up = rfc3550_jitter([(flow.sent_ns[s], flow.echoes[s].reflector_recv_ns) for s in up_order])
+    # Downstream: sender = reflector, receiver = this machine, in our arrival order.
+    jitter_down = rfc3550_jitter(
+        [(flow.echoes[s].reflector_send_ns, flow.echoes[s].client_recv_ns) for s in flow.arrival_order]
+    )
+
+    reflected: int | None = None
+    duplicates_up = reordered_up = 0
+    if flow.stats is not None:
+        reflected, duplicates_up, reordered_up, _highest = flow.stats
+        reflected = min(reflected, sent)
+    elif received:
+        # Without the reflector's totals, echoes prove at least this many arrived; the split is
+        # then an estimate that puts all unexplained loss upstream.
+        reflected = received
+    loss_up = loss_down = None
+    ci_up = ci_down = None
+    if reflected is not None and sent:
+        lost_up = sent - reflected
+        lost_down = max(0, reflected - received)
+        loss_up = lost_up / sent
+        ci_up = wilson_interval(lost_up, sent)
+        if reflected:
+            loss_down = lost_down / reflected
+            ci_down = wilson_interval(lost_down, reflected)
+    return FlowResult(
+        name=flow.name,
+        sent=sent,
+        received=received,
+        reflected=reflected if flow.stats is not None else None,
+        rtt_samples=tuple(rtts),
+        jitter_up_ms=None if jitter_up is None else jitter_up / 1e6,
+        jitter_down_ms=None if jitter_down is None else jitter_down / 1e6,
+        loss_up=loss_up,
+        loss_down=loss_down,
+        loss_up_ci95=ci_up,
+        loss_down_ci95=ci_down,
+        reordered_up=reordered_up,
+        reordered_down=max(0, flow.reordered_echoes - reordered_up),
+        duplicates_up=duplicates_up,
+        duplicates_down=max(0, flow.duplicate_echoes - duplicates_up),
+    )

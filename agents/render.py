@@ -1,0 +1,116 @@
+"""Terminal output for the check: a progress line per phase, then verdict, fixes, numbers."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from sessionready.schema import CheckReport
+
+# Colour plus a symbol and a word: never colour alone (colour-blind safe, and plain logs).
+VERDICT_STYLE = {
+    "ready": ("✔", "READY", "bold green", "Your connection looks good for a video session."),
+    "at_risk": ("!", "AT RISK", "bold yellow", "The session may have glitches. The fixes below help."),
+    "not_ready": ("✖", "NOT READY", "bold red", "A video session is likely to fail. Please try the fixes below."),
+}
+SEVERITY_MARK = {"critical": ("✖", "red"), "warning": ("!", "yellow"), "info": ("i", "cyan")}
+
+
+class TerminalProgress:
+    """A live line per phase on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> TerminalProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def phase_started(self, name: str, label: str, expected_s: float) -> None:
+        self._tasks[name] = self._progress.add_task(label, total=None)
+
+    def phase_finished(self, name: str, summary: str) -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            self._progress.update(task, total=1, completed=1)
+
+
+def _value(value: float | None, unit: str, digits: int = 1) -> str:
+    return "not measured" if value is None else f"{value:.{digits}f} {unit}"
+
+
+def _increase(value: float | None) -> str:
+    return "not measured" if value is None else f"{max(0.0, value):+.1f} ms"
+
+
+def _percent(value: float | None) -> str:
+    return "not measured" if value is None else f"{value * 100:.2f} %"
+
+
+def render_report(console: Console, report: CheckReport, submit_note: str) -> None:
+    symbol, word, style, sentence = VERDICT_STYLE[report.verdict]
+    console.print()
+    console.print(Text(f" {symbol} {word} ", style=f"{style} reverse"), Text(f" {sentence}", style=style))
+    if report.reasons:
+        console.print()
+        for reason in report.reasons:
+            mark, colour = SEVERITY_MARK[reason.severity]
+            console.print(Text(f" {mark} ", style=colour), Text(reason.message, style="bold"))
+            console.print(Text(f"    What to do: {reason.fix}"))
+    network = report.network
+    table = Table(title="Measurements (this computer ↔ the monitor)", title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column("what", style="dim")
+    table.add_column("value")
+    if network.rtt_ms:
+        table.add_row("Round trip", f"{network.rtt_ms.p50:.1f} ms typical (min {network.rtt_ms.min:.1f}, 95 % under {network.rtt_ms.p95:.1f})")
+    else:
+        table.add_row("Round trip", "not measured")
+    if network.jitter_ms:
+        table.add_row("Jitter", f"up {_value(network.jitter_ms.up, 'ms')}, down {_value(network.jitter_ms.down, 'ms')}")
+    if network.loss:
+        loss = network.loss
+        table.add_row(
+            "Packet loss",
+            f"up {_percent(loss.up)} (95 % CI {loss.up_ci95[0] * 100:.1f}–{loss.up_ci95[1] * 100:.1f} %), "
+            f"down {_percent(loss.down)} (95 % CI {loss.down_ci95[0] * 100:.1f}–{loss.down_ci95[1] * 100:.1f} %)",
+        )
+    table.add_row("Packets", f"{network.packets.sent} sent, {network.packets.received} came back")
+    table.add_row("Download", _value(network.throughput_mbps.down, "Mbit/s"))
+    table.add_row("Upload", _value(network.throughput_mbps.up, "Mbit/s"))
+    table.add_row(
+        "Delay when busy",
+        f"{_increase(network.loaded_latency_ms.down)} downloading, {_increase(network.loaded_latency_ms.up)} uploading",
+    )
+    quality = report.quality
+    table.add_row("Call quality", f"MOS {_value(quality.mos, '', 2).strip()} (R {_value(quality.r_factor, '', 0).strip()}), video up to {quality.video_tier.replace('_', ' ')}")
+    for target in report.targets:
+        if target.connect_ms:
+            table.add_row(f"Connect to {target.target}", f"{target.connect_ms.p50:.1f} ms typical ({target.failures} of {target.attempts} failed)")
+        else:
+            table.add_row(f"Connect to {target.target}", target.error or "failed")
+    if report.speedtest is not None:
+        st = report.speedtest
+        if st.available:
+            table.add_row("speedtest.net", f"down {_value(st.download_mbps, 'Mbit/s')}, up {_value(st.upload_mbps, 'Mbit/s')}, ping {_value(st.ping_ms, 'ms')} ({st.server})")
+        else:
+            table.add_row("speedtest.net", f"unavailable: {st.error}")
+    for error in (network.udp_error, network.throughput_error):
+        if error:
+            table.add_row("Problem", error)
+    console.print()
+    console.print(table)
+    console.print()
+    console.print(Text(f"Check {report.check_id} took {report.duration_s:.1f} s. {submit_note}", style="dim"))

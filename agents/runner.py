@@ -1,0 +1,64 @@
+"""The one wrapper every probe phase runs in: progress, timing, a timeout, and errors as data."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("sessionready.agent")
+
+
+class Progress(Protocol):
+    """How a long-running check tells a person where it is. Implementations must not raise."""
+
+    def phase_started(self, name: str, label: str, expected_s: float) -> None: ...
+    def phase_finished(self, name: str, summary: str) -> None: ...
+
+
+class QuietProgress:
+    def phase_started(self, name: str, label: str, expected_s: float) -> None:
+        pass
+
+    def phase_finished(self, name: str, summary: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PhaseOutcome(Generic[T]):
+    name: str
+    value: T | None
+    error: str | None
+    duration_s: float
+
+
+async def run_phase(
+    name: str,
+    label: str,
+    work: Awaitable[T],
+    *,
+    expected_s: float,
+    timeout_s: float,
+    progress: Progress,
+) -> PhaseOutcome[T]:
+    """Await ``work`` with a timeout. A timeout or an unexpected error becomes ``error``."""
+    progress.phase_started(name, label, expected_s)
+    started = time.monotonic()
+    value: T | None = None
+    error: str | None = None
+    try:
+        value = await asyncio.wait_for(work, timeout_s)
+    except TimeoutError:
+        error = f"{label} did not finish within {timeout_s:g} s"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a probe bug must not take the whole check down
+        log.debug("phase %s failed", name, exc_info=True)
+        error = f"{label} failed unexpectedly ({exc.__class__.__name__})"
+    duration = time.monotonic() - started
+    progress.phase_finished(name, error or "done")
+    return PhaseOutcome(name, value, error, duration)

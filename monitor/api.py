@@ -1,0 +1,124 @@
+"""Handlers for ingest and read-back of checks, health, metrics and the API description."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor import keys
+from monitor.auth import require_role
+from monitor.errors import ApiError
+from monitor.openapi import openapi_document
+from monitor.store import StoredCheck
+from sessionready import quality
+from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
+from sessionready.typed import SchemaError, decode, encode
+
+MAX_LIST = 500
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    require_role(request[keys.AGENT], "metrics")
+    registry = request.app[keys.METRICS].registry
+    body = await asyncio.to_thread(generate_latest, registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def whoami(request: web.Request) -> web.Response:
+    agent: keys.TokenInfo = request[keys.AGENT]
+    return web.json_response({"agent_id": agent.token_id, "role": agent.role, "participant_id": agent.participant_id})
+
+
+def parse_report(body: bytes) -> CheckReport:
+    """Strictly validate a posted check; ApiError 400 names the first offending field."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    try:
+        report = decode(CheckReport, data)
+    except SchemaError as error:
+        raise ApiError(400, "invalid_field", error.message, error.path or None) from None
+    for index, reason in enumerate(report.reasons):
+        if reason.code not in quality.REASON_CODES:
+            raise ApiError(400, "invalid_field", f"unknown reason code '{reason.code}'", f"reasons[{index}].code")
+    return report
+
+
+async def post_check(request: web.Request) -> web.Response:
+    agent: keys.TokenInfo = request[keys.AGENT]
+    require_role(agent, "client", "therapist")
+    app_metrics = request.app[keys.METRICS]
+    started = time.perf_counter()
+    try:
+        body = await request.read()
+        report = parse_report(body)
+    except (ApiError, web.HTTPRequestEntityTooLarge):
+        app_metrics.ingest.labels("rejected").inc()
+        raise
+    # Store the canonical re-encoding, never the raw body: only schema fields are kept.
+    stored = await asyncio.to_thread(
+        request.app[keys.STORE].add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), time.time()
+    )
+    app_metrics.ingest.labels("accepted" if stored else "duplicate").inc()
+    app_metrics.ingest_seconds.observe(time.perf_counter() - started)
+    return web.json_response(
+        {"check_id": report.check_id, "stored": stored, "duplicate": not stored}, status=201 if stored else 200
+    )
+
+
+def _visible(agent: keys.TokenInfo, check: StoredCheck) -> bool:
+    # An agent sees the checks of its own participant (all of that person's machines).
+    return check.participant_id == agent.participant_id
+
+
+def _check_json(check: StoredCheck) -> dict[str, object]:
+    return {"agent_id": check.agent_id, "participant_id": check.participant_id, "received_at": check.received_at, "report": check.report}
+
+
+async def get_check(request: web.Request) -> web.Response:
+    agent: keys.TokenInfo = request[keys.AGENT]
+    require_role(agent, "client", "therapist")
+    check_id = request.match_info["check_id"]
+    if not _matches(CHECK_ID_PATTERN, check_id):
+        raise ApiError(400, "bad_parameter", "a check id is 32 lowercase hex characters", "check_id")
+    check = await asyncio.to_thread(request.app[keys.STORE].get_check, check_id)
+    if check is None or not _visible(agent, check):
+        # The same answer for "absent" and "not yours": ids of others' checks do not leak.
+        raise ApiError(404, "not_found", "no such check")
+    return web.json_response(_check_json(check))
+
+
+async def agent_checks(request: web.Request) -> web.Response:
+    agent: keys.TokenInfo = request[keys.AGENT]
+    require_role(agent, "client", "therapist")
+    agent_id = request.match_info["agent_id"]
+    if not _matches(ID_PATTERN, agent_id):
+        raise ApiError(400, "bad_parameter", "an agent id is letters, digits, '.', '_' or '-'", "agent_id")
+    raw_limit = request.query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+        raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_LIST}", "limit")
+    if agent_id != agent.token_id:
+        tokens = await asyncio.to_thread(request.app[keys.STORE].list_tokens)
+        owner = next((t for t in tokens if t.token_id == agent_id), None)
+        if owner is None or owner.participant_id != agent.participant_id:
+            raise ApiError(404, "not_found", "no such agent")
+    checks = await asyncio.to_thread(request.app[keys.STORE].checks_for_agent, agent_id, int(raw_limit))
+    return web.json_response({"agent_id": agent_id, "checks": [_check_json(c) for c in checks]})
+
+
+def _matches(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None

@@ -1,0 +1,131 @@
+"""The monitor application: ``create_app(config)`` and the process that serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from monitor import api, keys, probe
+from monitor.auth import RateLimiter, auth_middleware
+from monitor.config import MonitorConfig
+from monitor.errors import ApiError, json_error
+from monitor.logs import JsonAccessLogger
+from monitor.metrics import build_metrics
+from monitor.reflector import Reflector, ReflectorServer
+from monitor.store import Store, open_store
+
+log = logging.getLogger("sessionready.monitor")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error leaves as JSON; nothing internal (no traceback) reaches a client."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except web.HTTPRequestEntityTooLarge as error:
+        return json_error(413, "too_large", f"the body is larger than the {error.max_size} bytes allowed")
+    except web.HTTPMethodNotAllowed as error:
+        return json_error(405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}")
+    except web.HTTPNotFound:
+        return json_error(404, "not_found", "no such endpoint")
+    except web.HTTPException as error:
+        if error.status >= 400:
+            return json_error(error.status, "http_error", error.reason)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal_error", "the monitor hit an internal error; it has been logged")
+
+
+def create_app(config: MonitorConfig, store: Store | None = None) -> web.Application:
+    """The monitor's web application. Opens the store and the UDP reflector on startup.
+
+    ``store`` may be given (tests, other back-ends); it is then not closed by the app.
+    """
+    app = web.Application(
+        client_max_size=config.max_report_bytes,
+        middlewares=[error_middleware, auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT)],
+    )
+    app[keys.CONFIG] = config
+    app[keys.PROBE_LIMITER] = RateLimiter(config.probe_requests_per_minute)
+    app.cleanup_ctx.append(_store_context(config, store))
+    app.cleanup_ctx.append(_reflector_context)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/api/v1/openapi.json", api.openapi)
+    app.router.add_get("/api/v1/whoami", api.whoami)
+    app.router.add_post("/api/v1/checks", api.post_check)
+    app.router.add_get("/api/v1/checks/{check_id}", api.get_check)
+    app.router.add_get("/api/v1/agents/{agent_id}/checks", api.agent_checks)
+    app.router.add_post("/api/v1/probe/session", probe.probe_session)
+    app.router.add_get("/api/v1/probe/download", probe.download)
+    app.router.add_post("/api/v1/probe/upload", probe.upload)
+    return app
+
+
+def _store_context(config: MonitorConfig, given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        store = given if given is not None else await asyncio.to_thread(open_store, config.data_path)
+        app[keys.STORE] = store
+        app[keys.PROBE_SECRET] = await asyncio.to_thread(store.probe_secret)
+        app[keys.RANDOM_BLOCK] = os.urandom(probe.RANDOM_BLOCK_BYTES)
+        yield
+        if given is None:
+            store.close()
+
+    return context
+
+
+async def _reflector_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    reflector = Reflector(app[keys.PROBE_SECRET], max_flows=config.max_udp_flows)
+    server = ReflectorServer(reflector, config.host, config.port)
+    app[keys.REFLECTOR] = reflector
+    app[keys.REFLECTOR_SERVER] = server
+    app[keys.METRICS] = build_metrics(lambda: reflector.counters, app[keys.STORE].latest_check_per_agent)
+    yield
+    server.close()
+
+
+def ssl_context(config: MonitorConfig) -> ssl.SSLContext | None:
+    if not config.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def serve(config: MonitorConfig, ready: Callable[[str, tuple[str, int]], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly (open requests get a few seconds)."""
+    tls = ssl_context(config)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=tls)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the only way to learn an ephemeral port
+        port = sockets[0].getsockname()[1] if sockets else config.port
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        url = f"{'https' if tls else 'http'}://{host}:{port}"
+        if ready is not None:
+            ready(url, app[keys.REFLECTOR_SERVER].address)
+        await stop.wait()
+        log.info("stopping on signal")
+    finally:
+        await runner.cleanup()

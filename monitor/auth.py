@@ -1,0 +1,85 @@
+"""Bearer-token authentication and per-token rate limits for the monitor's HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from monitor.errors import ApiError, json_error
+from monitor.store import Store, TokenInfo
+
+# Paths anyone may read: liveness and the API description.
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.AppKey) -> Callable:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return json_error(
+                401,
+                "unauthenticated",
+                "this endpoint needs an agent token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": 'Bearer realm="sessionready"'},
+            )
+        info = await asyncio.to_thread(store_of(request).authenticate, token.strip())
+        if info is None:
+            return json_error(
+                401,
+                "invalid_token",
+                "the token is not valid or has been revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="sessionready", error="invalid_token"'},
+            )
+        request[agent_key] = info
+        return await handler(request)
+
+    return middleware
+
+
+def require_role(info: TokenInfo, *roles: str) -> None:
+    if info.role not in roles:
+        raise ApiError(403, "forbidden", f"a {info.role} token may not do this (needs: {', '.join(roles)})")
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests, refilled continuously, bursts up to the same.
+
+    Kept in the process: with several monitors behind a balancer each enforces its own share.
+    """
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: dict[str, _Bucket] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._buckets.clear()
+            bucket = self._buckets[key] = _Bucket(self._capacity, now)
+        bucket.tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True

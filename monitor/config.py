@@ -1,0 +1,77 @@
+"""The monitor's configuration: TOML table ``[monitor]``; command-line flags override it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from sessionready.config import ConfigError, decode_section, read_toml, section_of
+from sessionready.typed import limits
+
+DEFAULT_PORT = 8470
+HOST_PORT_PATTERN = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Everything the monitor needs to start. Defaults are the embedded, single-machine set-up."""
+
+    host: str = field(default="127.0.0.1", metadata=limits(max_len=255))
+    # HTTP and the UDP reflector use the same port number (TCP and UDP).
+    port: int = field(default=DEFAULT_PORT, metadata=limits(ge=0, le=65535))
+    # Where the SQLite store and the probe-key secret live; "" = the platform default.
+    data_dir: str = field(default="", metadata=limits(max_len=4096))
+    # host:port clients should send UDP probes to, when it differs from the monitor's own
+    # address (NAT, a UDP load balancer); "" = the host the client used for HTTP and `port`.
+    advertise_udp: str = field(default="", metadata=limits(max_len=262, pattern=f"({HOST_PORT_PATTERN})?"))
+    # HTTPS: both or neither. Without them the monitor serves plain HTTP and should stay on
+    # loopback or behind a TLS proxy (docs/deployment.md).
+    tls_cert: str = field(default="", metadata=limits(max_len=4096))
+    tls_key: str = field(default="", metadata=limits(max_len=4096))
+    probe_key_ttl_s: int = field(default=300, metadata=limits(ge=10, le=86_400))
+    max_download_bytes: int = field(default=1 << 30, metadata=limits(ge=1 << 20, le=1 << 40))
+    max_upload_bytes: int = field(default=1 << 30, metadata=limits(ge=1 << 20, le=1 << 40))
+    # Per token, for the probe endpoints (key, download, upload). A check uses about ten.
+    probe_requests_per_minute: int = field(default=120, metadata=limits(ge=1, le=100_000))
+    max_report_bytes: int = field(default=256 * 1024, metadata=limits(ge=4096, le=64 << 20))
+    max_udp_flows: int = field(default=4096, metadata=limits(ge=16, le=1_000_000))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key must be given together")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
+def default_data_dir() -> Path:
+    """systemd's StateDirectory when run as a service, else the user's data directory."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "sessionready" / "monitor"
+
+
+def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
+    """The config file's ``[monitor]`` table (if a file is given) with non-None overrides applied."""
+    table: dict[str, object] = {}
+    if path is not None:
+        document = read_toml(path)
+        table = dict(section_of(document, path, "monitor", {"monitor"}))
+    table.update({key: value for key, value in overrides.items() if value is not None})
+    source = path if path is not None else "command line"
+    return decode_section(MonitorConfig, table, source, "monitor")
+
+
+def with_port(config: MonitorConfig, port: int) -> MonitorConfig:
+    return replace(config, port=port)

@@ -1,0 +1,23 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from monitor.auth import RateLimiter
+from monitor.config import MonitorConfig
+from monitor.metrics import MonitorMetrics
+from monitor.reflector import Reflector, ReflectorServer
+from monitor.store import Store, TokenInfo
+
+CONFIG = web.AppKey("config", MonitorConfig)
+STORE = web.AppKey("store", Store)
+REFLECTOR = web.AppKey("reflector", Reflector)
+REFLECTOR_SERVER = web.AppKey("reflector_server", ReflectorServer)
+METRICS = web.AppKey("metrics", MonitorMetrics)
+PROBE_LIMITER = web.AppKey("probe_limiter", RateLimiter)
+PROBE_SECRET = web.AppKey("probe_secret", bytes)
+RANDOM_BLOCK = web.AppKey("random_block", bytes)
+AGENT = "sessionready.agent"  # request key: the authenticated TokenInfo
+
+__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "AGENT", "TokenInfo"]

@@ -1,0 +1,121 @@
+"""Prometheus metrics: a registry per application, collectors read their sources at scrape time.
+
+Names follow Prometheus conventions: base units (seconds, bytes, ratios), ``_total`` for
+counters. The per-agent series come from the store at scrape time, so every monitor process
+sharing a store exports the same latest values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from monitor.reflector import ReflectorCounters
+from monitor.store import StoredCheck
+
+VERDICTS = ("ready", "at_risk", "not_ready")
+
+
+@dataclass(frozen=True)
+class MonitorMetrics:
+    registry: CollectorRegistry
+    ingest: Counter  # labels: result = accepted | duplicate | rejected
+    ingest_seconds: Histogram
+
+
+def build_metrics(
+    reflector_counters: Callable[[], ReflectorCounters],
+    latest_checks: Callable[[], list[StoredCheck]],
+) -> MonitorMetrics:
+    registry = CollectorRegistry()
+    ingest = Counter(
+        "sessionready_ingest_checks",
+        "Check reports posted to the monitor, by outcome.",
+        ["result"],
+        registry=registry,
+    )
+    for result in ("accepted", "duplicate", "rejected"):
+        ingest.labels(result)  # export zeros from the start, so rates work from the first scrape
+    ingest_seconds = Histogram(
+        "sessionready_ingest_duration_seconds",
+        "Time to validate and store one check report.",
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    )
+    registry.register(ReflectorCollector(reflector_counters))
+    registry.register(LatestCheckCollector(latest_checks))
+    return MonitorMetrics(registry, ingest, ingest_seconds)
+
+
+class ReflectorCollector:
+    def __init__(self, counters: Callable[[], ReflectorCounters]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterable[Metric]:
+        counters = self._counters()
+        family = CounterMetricFamily(
+            "sessionready_reflector_packets",
+            "UDP datagrams handled by the reflector, by outcome.",
+            labels=["result"],
+        )
+        family.add_metric(["answered"], counters.answered)
+        family.add_metric(["dropped_bad_key"], counters.dropped_bad_key)
+        family.add_metric(["dropped_malformed"], counters.dropped_malformed)
+        family.add_metric(["send_failed"], counters.send_failed)
+        yield family
+
+
+class LatestCheckCollector:
+    """The most recent check of every agent whose token is not revoked."""
+
+    def __init__(self, latest_checks: Callable[[], list[StoredCheck]]) -> None:
+        self._latest_checks = latest_checks
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["agent_id", "participant_id"]
+
+        def gauge(name: str, documentation: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"sessionready_check_{name}", documentation, labels=labels + list(extra))
+
+        timestamp = gauge("timestamp_seconds", "When the monitor received the latest check (unix time).")
+        duration = gauge("duration_seconds", "How long the latest check ran.")
+        verdict = gauge("verdict", "Latest check's verdict: 1 for the verdict it had, 0 for the others.", ("verdict",))
+        rtt = gauge("rtt_seconds", "Round-trip time to the monitor in the latest check.", ("stat",))
+        jitter = gauge("jitter_seconds", "RFC 3550 interarrival jitter in the latest check.", ("direction",))
+        loss = gauge("loss_ratio", "Packet loss ratio in the latest check.", ("direction",))
+        throughput = gauge("throughput_bytes_per_second", "Sustained TCP throughput in the latest check.", ("direction",))
+        loaded = gauge(
+            "loaded_latency_increase_seconds",
+            "Increase of median RTT over idle while the link was busy (bufferbloat).",
+            ("direction",),
+        )
+        mos = gauge("mos", "Expected audio MOS (1 to 4.5) from the ITU-T G.107 E-model.")
+        r_factor = gauge("r_factor", "ITU-T G.107 transmission rating R (0 to 100).")
+        for check in self._latest_checks():
+            key = [check.agent_id, check.participant_id]
+            report = check.report
+            network = report["network"]
+            timestamp.add_metric(key, check.received_at)
+            duration.add_metric(key, report["duration_s"])
+            for name in VERDICTS:
+                verdict.add_metric(key + [name], 1.0 if report["verdict"] == name else 0.0)
+            if network["rtt_ms"]:
+                for stat in ("min", "p50", "p95"):
+                    rtt.add_metric(key + [stat], network["rtt_ms"][stat] / 1000)
+            for direction in ("up", "down"):
+                if network["jitter_ms"] and network["jitter_ms"][direction] is not None:
+                    jitter.add_metric(key + [direction], network["jitter_ms"][direction] / 1000)
+                if network["loss"]:
+                    loss.add_metric(key + [direction], network["loss"][direction])
+                if network["throughput_mbps"][direction] is not None:
+                    throughput.add_metric(key + [direction], network["throughput_mbps"][direction] * 1e6 / 8)
+                if network["loaded_latency_ms"][direction] is not None:
+                    loaded.add_metric(key + [direction], network["loaded_latency_ms"][direction] / 1000)
+            if report["quality"]["mos"] is not None:
+                mos.add_metric(key, report["quality"]["mos"])
+            if report["quality"]["r_factor"] is not None:
+                r_factor.add_metric(key, report["quality"]["r_factor"])
+        yield from (timestamp, duration, verdict, rtt, jitter, loss, throughput, loaded, mos, r_factor)

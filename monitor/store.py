@@ -1,0 +1,218 @@
+"""The monitor's store: an interface and its embedded SQLite implementation.
+
+Everything the monitor keeps goes through ``Store``, so that several monitor processes can
+later share one PostgreSQL database without the rest of the code knowing. Methods are
+synchronous and short; the web handlers call them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sessionready.schema import CheckReport
+
+ROLES = ("client", "therapist", "metrics")
+TOKEN_PREFIX = "sr1"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An agent's credential, minus the secret. ``token_id`` doubles as the agent id."""
+
+    token_id: str
+    role: str
+    participant_id: str
+    created_at: float  # unix seconds
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    check_id: str
+    agent_id: str
+    participant_id: str
+    session_id: str | None
+    received_at: float  # unix seconds, the monitor's clock
+    report: dict[str, object]  # the validated report as JSON
+
+
+class Store(Protocol):
+    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]: ...
+    def revoke_token(self, token_id: str) -> bool: ...
+    def list_tokens(self) -> list[TokenInfo]: ...
+    def authenticate(self, token: str) -> TokenInfo | None: ...
+    def probe_secret(self) -> bytes: ...
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool: ...
+    def get_check(self, check_id: str) -> StoredCheck | None: ...
+    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]: ...
+    def latest_check_per_agent(self) -> list[StoredCheck]: ...
+    def close(self) -> None: ...
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 bits of randomness, so a plain SHA-256 is enough: there is nothing to
+    # brute-force that a slow KDF would protect.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checks (
+    check_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES tokens(token_id),
+    participant_id TEXT NOT NULL,
+    session_id TEXT,
+    received_at REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_by_agent ON checks (agent_id, received_at);
+"""
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
+
+    Other processes (the token command while the monitor runs) may open the same file: WAL
+    lets them read and write without blocking the monitor for long.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        token_id = secrets.token_hex(6)
+        token = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+        info = TokenInfo(token_id, role, participant_id, time.time(), None)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (token_id, hash_token(token), role, participant_id, info.created_at),
+            )
+        return info, token
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (time.time(), token_id)
+            )
+            return cursor.rowcount == 1
+
+    def list_tokens(self) -> list[TokenInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens ORDER BY created_at"
+            ).fetchall()
+        return [TokenInfo(*row) for row in rows]
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens"
+                " WHERE token_hash = ? AND revoked_at IS NULL",
+                (hash_token(token),),
+            ).fetchone()
+        return TokenInfo(*row) if row else None
+
+    def probe_secret(self) -> bytes:
+        # Kept in the store, not in a local file, so every monitor sharing the store accepts
+        # the probe keys any of them issued.
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = 'probe_key'").fetchone()
+            if row:
+                return bytes(row[0])
+            value = secrets.token_bytes(32)
+            db.execute("INSERT INTO secrets (name, value) VALUES ('probe_key', ?)", (value,))
+            return value
+
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool:
+        """Store a check; False when this check id was already stored (a retry), which changes nothing."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO checks (check_id, agent_id, participant_id, session_id, received_at, verdict, report)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.check_id,
+                    agent.token_id,
+                    agent.participant_id,
+                    report.session_id,
+                    received_at,
+                    report.verdict,
+                    report_json,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def get_check(self, check_id: str) -> StoredCheck | None:
+        rows = self._select_checks("WHERE check_id = ?", (check_id,))
+        return rows[0] if rows else None
+
+    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]:
+        return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (agent_id, limit))
+
+    def latest_check_per_agent(self) -> list[StoredCheck]:
+        return self._select_checks(
+            "WHERE rowid IN (SELECT rowid FROM checks c WHERE c.received_at ="
+            " (SELECT MAX(received_at) FROM checks d WHERE d.agent_id = c.agent_id))"
+            " AND agent_id IN (SELECT token_id FROM tokens WHERE revoked_at IS NULL)",
+            (),
+        )
+
+    def _select_checks(self, where: str, parameters: tuple[object, ...]) -> list[StoredCheck]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT check_id, agent_id, participant_id, session_id, received_at, report FROM checks " + where,
+                parameters,
+            ).fetchall()
+        return [StoredCheck(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(data_dir: Path) -> SQLiteStore:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SQLiteStore(data_dir / "sessionready.sqlite3")

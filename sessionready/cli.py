@@ -1,0 +1,58 @@
+"""The ``sessionready`` command. Sub-commands import their heavy modules only when they run,
+so ``sessionready check`` on a client never loads the monitor's or the dashboard's libraries."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sessionready import __version__
+
+EXIT_OK = 0
+EXIT_READY = 0
+EXIT_AT_RISK = 1
+EXIT_NOT_READY = 2
+EXIT_CANNOT_RUN = 3  # also bad arguments: the command could not do what was asked
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one sentence and exits with EXIT_CANNOT_RUN."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+
+
+def build_parser() -> Parser:
+    from agents.cli import add_check_parser
+    from monitor.cli import add_monitor_parser
+    from sessionready.demo import add_demo_parser
+
+    parser = Parser(
+        prog="sessionready",
+        description="Session-quality monitoring for online therapy.",
+        epilog="Run 'sessionready COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessionready {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    add_check_parser(commands)
+    add_monitor_parser(commands)
+    add_demo_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_CANNOT_RUN
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("sessionready: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

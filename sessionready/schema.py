@@ -1,0 +1,191 @@
+"""The check report: what ``sessionready check --json`` prints and the monitor ingests.
+
+Field names are public API (documented in docs/api.md). Units are in the names: ``_ms``
+milliseconds, ``_mbps`` megabits per second (10^6 bit/s), ``_s`` seconds; loss values are
+ratios within 0..1. Nothing here may identify a person: ids are pseudonymous, there are no
+host names, no process names and no free text typed by anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sessionready.typed import limits
+
+SCHEMA_VERSION = 1
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # pseudonymous ids: sessions, participants
+CHECK_ID_PATTERN = r"[0-9a-f]{32}"
+MAX_MS = 600_000.0  # ten minutes: anything longer is not a network delay
+MAX_MBPS = 100_000.0
+MAX_PACKETS = 10_000_000
+MAX_TEXT = 400
+
+Ms = float
+Ratio = float
+
+_ms = limits(ge=0, le=MAX_MS)
+_ratio = limits(ge=0, le=1)
+_mbps = limits(ge=0, le=MAX_MBPS)
+_count = limits(ge=0, le=MAX_PACKETS)
+_text = limits(max_len=MAX_TEXT)
+
+
+@dataclass(frozen=True)
+class RttMs:
+    """Round-trip time in milliseconds."""
+
+    min: float = field(metadata=_ms)
+    p50: float = field(metadata=_ms)
+    p95: float = field(metadata=_ms)
+
+
+@dataclass(frozen=True)
+class DirectionMs:
+    """A delay value per direction in milliseconds; up = this machine to the monitor."""
+
+    up: float | None = field(metadata=_ms)
+    down: float | None = field(metadata=_ms)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Packet loss ratio per direction (0..1) with its Wilson 95 % confidence interval."""
+
+    up: float = field(metadata=_ratio)
+    down: float = field(metadata=_ratio)
+    up_ci95: tuple[float, float] = field(metadata=_ratio)
+    down_ci95: tuple[float, float] = field(metadata=_ratio)
+
+
+@dataclass(frozen=True)
+class Packets:
+    """Probe packets: sent by this machine, received back as echoes, and received by the reflector."""
+
+    sent: int = field(metadata=_count)
+    received: int = field(metadata=_count)
+    reflected: int = field(metadata=_count)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A packet count per direction."""
+
+    up: int = field(metadata=_count)
+    down: int = field(metadata=_count)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Sustained throughput in megabits per second, TCP ramp-up excluded."""
+
+    down: float | None = field(metadata=_mbps)
+    up: float | None = field(metadata=_mbps)
+
+
+@dataclass(frozen=True)
+class LoadedLatency:
+    """Increase of median round-trip time over the idle median while downloading / uploading (ms).
+
+    Negative values are possible by chance and kept: they mean "no increase"."""
+
+    down: float | None = field(metadata=limits(ge=-MAX_MS, le=MAX_MS))
+    up: float | None = field(metadata=limits(ge=-MAX_MS, le=MAX_MS))
+
+
+@dataclass(frozen=True)
+class Network:
+    """Measured between this machine and the monitor (``path`` = "monitor")."""
+
+    path: Literal["monitor"]
+    rtt_ms: RttMs | None
+    jitter_ms: DirectionMs | None
+    loss: Loss | None
+    packets: Packets
+    reordered: Counts
+    duplicates: Counts
+    throughput_mbps: Throughput
+    loaded_latency_ms: LoadedLatency
+    udp_error: str | None = field(metadata=_text)
+    throughput_error: str | None = field(metadata=_text)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """TCP-connect round trip to a server of the video platform (``path`` = "target")."""
+
+    target: str = field(metadata=limits(max_len=260, pattern=r"[A-Za-z0-9.:\[\]_-]+:[0-9]{1,5}"))
+    connect_ms: RttMs | None
+    attempts: int = field(metadata=limits(ge=0, le=100))
+    failures: int = field(metadata=limits(ge=0, le=100))
+    error: str | None = field(metadata=_text)
+
+
+@dataclass(frozen=True)
+class Speedtest:
+    """Public-internet throughput from speedtest.net servers (``path`` = "speedtest"); often unavailable."""
+
+    available: bool
+    download_mbps: float | None = field(metadata=_mbps)
+    upload_mbps: float | None = field(metadata=_mbps)
+    ping_ms: float | None = field(metadata=_ms)
+    server: str | None = field(metadata=limits(max_len=200))
+    error: str | None = field(metadata=_text)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why the verdict is not simply "ready", with a fix in plain words."""
+
+    code: str = field(metadata=limits(max_len=64, pattern=r"[a-z][a-z0-9_]*"))
+    severity: Literal["info", "warning", "critical"]
+    message: str = field(metadata=_text)
+    fix: str = field(metadata=_text)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Expected quality: ITU-T G.107 R-factor (0..100), MOS (1..4.5), best sustainable video tier."""
+
+    r_factor: float | None = field(metadata=limits(ge=0, le=100))
+    mos: float | None = field(metadata=limits(ge=1, le=5))
+    video_tier: str = field(metadata=limits(max_len=20, pattern=r"[a-z0-9_]+"))
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """How the check ran, so every number can be explained."""
+
+    udp_seconds: float = field(metadata=limits(ge=0, le=3600))
+    load_seconds: float = field(metadata=limits(ge=0, le=600))
+    ramp_seconds: float = field(metadata=limits(ge=0, le=600))
+    packet_interval_ms: float = field(metadata=limits(ge=1, le=1000))
+    packet_bytes: int = field(metadata=limits(ge=0, le=1472))
+    streams: int = field(metadata=limits(ge=0, le=64))
+
+
+@dataclass(frozen=True)
+class Agent:
+    """The software that ran the check. No host names, no user names."""
+
+    version: str = field(metadata=limits(max_len=32))
+    os: Literal["linux", "macos", "windows", "other"]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """One pre-session check of one end of a session."""
+
+    schema_version: Literal[1]
+    check_id: str = field(metadata=limits(pattern=CHECK_ID_PATTERN))
+    started_at: str = field(metadata=limits(max_len=40, timestamp=True))
+    duration_s: float = field(metadata=limits(ge=0, le=86_400))
+    session_id: str | None = field(metadata=limits(pattern=ID_PATTERN))
+    agent: Agent
+    verdict: Literal["ready", "at_risk", "not_ready"]
+    reasons: tuple[Reason, ...] = field(metadata=limits(max_len=50))
+    network: Network
+    targets: tuple[TargetResult, ...] = field(metadata=limits(max_len=16))
+    speedtest: Speedtest | None
+    quality: Quality
+    settings: CheckSettings

@@ -1,0 +1,242 @@
+"""Strict decoding of JSON and TOML into frozen dataclasses, and JSON Schema from the same classes.
+
+One mechanism serves the wire schema (what the monitor accepts) and the config files (what the
+daemons start with), so both reject the same things the same way: unknown keys, wrong types and
+out-of-range values fail with an error that names the field. Standard library only, because the
+agent and the monitor both import it.
+
+Constraints are declared on a field with ``field(metadata=limits(...))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+T = TypeVar("T")
+
+
+class SchemaError(ValueError):
+    """Input does not match the schema. ``path`` names the offending field, e.g. ``network.loss.up``."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def limits(
+    *,
+    ge: float | None = None,
+    le: float | None = None,
+    max_len: int | None = None,
+    pattern: str | None = None,
+    timestamp: bool = False,
+    doc: str = "",
+) -> dict[str, Any]:
+    """Field metadata: numeric bounds (inclusive), string length and pattern, ISO 8601 timestamps."""
+    return {"ge": ge, "le": le, "max_len": max_len, "pattern": pattern, "timestamp": timestamp, "doc": doc}
+
+
+def decode(cls: type[T], data: object, path: str = "") -> T:
+    """Build ``cls`` from parsed JSON/TOML, rejecting anything the schema does not allow."""
+    return _decode_dataclass(cls, data, path)
+
+
+def encode(value: object) -> object:
+    """The JSON-ready form of a dataclass instance: dicts, lists and scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [encode(item) for item in value]
+    return value
+
+
+def json_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema reference for ``cls``; component schemas are collected into ``definitions``."""
+    name = cls.__name__
+    if name not in definitions:
+        definitions[name] = {}  # placeholder guards against recursion
+        hints = typing.get_type_hints(cls)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for f in dataclasses.fields(cls):
+            properties[f.name] = _type_schema(hints[f.name], f.metadata, definitions)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+        schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        if required:
+            schema["required"] = required
+        if cls.__doc__:
+            schema["description"] = " ".join(cls.__doc__.split())
+        definitions[name] = schema
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _decode_dataclass(cls: type[T], data: object, path: str) -> T:
+    if not isinstance(data, Mapping):
+        raise SchemaError(path, f"expected an object, got {_kind(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise SchemaError(_join(path, str(key)), "unknown field")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        field_path = _join(path, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SchemaError(field_path, "missing required field")
+            continue
+        values[name] = _decode_value(hints[name], data[name], field_path, f.metadata)
+    return cls(**values)
+
+
+def _decode_value(tp: Any, value: object, path: str, meta: Mapping[str, Any]) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in get_args(tp) if arg is not type(None)]
+        if value is None:
+            if len(options) == len(get_args(tp)):
+                raise SchemaError(path, "must not be null")
+            return None
+        if len(options) == 1:
+            return _decode_value(options[0], value, path, meta)
+        raise TypeError(f"unsupported union {tp}")
+    if value is None:
+        raise SchemaError(path, "must not be null")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            raise SchemaError(path, f"must be one of {', '.join(repr(a) for a in allowed)}")
+        return value
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise SchemaError(path, f"expected an array, got {_kind(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            max_len = meta.get("max_len")
+            if max_len is not None and len(value) > max_len:
+                raise SchemaError(path, f"at most {max_len} items allowed, got {len(value)}")
+            return tuple(_decode_value(args[0], item, f"{path}[{i}]", {}) for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise SchemaError(path, f"expected exactly {len(args)} items, got {len(value)}")
+        return tuple(_decode_value(a, item, f"{path}[{i}]", meta) for i, (a, item) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        return _decode_dataclass(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(path, f"expected true or false, got {_kind(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(path, f"expected an integer, got {_kind(value)}")
+        return _check_range(value, path, meta)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(path, f"expected a number, got {_kind(value)}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SchemaError(path, "must be a finite number")
+        return _check_range(float(value), path, meta)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SchemaError(path, f"expected a string, got {_kind(value)}")
+        return _check_string(value, path, meta)
+    raise TypeError(f"unsupported type {tp!r} at {path}")
+
+
+def _check_range(value: float, path: str, meta: Mapping[str, Any]) -> Any:
+    ge, le = meta.get("ge"), meta.get("le")
+    if ge is not None and value < ge:
+        raise SchemaError(path, f"must be >= {ge}, got {value}")
+    if le is not None and value > le:
+        raise SchemaError(path, f"must be <= {le}, got {value}")
+    return value
+
+
+def _check_string(value: str, path: str, meta: Mapping[str, Any]) -> str:
+    max_len = meta.get("max_len")
+    if max_len is not None and len(value) > max_len:
+        raise SchemaError(path, f"at most {max_len} characters allowed, got {len(value)}")
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise SchemaError(path, f"does not match the pattern {pattern}")
+    if meta.get("timestamp"):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise SchemaError(path, "expected an ISO 8601 timestamp") from None
+        if parsed.tzinfo is None:
+            raise SchemaError(path, "timestamp needs a time zone (e.g. 2026-01-31T09:00:00+00:00)")
+    return value
+
+
+def _type_schema(tp: Any, meta: Mapping[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    origin = get_origin(tp)
+    schema: dict[str, Any]
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in get_args(tp) if arg is not type(None)]
+        inner = _type_schema(options[0], meta, definitions)
+        return {"anyOf": [inner, {"type": "null"}]}
+    if origin is Literal:
+        schema = {"enum": list(get_args(tp))}
+    elif origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            schema = {"type": "array", "items": _type_schema(args[0], {}, definitions)}
+            if meta.get("max_len") is not None:
+                schema["maxItems"] = meta["max_len"]
+            return schema
+        items = [_type_schema(a, meta, definitions) for a in args]
+        schema = {"type": "array", "prefixItems": items, "minItems": len(args), "maxItems": len(args)}
+        return schema
+    elif dataclasses.is_dataclass(tp):
+        return json_schema(tp, definitions)
+    elif tp is bool:
+        schema = {"type": "boolean"}
+    elif tp is int:
+        schema = {"type": "integer"}
+    elif tp is float:
+        schema = {"type": "number"}
+    elif tp is str:
+        schema = {"type": "string"}
+        if meta.get("max_len") is not None:
+            schema["maxLength"] = meta["max_len"]
+        if meta.get("pattern"):
+            schema["pattern"] = f"^{meta['pattern']}$"
+        if meta.get("timestamp"):
+            schema["format"] = "date-time"
+    else:
+        raise TypeError(f"unsupported type {tp!r}")
+    if meta.get("ge") is not None:
+        schema["minimum"] = meta["ge"]
+    if meta.get("le") is not None:
+        schema["maximum"] = meta["le"]
+    if meta.get("doc"):
+        schema["description"] = meta["doc"]
+    return schema
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
