@@ -30,8 +30,9 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return await handler(request)
     except ApiError as error:
         return error.response()
-    except web.HTTPRequestEntityTooLarge as error:
-        return json_error(413, "too_large", f"the body is larger than the {error.max_size} bytes allowed")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[keys.CONFIG].max_report_bytes
+        return json_error(413, "too_large", f"the body is larger than the {limit} bytes allowed")
     except web.HTTPMethodNotAllowed as error:
         return json_error(405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}")
     except web.HTTPNotFound:

@@ -40,7 +40,10 @@ def wilson_interval(lost: int, total: int, z: float = Z95) -> tuple[float, float
     denominator = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At the edges the bound is exact; computed, it would be off by a rounding error.
+    lo = 0.0 if lost == 0 else max(0.0, centre - half)
+    hi = 1.0 if lost == total else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def rfc3550_jitter(pairs: Iterable[tuple[int, int]]) -> float | None:

@@ -1,0 +1,205 @@
+"""``sessionready check`` end to end against a real monitor process on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import trustme
+
+from sessionready import quality
+from tests.conftest import SESSIONREADY, Monitor, run_cli, start_monitor
+
+QUICK = ("--udp-seconds", "2", "--load-seconds", "2")
+
+
+def check(monitor_url: str, token: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    # A wide "terminal", so that assertions on the summary do not depend on line wrapping.
+    return run_cli("check", "--monitor", monitor_url, *args, env={"SESSIONREADY_TOKEN": token, "COLUMNS": "200"}, timeout=timeout)
+
+
+def test_json_output_has_the_public_fields_and_is_stored(shared_monitor: Monitor) -> None:
+    token = shared_monitor.token("client", "c-json")
+    result = check(shared_monitor.url, token, "--json", "--session", "s-42", *QUICK)
+    assert result.returncode in (0, 1, 2), result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, "exactly one JSON object on stdout"
+    report = json.loads(lines[0])
+    assert result.returncode == {"ready": 0, "at_risk": 1, "not_ready": 2}[report["verdict"]]
+    network = report["network"]
+    assert set(network["rtt_ms"]) == {"min", "p50", "p95"}
+    assert 0 < network["rtt_ms"]["min"] <= network["rtt_ms"]["p50"] <= network["rtt_ms"]["p95"] < 50
+    assert set(network["jitter_ms"]) == {"up", "down"}
+    assert network["loss"]["up"] == 0 and network["loss"]["down"] == 0, "loopback loses nothing"
+    assert network["loss"]["up_ci95"][0] == 0 and 0 < network["loss"]["up_ci95"][1] < 0.05
+    assert network["packets"]["sent"] == network["packets"]["received"] == network["packets"]["reflected"]
+    assert 90 <= network["packets"]["sent"] <= 110, "50 packets/s for 2 s"
+    assert network["throughput_mbps"]["down"] > 50 and network["throughput_mbps"]["up"] > 50
+    assert set(network["loaded_latency_ms"]) == {"down", "up"}
+    assert set(report["quality"]) == {"r_factor", "mos", "video_tier"} and 1 <= report["quality"]["mos"] <= 4.5
+    assert report["session_id"] == "s-42" and len(report["check_id"]) == 32 and report["duration_s"] < 20
+    for reason in report["reasons"]:
+        assert set(reason) == {"code", "severity", "message", "fix"} and reason["code"] in quality.REASON_CODES
+    assert report["submitted"] is True and report["submit_error"] is None
+    status, stored = shared_monitor.json("GET", f"/api/v1/checks/{report['check_id']}", token)
+    assert status == 200 and stored["report"]["session_id"] == "s-42"
+    assert stored["report"]["network"] == network
+
+
+def test_default_check_takes_about_15_seconds_or_less(shared_monitor: Monitor) -> None:
+    token = shared_monitor.token("client", "c-default")
+    started = time.monotonic()
+    result = check(shared_monitor.url, token, "--json")
+    elapsed = time.monotonic() - started
+    report = json.loads(result.stdout)
+    assert report["settings"] == {"udp_seconds": 5.0, "load_seconds": 4.0, "ramp_seconds": 1.0, "packet_interval_ms": 20.0, "packet_bytes": 172, "streams": 4}
+    assert report["duration_s"] <= 16 and elapsed < 30
+
+
+def test_summary_puts_the_verdict_first(shared_monitor: Monitor) -> None:
+    token = shared_monitor.token("client", "c-human")
+    result = check(shared_monitor.url, token, "--udp-seconds", "1", "--no-throughput", "--target", shared_monitor.url.split("//")[1])
+    text = result.stdout
+    first = next(line for line in text.splitlines() if line.strip())
+    assert any(word in first for word in ("READY", "AT RISK", "NOT READY"))
+    assert "Round trip" in text and "Connect to 127.0.0.1" in text and "saved to the monitor" in text
+    assert "Traceback" not in result.stderr
+
+
+def test_no_udp_answer_is_not_ready_with_a_plain_fix(tmp_path: Path) -> None:
+    # The monitor tells clients to send UDP where nothing answers: what a firewall does.
+    silent = start_monitor(tmp_path / "m", "--advertise-udp", "127.0.0.1:9")
+    try:
+        result = check(silent.url, silent.token(), "--json", "--udp-seconds", "1", "--no-throughput")
+    finally:
+        silent.stop()
+    report = json.loads(result.stdout)
+    assert result.returncode == 2 and report["verdict"] == "not_ready"
+    assert report["network"]["udp_error"] and report["network"]["packets"]["received"] == 0
+    assert report["reasons"][0]["severity"] == "critical"
+    assert "firewall" in report["reasons"][0]["fix"].lower() or "vpn" in report["reasons"][0]["fix"].lower()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--monitor", "http://127.0.0.1:1"), "cannot reach the monitor"),
+        (("--monitor", "http://192.0.2.10:8470"), "clear text"),
+        (("--monitor", "ftp://x"), "not an http"),
+        (("--monitor", "http://127.0.0.1:1", "--session", "Jane Doe"), "pseudonymous"),
+        (("--monitor", "http://127.0.0.1:1", "--target", "nohostport"), "HOST:PORT"),
+        (("--monitor", "http://127.0.0.1:1", "--udp-seconds", "0"), "--udp-seconds"),
+    ],
+)
+def test_could_not_run_is_exit_3_with_one_sentence(args: tuple[str, ...], message: str) -> None:
+    result = run_cli("check", *args, env={"SESSIONREADY_TOKEN": "sr1_x_y"}, timeout=30)
+    assert result.returncode == 3
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_and_wrong_token(shared_monitor: Monitor) -> None:
+    result = run_cli("check", "--monitor", shared_monitor.url, env={"SESSIONREADY_TOKEN": ""})
+    assert result.returncode == 3 and "no token" in result.stderr
+    result = check(shared_monitor.url, "sr1_0_wrong")
+    assert result.returncode == 3 and "rejected the token" in result.stderr
+
+
+def test_result_is_printed_even_when_the_upload_fails(shared_monitor: Monitor) -> None:
+    created = run_cli("monitor", "token", "create", "--role", "client", "--participant", "c-upfail", "--data-dir", str(shared_monitor.data_dir))
+    token = created.stdout.strip().splitlines()[-1]
+    token_id = created.stdout.split(" token ")[1].split(" ")[0]
+    metrics = shared_monitor.token("metrics", "prom-upfail")
+    answered_before = _answered(shared_monitor, metrics)
+    process = subprocess.Popen(
+        [*SESSIONREADY, "check", "--monitor", shared_monitor.url, "--token", token, "--json", "--udp-seconds", "4", "--no-throughput"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Revoke the token once the probe stream runs: the check has started, its upload will fail.
+    deadline = time.monotonic() + 20
+    while _answered(shared_monitor, metrics) <= answered_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run_cli("monitor", "token", "revoke", token_id, "--data-dir", str(shared_monitor.data_dir)).returncode == 0
+    stdout, stderr = process.communicate(timeout=60)
+    report = json.loads(stdout)
+    assert report["submitted"] is False and "rejected the token" in report["submit_error"]
+    assert report["network"]["packets"]["sent"] > 0 and process.returncode in (0, 1, 2), stderr
+
+
+def _answered(monitor: Monitor, metrics_token: str) -> float:
+    _, text = monitor.request("GET", "/metrics", metrics_token)
+    for line in text.decode().splitlines():
+        if line.startswith('sessionready_reflector_packets_total{result="answered"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_https_monitor_with_a_private_ca(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path, ca_path = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    cert.private_key_pem.write_to_path(key_path)
+    ca.cert_pem.write_to_path(ca_path)
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[monitor]\ntls_cert = "{cert_path}"\ntls_key = "{key_path}"\n')
+    secure = start_monitor(tmp_path / "data", "--config", str(config))
+    try:
+        assert secure.url.startswith("https://")
+        token = secure.token()
+        good = check(secure.url, token, "--json", "--ca-file", str(ca_path), "--udp-seconds", "1", "--load-seconds", "1")
+        assert good.returncode in (0, 1, 2), good.stderr
+        report = json.loads(good.stdout)
+        assert report["submitted"] is True and report["network"]["throughput_mbps"]["down"] > 0
+        untrusted = check(secure.url, token, "--udp-seconds", "1", "--no-throughput")
+        assert untrusted.returncode == 3 and "certificate" in untrusted.stderr and "Traceback" not in untrusted.stderr
+    finally:
+        secure.stop()
+
+
+def test_config_file_sets_targets_and_thresholds(shared_monitor: Monitor, tmp_path: Path) -> None:
+    token = shared_monitor.token("client", "c-config")
+    config = tmp_path / "agent.toml"
+    host_port = shared_monitor.url.split("//")[1]
+    config.write_text(f'[monitor]\nurl = "{shared_monitor.url}"\n\n[check]\nudp_seconds = 1\ntargets = ["{host_port}"]\n')
+    result = run_cli("check", "--config", str(config), "--json", "--no-throughput", env={"SESSIONREADY_TOKEN": token})
+    report = json.loads(result.stdout)
+    assert report["settings"]["udp_seconds"] == 1.0
+    assert [t["target"] for t in report["targets"]] == [host_port] and report["targets"][0]["connect_ms"]["p50"] > 0
+    config.write_text("[check]\nudp_secnds = 1\n")
+    result = run_cli("check", "--config", str(config), "--monitor", shared_monitor.url, env={"SESSIONREADY_TOKEN": token})
+    assert result.returncode == 3 and "check.udp_secnds" in result.stderr
+
+
+def test_sample_agent_config_loads() -> None:
+    from agents.config import load_agent_config
+
+    config = load_agent_config(Path(__file__).parent.parent / "agents" / "agent.sample.toml")
+    assert config.check.udp_seconds == 5.0 and config.thresholds == quality.Thresholds()
+
+
+def test_sample_monitor_config_loads() -> None:
+    from monitor.config import MonitorConfig, load_config
+
+    assert load_config(Path(__file__).parent.parent / "monitor" / "monitor.sample.toml") == MonitorConfig()
+
+
+def test_client_install_stays_light() -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    base = " ".join(project["dependencies"]).lower()
+    for heavy in ("dash", "flask", "pandas", "plotly", "prometheus"):
+        assert heavy not in base
+    code = (
+        "import sys, agents.cli, agents.check\n"
+        "loaded = [m for m in ('dash', 'flask', 'pandas', 'prometheus_client', 'monitor') if m in sys.modules]\n"
+        "sys.exit(f'loaded: {loaded}' if loaded else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
