@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[monitor,speedtest,test]'
+	$(BIN)/pip install --quiet -e '.[monitor,speedtest,audio,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

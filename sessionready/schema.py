@@ -153,6 +153,49 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Link:
+    """The interface carrying the default route. No interface name, SSID or address."""
+
+    type: Literal["wired", "wifi", "cellular", "other", "unknown"]
+    speed_mbps: float | None = field(metadata=_mbps)
+    wifi_signal_dbm: float | None = field(metadata=limits(ge=-150, le=0))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """This computer's health while the check ran. Never process names, host names or SSIDs."""
+
+    cpu_pct: float | None = field(metadata=limits(ge=0, le=100))
+    memory_available_pct: float | None = field(metadata=limits(ge=0, le=100))
+    swap_bytes_per_s: float | None = field(metadata=limits(ge=0, le=1e12))
+    battery_pct: float | None = field(metadata=limits(ge=0, le=100))
+    battery_charging: bool | None
+    battery_time_left_s: float | None = field(metadata=limits(ge=0, le=1e7))
+    link: Link
+    background_traffic_mbps: Throughput
+    error: str | None = field(metadata=_text)
+
+
+@dataclass(frozen=True)
+class Room:
+    """Summary levels of the room's sound. Levels in dBFS(A), or dBA when ``calibrated``.
+
+    Audio itself never leaves the process that captured it; these numbers are all that does."""
+
+    available: bool
+    problem: Literal["no_portaudio", "no_device", "device_busy", "device_error", "not_allowed"] | None
+    laeq_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
+    l90_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
+    l10_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
+    lmax_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
+    voice_ratio: float | None = field(metadata=_ratio)
+    snr_db: float | None = field(metadata=limits(ge=-200, le=200))
+    calibrated: bool
+    silent: bool
+    clipping_ratio: float | None = field(metadata=_ratio)
+
+
+@dataclass(frozen=True)
 class CheckSettings:
     """How the check ran, so every number can be explained."""
 
@@ -189,3 +232,5 @@ class CheckReport:
     speedtest: Speedtest | None
     quality: Quality
     settings: CheckSettings
+    machine: Machine | None = None
+    room: Room | None = None
