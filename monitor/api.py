@@ -15,7 +15,6 @@ from monitor.auth import require_role
 from monitor.errors import ApiError
 from monitor.openapi import openapi_document
 from monitor.store import StoredCheck
-from sessionready import quality
 from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
 from sessionready.typed import SchemaError, decode, encode
 
@@ -52,9 +51,6 @@ def parse_report(body: bytes) -> CheckReport:
         report = decode(CheckReport, data)
     except SchemaError as error:
         raise ApiError(400, "invalid_field", error.message, error.path or None) from None
-    for index, reason in enumerate(report.reasons):
-        if reason.code not in quality.REASON_CODES:
-            raise ApiError(400, "invalid_field", f"unknown reason code '{reason.code}'", f"reasons[{index}].code")
     return report
 
 

@@ -34,7 +34,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         limit = request.app[keys.CONFIG].max_report_bytes
         return json_error(413, "too_large", f"the body is larger than the {limit} bytes allowed")
     except web.HTTPMethodNotAllowed as error:
-        return json_error(405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}")
+        allowed = ", ".join(sorted(error.allowed_methods))
+        return json_error(405, "method_not_allowed", f"use {allowed}", headers={"Allow": allowed})
     except web.HTTPNotFound:
         return json_error(404, "not_found", "no such endpoint")
     except web.HTTPException as error:

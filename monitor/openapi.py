@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from sessionready import __version__
-from sessionready.schema import CheckReport
+from sessionready.schema import ID_PATTERN, CheckReport
 from sessionready.typed import json_schema
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -90,7 +90,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "An agent's checks, newest first",
                     "parameters": [
-                        {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}},
                         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     ],
                     "responses": {"200": _json({"type": "object"}, "Checks"), **_errors(400, 401, 403, 404)},

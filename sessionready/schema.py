@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sessionready.quality import REASON_CODES
 from sessionready.typed import limits
 
 SCHEMA_VERSION = 1
@@ -137,7 +138,7 @@ class Speedtest:
 class Reason:
     """Why the verdict is not simply "ready", with a fix in plain words."""
 
-    code: str = field(metadata=limits(max_len=64, pattern=r"[a-z][a-z0-9_]*"))
+    code: str = field(metadata=limits(one_of=REASON_CODES))
     severity: Literal["info", "warning", "critical"]
     message: str = field(metadata=_text)
     fix: str = field(metadata=_text)

@@ -37,10 +37,12 @@ def limits(
     max_len: int | None = None,
     pattern: str | None = None,
     timestamp: bool = False,
+    one_of: frozenset[str] | None = None,
     doc: str = "",
 ) -> dict[str, Any]:
-    """Field metadata: numeric bounds (inclusive), string length and pattern, ISO 8601 timestamps."""
-    return {"ge": ge, "le": le, "max_len": max_len, "pattern": pattern, "timestamp": timestamp, "doc": doc}
+    """Field metadata: numeric bounds (inclusive), string length and pattern, ISO 8601
+    timestamps, or a closed set of allowed strings (an enum known only at run time)."""
+    return {"ge": ge, "le": le, "max_len": max_len, "pattern": pattern, "timestamp": timestamp, "one_of": one_of, "doc": doc}
 
 
 def decode(cls: type[T], data: object, path: str = "") -> T:
@@ -134,6 +136,9 @@ def _decode_value(tp: Any, value: object, path: str, meta: Mapping[str, Any]) ->
             raise SchemaError(path, f"expected true or false, got {_kind(value)}")
         return value
     if tp is int:
+        # As in JSON Schema, 26.0 is an integer; 26.5 is not.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SchemaError(path, f"expected an integer, got {_kind(value)}")
         return _check_range(value, path, meta)
@@ -163,6 +168,9 @@ def _check_string(value: str, path: str, meta: Mapping[str, Any]) -> str:
     max_len = meta.get("max_len")
     if max_len is not None and len(value) > max_len:
         raise SchemaError(path, f"at most {max_len} characters allowed, got {len(value)}")
+    one_of = meta.get("one_of")
+    if one_of is not None and value not in one_of:
+        raise SchemaError(path, f"unknown value '{value[:64]}'")
     pattern = meta.get("pattern")
     if pattern is not None and not re.fullmatch(pattern, value):
         raise SchemaError(path, f"does not match the pattern {pattern}")
@@ -211,6 +219,8 @@ def _type_schema(tp: Any, meta: Mapping[str, Any], definitions: dict[str, Any]) 
             schema["pattern"] = f"^{meta['pattern']}$"
         if meta.get("timestamp"):
             schema["format"] = "date-time"
+        if meta.get("one_of") is not None:
+            schema = {"enum": sorted(meta["one_of"])}
     else:
         raise TypeError(f"unsupported type {tp!r}")
     if meta.get("ge") is not None:

@@ -36,6 +36,7 @@ def test_unknown_field_is_named() -> None:
 def test_wrong_types_are_named() -> None:
     _rejects(lambda d: d["network"]["rtt_ms"].__setitem__("p50", "12"), "network.rtt_ms.p50")
     _rejects(lambda d: d["network"]["packets"].__setitem__("sent", 1.5), "network.packets.sent")
+    assert decode(CheckReport, {**REPORT, "network": {**REPORT["network"], "packets": {"sent": 3.0, "received": 3, "reflected": 3}}}).network.packets.sent == 3
     _rejects(lambda d: d["network"]["packets"].__setitem__("sent", True), "network.packets.sent")
     _rejects(lambda d: d.__setitem__("reasons", {}), "reasons")
 

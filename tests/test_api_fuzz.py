@@ -1,0 +1,26 @@
+"""Schemathesis drives the monitor from its own OpenAPI document: no input may cause a 5xx,
+and every answer must match what the document promises."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from monitor.openapi import openapi_document
+from tests.conftest import Monitor
+
+# The download streams as many bytes as asked for (up to 1 GiB): fuzzing it would only
+# measure loopback bandwidth. Its bounds are tested directly in test_monitor_api.py.
+schema = schemathesis.openapi.from_dict(openapi_document()).exclude(path="/api/v1/probe/download")
+
+
+@pytest.fixture(scope="module")
+def fuzz_token(shared_monitor: Monitor) -> str:
+    return shared_monitor.token("client", "c-fuzz")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_answers_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor, fuzz_token: str) -> None:
+    case.call_and_validate(base_url=shared_monitor.url, headers={"Authorization": f"Bearer {fuzz_token}"})
