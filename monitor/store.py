@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS checks (
     report TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checks_by_agent ON checks (agent_id, received_at);
+-- The newest check of each agent, kept on insert: /metrics reads it on every scrape, and
+-- finding it in the checks table would grow with the history.
+CREATE TABLE IF NOT EXISTS latest_checks (
+    agent_id TEXT PRIMARY KEY,
+    check_id TEXT NOT NULL REFERENCES checks(check_id),
+    received_at REAL NOT NULL
+);
 """
 
 
@@ -183,7 +190,15 @@ class SQLiteStore:
                     report_json,
                 ),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            db.execute(
+                "INSERT INTO latest_checks (agent_id, check_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (agent_id) DO UPDATE SET check_id = excluded.check_id, received_at = excluded.received_at"
+                " WHERE excluded.received_at >= latest_checks.received_at",
+                (agent.token_id, report.check_id, received_at),
+            )
+            return True
 
     def get_check(self, check_id: str) -> StoredCheck | None:
         rows = self._select_checks("WHERE check_id = ?", (check_id,))
@@ -194,9 +209,8 @@ class SQLiteStore:
 
     def latest_check_per_agent(self) -> list[StoredCheck]:
         return self._select_checks(
-            "WHERE rowid IN (SELECT rowid FROM checks c WHERE c.received_at ="
-            " (SELECT MAX(received_at) FROM checks d WHERE d.agent_id = c.agent_id))"
-            " AND agent_id IN (SELECT token_id FROM tokens WHERE revoked_at IS NULL)",
+            "WHERE check_id IN (SELECT l.check_id FROM latest_checks l JOIN tokens t ON t.token_id = l.agent_id"
+            " WHERE t.revoked_at IS NULL)",
             (),
         )
 
