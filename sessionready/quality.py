@@ -1,0 +1,833 @@
+"""The quality model: from measured network facts to a verdict, reasons and plain-word fixes.
+
+Imported by both the agent (client) and the monitor, so it uses the standard library only,
+holds no state and does no work at import time beyond building constants. Everything here is
+a pure function of its arguments.
+
+Units are in the names: ``_ms`` milliseconds, ``_mbps`` megabits per second (10^6 bit/s),
+``_ratio`` a fraction within 0..1. docs/quality-model.md explains the model, cites the source
+of every threshold and lists every reason code with its fix text.
+
+Layout:
+  1. public constants (verdicts, severities, video tiers, reason codes), validation helpers
+  2. the E-model (ITU-T G.107): ``r_factor``, ``mos_from_r``, ``mouth_to_ear_delay_ms``
+  3. the video tier from throughput: ``video_tier``
+  4. the data types: ``NetworkFacts``, ``Reason``, ``Thresholds``, ``Assessment``
+  5. ``assess``: one small check function per fact group, then one combiner. Machine health
+     and room noise will arrive as more optional keyword arguments, each with its own
+     ``_<group>_reasons`` function; the combiner does not change.
+  6. the words: messages and fixes
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+
+# --------------------------------------------------------------------------------------------
+# 1. Public constants
+# --------------------------------------------------------------------------------------------
+
+VERDICTS = ("ready", "at_risk", "not_ready")
+
+SEVERITIES = ("critical", "warning", "info")  # most severe first
+
+# Best first. "unknown" is not a rank: it means no throughput was measured in either direction.
+VIDEO_TIERS = ("1080p", "720p", "360p", "audio_only", "none", "unknown")
+
+REASON_CODES: frozenset[str] = frozenset(
+    {
+        "udp_blocked",
+        "high_delay",
+        "high_upload_loss",
+        "high_download_loss",
+        "uncertain_upload_loss",
+        "uncertain_download_loss",
+        "high_upload_jitter",
+        "high_download_jitter",
+        "low_audio_quality",
+        "bufferbloat_download",
+        "bufferbloat_upload",
+        "low_upload_throughput",
+        "low_download_throughput",
+        "throughput_test_failed",
+        "throughput_not_measured",
+    }
+)
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers (defined first: Thresholds() is built when assess is defined)
+# --------------------------------------------------------------------------------------------
+
+
+def _finite(name: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _non_negative(name: str, value: object) -> float:
+    number = _finite(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def _ratio(name: str, value: object) -> float:
+    number = _finite(name, value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must be a ratio within 0..1, got {value!r}")
+    return number
+
+
+def _optional(name: str, value: object, check: Callable[[str, object], float]) -> None:
+    if value is not None:
+        check(name, value)
+
+
+def _interval(name: str, value: object) -> tuple[float, float]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (lo, hi), got {value!r}")
+    low, high = _ratio(name, value[0]), _ratio(name, value[1])
+    if low > high:
+        raise ValueError(f"{name} must have lo <= hi, got {value!r}")
+    return (low, high)
+
+
+def _threshold_range(name: str) -> tuple[float, float]:
+    # The unit suffix of a threshold's name decides its valid range.
+    if name.endswith("_ms"):
+        return (0.0, 600_000.0)
+    if name.endswith("_ratio"):
+        return (0.0, 1.0)
+    if name.startswith("mos_"):
+        return (1.0, 4.5)
+    if name.endswith("_factor"):
+        return (1.0, 10.0)
+    raise AssertionError(f"threshold {name!r} has no unit suffix")
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The E-model, ITU-T G.107 (06/2015)
+#
+# R = Ro - Is - Id - Ie,eff + A. Nothing but delay and loss is measured, so every other
+# parameter keeps its G.107 Table 3 default (SLR 8 dB, RLR 2 dB, STMR 15 dB, LSTR 18 dB,
+# Ds = Dr = 3, TELR 65 dB, WEPL 110 dB, Nc -70 dBm0p, Nfor -64 dBmp, Ps = Pr = 35 dB(A),
+# qdu 1, A 0). At those defaults Ro and Is are constants; their derivation is in
+# docs/quality-model.md. Ro - Is = 93.36; the often quoted "R = 93.2 at defaults" is that
+# minus Idle = 0.15 at zero delay.
+# --------------------------------------------------------------------------------------------
+
+_RO = 94.7688  # basic signal-to-noise ratio, G.107 §7.2 (No = -61.18 dBm0p)
+_IS = 1.4136  # simultaneous impairment, G.107 §7.3: Iolr 0.4402 + Ist -0.0007 + Iq 0.9741
+_TELR_DB = 65.0  # talker echo loudness rating (default): well-controlled echo
+_WEPL_DB = 110.0  # weighted echo path loss (default)
+_ADVANTAGE = 0.0  # expectation factor A: 0 for a fixed, wired-equivalent service (G.107 Table 3)
+
+# Codec assumption for the audio of a video call: G.711 with packet loss concealment,
+# Ie = 0 and Bpl = 25.1 (ITU-T G.113 Appendix I, random loss). G.113 lists no values for
+# Opus, which most video platforms use; Opus with its own concealment and FEC is at least as
+# robust to random loss, so G.711+PLC gives a conservative, citable estimate.
+CODEC_IE = 0.0
+CODEC_BPL = 25.1
+
+# Mouth-to-ear delay beyond the network (see mouth_to_ear_delay_ms).
+_JITTER_BUFFER_FACTOR = 2.0  # adaptive jitter buffers settle near twice the mean jitter
+_JITTER_BUFFER_FLOOR_MS = 20.0  # they hold at least about one 20 ms frame even on a calm link
+_CODEC_DELAY_MS = 25.0  # 20 ms frame (packetisation) + ~5 ms lookahead/concealment
+
+
+def delay_impairment(one_way_delay_ms: float) -> float:
+    """Id, the delay impairment of G.107 §7.4 at default echo values, for a mouth-to-ear delay.
+
+    ``one_way_delay_ms`` >= 0 is used as Ta (absolute delay) and T (echo path delay), and
+    Tr = 2 T, as G.107 prescribes when they are not known separately. Returns Id >= 0.
+
+    We use the full G.107 formula (Idte + Idle + Idd with the ln/power expression for Idd)
+    rather than the Cole-Rosenbluth linear fit: it costs a few lines, needs no extra
+    assumption and is what G.107's own worked values follow. At defaults Idte stays small
+    (65 dB echo loss = good echo control, as video-call software provides).
+    """
+    t = _non_negative("one_way_delay_ms", one_way_delay_ms)
+    # Talker echo, §7.4: TERV is the echo level weighted by its delay.
+    terv = _TELR_DB - 40 * math.log10((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
+    re = 80 + 2.5 * (terv - 14)
+    idte = ((_RO - re) / 2 + math.sqrt((_RO - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-t))
+    # With TELR 65 dB the formula dips to about -0.1 for T under ~4 ms, which would make R
+    # rise with delay there. An impairment cannot improve quality, so it is floored at 0; no
+    # real call is affected (mouth-to-ear delay is never below 45 ms here).
+    idte = max(0.0, idte)
+    # Listener echo, with Tr = 2T.
+    rle = 10.5 * (_WEPL_DB + 7) * (2 * t + 1) ** -0.25
+    idle = (_RO - rle) / 2 + math.sqrt((_RO - rle) ** 2 / 4 + 169)
+    # Pure delay: zero up to 100 ms (mT = 100, sT = 1 defaults).
+    idd = 0.0
+    if t > 100:
+        x = math.log(t / 100) / math.log(2)
+        idd = 25 * ((1 + x**6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2)
+    return idte + idle + idd
+
+
+def effective_equipment_impairment(
+    loss_ratio: float, *, ie: float = CODEC_IE, bpl: float = CODEC_BPL, burst_ratio: float = 1.0
+) -> float:
+    """Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl), G.107 §7.5, with Ppl in percent.
+
+    ``loss_ratio`` 0..1; ``ie`` 0..95; ``bpl`` > 0; ``burst_ratio`` > 0 (1 = random loss,
+    > 1 = bursty). Returns a value within ie..95.
+    """
+    loss = _ratio("loss_ratio", loss_ratio)
+    if not 0 <= ie <= 95:
+        raise ValueError(f"ie must be within 0..95, got {ie}")
+    if not bpl > 0:
+        raise ValueError(f"bpl must be > 0, got {bpl}")
+    if not burst_ratio > 0:
+        raise ValueError(f"burst_ratio must be > 0, got {burst_ratio}")
+    ppl = 100 * loss
+    return ie + (95 - ie) * ppl / (ppl / burst_ratio + bpl)
+
+
+def r_factor(
+    one_way_delay_ms: float,
+    loss_ratio: float,
+    *,
+    ie: float = CODEC_IE,
+    bpl: float = CODEC_BPL,
+    burst_ratio: float = 1.0,
+) -> float:
+    """The G.107 transmission rating R for one direction of speech.
+
+    ``one_way_delay_ms``: mouth-to-ear delay >= 0 (see ``mouth_to_ear_delay_ms``);
+    ``loss_ratio``: packet loss 0..1 heard by this listener. About 93.2 with no delay and no
+    loss; not clamped, so it can fall below 0 for extreme inputs (``mos_from_r`` clamps).
+    """
+    impairment = effective_equipment_impairment(loss_ratio, ie=ie, bpl=bpl, burst_ratio=burst_ratio)
+    return _RO - _IS - delay_impairment(one_way_delay_ms) - impairment + _ADVANTAGE
+
+
+def mos_from_r(r: float) -> float:
+    """Estimated MOS (conversational quality, 1..4.5) from R, G.107 Annex B.
+
+    MOS = 1 + 0.035 R + R (R - 60) (100 - R) 7e-6 for 0 < R < 100; 1 below, 4.5 above.
+    The polynomial dips just under 1 (to 0.99) for R below about 6.5; we clamp it to 1 so the
+    result always stays on the 1..4.5 scale.
+    """
+    if not isinstance(r, (int, float)) or isinstance(r, bool) or math.isnan(r):
+        raise ValueError(f"r must be a number, got {r!r}")
+    if r <= 0:
+        return 1.0
+    if r >= 100:
+        return 4.5
+    return max(1.0, 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6)
+
+
+def mouth_to_ear_delay_ms(rtt_ms: float, jitter_ms: float) -> float:
+    """One-way mouth-to-ear delay in ms from a measured round trip and RFC 3550 jitter.
+
+    network one way = RTT / 2 (paths are assumed symmetric: without synchronised clocks the
+    split cannot be measured); jitter buffer = max(2 x jitter, 20 ms); codec and
+    packetisation = 25 ms (a 20 ms frame plus about 5 ms of lookahead/concealment). Sound card
+    and operating-system buffers (often another 10-40 ms) are not included, so this is a
+    lower bound of what a person experiences.
+    """
+    rtt = _non_negative("rtt_ms", rtt_ms)
+    jitter = _non_negative("jitter_ms", jitter_ms)
+    return rtt / 2 + max(_JITTER_BUFFER_FACTOR * jitter, _JITTER_BUFFER_FLOOR_MS) + _CODEC_DELAY_MS
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Video tier from throughput
+#
+# The need of each tier for a 1:1 call, in Mbit/s (up, down): the most demanding of
+#   - Zoom, "Zoom system requirements: Windows, macOS, Linux", bandwidth section, 1:1 video
+#     calling: high quality video 0.6/0.6; 720p 1.2/1.2; 1080p 3.8/3.0; audio VoIP 0.06-0.08
+#   - Microsoft Teams, "Prepare your organization's network for Microsoft Teams", bandwidth
+#     table, peer-to-peer: audio 0.03; 360p 0.5; 720p 1.2; 1080p 1.5 (each up and down)
+# Google Meet ("Prepare your network for Meet meetings & live streams") publishes per-meeting,
+# not 1:1, figures (HD: 3.2 up, 2.6 down with 2 participants); they are listed in the docs
+# but not used, see there.
+# --------------------------------------------------------------------------------------------
+
+TIER_NEEDS_MBPS: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "1080p": (3.8, 3.0),  # Zoom 1:1 1080p (Teams P2P 1080p: 1.5)
+        "720p": (1.2, 1.2),  # Zoom 1:1 720p = Teams P2P 720p
+        "360p": (0.6, 0.6),  # Zoom 1:1 "high quality video" (Teams P2P 360p: 0.5)
+        "audio_only": (0.08, 0.08),  # Zoom audio VoIP upper figure (Teams P2P audio: 0.03)
+    }
+)
+
+# The call should use at most two-thirds of what the link delivered in the test: the test
+# runs on a quiet line for seconds, the session lasts an hour next to other household traffic,
+# Wi-Fi rates drift, and video encoders peak above their average on key frames and motion.
+DEFAULT_HEADROOM_FACTOR = 1.5
+
+
+def video_tier(up_mbps: float | None, down_mbps: float | None, *, headroom: float = DEFAULT_HEADROOM_FACTOR) -> str:
+    """The best tier in ``VIDEO_TIERS`` whose up and down need, times ``headroom`` (>= 1),
+    both measured directions sustain.
+
+    None = not measured: that direction does not limit the tier, so a tier from one direction
+    is an upper bound (``assess`` reports the missing direction). Both None -> "unknown".
+    Below the audio need -> "none".
+    """
+    if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 1):
+        raise ValueError(f"headroom must be a number >= 1, got {headroom!r}")
+    up = None if up_mbps is None else _non_negative("up_mbps", up_mbps)
+    down = None if down_mbps is None else _non_negative("down_mbps", down_mbps)
+    if up is None and down is None:
+        return "unknown"
+    for tier, (need_up, need_down) in TIER_NEEDS_MBPS.items():
+        if (up is None or up >= need_up * headroom) and (down is None or down >= need_down * headroom):
+            return tier
+    return "none"
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Data types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """What the network probes measured between this end and the monitor. None = not measured.
+
+    Validated on construction (ValueError names the field): delays, jitter and throughput are
+    finite and >= 0, ratios within 0..1, 0 <= packets_received <= packets_sent. Loaded-latency
+    increases may be negative (noise: "no increase").
+    """
+
+    rtt_p50_ms: float | None
+    rtt_p95_ms: float | None
+    jitter_up_ms: float | None  # RFC 3550 interarrival jitter, client->monitor
+    jitter_down_ms: float | None  # monitor->client
+    loss_up_ratio: float | None  # 0..1
+    loss_down_ratio: float | None
+    loss_up_ci95: tuple[float, float] | None  # Wilson 95 % interval (lo, hi), ratios
+    loss_down_ci95: tuple[float, float] | None
+    packets_sent: int
+    packets_received: int  # echoes that came back
+    throughput_down_mbps: float | None
+    throughput_up_mbps: float | None
+    loaded_latency_down_ms: float | None  # increase of p50 RTT over idle p50 while downloading
+    loaded_latency_up_ms: float | None  # ... while uploading
+    udp_error: str | None = None  # the UDP stream could not run or got no echo at all
+    throughput_error: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rtt_p50_ms", "rtt_p95_ms", "jitter_up_ms", "jitter_down_ms", "throughput_down_mbps", "throughput_up_mbps"):
+            _optional(name, getattr(self, name), _non_negative)
+        for name in ("loss_up_ratio", "loss_down_ratio"):
+            _optional(name, getattr(self, name), _ratio)
+        for name in ("loaded_latency_down_ms", "loaded_latency_up_ms"):
+            _optional(name, getattr(self, name), _finite)
+        for name in ("loss_up_ci95", "loss_down_ci95"):
+            value = getattr(self, name)
+            if value is not None:
+                # JSON gives a list: keep the stored value a hashable, immutable tuple.
+                object.__setattr__(self, name, _interval(name, value))
+        for name in ("packets_sent", "packets_received"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.packets_received > self.packets_sent:
+            raise ValueError(
+                f"packets_received ({self.packets_received}) cannot exceed packets_sent ({self.packets_sent})"
+            )
+        for name in ("udp_error", "throughput_error"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be text or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One finding. ``code`` is stable public API (in ``REASON_CODES``); ``severity`` one of
+    ``SEVERITIES``; ``message`` says what is wrong with the measured number, ``fix`` what to
+    do, both in plain words for a non-technical client and built only from numbers."""
+
+    code: str
+    severity: str
+    message: str
+    fix: str
+
+    def __post_init__(self) -> None:
+        if self.code not in REASON_CODES:
+            raise ValueError(f"unknown reason code {self.code!r}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if not self.message or not self.fix:
+            raise ValueError("a reason needs a message and a fix")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a measurement turns into a warning (verdict at most "at_risk") or a critical
+    finding ("not_ready"). Values strictly above a ``_ms``/``_ratio`` threshold, or strictly
+    below a ``mos_`` threshold, trigger it. Defaults are grounded in published guidance; the
+    source of each is cited here and in docs/quality-model.md.
+    """
+
+    # ITU-T G.114: one-way (mouth-to-ear) delay below 150 ms is preferred for interactive
+    # speech; above 400 ms is unacceptable for network planning.
+    mouth_to_ear_warning_ms: float = 150.0
+    mouth_to_ear_critical_ms: float = 400.0
+    # Microsoft Teams, "Stream classification in Call Quality Dashboard": an audio stream with
+    # an average round trip above 500 ms is classified poor.
+    rtt_critical_ms: float = 500.0
+    # Jitter above 30 ms: Cisco's voice guidance (keep jitter under 30 ms), the Teams network
+    # target (< 30 ms per 15 s) and the Teams CQD "poor" audio line (> 30 ms) agree.
+    jitter_warning_ms: float = 30.0
+    # ITU-T Y.1541 classes 0/1 bound packet delay variation at 50 ms. RFC 3550 jitter is a
+    # mean deviation, below that quantile-based measure, so > 50 ms surely breaks the bound.
+    jitter_critical_ms: float = 50.0
+    # ITU-T G.1010: videophone tolerates < 1 % packet loss; Cisco voice guidance and the Teams
+    # network target say the same for audio.
+    loss_warning_ratio: float = 0.01
+    # ITU-T G.1010: conversational voice tolerates < 3 % packet loss. Stricter than the Teams
+    # CQD "poor" line (10 %) on purpose: a pre-session check sees a short sample and must
+    # leave room for a whole session.
+    loss_critical_ratio: float = 0.03
+    # MOS bands from G.107 Annex B / G.109 categories: >= 4.0 (R >= 80) users satisfied;
+    # 3.6-4.0 (R 70-80) some dissatisfied; below 3.6 (R < 70) many dissatisfied; < 3.1 poor.
+    mos_warning_below: float = 4.0
+    mos_critical_below: float = 3.6
+    # Bufferbloat grades of the DSLReports and Waveform bufferbloat tests (increase of round
+    # trip under load): A < 30 ms, B < 60, C < 200, D < 400, F >= 400. bufferbloat.net advises
+    # action below grade B, so > 60 ms (C or worse) warns and > 200 ms (D or worse) is critical.
+    loaded_latency_warning_ms: float = 60.0
+    loaded_latency_critical_ms: float = 200.0
+    # Margin over the platforms' published bandwidth needs (see TIER_NEEDS_MBPS).
+    throughput_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"quality threshold '{spec.name}' must be a number, got {type(value).__name__}")
+            low, high = _threshold_range(spec.name)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"quality threshold '{spec.name}' must be within {low:g}..{high:g}, got {value!r}")
+            object.__setattr__(self, spec.name, float(value))
+        for warning, critical in (
+            ("mouth_to_ear_warning_ms", "mouth_to_ear_critical_ms"),
+            ("jitter_warning_ms", "jitter_critical_ms"),
+            ("loss_warning_ratio", "loss_critical_ratio"),
+            ("loaded_latency_warning_ms", "loaded_latency_critical_ms"),
+        ):
+            if getattr(self, warning) > getattr(self, critical):
+                raise ValueError(f"quality threshold '{warning}' must not exceed '{critical}'")
+        if self.mos_warning_below < self.mos_critical_below:
+            raise ValueError("quality threshold 'mos_warning_below' must not be below 'mos_critical_below'")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> Thresholds:
+        """Thresholds from a config table; missing keys keep their defaults.
+
+        Raises ValueError naming the key for an unknown key, a value that is not a number
+        (booleans and text are refused; whole numbers are accepted) or one out of range.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"quality thresholds must be a table, got {type(data).__name__}")
+        known = {spec.name for spec in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"unknown quality threshold '{key}' (expected one of: {', '.join(sorted(known))})")
+        return cls(**data)  # type: ignore[arg-type]  # __post_init__ checks every value
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict for one end, with its reasons (most severe first) and the expected quality.
+
+    ``r_factor`` (0..100, clamped) and ``mos`` (1..4.5) are for the worse direction of speech;
+    None when delay or loss was not measured. ``video_tier`` is one of ``VIDEO_TIERS``.
+    """
+
+    verdict: str
+    reasons: tuple[Reason, ...]
+    r_factor: float | None
+    mos: float | None
+    video_tier: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.video_tier not in VIDEO_TIERS:
+            raise ValueError(f"video_tier must be one of {VIDEO_TIERS}, got {self.video_tier!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. assess: one check per fact group, then one combiner
+# --------------------------------------------------------------------------------------------
+
+
+def assess(network: NetworkFacts, thresholds: Thresholds = Thresholds()) -> Assessment:
+    """Verdict, reasons and expected quality for one end of a session.
+
+    Later fact groups (machine health, room noise) become optional keyword arguments here,
+    each adding the reasons of its own check function to the list handed to the combiner.
+    """
+    speech = _worse_direction_speech(network)
+    reasons = _network_reasons(network, thresholds, speech)
+    ordered = _most_severe_first(reasons)
+    return Assessment(
+        verdict=verdict_from_reasons(ordered),
+        reasons=ordered,
+        r_factor=None if speech is None else min(100.0, max(0.0, speech.r)),
+        mos=None if speech is None else mos_from_r(speech.r),
+        video_tier=video_tier(
+            network.throughput_up_mbps, network.throughput_down_mbps, headroom=thresholds.throughput_headroom_factor
+        ),
+    )
+
+
+def verdict_from_reasons(reasons: Iterable[Reason]) -> str:
+    """Any critical -> "not_ready"; else any warning -> "at_risk"; else "ready".
+
+    Also combines the two ends of a session: pass the reasons of both.
+    """
+    severities = {reason.severity for reason in reasons}
+    if "critical" in severities:
+        return "not_ready"
+    if "warning" in severities:
+        return "at_risk"
+    return "ready"
+
+
+def _most_severe_first(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    # sorted() is stable: within a severity, reasons keep the order the checks produced.
+    return tuple(sorted(reasons, key=lambda reason: SEVERITIES.index(reason.severity)))
+
+
+@dataclass(frozen=True)
+class _Speech:
+    """The E-model estimate for one direction of speech."""
+
+    direction: str  # "up": what the other person hears from this end; "down": what this end hears
+    r: float
+
+
+def _udp_blocked(network: NetworkFacts) -> bool:
+    return network.udp_error is not None or network.packets_received == 0
+
+
+def _worse_direction_speech(network: NetworkFacts) -> _Speech | None:
+    """R for each direction that has delay and loss, and the worse of the two.
+
+    Each listener hears only the loss of the direction towards them, so loss is not summed
+    over the round trip. The session is spoiled if either person cannot hear the other, so
+    the worse direction counts.
+    """
+    if _udp_blocked(network) or network.rtt_p50_ms is None:
+        return None
+    candidates = []
+    for direction, jitter, loss in (
+        ("up", network.jitter_up_ms, network.loss_up_ratio),
+        ("down", network.jitter_down_ms, network.loss_down_ratio),
+    ):
+        if loss is None:
+            continue
+        delay = mouth_to_ear_delay_ms(network.rtt_p50_ms, 0.0 if jitter is None else jitter)
+        candidates.append(_Speech(direction, r_factor(delay, loss)))
+    return min(candidates, key=lambda speech: speech.r, default=None)
+
+
+def _network_reasons(network: NetworkFacts, t: Thresholds, speech: _Speech | None) -> list[Reason]:
+    reasons: list[Reason] = []
+    if _udp_blocked(network):
+        # Delay, loss and jitter come from the UDP stream: with no echo they mean nothing.
+        reasons.append(_udp_blocked_reason(network))
+    else:
+        reasons += _delay_reasons(network, t)
+        reasons += _loss_reasons(network, t)
+        reasons += _jitter_reasons(network, t)
+        reasons += _speech_quality_reasons(speech, t)
+    reasons += _loaded_latency_reasons(network, t)
+    reasons += _throughput_reasons(network, t)
+    return reasons
+
+
+def _grade(value: float, warning: float, critical: float) -> str | None:
+    if value > critical:
+        return "critical"
+    if value > warning:
+        return "warning"
+    return None
+
+
+def _udp_blocked_reason(network: NetworkFacts) -> Reason:
+    # The error text is never shown: it may carry addresses or host names.
+    if network.packets_sent > 0 and network.udp_error is None:
+        message = (
+            f"None of the {network.packets_sent} test packets came back. The kind of traffic video calls "
+            "use for live sound and picture (UDP) seems to be blocked on this network."
+        )
+    else:
+        message = (
+            "The live sound-and-picture test could not run: the kind of traffic video calls use (UDP) "
+            "seems to be blocked on this network."
+        )
+    return _reason("udp_blocked", "critical", message)
+
+
+def _delay_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    rtt = network.rtt_p50_ms
+    if rtt is None:
+        return []
+    jitters = [j for j in (network.jitter_up_ms, network.jitter_down_ms) if j is not None]
+    delay = mouth_to_ear_delay_ms(rtt, max(jitters, default=0.0))
+    severity = _grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
+    if rtt > t.rtt_critical_ms:
+        severity = "critical"
+    if severity is None:
+        return []
+    consequence = (
+        "At this delay a natural conversation becomes hard."
+        if severity == "critical"
+        else f"From about {_ms(t.mouth_to_ear_warning_ms)} people start to talk over each other by accident."
+    )
+    message = (
+        f"Your voice will take about {_ms(delay)} to reach the other person "
+        f"(the network round trip is {_ms(rtt)}). {consequence}"
+    )
+    return [_reason("high_delay", severity, message)]
+
+
+def _loss_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    reasons = []
+    for direction, loss, ci95 in (
+        ("upload", network.loss_up_ratio, network.loss_up_ci95),
+        ("download", network.loss_down_ratio, network.loss_down_ci95),
+    ):
+        if loss is None:
+            continue
+        severity = _grade(loss, t.loss_warning_ratio, t.loss_critical_ratio)
+        if severity is not None:
+            reasons.append(_reason(f"high_{direction}_loss", severity, _loss_message(direction, loss)))
+        # The verdict follows the point estimate; a short test cannot rule out a critical loss,
+        # and we say so instead of implying that 0 lost means 0 %.
+        if ci95 is not None and loss <= t.loss_critical_ratio < ci95[1]:
+            message = (
+                f"The test saw {_pct(loss)} loss on your {direction}, but from only {network.packets_sent} "
+                f"test packets: too few to be sure. The real figure could be as high as {_pct(ci95[1])}."
+            )
+            reasons.append(_reason(f"uncertain_{direction}_loss", "info", message))
+    return reasons
+
+
+def _loss_message(direction: str, loss: float) -> str:
+    if direction == "upload":
+        where, effect = "you send", "the other person may hear you break up or see your picture freeze"
+    else:
+        where, effect = "sent to you", "the other person's voice may break up or their picture freeze"
+    return f"{_pct(loss)} of the sound and picture {where} is lost on the way, so {effect}."
+
+
+def _jitter_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    reasons = []
+    for direction, jitter in (("upload", network.jitter_up_ms), ("download", network.jitter_down_ms)):
+        if jitter is None:
+            continue
+        severity = _grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)
+        if severity is None:
+            continue
+        message = (
+            f"Your {direction} is uneven: the timing of sound and picture varies by about {_ms(jitter)} "
+            "(this is called jitter). The call has to wait longer to keep sound smooth and may still stutter."
+        )
+        reasons.append(_reason(f"high_{direction}_jitter", severity, message))
+    return reasons
+
+
+def _speech_quality_reasons(speech: _Speech | None, t: Thresholds) -> list[Reason]:
+    if speech is None:
+        return []
+    mos = mos_from_r(speech.r)
+    if mos < t.mos_critical_below:
+        severity = "critical"
+    elif mos < t.mos_warning_below:
+        severity = "warning"
+    else:
+        return []
+    listener = "how the other person will hear you" if speech.direction == "up" else "how you will hear the other person"
+    message = (
+        f"Expected sound quality is {mos:.1f} out of 5 for {listener} (4.0 or more is good; below "
+        "3.6 many people find a call hard to follow). It reflects the delay and loss measured on your connection."
+    )
+    return [_reason("low_audio_quality", severity, message)]
+
+
+def _loaded_latency_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    reasons = []
+    for direction, increase, busy_with in (
+        ("download", network.loaded_latency_down_ms, "someone at home starts streaming or downloading"),
+        ("upload", network.loaded_latency_up_ms, "a cloud backup or someone else's upload starts"),
+    ):
+        if increase is None:
+            continue
+        severity = _grade(increase, t.loaded_latency_warning_ms, t.loaded_latency_critical_ms)
+        if severity is None:
+            continue
+        message = (
+            f"When your connection is busy with a {direction}, its delay rises by {_ms(increase)} "
+            f"(known as bufferbloat). If {busy_with} during your session, the call may lag or freeze."
+        )
+        reasons.append(_reason(f"bufferbloat_{direction}", severity, message))
+    return reasons
+
+
+def _throughput_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    reasons = []
+    if network.throughput_error is not None:
+        message = "The speed test could not finish, so we could not confirm your connection is fast enough for video."
+        reasons.append(_reason("throughput_test_failed", "warning", message))
+    missing = []
+    for direction, mbps, index in (
+        ("upload", network.throughput_up_mbps, 0),
+        ("download", network.throughput_down_mbps, 1),
+    ):
+        if mbps is None:
+            missing.append(direction)
+            continue
+        up, down = (mbps, None) if index == 0 else (None, mbps)
+        tier = video_tier(up, down, headroom=t.throughput_headroom_factor)
+        if VIDEO_TIERS.index(tier) <= VIDEO_TIERS.index("720p"):
+            continue
+        severity, target = ("warning", "720p") if tier == "360p" else ("critical", "360p")
+        need = TIER_NEEDS_MBPS[target][index] * t.throughput_headroom_factor
+        message = (
+            f"Your {direction} speed is {_mbps(mbps)}, enough for {_TIER_WORDS[tier]}. "
+            f"{_sentence_case(_TIER_WORDS[target])} needs at least {_mbps(need)}, including room to spare."
+        )
+        reasons.append(_reason(f"low_{direction}_throughput", severity, message))
+    if missing and network.throughput_error is None:
+        what = _sentence_case(" and ".join(missing))
+        verb = "were" if len(missing) == 2 else "was"
+        reasons.append(_reason("throughput_not_measured", "info", f"{what} speed {verb} not measured in this check."))
+    return reasons
+
+
+# --------------------------------------------------------------------------------------------
+# 6. The words. Fixes speak to a non-technical client: no jargon, one or two concrete steps.
+# Messages and fixes are built from numbers only; error texts are never copied into them.
+# --------------------------------------------------------------------------------------------
+
+_TIER_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "1080p": "full HD video",
+        "720p": "smooth HD video (720p)",
+        "360p": "basic video",
+        "audio_only": "sound only, not video",
+        "none": "not even steady sound",
+    }
+)
+
+_FIXES: Mapping[str, str] = MappingProxyType(
+    {
+        "udp_blocked": (
+            "A firewall or VPN is probably blocking the kind of traffic video calls rely on (UDP). Turn off any "
+            "VPN and run the check again. On a work, school or hotel network, try your home network or your "
+            "phone's hotspot. The call may still connect over a slower backup route (TCP), but sound and picture "
+            "will suffer, so keep a phone nearby."
+        ),
+        "high_delay": (
+            "Turn off any VPN, use a network cable instead of Wi-Fi if you can, and close apps that download or "
+            "stream. If the delay stays, leave a short pause before you answer so you do not talk over each other."
+        ),
+        "high_upload_loss": (
+            "Pause cloud backups, photo syncing and large uploads, and move closer to the router or use a network "
+            "cable. If it keeps happening, restart your router."
+        ),
+        "high_download_loss": (
+            "Ask others at home to pause streaming, games and large downloads, and move closer to the router or "
+            "use a network cable. If it keeps happening, restart your router."
+        ),
+        "uncertain_upload_loss": (
+            "Nothing to do now. If sound breaks up during the session, run the check again: a longer check gives "
+            "a surer answer."
+        ),
+        "uncertain_download_loss": (
+            "Nothing to do now. If sound breaks up during the session, run the check again: a longer check gives "
+            "a surer answer."
+        ),
+        "high_upload_jitter": (
+            "Use a network cable instead of Wi-Fi or move closer to the router, and pause cloud backups and other "
+            "uploads during your session."
+        ),
+        "high_download_jitter": (
+            "Use a network cable instead of Wi-Fi or move closer to the router, and ask others at home to pause "
+            "video streaming and downloads during your session."
+        ),
+        "low_audio_quality": (
+            "Work through the other items in this list first: they are what lowers the score. If it stays low, "
+            "turning your camera off leaves more room for clear sound."
+        ),
+        "bufferbloat_download": (
+            "Ask others at home to pause streaming, games and large downloads during your session, and use a "
+            "network cable instead of Wi-Fi if you can. Whoever looks after your router can look for a setting "
+            "that keeps calls smooth when the line is busy (often called QoS or smart queue)."
+        ),
+        "bufferbloat_upload": (
+            "Pause cloud backups, photo syncing and large uploads during your session, and use a network cable "
+            "instead of Wi-Fi if you can. Whoever looks after your router can look for a setting that keeps calls "
+            "smooth when the line is busy (often called QoS or smart queue)."
+        ),
+        "low_upload_throughput": (
+            "Someone on your network may be using most of the upload: pause cloud backups, photo syncing and large "
+            "uploads, and move closer to the router or use a network cable. If it stays low, a call with sound "
+            "only may work better than video."
+        ),
+        "low_download_throughput": (
+            "Ask others at home to pause streaming, games and large downloads, and move closer to the router or "
+            "use a network cable. If it stays low, a call with sound only may work better than video."
+        ),
+        "throughput_test_failed": (
+            "Run the check again in a few minutes. If it fails again, restart your router or try another network, "
+            "such as your phone's hotspot."
+        ),
+        "throughput_not_measured": "Nothing to do now. If the picture freezes during the session, run the check again.",
+    }
+)
+
+# Added to the fix of every critical reason that does not already carry its own fallback:
+# an unbroken, predictable session matters more than a perfect picture.
+CRITICAL_FALLBACK = "If it does not improve, warn the person you are meeting and keep a phone nearby as a backup."
+_HAS_OWN_FALLBACK = frozenset({"udp_blocked"})
+
+
+def fix_text(code: str, severity: str) -> str:
+    """The fix shown for a reason ``code`` at ``severity`` (for documentation and tests)."""
+    fix = _FIXES[code]
+    if severity == "critical" and code not in _HAS_OWN_FALLBACK:
+        fix = f"{fix} {CRITICAL_FALLBACK}"
+    return fix
+
+
+def _reason(code: str, severity: str, message: str) -> Reason:
+    return Reason(code=code, severity=severity, message=message, fix=fix_text(code, severity))
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms"
+
+
+def _pct(ratio: float) -> str:
+    percent = 100 * ratio
+    if percent == 0:
+        return "0%"
+    if percent < 0.1:
+        return "under 0.1%"
+    return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
+
+
+def _mbps(value: float) -> str:
+    if value < 0.1:
+        return f"{value:.2f} Mbit/s"
+    return f"{value:.1f} Mbit/s" if value < 10 else f"{value:.0f} Mbit/s"
