@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from agents.client import MonitorClient
 from agents.probes import throughput
+from agents.probes.machine import LocalHints, MachineResult, measure_machine
 from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
 from agents.probes.targets import TargetResult, TargetSettings, measure_target
 from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream
@@ -37,6 +38,17 @@ class CheckOptions:
     speedtest_config: SpeedtestConfig = field(default_factory=SpeedtestConfig)
     session_id: str | None = None
     thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
+    measure_machine: bool = True
+    # Traffic and CPU are sampled over this window before the check sends anything.
+    machine_window_s: float = 1.5
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """The report, and what only the person at this machine may see (never sent or stored)."""
+
+    report: schema.CheckReport
+    machine_hints: LocalHints | None
 
 
 def agent_os() -> str:
@@ -44,9 +56,21 @@ def agent_os() -> str:
     return {"linux": "linux", "darwin": "macos", "windows": "windows"}.get(system, "other")
 
 
-async def run_check(client: MonitorClient, options: CheckOptions, progress: Progress) -> schema.CheckReport:
+async def run_check(client: MonitorClient, options: CheckOptions, progress: Progress) -> CheckRun:
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
+    machine: MachineResult | None = None
+    if options.measure_machine:
+        # First, before this check sends anything: the traffic seen now is someone else's.
+        outcome = await run_phase(
+            "machine",
+            "Checking this computer",
+            measure_machine(options.machine_window_s),
+            expected_s=options.machine_window_s,
+            timeout_s=options.machine_window_s + 15,
+            progress=progress,
+        )
+        machine = outcome.value
     phases = ["idle"] + (["download", "upload"] if options.measure_throughput else [])
     # One key per phase: the reflector then counts each phase separately.
     sessions = [await client.probe_session() for _ in phases]
@@ -94,8 +118,13 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
         speed = outcome.value or SpeedtestResult(False, None, None, None, None, outcome.error, outcome.duration_s)
 
     network = _network(flows, loads, options, udp_host, udp_port)
-    assessment = quality.assess(_facts(network, flows["idle"]), options.thresholds)
-    return schema.CheckReport(
+    machine_wire = _machine(machine) if machine is not None else None
+    assessment = quality.assess(
+        _facts(network, flows["idle"]),
+        options.thresholds,
+        machine=_machine_facts(machine_wire) if machine_wire is not None else None,
+    )
+    report = schema.CheckReport(
         schema_version=1,
         check_id=uuid.uuid4().hex,
         started_at=started_at.isoformat(timespec="milliseconds"),
@@ -120,6 +149,48 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
             packet_bytes=options.stream.packet_bytes,
             streams=options.throughput.streams if options.measure_throughput else 0,
         ),
+        machine=machine_wire,
+    )
+    return CheckRun(report, machine.local_hints if machine is not None else None)
+
+
+def _machine(result: MachineResult) -> schema.Machine:
+    """The wire form, field by field: the local hints (program names) have no way in."""
+
+    def rounded(value: float | None, digits: int = 1) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return schema.Machine(
+        cpu_pct=rounded(result.cpu_pct),
+        memory_available_pct=rounded(result.memory_available_pct),
+        swap_bytes_per_s=rounded(result.swap_bytes_per_s, 0),
+        battery_pct=rounded(result.battery_pct),
+        battery_charging=result.battery_charging,
+        battery_time_left_s=rounded(result.battery_time_left_s, 0),
+        link=schema.Link(
+            type=result.link.type,
+            speed_mbps=rounded(result.link.speed_mbps),
+            wifi_signal_dbm=rounded(result.link.wifi_signal_dbm),
+        ),
+        background_traffic_mbps=schema.Throughput(
+            down=_mbps(result.background_traffic_mbps_down), up=_mbps(result.background_traffic_mbps_up)
+        ),
+        error=result.error[: schema.MAX_TEXT] if result.error else None,
+    )
+
+
+def _machine_facts(machine: schema.Machine) -> quality.MachineFacts:
+    return quality.MachineFacts(
+        cpu_pct=machine.cpu_pct,
+        memory_available_pct=machine.memory_available_pct,
+        swap_bytes_per_s=machine.swap_bytes_per_s,
+        battery_pct=machine.battery_pct,
+        battery_charging=machine.battery_charging,
+        battery_time_left_s=machine.battery_time_left_s,
+        link_type=machine.link.type,
+        wifi_signal_dbm=machine.link.wifi_signal_dbm,
+        background_up_mbps=machine.background_traffic_mbps.up,
+        background_down_mbps=machine.background_traffic_mbps.down,
     )
 
 

@@ -64,6 +64,7 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--load-seconds", type=_positive, metavar="S", help="length of each throughput phase (default 4)")
     parser.add_argument("--streams", type=_streams, metavar="N", help="parallel connections per throughput phase (default 4)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the download/upload phases (and so the delay-under-load measurement)")
+    parser.add_argument("--no-machine", action="store_true", help="skip the computer's health (CPU, memory, battery, Wi-Fi, other traffic)")
     parser.add_argument("--no-submit", action="store_true", help="do not send the result to the monitor")
     parser.set_defaults(run=run_check_command)
 
@@ -125,6 +126,7 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         speedtest=args.speedtest or check.speedtest,
         session_id=args.session,
         thresholds=config.thresholds,
+        measure_machine=not args.no_machine,
     )
     return replace(options), url, token
 
@@ -145,9 +147,10 @@ async def _check(args: argparse.Namespace, options, url, token: str, ca_file: st
             await client.whoami()  # fail fast, in one sentence, on a wrong URL or token
             if progress is not None:
                 with progress:
-                    report = await run_check(client, options, progress)
+                    run = await run_check(client, options, progress)
             else:
-                report = await run_check(client, options, QuietProgress())
+                run = await run_check(client, options, QuietProgress())
+            report = run.report
         except MonitorError as error:
             return _fail(error.message)
         submitted, submit_error = False, None
@@ -169,5 +172,5 @@ async def _check(args: argparse.Namespace, options, url, token: str, ca_file: st
             note = "The result was not sent (--no-submit)."
         else:
             note = f"The result could not be saved to the monitor: {submit_error}"
-        render_report(Console(), report, note)
+        render_report(Console(), report, note, run.machine_hints)
     return VERDICT_EXIT[report.verdict]

@@ -7,6 +7,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from agents.probes.machine import LocalHints
 from sessionready.schema import CheckReport
 
 # Colour plus a symbol and a word: never colour alone (colour-blind safe, and plain logs).
@@ -60,7 +61,7 @@ def _percent(value: float | None) -> str:
     return "not measured" if value is None else f"{value * 100:.2f} %"
 
 
-def render_report(console: Console, report: CheckReport, submit_note: str) -> None:
+def render_report(console: Console, report: CheckReport, submit_note: str, hints: LocalHints | None = None) -> None:
     symbol, word, style, sentence = VERDICT_STYLE[report.verdict]
     console.print()
     console.print(Text(f" {symbol} {word} ", style=f"{style} reverse"), Text(f" {sentence}", style=style))
@@ -70,6 +71,10 @@ def render_report(console: Console, report: CheckReport, submit_note: str) -> No
             mark, colour = SEVERITY_MARK[reason.severity]
             console.print(Text(f" {mark} ", style=colour), Text(reason.message, style="bold"))
             console.print(Text(f"    What to do: {reason.fix}"))
+            if reason.code == "high_cpu" and hints is not None and hints.top_programs:
+                # Shown here only: program names never leave this computer.
+                busiest = ", ".join(f"{p.name} ({p.cpu_pct:.0f} %)" for p in hints.top_programs)
+                console.print(Text(f"    Busiest programs right now: {busiest}"))
     network = report.network
     table = Table(title="Measurements (this computer ↔ the monitor)", title_justify="left", show_header=False, box=None, padding=(0, 2))
     table.add_column("what", style="dim")
@@ -107,7 +112,21 @@ def render_report(console: Console, report: CheckReport, submit_note: str) -> No
             table.add_row("speedtest.net", f"down {_value(st.download_mbps, 'Mbit/s')}, up {_value(st.upload_mbps, 'Mbit/s')}, ping {_value(st.ping_ms, 'ms')} ({st.server})")
         else:
             table.add_row("speedtest.net", f"unavailable: {st.error}")
-    for error in (network.udp_error, network.throughput_error):
+    machine = report.machine
+    if machine is not None:
+        link = {"wired": "cable", "wifi": "Wi-Fi", "cellular": "mobile data", "other": "other (VPN or virtual)", "unknown": "unknown"}[machine.link.type]
+        if machine.link.wifi_signal_dbm is not None:
+            link += f", signal {machine.link.wifi_signal_dbm:.0f} dBm"
+        if hints is not None and hints.interface:
+            link += f" ({hints.interface})"
+        table.add_row("Connection", link)
+        table.add_row("Computer", f"CPU {_value(machine.cpu_pct, '%', 0)} busy, memory {_value(machine.memory_available_pct, '%', 0)} free")
+        if machine.battery_pct is not None:
+            state = "charging" if machine.battery_charging else "on battery"
+            table.add_row("Battery", f"{machine.battery_pct:.0f} % ({state})")
+        traffic = machine.background_traffic_mbps
+        table.add_row("Other traffic", f"up {_value(traffic.up, 'Mbit/s', 2)}, down {_value(traffic.down, 'Mbit/s', 2)} (before the check)")
+    for error in (network.udp_error, network.throughput_error, machine.error if machine else None):
         if error:
             table.add_row("Problem", error)
     console.print()

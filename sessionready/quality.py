@@ -54,6 +54,24 @@ REASON_CODES: frozenset[str] = frozenset(
         "low_download_throughput",
         "throughput_test_failed",
         "throughput_not_measured",
+        # machine health
+        "high_cpu",
+        "low_memory",
+        "swapping",
+        "low_battery",
+        "weak_wifi",
+        "background_upload",
+        "background_download",
+        # the room
+        "no_microphone",
+        "microphone_busy",
+        "microphone_silent",
+        "microphone_clipping",
+        "noisy_room",
+        "intermittent_noise",
+        "voices_in_background",
+        "low_speech_to_noise",
+        "speech_not_heard",
     }
 )
 
@@ -106,6 +124,18 @@ def _threshold_range(name: str) -> tuple[float, float]:
         return (1.0, 4.5)
     if name.endswith("_factor"):
         return (1.0, 10.0)
+    if name.endswith("_pct"):
+        return (0.0, 100.0)
+    if name.endswith("_dbm"):
+        return (-150.0, 0.0)
+    if name.endswith("_dbfs"):
+        return (-200.0, 0.0)
+    if name.endswith(("_dba", "_db")):
+        return (0.0, 200.0)
+    if name.endswith(("_bytes_per_s", "_mbps")):
+        return (0.0, 1e12)
+    if name.endswith("_s"):
+        return (0.0, 86_400.0)
     raise AssertionError(f"threshold {name!r} has no unit suffix")
 
 
@@ -343,6 +373,63 @@ class NetworkFacts:
 
 
 @dataclass(frozen=True)
+class MachineFacts:
+    """This computer's health during the check. None = not read (or, for the battery, none)."""
+
+    cpu_pct: float | None  # whole machine, 0..100
+    memory_available_pct: float | None  # 0..100
+    swap_bytes_per_s: float | None  # swapped in + out
+    battery_pct: float | None  # None: no battery, a normal answer for a desktop
+    battery_charging: bool | None
+    battery_time_left_s: float | None
+    link_type: str  # "wired" | "wifi" | "cellular" | "other" | "unknown"
+    wifi_signal_dbm: float | None
+    background_up_mbps: float | None  # traffic on the link before the check's own phases
+    background_down_mbps: float | None
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_pct", "memory_available_pct", "battery_pct"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= _finite(name, value) <= 100:
+                raise ValueError(f"{name} must be within 0..100, got {value!r}")
+        for name in ("swap_bytes_per_s", "battery_time_left_s", "background_up_mbps", "background_down_mbps"):
+            _optional(name, getattr(self, name), _non_negative)
+        _optional("wifi_signal_dbm", self.wifi_signal_dbm, _finite)
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    """Summary levels of the room. Levels in dBFS(A), or dBA when ``calibrated``.
+
+    ``available`` False with ``problem`` "no_portaudio" | "no_device" | "device_busy" |
+    "device_error" when no microphone could be used; "not_allowed" when the person's config
+    does not allow the microphone (then nothing is judged). ``voice_ratio`` is the share of
+    frames with voices while the person was quiet (others talking); ``snr_db`` the person's
+    speech over the noise floor (interactive mode only); ``speech_detected`` whether their
+    speech registered at all (interactive mode only).
+    """
+
+    available: bool
+    problem: str | None
+    laeq_dbfs: float | None
+    l90_dbfs: float | None
+    l10_dbfs: float | None
+    lmax_dbfs: float | None
+    voice_ratio: float | None
+    snr_db: float | None
+    speech_detected: bool | None
+    calibrated: bool
+    silent: bool
+    clipping_ratio: float | None
+
+    def __post_init__(self) -> None:
+        for name in ("laeq_dbfs", "l90_dbfs", "l10_dbfs", "lmax_dbfs", "snr_db"):
+            _optional(name, getattr(self, name), _finite)
+        for name in ("voice_ratio", "clipping_ratio"):
+            _optional(name, getattr(self, name), _ratio)
+
+
+@dataclass(frozen=True)
 class Reason:
     """One finding. ``code`` is stable public API (in ``REASON_CODES``); ``severity`` one of
     ``SEVERITIES``; ``message`` says what is wrong with the measured number, ``fix`` what to
@@ -402,6 +489,55 @@ class Thresholds:
     # Margin over the platforms' published bandwidth needs (see TIER_NEEDS_MBPS).
     throughput_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
 
+    # --- The machine ---
+    # Video calls encode and decode video on the CPU; Zoom's and Teams' clients warn about
+    # high CPU use and ask to close other apps. Above 85 % over the window there is no room
+    # left for the call's own work; above 95 % it will stutter.
+    cpu_warning_pct: float = 85.0
+    cpu_critical_pct: float = 95.0
+    # Less than 10 % of memory free means the system starts evicting the call's pages;
+    # below 5 % it swaps heavily (Linux's default low-memory watermarks sit in this range).
+    memory_low_warning_pct: float = 10.0
+    memory_low_critical_pct: float = 5.0
+    # Sustained swapping of more than 1 MB/s (in + out) stalls interactive programs.
+    swap_warning_bytes_per_s: float = 1_000_000.0
+    # A session is 50 minutes: on battery, below 25 % (or less than a session's time left)
+    # is a warning; below 10 % the laptop may shut down mid-session.
+    battery_warning_pct: float = 25.0
+    battery_critical_pct: float = 10.0
+    session_length_s: float = 3000.0
+    # Wi-Fi design guides for voice (Cisco's and Apple's enterprise voice-over-Wi-Fi guidance)
+    # ask for -67 dBm or stronger; below -75 dBm retries and rate drops break calls.
+    wifi_signal_warning_dbm: float = -67.0
+    wifi_signal_critical_dbm: float = -75.0
+    # Traffic the check did not cause, on this computer's link: a backup or a sync that
+    # competes with the call. More than 1 Mbit/s (a video call's own upstream need) is worth
+    # a warning, more than 3 Mbit/s is critical.
+    background_warning_mbps: float = 1.0
+    background_critical_mbps: float = 3.0
+
+    # --- The room ---
+    # Uncalibrated noise floor (L90) in dBFS(A). A laptop microphone maps 94 dB SPL to about
+    # -26..-38 dBFS, so -50 dBFS(A) is roughly a 45-55 dBA room (a running TV or fan; ANSI
+    # S12.60 asks 35 dBA for rooms where speech must be understood) and -40 dBFS(A) a loud one.
+    noise_floor_warning_dbfs: float = -50.0
+    noise_floor_critical_dbfs: float = -40.0
+    # The same for a calibrated microphone, in dBA (WHO and ANSI S12.60: 35 dBA for speech
+    # rooms; 45 dBA is where raised voices begin; 55 dBA makes speech effortful).
+    noise_floor_warning_dba: float = 45.0
+    noise_floor_critical_dba: float = 55.0
+    # L10 - L90 above 15 dB: the level swings a lot, noise that comes and goes (a common
+    # indicator of fluctuating noise in environmental acoustics).
+    intermittent_noise_warning_db: float = 15.0
+    # Voices in more than 10 % of the frames while the person is quiet: someone else talks.
+    voices_warning_ratio: float = 0.10
+    # Speech at least 15 dB above the noise floor is the usual target for understanding
+    # complex speech (ANSI S12.60, classroom acoustics); below 6 dB it is a strain.
+    snr_warning_db: float = 15.0
+    snr_critical_db: float = 6.0
+    # More than 0.1 % of samples at full scale: audible distortion.
+    clipping_warning_ratio: float = 0.001
+
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
@@ -421,6 +557,23 @@ class Thresholds:
                 raise ValueError(f"quality threshold '{warning}' must not exceed '{critical}'")
         if self.mos_warning_below < self.mos_critical_below:
             raise ValueError("quality threshold 'mos_warning_below' must not be below 'mos_critical_below'")
+        for warning, critical in (
+            ("cpu_warning_pct", "cpu_critical_pct"),
+            ("noise_floor_warning_dbfs", "noise_floor_critical_dbfs"),
+            ("noise_floor_warning_dba", "noise_floor_critical_dba"),
+            ("background_warning_mbps", "background_critical_mbps"),
+        ):
+            if getattr(self, warning) > getattr(self, critical):
+                raise ValueError(f"quality threshold '{warning}' must not exceed '{critical}'")
+        for warning, critical in (
+            ("memory_low_warning_pct", "memory_low_critical_pct"),
+            ("battery_warning_pct", "battery_critical_pct"),
+            ("wifi_signal_warning_dbm", "wifi_signal_critical_dbm"),
+            ("snr_warning_db", "snr_critical_db"),
+        ):
+            # "Below" thresholds: the warning line lies above the critical one.
+            if getattr(self, warning) < getattr(self, critical):
+                raise ValueError(f"quality threshold '{warning}' must not be below '{critical}'")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> Thresholds:
@@ -464,14 +617,24 @@ class Assessment:
 # --------------------------------------------------------------------------------------------
 
 
-def assess(network: NetworkFacts, thresholds: Thresholds = Thresholds()) -> Assessment:
+def assess(
+    network: NetworkFacts,
+    thresholds: Thresholds = Thresholds(),
+    *,
+    machine: MachineFacts | None = None,
+    room: RoomFacts | None = None,
+) -> Assessment:
     """Verdict, reasons and expected quality for one end of a session.
 
-    Later fact groups (machine health, room noise) become optional keyword arguments here,
-    each adding the reasons of its own check function to the list handed to the combiner.
+    Each fact group adds the reasons of its own check function; one combiner orders them and
+    draws the verdict. ``machine`` and ``room`` are optional: not measured, not judged.
     """
     speech = _worse_direction_speech(network)
     reasons = _network_reasons(network, thresholds, speech)
+    if machine is not None:
+        reasons += _machine_reasons(machine, network, thresholds)
+    if room is not None:
+        reasons += _room_reasons(room, thresholds)
     ordered = _most_severe_first(reasons)
     return Assessment(
         verdict=verdict_from_reasons(ordered),
@@ -710,6 +873,93 @@ def _throughput_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
     return reasons
 
 
+def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds) -> list[Reason]:
+    reasons: list[Reason] = []
+    if machine.cpu_pct is not None:
+        severity = _grade(machine.cpu_pct, t.cpu_warning_pct, t.cpu_critical_pct)
+        if severity:
+            reasons.append(_reason("high_cpu", severity, f"Your computer's processor is {machine.cpu_pct:.0f} % busy with other work."))
+    if machine.memory_available_pct is not None:
+        severity = _grade_below(machine.memory_available_pct, t.memory_low_warning_pct, t.memory_low_critical_pct)
+        if severity:
+            reasons.append(_reason("low_memory", severity, f"Only {machine.memory_available_pct:.0f} % of your computer's memory is free."))
+    if machine.swap_bytes_per_s is not None and machine.swap_bytes_per_s > t.swap_warning_bytes_per_s:
+        message = f"Your computer is short of memory and moving {machine.swap_bytes_per_s / 1e6:.1f} MB/s to disk, which slows everything down."
+        reasons.append(_reason("swapping", "warning", message))
+    if machine.battery_pct is not None and machine.battery_charging is False:
+        severity = _grade_below(machine.battery_pct, t.battery_warning_pct, t.battery_critical_pct)
+        short = machine.battery_time_left_s is not None and machine.battery_time_left_s < t.session_length_s
+        if severity or short:
+            left = f" (about {machine.battery_time_left_s / 60:.0f} minutes left)" if machine.battery_time_left_s is not None else ""
+            message = f"Your battery is at {machine.battery_pct:.0f} % and not charging{left}."
+            reasons.append(_reason("low_battery", severity or "warning", message))
+    if machine.link_type == "wifi" and machine.wifi_signal_dbm is not None:
+        severity = _grade_below(machine.wifi_signal_dbm, t.wifi_signal_warning_dbm, t.wifi_signal_critical_dbm)
+        if severity:
+            message = (
+                f"Your Wi-Fi signal is weak ({machine.wifi_signal_dbm:.0f} dBm; "
+                f"{t.wifi_signal_warning_dbm:.0f} dBm or stronger is good for calls)."
+            )
+            reasons.append(_reason("weak_wifi", severity, message))
+    for direction, mbps in (("upload", machine.background_up_mbps), ("download", machine.background_down_mbps)):
+        if mbps is None:
+            continue
+        severity = _grade(mbps, t.background_warning_mbps, t.background_critical_mbps)
+        if severity:
+            verb = "uploading" if direction == "upload" else "downloading"
+            message = f"Something on this computer is {verb} at {_mbps(mbps)} before the check started."
+            reasons.append(_reason(f"background_{direction}", severity, message))
+    return reasons
+
+
+def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
+    if not room.available:
+        if room.problem == "not_allowed":
+            return []
+        if room.problem == "device_busy":
+            return [_reason("microphone_busy", "warning", "Another program is using your microphone, so the check could not listen.")]
+        return [_reason("no_microphone", "warning", "The check found no microphone it could use.")]
+    reasons: list[Reason] = []
+    if room.silent:
+        # A muted or dead microphone: nothing else about the room can be judged.
+        return [_reason("microphone_silent", "warning", "Your microphone picks up no sound at all: it may be muted or switched off.")]
+    if room.clipping_ratio is not None and room.clipping_ratio > t.clipping_warning_ratio:
+        message = f"Your microphone is overloaded ({room.clipping_ratio * 100:.1f} % of the sound is cut off), which makes your voice sound harsh."
+        reasons.append(_reason("microphone_clipping", "warning", message))
+    if room.l90_dbfs is not None:
+        warning, critical = (t.noise_floor_warning_dba, t.noise_floor_critical_dba) if room.calibrated else (t.noise_floor_warning_dbfs, t.noise_floor_critical_dbfs)
+        severity = _grade(room.l90_dbfs, warning, critical)
+        if severity:
+            unit = "dBA" if room.calibrated else "dB on your microphone's scale"
+            reasons.append(_reason("noisy_room", severity, f"Your room has steady background noise (noise floor {room.l90_dbfs:.0f} {unit})."))
+    if room.l10_dbfs is not None and room.l90_dbfs is not None and room.l10_dbfs - room.l90_dbfs > t.intermittent_noise_warning_db:
+        message = f"Noise in your room comes and goes: it rose {room.l10_dbfs - room.l90_dbfs:.0f} dB above the quiet level for part of the check."
+        reasons.append(_reason("intermittent_noise", "warning", message))
+    if room.voice_ratio is not None and room.voice_ratio > t.voices_warning_ratio:
+        message = f"Other voices could be heard in the background ({room.voice_ratio * 100:.0f} % of the time while you were quiet): others may hear your session."
+        reasons.append(_reason("voices_in_background", "warning", message))
+    if room.speech_detected is False:
+        reasons.append(_reason("speech_not_heard", "warning", "The check could not hear you read the sentence aloud."))
+    elif room.snr_db is not None:
+        severity = _grade_below(room.snr_db, t.snr_warning_db, t.snr_critical_db)
+        if severity:
+            message = (
+                f"Your voice is only {room.snr_db:.0f} dB louder than the room's noise; "
+                f"{t.snr_warning_db:.0f} dB or more is easy to understand."
+            )
+            reasons.append(_reason("low_speech_to_noise", severity, message))
+    return reasons
+
+
+def _grade_below(value: float, warning: float, critical: float) -> str | None:
+    """For measures where lower is worse (battery, signal, free memory, speech over noise)."""
+    if value < critical:
+        return "critical"
+    if value < warning:
+        return "warning"
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # 6. The words. Fixes speak to a non-technical client: no jargon, one or two concrete steps.
 # Messages and fixes are built from numbers only; error texts are never copied into them.
@@ -789,6 +1039,49 @@ _FIXES: Mapping[str, str] = MappingProxyType(
             "such as your phone's hotspot."
         ),
         "throughput_not_measured": "Nothing to do now. If the picture freezes during the session, run the check again.",
+        "high_cpu": (
+            "Close programs you do not need during the session, especially other video apps, games and browser "
+            "tabs with videos."
+        ),
+        "low_memory": "Close programs and browser tabs you do not need during the session, or restart the computer before it.",
+        "swapping": "Close programs and browser tabs you do not need, or restart the computer before the session.",
+        "low_battery": "Plug in your charger before the session starts.",
+        "weak_wifi": "Move closer to your router, or connect with a network cable if you can.",
+        "background_upload": (
+            "Pause cloud backups, photo or file syncing and large uploads on this computer during your session."
+        ),
+        "background_download": (
+            "Pause downloads, updates and streaming on this computer during your session."
+        ),
+        "no_microphone": (
+            "Plug in a headset or microphone, or check that your computer lets apps use the microphone, then run "
+            "the check again. Without one the other person cannot hear you."
+        ),
+        "microphone_busy": "Close other programs that use the microphone (another call or a recorder), then run the check again.",
+        "microphone_silent": (
+            "Check that your microphone is not muted (a button on the headset or keyboard, or in your sound "
+            "settings) and that the right microphone is chosen, then run the check again."
+        ),
+        "microphone_clipping": "Move a little further from the microphone, or turn down its input volume in your sound settings.",
+        "noisy_room": (
+            "Find a quieter room if you can, switch off fans, TVs or music nearby, and use a headset with a "
+            "microphone close to your mouth."
+        ),
+        "intermittent_noise": (
+            "Close the door and windows, and let others at home know when your session starts so it can stay quiet."
+        ),
+        "voices_in_background": (
+            "Others may hear your session: find a private room, close the door, and use headphones so only you "
+            "hear the other person."
+        ),
+        "low_speech_to_noise": (
+            "Use a headset with a microphone close to your mouth, move away from sources of noise, or find a "
+            "quieter room."
+        ),
+        "speech_not_heard": (
+            "Check that the right microphone is chosen and not muted, then run the check again and read the "
+            "sentence in your normal voice."
+        ),
     }
 )
 

@@ -103,6 +103,9 @@ async def _download_stream(
             await _raise_for_status(response)
             async for chunk in response.content.iter_any():
                 meter.add(len(chunk))
+                # On a fast link data is always ready and this loop would never give the
+                # event loop a turn: the UDP probes of the same check would stop going out.
+                await asyncio.sleep(0)
                 if monotonic() >= deadline:
                     # Hanging up is how a download phase ends; the connection is discarded.
                     response.close()
@@ -130,6 +133,7 @@ async def _upload_stream(
                 meter.add(CHUNK_BYTES)
             yield bytes(block[offset % len(block) : offset % len(block) + CHUNK_BYTES])
             offset += CHUNK_BYTES
+            await asyncio.sleep(0)  # as in the download: let the UDP probes out
 
     async with session.post(url, data=body(), headers={"Content-Type": "application/octet-stream"}) as response:
         await _raise_for_status(response)
