@@ -94,6 +94,22 @@ class LatestCheckCollector:
         )
         mos = gauge("mos", "Expected audio MOS (1 to 4.5) from the ITU-T G.107 E-model.")
         r_factor = gauge("r_factor", "ITU-T G.107 transmission rating R (0 to 100).")
+        cpu = gauge("cpu_busy_ratio", "Whole-machine CPU use before the check (0 to 1).")
+        memory = gauge("memory_available_ratio", "Share of memory available (0 to 1).")
+        swap = gauge("swap_bytes_per_second", "Swap traffic, in plus out.")
+        battery = gauge("battery_ratio", "Battery charge (0 to 1); absent without a battery.")
+        charging = gauge("battery_charging", "1 when on mains power, 0 on battery.")
+        link = gauge("link_info", "1 for the type of the connection carrying the default route.", ("type",))
+        signal = gauge("wifi_signal_dbm", "Wi-Fi received signal strength in dBm.")
+        background = gauge("background_traffic_bytes_per_second", "Traffic on the link before the check sent anything.", ("direction",))
+        room_available = gauge("room_available", "1 when the microphone could be used, else 0.")
+        room_level = gauge(
+            "room_level_dbfs",
+            "Room sound levels in dBFS(A) (dBA when calibrated): laeq, l90 (noise floor), l10, lmax.",
+            ("stat", "calibrated"),
+        )
+        room_voice = gauge("room_voice_ratio", "Share of frames with other voices while the person was quiet.")
+        room_snr = gauge("room_speech_to_noise_db", "The person's speech over the noise floor, in dB.")
         for check in self._latest_checks():
             key = [check.agent_id, check.participant_id]
             report = check.report
@@ -118,4 +134,31 @@ class LatestCheckCollector:
                 mos.add_metric(key, report["quality"]["mos"])
             if report["quality"]["r_factor"] is not None:
                 r_factor.add_metric(key, report["quality"]["r_factor"])
+            machine = report.get("machine")
+            if machine:
+                _add(cpu, key, machine["cpu_pct"], 0.01)
+                _add(memory, key, machine["memory_available_pct"], 0.01)
+                _add(swap, key, machine["swap_bytes_per_s"])
+                _add(battery, key, machine["battery_pct"], 0.01)
+                if machine["battery_charging"] is not None:
+                    charging.add_metric(key, 1.0 if machine["battery_charging"] else 0.0)
+                link.add_metric(key + [machine["link"]["type"]], 1.0)
+                _add(signal, key, machine["link"]["wifi_signal_dbm"])
+                for direction in ("up", "down"):
+                    _add(background, key + [direction], machine["background_traffic_mbps"][direction], 1e6 / 8)
+            room = report.get("room")
+            if room:
+                room_available.add_metric(key, 1.0 if room["available"] else 0.0)
+                calibrated = "true" if room["calibrated"] else "false"
+                for stat in ("laeq", "l90", "l10", "lmax"):
+                    _add(room_level, key + [stat, calibrated], room[f"{stat}_dbfs"])
+                _add(room_voice, key, room["voice_ratio"])
+                _add(room_snr, key, room["snr_db"])
         yield from (timestamp, duration, verdict, rtt, jitter, loss, throughput, loaded, mos, r_factor)
+        yield from (cpu, memory, swap, battery, charging, link, signal, background)
+        yield from (room_available, room_level, room_voice, room_snr)
+
+
+def _add(family: GaugeMetricFamily, labels: list[str], value: float | None, scale: float = 1.0) -> None:
+    if value is not None:
+        family.add_metric(labels, value * scale)

@@ -185,6 +185,44 @@ def _expected_check_series(report: dict) -> dict[str, dict[tuple[tuple[str, str]
         },
         "sessionready_check_mos": {(): quality["mos"]},
         "sessionready_check_r_factor": {(): quality["r_factor"]},
+        **_expected_machine_series(report.get("machine")),
+        **_expected_room_series(report.get("room")),
+    }
+
+
+def _expected_machine_series(machine: dict | None) -> dict[str, dict[tuple[tuple[str, str], ...], float | None]]:
+    if machine is None:
+        return {}
+
+    def scaled(value: float | None, factor: float) -> float | None:
+        return None if value is None else value * factor
+
+    charging = machine["battery_charging"]
+    return {
+        "sessionready_check_cpu_busy_ratio": {(): scaled(machine["cpu_pct"], 0.01)},
+        "sessionready_check_memory_available_ratio": {(): scaled(machine["memory_available_pct"], 0.01)},
+        "sessionready_check_swap_bytes_per_second": {(): machine["swap_bytes_per_s"]},
+        "sessionready_check_battery_ratio": {(): scaled(machine["battery_pct"], 0.01)},
+        "sessionready_check_battery_charging": {(): None if charging is None else float(charging)},
+        "sessionready_check_link_info": {(("type", machine["link"]["type"]),): 1.0},
+        "sessionready_check_wifi_signal_dbm": {(): machine["link"]["wifi_signal_dbm"]},
+        "sessionready_check_background_traffic_bytes_per_second": {
+            (("direction", d),): scaled(machine["background_traffic_mbps"][d], 1e6 / 8) for d in ("up", "down")
+        },
+    }
+
+
+def _expected_room_series(room: dict | None) -> dict[str, dict[tuple[tuple[str, str], ...], float | None]]:
+    if room is None:
+        return {}
+    calibrated = "true" if room["calibrated"] else "false"
+    return {
+        "sessionready_check_room_available": {(): 1.0 if room["available"] else 0.0},
+        "sessionready_check_room_level_dbfs": {
+            (("calibrated", calibrated), ("stat", stat)): room[f"{stat}_dbfs"] for stat in ("laeq", "l90", "l10", "lmax")
+        },
+        "sessionready_check_room_voice_ratio": {(): room["voice_ratio"]},
+        "sessionready_check_room_speech_to_noise_db": {(): room["snr_db"]},
     }
 
 
