@@ -10,16 +10,19 @@ import ipaddress
 import json
 import socket
 import ssl
-from collections.abc import Mapping
+import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
 USER_AGENT = "sessionready-agent"
-# The upload phase counts bytes as the socket accepts them; a fixed send buffer keeps that
-# count within a buffer's worth of what has really left, and turns off autotuning, which
-# would otherwise grow the buffer during the measurement window and inflate the rate.
+# Upload sockets get a fixed send buffer (no autotuning). Where the OS reports acknowledged
+# bytes (Linux) the upload is counted from those; elsewhere it is counted as the socket
+# accepts it, and a fixed buffer keeps that count within a buffer's worth of what has left.
+# 1 MiB (the kernel doubles it) keeps a deep-queued 8 Mbit/s link as busy as iperf3 does;
+# in the lab a 256 KiB buffer starved the link and skewed the latency under load.
 UPLOAD_SNDBUF_BYTES = 1 << 20
 
 
@@ -68,11 +71,21 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
-def upload_socket(addr_info: tuple) -> socket.socket:
-    family, kind, proto, _, _ = addr_info
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPLOAD_SNDBUF_BYTES)
-    return sock
+def upload_socket_factory(created: list[socket.socket]) -> Callable[[tuple], socket.socket]:
+    """A socket factory for upload sessions that remembers its sockets, so the caller can ask
+    the kernel how much of what was sent has been acknowledged."""
+
+    def factory(addr_info: tuple) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPLOAD_SNDBUF_BYTES)
+        # Closing at the end of the phase resets the connection and drops what is still
+        # buffered, instead of draining it for seconds into the next phase.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        created.append(sock)
+        return sock
+
+    return factory
 
 
 @dataclass(frozen=True)
@@ -101,12 +114,15 @@ class MonitorClient:
         if self._session is not None:
             await self._session.close()
 
-    def new_session(self, *, upload: bool = False, limit: int = 8) -> aiohttp.ClientSession:
-        """A session with this client's auth and TLS; separate ones give separate connections."""
+    def new_session(self, *, limit: int = 8, upload_sockets: list[socket.socket] | None = None) -> aiohttp.ClientSession:
+        """A session with this client's auth and TLS; separate ones give separate connections.
+
+        With ``upload_sockets``, its connections use upload sockets, collected into that list.
+        """
         connector = aiohttp.TCPConnector(
             ssl=self._ssl if self._ssl is not None else True,
             limit=limit,
-            socket_factory=upload_socket if upload else None,
+            socket_factory=upload_socket_factory(upload_sockets) if upload_sockets is not None else None,
         )
         return aiohttp.ClientSession(headers=self._headers, connector=connector, auto_decompress=False)
 

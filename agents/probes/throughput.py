@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from agents.client import MonitorClient
+from agents.probes.tcpinfo import bytes_acked
 from sessionready.stats import steady_rate
 
 CHUNK_BYTES = 64 * 1024
-REQUEST_BYTES = 1 << 30  # per download request; a stream that finishes one starts another
+ACK_SAMPLE_S = 0.05
+REQUEST_BYTES = 256 << 20  # per request; a stream that finishes one starts another
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class _Meter:
         self.total += count
         self.samples.append((self._monotonic() - self.start, self.total))
 
+    def set_total(self, total: int) -> None:
+        if total != self.total:
+            self.total = total
+            self.samples.append((self._monotonic() - self.start, total))
+
 
 async def measure(
     client: MonitorClient,
@@ -64,18 +72,34 @@ async def measure(
     meter = _Meter(monotonic)
     deadline = meter.start + settings.seconds
     errors: list[BaseException] = []
-    session = client.new_session(upload=direction == "up", limit=settings.streams)
-    # Incompressible bytes, so that no middlebox compression flatters the upload.
-    stream = _download_stream if direction == "down" else functools.partial(_upload_stream, random_block=os.urandom(1 << 20))
+    upload_sockets: list[socket.socket] | None = [] if direction == "up" else None
+    session = client.new_session(limit=settings.streams, upload_sockets=upload_sockets)
+    acked: AckedBytes | None = None
+    if direction == "down":
+        stream = _download_stream
+        # The streams stop themselves at the deadline; the grace covers a slow first byte.
+        wait_s = settings.seconds + 5
+    else:
+        assert upload_sockets is not None
+        acked = AckedBytes(upload_sockets)
+        # Incompressible bytes, so that no middlebox compression flatters the upload.
+        stream = functools.partial(_upload_stream, random_block=os.urandom(1 << 20), count_writes=not acked.supported())
+        # An upload is cut off at the deadline: waiting for the send buffers to drain would
+        # make the phase last as long again on a slow link, and proves nothing more.
+        wait_s = settings.seconds
+    sampler = asyncio.create_task(_sample_acked(acked, meter, deadline, monotonic)) if acked is not None else None
     try:
         tasks = [asyncio.create_task(stream(client, session, meter, deadline, monotonic)) for _ in range(settings.streams)]
-        # The streams stop themselves at the deadline; the grace covers a slow first byte.
-        done, pending = await asyncio.wait(tasks, timeout=settings.seconds + 5)
+        done, pending = await asyncio.wait(tasks, timeout=wait_s)
+        if sampler is not None:
+            await sampler
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         errors = [task.exception() for task in done if task.exception() is not None]
     finally:
+        if sampler is not None and not sampler.done():
+            sampler.cancel()
         await session.close()
     elapsed = monotonic() - meter.start
     rate = steady_rate(meter.samples, settings.ramp_seconds, settings.seconds)
@@ -112,6 +136,39 @@ async def _download_stream(
                     return
 
 
+class AckedBytes:
+    """Acknowledged bytes summed over the upload sockets (Linux TCP_INFO)."""
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        self._sockets = sockets
+        # Closed sockets keep what they had acknowledged when last read.
+        self._last: dict[int, int] = {}
+
+    def supported(self) -> bool:
+        probe = socket.socket()
+        try:
+            return bytes_acked(probe) is not None
+        finally:
+            probe.close()
+
+    def total(self) -> int:
+        for sock in list(self._sockets):
+            value = bytes_acked(sock)
+            if value is not None:
+                self._last[id(sock)] = value
+        return sum(self._last.values())
+
+
+async def _sample_acked(acked: AckedBytes | None, meter: _Meter, deadline: float, monotonic: Callable[[], float]) -> None:
+    if acked is None or not acked.supported():
+        return
+    while True:
+        meter.set_total(acked.total())
+        if monotonic() >= deadline:
+            return
+        await asyncio.sleep(min(ACK_SAMPLE_S, max(0.0, deadline - monotonic())))
+
+
 async def _upload_stream(
     client: MonitorClient,
     session: aiohttp.ClientSession,
@@ -120,23 +177,28 @@ async def _upload_stream(
     monotonic: Callable[[], float],
     *,
     random_block: bytes,
+    count_writes: bool,
 ) -> None:
     url = client.url("/api/v1/probe/upload")
     block = memoryview(random_block)
 
     async def body() -> AsyncIterator[bytes]:
-        offset = 0
-        while monotonic() < deadline:
-            # aiohttp asks for the next chunk once the previous one was written out, so a
-            # chunk counts when the (fixed-size) socket buffer accepted it.
-            if offset:
+        # One request carries at most REQUEST_BYTES (the monitor caps uploads); on a fast
+        # link the stream then starts another until the phase ends.
+        sent = 0
+        while monotonic() < deadline and sent + CHUNK_BYTES <= REQUEST_BYTES:
+            # Without acknowledged counts, a chunk counts when the (small, fixed) socket
+            # buffer accepted it: aiohttp asks for the next one once it was written out.
+            if sent and count_writes:
                 meter.add(CHUNK_BYTES)
-            yield bytes(block[offset % len(block) : offset % len(block) + CHUNK_BYTES])
-            offset += CHUNK_BYTES
+            offset = sent % len(block)
+            yield bytes(block[offset : offset + CHUNK_BYTES])
+            sent += CHUNK_BYTES
             await asyncio.sleep(0)  # as in the download: let the UDP probes out
 
-    async with session.post(url, data=body(), headers={"Content-Type": "application/octet-stream"}) as response:
-        await _raise_for_status(response)
+    while monotonic() < deadline:
+        async with session.post(url, data=body(), headers={"Content-Type": "application/octet-stream"}) as response:
+            await _raise_for_status(response)
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
