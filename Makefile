@@ -21,20 +21,22 @@ demo: install
 test: install
 	$(BIN)/pytest
 
-# Everything but the network-namespace lab and the real-Prometheus test: no root needed.
+# Everything but the network-namespace lab, the real-Prometheus test and the audio lab.
 test-fast: install
-	$(BIN)/pytest -m "not lab and not prometheus"
+	$(BIN)/pytest -m "not lab and not prometheus and not audio"
 
 bench: install
 	$(BIN)/python -m benchmarks.run
 
-# Debian packages the tests need: the lab's reference tools and shaping, a real Prometheus,
+# Debian packages the tests need: the network lab's reference tools and shaping, a real
+# Prometheus, the audio lab (PulseAudio virtual microphone, PortAudio, sox, espeak-ng),
 # openssl for certificates. Runs as root (CI) or through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates
+		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates \
+		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

@@ -13,12 +13,13 @@ import asyncio
 import platform
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from agents.client import MonitorClient
 from agents.probes import throughput
 from agents.probes.machine import LocalHints, MachineResult, measure_machine
+from agents.probes.room import Prompter, RoomResult, RoomSettings, measure_room
 from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
 from agents.probes.targets import TargetResult, TargetSettings, measure_target
 from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream
@@ -41,6 +42,9 @@ class CheckOptions:
     measure_machine: bool = True
     # Traffic and CPU are sampled over this window before the check sends anything.
     machine_window_s: float = 1.5
+    # None: the microphone is not opened at all (--no-audio, or not allowed by config).
+    room: RoomSettings | None = None
+    room_not_allowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class CheckRun:
 
     report: schema.CheckReport
     machine_hints: LocalHints | None
+    room_error: str | None = None
 
 
 def agent_os() -> str:
@@ -56,7 +61,9 @@ def agent_os() -> str:
     return {"linux": "linux", "darwin": "macos", "windows": "windows"}.get(system, "other")
 
 
-async def run_check(client: MonitorClient, options: CheckOptions, progress: Progress) -> CheckRun:
+async def run_check(
+    client: MonitorClient, options: CheckOptions, progress: Progress, prompter: Prompter | None = None
+) -> CheckRun:
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
     machine: MachineResult | None = None
@@ -78,6 +85,8 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
 
     targets_task = asyncio.gather(*(measure_target(t, TargetSettings()) for t in options.targets)) if options.targets else None
     loads: dict[str, PhaseOutcome[throughput.ThroughputResult]] = {}
+    # The room is heard while the network phases run: it costs the person no extra time.
+    room_task = asyncio.create_task(_listen(options.room, prompter, progress)) if options.room is not None else None
     async with UdpStream(udp_host, udp_port, options.stream) as stream:
         stream.start_flow("idle", sessions[0].key)
         await run_phase(
@@ -104,6 +113,7 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
         flows = {flow.name: flow for flow in await stream.finish()}
         progress.phase_finished("finish", "done")
     target_results: list[TargetResult] = list(await targets_task) if targets_task is not None else []
+    room: RoomResult | None = await room_task if room_task is not None else None
 
     speed: SpeedtestResult | None = None
     if options.speedtest:
@@ -119,10 +129,12 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
 
     network = _network(flows, loads, options, udp_host, udp_port)
     machine_wire = _machine(machine) if machine is not None else None
+    room_wire = _room(room) if room is not None else (_room_not_allowed() if options.room_not_allowed else None)
     assessment = quality.assess(
         _facts(network, flows["idle"]),
         options.thresholds,
         machine=_machine_facts(machine_wire) if machine_wire is not None else None,
+        room=_room_facts(room_wire) if room_wire is not None else None,
     )
     report = schema.CheckReport(
         schema_version=1,
@@ -150,8 +162,74 @@ async def run_check(client: MonitorClient, options: CheckOptions, progress: Prog
             streams=options.throughput.streams if options.measure_throughput else 0,
         ),
         machine=machine_wire,
+        room=room_wire,
     )
-    return CheckRun(report, machine.local_hints if machine is not None else None)
+    return CheckRun(report, machine.local_hints if machine is not None else None, room.error if room is not None else None)
+
+
+async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: Progress) -> RoomResult | None:
+    # Interactive mode needs the person to see the prompts; without a prompter, listen passively.
+    if prompter is None and settings.interactive:
+        settings = replace(settings, interactive=False)
+    duration = settings.quiet_seconds + settings.speech_seconds + settings.settle_seconds if settings.interactive else settings.seconds
+    # Opening a first stream can take 2 s and a dead microphone is only given up after 6 s.
+    outcome = await run_phase(
+        "room",
+        "Listening to the room",
+        measure_room(settings, prompter=prompter),
+        expected_s=duration,
+        timeout_s=duration + 15,
+        progress=progress,
+    )
+    return outcome.value
+
+
+def _room(result: RoomResult) -> schema.Room:
+    """The wire form: numbers and flags only; the probe's error sentence stays on this machine."""
+
+    def rounded(value: float | None, digits: int = 1) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return schema.Room(
+        available=result.available,
+        problem=result.problem,
+        mode=result.mode,
+        laeq_dbfs=rounded(result.laeq_dbfs),
+        l90_dbfs=rounded(result.l90_dbfs),
+        l10_dbfs=rounded(result.l10_dbfs),
+        lmax_dbfs=rounded(result.lmax_dbfs),
+        voice_ratio=rounded(result.voice_ratio, 3),
+        snr_db=rounded(result.snr_db),
+        speech_detected=result.speech_detected,
+        calibrated=result.calibrated,
+        silent=result.silent,
+        clipping_ratio=rounded(result.clipping_ratio, 5),
+    )
+
+
+def _room_not_allowed() -> schema.Room:
+    return schema.Room(
+        available=False, problem="not_allowed", mode="passive", laeq_dbfs=None, l90_dbfs=None, l10_dbfs=None,
+        lmax_dbfs=None, voice_ratio=None, snr_db=None, speech_detected=None, calibrated=False, silent=False,
+        clipping_ratio=None,
+    )  # fmt: skip
+
+
+def _room_facts(room: schema.Room) -> quality.RoomFacts:
+    return quality.RoomFacts(
+        available=room.available,
+        problem=room.problem,
+        laeq_dbfs=room.laeq_dbfs,
+        l90_dbfs=room.l90_dbfs,
+        l10_dbfs=room.l10_dbfs,
+        lmax_dbfs=room.lmax_dbfs,
+        voice_ratio=room.voice_ratio,
+        snr_db=room.snr_db,
+        speech_detected=room.speech_detected,
+        calibrated=room.calibrated,
+        silent=room.silent,
+        clipping_ratio=room.clipping_ratio,
+    )
 
 
 def _machine(result: MachineResult) -> schema.Machine:

@@ -64,6 +64,8 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--load-seconds", type=_positive, metavar="S", help="length of each throughput phase (default 4)")
     parser.add_argument("--streams", type=_streams, metavar="N", help="parallel connections per throughput phase (default 4)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the download/upload phases (and so the delay-under-load measurement)")
+    parser.add_argument("--no-audio", action="store_true", help="do not open the microphone: skip the room (noise, other voices, speech-to-noise)")
+    parser.add_argument("--no-prompt", action="store_true", help="measure the room passively; do not ask you to stay quiet and read a sentence")
     parser.add_argument("--no-machine", action="store_true", help="skip the computer's health (CPU, memory, battery, Wi-Fi, other traffic)")
     parser.add_argument("--no-submit", action="store_true", help="do not send the result to the monitor")
     parser.set_defaults(run=run_check_command)
@@ -127,8 +129,28 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         session_id=args.session,
         thresholds=config.thresholds,
         measure_machine=not args.no_machine,
+        room=_room_settings(args, config, udp_seconds=args.udp_seconds or check.udp_seconds, throughput=throughput),
+        room_not_allowed=not config.room.microphone and not args.no_audio,
     )
     return replace(options), url, token
+
+
+def _room_settings(args: argparse.Namespace, config, *, udp_seconds: float, throughput):  # noqa: ANN001, ANN202
+    """None when the microphone must stay closed; passive unless a person is at a terminal."""
+    from agents.probes.room import RoomSettings
+
+    if args.no_audio or not config.room.microphone:
+        return None
+    interactive = not args.no_prompt and sys.stdin.isatty() and sys.stderr.isatty()
+    # Passive listening lasts as long as the network phases, which run meanwhile.
+    network_s = udp_seconds + (0 if args.no_throughput else 2 * throughput.seconds)
+    device = config.room.device or None
+    return RoomSettings(
+        seconds=max(1.0, network_s - 1.0),
+        device=int(device) if device and device.isdigit() else device,
+        calibration_offset_db=config.room.calibration_offset_db,
+        interactive=interactive,
+    )
 
 
 async def _check(args: argparse.Namespace, options, url, token: str, ca_file: str | None) -> int:  # noqa: ANN001
@@ -136,7 +158,7 @@ async def _check(args: argparse.Namespace, options, url, token: str, ca_file: st
 
     from agents.check import run_check
     from agents.client import MonitorClient, MonitorError
-    from agents.render import TerminalProgress, render_report
+    from agents.render import TerminalProgress, TerminalPrompter, render_report
     from agents.runner import QuietProgress
     from sessionready.typed import encode
 
@@ -147,7 +169,7 @@ async def _check(args: argparse.Namespace, options, url, token: str, ca_file: st
             await client.whoami()  # fail fast, in one sentence, on a wrong URL or token
             if progress is not None:
                 with progress:
-                    run = await run_check(client, options, progress)
+                    run = await run_check(client, options, progress, TerminalPrompter(stderr))
             else:
                 run = await run_check(client, options, QuietProgress())
             report = run.report
@@ -172,5 +194,5 @@ async def _check(args: argparse.Namespace, options, url, token: str, ca_file: st
             note = "The result was not sent (--no-submit)."
         else:
             note = f"The result could not be saved to the monitor: {submit_error}"
-        render_report(Console(), report, note, run.machine_hints)
+        render_report(Console(), report, note, run.machine_hints, run.room_error)
     return VERDICT_EXIT[report.verdict]

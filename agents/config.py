@@ -1,6 +1,6 @@
 """The agent's config file (TOML): where the monitor is, how the check runs, verdict thresholds.
 
-Tables: ``[monitor]``, ``[check]``, ``[thresholds]``. Unknown keys are rejected by name. The
+Tables: ``[monitor]``, ``[check]``, ``[room]``, ``[thresholds]``. Unknown keys are rejected by name. The
 file is optional; a commented sample is ``agents/agent.sample.toml``.
 """
 
@@ -15,7 +15,7 @@ from sessionready import quality
 from sessionready.config import ConfigError, decode_section, read_toml
 from sessionready.typed import limits
 
-SECTIONS = {"monitor", "check", "thresholds"}
+SECTIONS = {"monitor", "check", "room", "thresholds"}
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,20 @@ class CheckSection:
 
 
 @dataclass(frozen=True)
+class RoomSection:
+    # May the check open the microphone? Only summary levels ever leave it, never audio.
+    microphone: bool = True
+    # An input device name or index as PortAudio knows it; "" = the system default.
+    device: str = field(default="", metadata=limits(max_len=200))
+    # dB to add to dBFS(A) to get dBA for this microphone, from a calibration; absent = uncalibrated.
+    calibration_offset_db: float | None = field(default=None, metadata=limits(ge=-50, le=200))
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     monitor: MonitorSection = field(default_factory=MonitorSection)
     check: CheckSection = field(default_factory=CheckSection)
+    room: RoomSection = field(default_factory=RoomSection)
     thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
     source: str = "defaults"
 
@@ -88,11 +99,12 @@ def load_agent_config(path: Path | None) -> AgentConfig:
             raise ConfigError(f"config file {path}: unknown key '{key}' (expected tables: {', '.join(sorted(SECTIONS))})")
     monitor = decode_section(MonitorSection, _table(document, "monitor", path), path, "monitor")
     check = decode_section(CheckSection, _table(document, "check", path), path, "check")
+    room = decode_section(RoomSection, _table(document, "room", path), path, "room")
     try:
         thresholds = quality.Thresholds.from_mapping(_table(document, "thresholds", path))
     except ValueError as error:
         raise ConfigError(f"config file {path}: [thresholds] {error}") from None
-    return AgentConfig(monitor, check, thresholds, str(path))
+    return AgentConfig(monitor, check, room, thresholds, str(path))
 
 
 def _table(document: dict[str, object], name: str, path: Path) -> dict[str, object]:

@@ -61,7 +61,19 @@ def _percent(value: float | None) -> str:
     return "not measured" if value is None else f"{value * 100:.2f} %"
 
 
-def render_report(console: Console, report: CheckReport, submit_note: str, hints: LocalHints | None = None) -> None:
+class TerminalPrompter:
+    """Shows the room probe's requests ("stay quiet", "read this sentence") above the progress."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def say(self, text: str) -> None:
+        self._console.print(Text(f"  🎤 {text}", style="bold magenta"))
+
+
+def render_report(
+    console: Console, report: CheckReport, submit_note: str, hints: LocalHints | None = None, room_error: str | None = None
+) -> None:
     symbol, word, style, sentence = VERDICT_STYLE[report.verdict]
     console.print()
     console.print(Text(f" {symbol} {word} ", style=f"{style} reverse"), Text(f" {sentence}", style=style))
@@ -126,6 +138,20 @@ def render_report(console: Console, report: CheckReport, submit_note: str, hints
             table.add_row("Battery", f"{machine.battery_pct:.0f} % ({state})")
         traffic = machine.background_traffic_mbps
         table.add_row("Other traffic", f"up {_value(traffic.up, 'Mbit/s', 2)}, down {_value(traffic.down, 'Mbit/s', 2)} (before the check)")
+    room = report.room
+    if room is not None:
+        if room.available:
+            unit = "dBA" if room.calibrated else "dBFS(A)"
+            parts = [f"noise floor {_value(room.l90_dbfs, unit, 0)}", f"peaks {_value(room.l10_dbfs, unit, 0)}"]
+            if room.voice_ratio is not None:
+                parts.append(f"other voices {room.voice_ratio * 100:.0f} % of the time")
+            if room.snr_db is not None:
+                parts.append(f"your voice {room.snr_db:.0f} dB above the noise")
+            table.add_row("Room", ", ".join(parts))
+        elif room.problem == "not_allowed":
+            table.add_row("Room", "not measured (the microphone is not allowed in your config)")
+        else:
+            table.add_row("Room", f"not measured: {room_error or room.problem}")
     for error in (network.udp_error, network.throughput_error, machine.error if machine else None):
         if error:
             table.add_row("Problem", error)

@@ -25,6 +25,7 @@ from pathlib import Path
 from benchmarks.check_time import check_wall_time
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
 from benchmarks.ingest import ingest_rate
+from benchmarks.room import room_analysis
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -32,6 +33,7 @@ DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 BENCHMARKS: dict[str, Benchmark] = {
     "check": check_wall_time,
     "ingest": ingest_rate,
+    "room": room_analysis,
 }
 
 

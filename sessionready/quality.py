@@ -402,8 +402,9 @@ class RoomFacts:
     """Summary levels of the room. Levels in dBFS(A), or dBA when ``calibrated``.
 
     ``available`` False with ``problem`` "no_portaudio" | "no_device" | "device_busy" |
-    "device_error" when no microphone could be used; "not_allowed" when the person's config
-    does not allow the microphone (then nothing is judged). ``voice_ratio`` is the share of
+    "device_error" when no microphone could be used; "not_allowed" (the person's config does
+    not allow the microphone) and "not_installed" (no audio support in this install) are not
+    judged. ``voice_ratio`` is the share of
     frames with voices while the person was quiet (others talking); ``snr_db`` the person's
     speech over the noise floor (interactive mode only); ``speech_detected`` whether their
     speech registered at all (interactive mode only).
@@ -914,8 +915,8 @@ def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds
 
 def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
     if not room.available:
-        if room.problem == "not_allowed":
-            return []
+        if room.problem in ("not_allowed", "not_installed"):
+            return []  # not measured by choice or by install: nothing to judge
         if room.problem == "device_busy":
             return [_reason("microphone_busy", "warning", "Another program is using your microphone, so the check could not listen.")]
         return [_reason("no_microphone", "warning", "The check found no microphone it could use.")]

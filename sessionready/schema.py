@@ -184,13 +184,18 @@ class Room:
     Audio itself never leaves the process that captured it; these numbers are all that does."""
 
     available: bool
-    problem: Literal["no_portaudio", "no_device", "device_busy", "device_error", "not_allowed"] | None
+    # not_installed: this install has no audio support (the 'audio' extra); not_allowed: the
+    # person's config does not allow the microphone. device_error with available=True: the
+    # microphone stopped part-way and the numbers cover what was heard.
+    problem: Literal["not_installed", "no_portaudio", "no_device", "device_busy", "device_error", "not_allowed"] | None
+    mode: Literal["passive", "interactive"]
     laeq_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
     l90_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
     l10_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
     lmax_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
     voice_ratio: float | None = field(metadata=_ratio)
     snr_db: float | None = field(metadata=limits(ge=-200, le=200))
+    speech_detected: bool | None
     calibrated: bool
     silent: bool
     clipping_ratio: float | None = field(metadata=_ratio)

@@ -1,0 +1,167 @@
+"""What the room probe is configured with, what it returns, and the seams it talks through.
+
+Nothing here needs numpy, PortAudio or webrtcvad, so the check can import these types on a
+machine without the ``audio`` extra and still get a clear ``not_installed`` result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+if TYPE_CHECKING:  # numpy is only needed once audio flows
+    import numpy as np
+
+# Stable reason codes. ``available`` is False for all of them, except "device_error" after a
+# capture that broke off part-way and still measured enough (the result then carries both the
+# numbers and the code).
+Problem = Literal["not_installed", "no_portaudio", "no_device", "device_busy", "device_error"]
+PROBLEMS: Final[tuple[str, ...]] = ("not_installed", "no_portaudio", "no_device", "device_busy", "device_error")
+
+SAMPLE_RATES_HZ: Final[tuple[int, ...]] = (8000, 16000, 32000, 48000)  # what webrtcvad accepts
+
+# The sentence the person reads aloud in interactive mode: neutral, about nothing personal,
+# voiced sounds throughout, about three seconds at a normal pace.
+SENTENCE: Final = "A bright morning light came through the window and fell across the table."
+QUIET_PROMPT: Final = "Please stay quiet for a few seconds while we listen to your room."
+SPEECH_PROMPT: Final = f'Now please read this sentence aloud in your normal speaking voice: "{SENTENCE}"'
+DONE_PROMPT: Final = "Thank you, that is all."
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    """How to measure the room. Validated once, on construction (ValueError names the field).
+
+    Durations are seconds of captured audio, not wall time: opening a device can take a
+    second or more before sound arrives, and that time is not counted.
+    """
+
+    seconds: float = 12.0  # passive mode only: how long to listen (after the settling time)
+    sample_rate_hz: int = 16000
+    device: str | None = None  # None: PortAudio's "pulse" device when present, else the default input
+    calibration_offset_db: float | None = None  # dBFS(A) + offset = dB(A) SPL for this device
+    interactive: bool = False  # prompt for quiet, then a sentence read aloud (quiet + speech seconds)
+    quiet_seconds: float = 3.0
+    speech_seconds: float = 5.0
+    # webrtcvad mode 0..3. 2, because together with the level gate (a frame must stand 3 dB
+    # above the running noise floor) steady noise is never taken for voice at any mode, and
+    # mode 3 then only loses quiet and noisy speech (see docs/room.md, "Voice activity").
+    vad_aggressiveness: int = 2
+    settle_seconds: float = 0.5  # discarded at the start: filter, time weighting and device settle
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"room setting {name} must be {rule}, got {getattr(self, name)!r}")
+
+        def number(value: object) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        check("seconds", number(self.seconds) and 1.0 <= self.seconds <= 600.0, "between 1 and 600")
+        check("sample_rate_hz", self.sample_rate_hz in SAMPLE_RATES_HZ, f"one of {SAMPLE_RATES_HZ}")
+        check("device", self.device is None or (isinstance(self.device, str) and 0 < len(self.device) <= 200), "a device name or None")
+        check(
+            "calibration_offset_db",
+            self.calibration_offset_db is None or (number(self.calibration_offset_db) and -200 <= self.calibration_offset_db <= 200),
+            "a number of dB between -200 and 200, or None",
+        )
+        check("interactive", isinstance(self.interactive, bool), "true or false")
+        check("quiet_seconds", number(self.quiet_seconds) and 1.0 <= self.quiet_seconds <= 60.0, "between 1 and 60")
+        check("speech_seconds", number(self.speech_seconds) and 2.0 <= self.speech_seconds <= 60.0, "between 2 and 60")
+        check("vad_aggressiveness", self.vad_aggressiveness in (0, 1, 2, 3), "0, 1, 2 or 3")
+        check("settle_seconds", number(self.settle_seconds) and 0.1 <= self.settle_seconds <= 5.0, "between 0.1 and 5")
+
+
+@dataclass(frozen=True)
+class RoomResult:
+    """Summary numbers about the room's sound: never audio, only numbers, flags and short codes.
+
+    Levels are dBFS(A): A-weighted, relative to digital full scale, where a signal with an RMS
+    of 1.0 (a full-scale square wave) is 0 dBFS and a full-scale sine is -3.01 dBFS, the
+    reference sox uses for "RMS lev dB". With ``calibrated`` they are dB(A) sound pressure
+    levels instead (the field names stay). In interactive mode the room levels and
+    ``voice_ratio`` describe the quiet segment only, when the person was silent.
+    """
+
+    available: bool  # False: nothing was measured (see problem and error)
+    problem: Problem | None  # stable reason code, None when all went well
+    error: str | None  # one plain sentence when problem is set
+    mode: Literal["passive", "interactive"]
+    laeq_dbfs: float | None  # A-weighted equivalent continuous level
+    l90_dbfs: float | None  # exceeded 90 % of the time: the noise floor (Fast time weighting)
+    l10_dbfs: float | None  # exceeded 10 % of the time: intermittent noise
+    lmax_dbfs: float | None  # highest Fast-weighted level (sampled every 10 ms)
+    voice_ratio: float | None  # 0..1, share of 30 ms frames with a voice in them
+    speech_level_dbfs: float | None  # interactive: the person's speech, room noise removed
+    snr_db: float | None  # interactive: speech level minus the quiet segment's L90
+    speech_detected: bool | None  # interactive: did the person's reading register at all
+    calibrated: bool
+    silent: bool  # digital silence or a flat line: the microphone is muted or dead
+    clipping_ratio: float | None  # 0..1, share of samples at full scale (|x| >= 0.999)
+    clipping: bool  # clipping_ratio >= 1e-4: loud sound is being cut off
+    duration_s: float  # seconds of audio analysed (after the settling time)
+    sample_rate_hz: int
+    vad_aggressiveness: int
+
+
+def unavailable(
+    problem: Problem, error: str, settings: RoomSettings, *, duration_s: float = 0.0
+) -> RoomResult:
+    """The result for a probe that could not measure anything."""
+    return RoomResult(
+        available=False,
+        problem=problem,
+        error=error,
+        mode="interactive" if settings.interactive else "passive",
+        laeq_dbfs=None,
+        l90_dbfs=None,
+        l10_dbfs=None,
+        lmax_dbfs=None,
+        voice_ratio=None,
+        speech_level_dbfs=None,
+        snr_db=None,
+        speech_detected=None,
+        calibrated=False,
+        silent=False,
+        clipping_ratio=None,
+        clipping=False,
+        duration_s=round(duration_s, 3),
+        sample_rate_hz=settings.sample_rate_hz,
+        vad_aggressiveness=settings.vad_aggressiveness,
+    )
+
+
+class AudioUnavailable(Exception):
+    """Raised by an audio source that cannot deliver sound; becomes a result, never a crash.
+
+    The message is one plain sentence for a person. It must never contain samples.
+    """
+
+    def __init__(self, problem: Problem, sentence: str) -> None:
+        super().__init__(sentence)
+        self.problem: Problem = problem
+        self.sentence = sentence
+
+
+class AudioSource(Protocol):
+    """The seam between the probe and a microphone.
+
+    ``blocks`` opens the input, yields mono float32 blocks in [-1, 1] of about
+    ``block_samples`` samples, and closes the input when the iterator is closed. It raises
+    ``AudioUnavailable`` when the input cannot be opened or stops delivering sound, and may
+    simply end when it has no more sound (a finite test signal). Blocks are handed over, not
+    kept: a source holds at most a bounded queue of blocks not yet read.
+    """
+
+    def blocks(self, sample_rate_hz: int, block_samples: int) -> AsyncIterator[np.ndarray]: ...
+
+
+class Prompter(Protocol):
+    """How the probe asks the person to do something; the check decides how to show it.
+
+    ``say`` is called from the event loop and must return at once and must not raise.
+    """
+
+    def say(self, text: str) -> None: ...
