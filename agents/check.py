@@ -13,7 +13,7 @@ import asyncio
 import platform
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from agents.client import MonitorClient
@@ -216,20 +216,8 @@ def _room_not_allowed() -> schema.Room:
 
 
 def _room_facts(room: schema.Room) -> quality.RoomFacts:
-    return quality.RoomFacts(
-        available=room.available,
-        problem=room.problem,
-        laeq_dbfs=room.laeq_dbfs,
-        l90_dbfs=room.l90_dbfs,
-        l10_dbfs=room.l10_dbfs,
-        lmax_dbfs=room.lmax_dbfs,
-        voice_ratio=room.voice_ratio,
-        snr_db=room.snr_db,
-        speech_detected=room.speech_detected,
-        calibrated=room.calibrated,
-        silent=room.silent,
-        clipping_ratio=room.clipping_ratio,
-    )
+    # The model's room facts are the wire fields it judges, under the same names.
+    return quality.RoomFacts(**{f.name: getattr(room, f.name) for f in fields(quality.RoomFacts)})
 
 
 def _machine(result: MachineResult) -> schema.Machine:

@@ -99,6 +99,7 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
 
     from agents.check import CheckOptions
     from agents.client import monitor_url
+    from agents.probes.speedtest import SpeedtestConfig
     from agents.probes.targets import parse_target
     from agents.probes.throughput import ThroughputSettings
 
@@ -126,6 +127,7 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         throughput=throughput,
         targets=targets,
         speedtest=args.speedtest or check.speedtest,
+        speedtest_config=SpeedtestConfig(servers=tuple(check.speedtest_servers)),
         session_id=args.session,
         thresholds=config.thresholds,
         measure_machine=not args.no_machine,

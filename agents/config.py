@@ -35,6 +35,9 @@ class CheckSection:
     streams: int = field(default=4, metadata=limits(ge=1, le=32))
     targets: tuple[str, ...] = field(default=(), metadata=limits(max_len=16))
     speedtest: bool = False
+    # Legacy speedtest server entries (".../speedtest/upload.php") to use instead of
+    # speedtest.net's list, e.g. a practice's own server; () = speedtest.net's.
+    speedtest_servers: tuple[str, ...] = field(default=(), metadata=limits(max_len=16))
 
 
 @dataclass(frozen=True)

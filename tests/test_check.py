@@ -203,3 +203,21 @@ def test_client_install_stays_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_speedtest_backend_in_the_check(shared_monitor: Monitor, tmp_path: Path) -> None:
+    from tests.speedtest_server import LegacySpeedtestServer
+
+    token = shared_monitor.token("client", "c-speedtest")
+    config = tmp_path / "agent.toml"
+    with LegacySpeedtestServer() as server:
+        config.write_text(f'[check]\nspeedtest_servers = ["{server.server_entry}"]\n')
+        result = run_cli(
+            "check", "--monitor", shared_monitor.url, "--config", str(config), "--speedtest", "--json", "--no-audio",
+            "--udp-seconds", "1", "--no-throughput", env={"SESSIONREADY_TOKEN": token}, timeout=90,
+        )  # fmt: skip
+    report = json.loads(result.stdout)
+    speed = report["speedtest"]
+    assert speed["available"] is True and speed["error"] is None, speed
+    assert speed["download_mbps"] > 0 and speed["upload_mbps"] > 0 and "127.0.0.1" in (speed["server"] or "")
+    assert report["submitted"] is True
