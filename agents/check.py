@@ -41,7 +41,7 @@ class CheckOptions:
     thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
     measure_machine: bool = True
     # Traffic and CPU are sampled over this window before the check sends anything.
-    machine_window_s: float = 1.5
+    machine_window_s: float = 1.0
     # None: the microphone is not opened at all (--no-audio, or not allowed by config).
     room: RoomSettings | None = None
     room_not_allowed: bool = False
