@@ -4,6 +4,7 @@ so ``sessionready check`` on a client never loads the monitor's or the dashboard
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from agents.cli import add_check_parser
+    from agents.enroll import add_enroll_parser
     from monitor.cli import add_monitor_parser
     from sessionready.demo import add_demo_parser
 
@@ -36,6 +38,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"sessionready {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     add_check_parser(commands)
+    add_enroll_parser(commands)
     add_monitor_parser(commands)
     add_demo_parser(commands)
     return parser
@@ -52,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sessionready: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly. Point stdout at /dev/null so
+        # the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Monitor, run_cli, start_monitor
+import subprocess
+
+from tests.conftest import SESSIONREADY, Monitor, run_cli, start_monitor
 
 REPORT = json.loads((Path(__file__).parent / "data" / "report.json").read_text())
 
@@ -211,3 +213,21 @@ def test_port_in_use_is_one_sentence(shared_monitor: Monitor) -> None:
     port = shared_monitor.url.rsplit(":", 1)[1]
     result = run_cli("monitor", "--port", port, "--data-dir", str(shared_monitor.data_dir.parent / "other"), timeout=30)
     assert result.returncode == 3 and "cannot start" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    from monitor.store import open_store
+
+    store = open_store(tmp_path)
+    for _ in range(1500):  # about 130 KB of listing: more than a pipe holds, so writing blocks
+        store.create_token("client", "c-pipe")
+    store.close()
+    listing = subprocess.Popen(
+        [*SESSIONREADY, "monitor", "token", "list", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert listing.stdout is not None
+    listing.stdout.readline()
+    listing.stdout.close()  # what `| head -1` does
+    _, stderr = listing.communicate(timeout=30)
+    assert b"Traceback" not in stderr and listing.returncode == 0
