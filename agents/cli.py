@@ -95,8 +95,6 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
-    from dataclasses import replace
-
     from agents.check import CheckOptions
     from agents.client import monitor_url
     from agents.probes.speedtest import SpeedtestConfig
@@ -116,13 +114,12 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
     for target in targets:
         parse_target(target)
     check = config.check
-    throughput = ThroughputSettings(
-        seconds=args.load_seconds or check.load_seconds,
-        ramp_seconds=min(check.ramp_seconds, (args.load_seconds or check.load_seconds) / 2),
-        streams=args.streams or check.streams,
-    )
+    udp_seconds = args.udp_seconds or check.udp_seconds
+    load_seconds = args.load_seconds or check.load_seconds
+    # A short phase keeps at least half of itself for the measurement window.
+    throughput = ThroughputSettings(seconds=load_seconds, ramp_seconds=min(check.ramp_seconds, load_seconds / 2), streams=args.streams or check.streams)
     options = CheckOptions(
-        udp_seconds=args.udp_seconds or check.udp_seconds,
+        udp_seconds=udp_seconds,
         measure_throughput=not args.no_throughput,
         throughput=throughput,
         targets=targets,
@@ -131,10 +128,10 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         session_id=args.session,
         thresholds=config.thresholds,
         measure_machine=not args.no_machine,
-        room=_room_settings(args, config, udp_seconds=args.udp_seconds or check.udp_seconds, throughput=throughput),
+        room=_room_settings(args, config, udp_seconds=udp_seconds, throughput=throughput),
         room_not_allowed=not config.room.microphone and not args.no_audio,
     )
-    return replace(options), url, token
+    return options, url, token
 
 
 def _room_settings(args: argparse.Namespace, config, *, udp_seconds: float, throughput):  # noqa: ANN001, ANN202

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import api, keys, probe
+from monitor import api, enroll, keys, probe
 from monitor.auth import RateLimiter, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
@@ -66,6 +66,7 @@ def create_app(config: MonitorConfig, store: Store | None = None) -> web.Applica
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/api/v1/openapi.json", api.openapi)
     app.router.add_get("/api/v1/whoami", api.whoami)
+    app.router.add_post("/api/v1/enroll", enroll.redeem_handler())
     app.router.add_post("/api/v1/checks", api.post_check)
     app.router.add_get("/api/v1/checks/{check_id}", api.get_check)
     app.router.add_get("/api/v1/agents/{agent_id}/checks", api.agent_checks)

@@ -12,8 +12,9 @@ from aiohttp import web
 from monitor.errors import ApiError, json_error
 from monitor.store import Store, TokenInfo
 
-# Paths anyone may read: liveness and the API description.
-PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
+# Paths that need no token: liveness, the API description, and enrollment (how an agent
+# gets its token; the one-time code is its credential).
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

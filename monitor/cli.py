@@ -1,15 +1,29 @@
-"""``sessionready monitor`` (serve) and ``sessionready monitor token ...`` (manage agent tokens)."""
+"""``sessionready monitor`` (serve), ``sessionready monitor token ...`` (manage agent tokens) and
+``sessionready monitor enroll ...`` (one-time enrollment codes that agents trade for a token)."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
 
+if TYPE_CHECKING:  # the store is imported when a command runs, not when the CLI is built
+    from monitor.store import SQLiteStore
+
 PARTICIPANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_TTL_HOURS = 720  # keep in step with monitor.enroll.MAX_TTL_HOURS (not imported: parsing stays light)
+
+
+def _ttl_hours(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_HOURS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to {MAX_TTL_HOURS}, got '{text}'")
+    return int(text)
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +34,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "monitor",
-        help="run the central monitor, or manage its agent tokens",
+        help="run the central monitor, or manage its agent tokens and enrollment codes",
         description="Run the sessionready monitor: UDP reflector, throughput endpoints, ingest API, /metrics. "
         "Flags override the config file. Stops cleanly on SIGTERM or Ctrl-C.",
     )
@@ -49,6 +63,35 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     listing = token_actions.add_parser("list", help="list tokens (ids, roles, participants; never the secrets)")
     _add_location(listing)
     listing.set_defaults(run=run_token_list)
+    _add_enroll_parser(actions, type(parser))
+
+
+def _add_enroll_parser(actions: argparse._SubParsersAction, parser_class: type) -> None:
+    enroll = actions.add_parser(
+        "enroll",
+        help="create, list or revoke one-time enrollment codes",
+        description="Manage one-time enrollment codes: a person runs 'sessionready enroll --monitor URL CODE' "
+        "and their machine gets its own token, without anyone passing a token around.",
+    )
+    enroll_actions = enroll.add_subparsers(dest="enroll_action", metavar="ACTION", parser_class=parser_class, required=True)
+    create = enroll_actions.add_parser(
+        "create",
+        help="create a code (printed once, as the last line)",
+        description="Create a one-time enrollment code. It is printed once, as the last line of stdout; "
+        "only its hash is stored. It works once, until it expires.",
+    )
+    create.add_argument("--role", required=True, choices=("client", "therapist"))
+    create.add_argument("--participant", required=True, metavar="ID", help="pseudonymous participant id (never a name)")
+    create.add_argument("--ttl-hours", type=_ttl_hours, default=72, metavar="H", help=f"hours until the code expires, 1 to {MAX_TTL_HOURS} (default 72)")
+    _add_location(create)
+    create.set_defaults(run=run_enroll_create)
+    listing = enroll_actions.add_parser("list", help="list codes (ids, roles, participants, states; never the codes)")
+    _add_location(listing)
+    listing.set_defaults(run=run_enroll_list)
+    revoke = enroll_actions.add_parser("revoke", help="revoke an unused code by its id", description="Revoke an unused enrollment code; it stops working at once.")
+    revoke.add_argument("code_id", metavar="CODE_ID")
+    _add_location(revoke)
+    revoke.set_defaults(run=run_enroll_revoke)
 
 
 def _fail(message: str) -> int:
@@ -92,62 +135,99 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _store(args: argparse.Namespace):  # noqa: ANN202
+def _with_store(args: argparse.Namespace, action: Callable[[SQLiteStore], int]) -> int:
+    """Open the configured store, run ``action`` on it, close it; one sentence if it cannot open."""
     from monitor.store import open_store
+    from sessionready.config import ConfigError
 
-    return open_store(_config(args).data_path)
+    try:
+        store = open_store(_config(args).data_path)
+    except (ConfigError, OSError) as error:
+        return _fail(str(error))
+    try:
+        return action(store)
+    finally:
+        store.close()
+
+
+def _bad_participant(participant: str) -> bool:
+    return not PARTICIPANT.fullmatch(participant)
+
+
+PARTICIPANT_RULE = "--participant must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)"
+
+
+def _utc(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_s))
 
 
 def run_token_create(args: argparse.Namespace) -> int:
-    from sessionready.config import ConfigError
+    if _bad_participant(args.participant):
+        return _fail(PARTICIPANT_RULE)
 
-    if not PARTICIPANT.fullmatch(args.participant):
-        return _fail("--participant must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
-    try:
-        store = _store(args)
-    except (ConfigError, OSError) as error:
-        return _fail(str(error))
-    try:
+    def create(store: SQLiteStore) -> int:
         info, token = store.create_token(args.role, args.participant)
-    finally:
-        store.close()
-    print(f"created {info.role} token {info.token_id} for participant {info.participant_id}; it is shown only once:")
-    print(token)
-    return EXIT_OK
+        print(f"created {info.role} token {info.token_id} for participant {info.participant_id}; it is shown only once:")
+        print(token)
+        return EXIT_OK
+
+    return _with_store(args, create)
 
 
 def run_token_revoke(args: argparse.Namespace) -> int:
-    from sessionready.config import ConfigError
+    def revoke(store: SQLiteStore) -> int:
+        if not store.revoke_token(args.token_id):
+            return _fail(f"no active token with id '{args.token_id}'")
+        print(f"revoked token {args.token_id}")
+        return EXIT_OK
 
-    try:
-        store = _store(args)
-    except (ConfigError, OSError) as error:
-        return _fail(str(error))
-    try:
-        revoked = store.revoke_token(args.token_id)
-    finally:
-        store.close()
-    if not revoked:
-        return _fail(f"no active token with id '{args.token_id}'")
-    print(f"revoked token {args.token_id}")
-    return EXIT_OK
+    return _with_store(args, revoke)
 
 
 def run_token_list(args: argparse.Namespace) -> int:
-    import time
+    def listing(store: SQLiteStore) -> int:
+        print(f"{'TOKEN_ID':14} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} STATE")
+        for t in store.list_tokens():
+            print(f"{t.token_id:14} {t.role:10} {t.participant_id:24} {_utc(t.created_at):20} {'revoked' if t.revoked_at else 'active'}")
+        return EXIT_OK
 
-    from sessionready.config import ConfigError
+    return _with_store(args, listing)
 
-    try:
-        store = _store(args)
-    except (ConfigError, OSError) as error:
-        return _fail(str(error))
-    try:
-        tokens = store.list_tokens()
-    finally:
-        store.close()
-    print(f"{'TOKEN_ID':14} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} STATE")
-    for t in tokens:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.created_at))
-        print(f"{t.token_id:14} {t.role:10} {t.participant_id:24} {created:20} {'revoked' if t.revoked_at else 'active'}")
-    return EXIT_OK
+
+def run_enroll_create(args: argparse.Namespace) -> int:
+    from monitor.enroll import create_code
+
+    if _bad_participant(args.participant):
+        return _fail(PARTICIPANT_RULE)
+
+    def create(store: SQLiteStore) -> int:
+        info, code = create_code(store, args.role, args.participant, args.ttl_hours)
+        print(
+            f"created enrollment code {info.code_id} for {info.role} participant {info.participant_id}, "
+            f"valid once until {_utc(info.expires_at)} UTC; it is shown only once:"
+        )
+        print(code)
+        return EXIT_OK
+
+    return _with_store(args, create)
+
+
+def run_enroll_list(args: argparse.Namespace) -> int:
+    def listing(store: SQLiteStore) -> int:
+        now = time.time()
+        print(f"{'CODE_ID':14} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} {'EXPIRES (UTC)':20} STATE")
+        for c in store.list_enrollments():
+            print(f"{c.code_id:14} {c.role:10} {c.participant_id:24} {_utc(c.created_at):20} {_utc(c.expires_at):20} {c.state(now)}")
+        return EXIT_OK
+
+    return _with_store(args, listing)
+
+
+def run_enroll_revoke(args: argparse.Namespace) -> int:
+    def revoke(store: SQLiteStore) -> int:
+        if not store.revoke_enrollment(args.code_id):
+            return _fail(f"no unused enrollment code with id '{args.code_id}'")
+        print(f"revoked enrollment code {args.code_id}")
+        return EXIT_OK
+
+    return _with_store(args, revoke)

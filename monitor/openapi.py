@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from monitor.enroll import EnrollRequest, EnrollResponse
 from sessionready import __version__
 from sessionready.schema import ID_PATTERN, CheckReport
 from sessionready.typed import json_schema
@@ -32,6 +33,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     components: dict[str, Any] = {}
     report_ref = json_schema(CheckReport, components)
+    enroll_request = json_schema(EnrollRequest, components)
+    enroll_response = json_schema(EnrollResponse, components)
     components["Error"] = {
         "type": "object",
         "required": ["error"],
@@ -64,6 +67,19 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/healthz": {
                 "get": {"summary": "Liveness", "security": [], "responses": {"200": _json({"type": "object"}, "Alive")}}
+            },
+            "/api/v1/enroll": {
+                "post": {
+                    "summary": "Trade a one-time enrollment code for an agent token (no token needed)",
+                    "security": [],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": enroll_request}}},
+                    "responses": {
+                        "201": _json(enroll_response, "Enrolled; the token is shown only here"),
+                        **_errors(400, 413),
+                        "401": _json(_ERROR, "The code is not valid: mistyped, unknown, expired, used or revoked (one answer for all)"),
+                        "429": _json(_ERROR, "Too many enrollment attempts from this address"),
+                    },
+                }
             },
             "/api/v1/whoami": {
                 "get": {"summary": "The token's agent id, role and participant", "responses": {"200": _json({"type": "object"}, "Who the token belongs to"), **_errors(401)}}

@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Protocol
 from sessionready.schema import CheckReport
 
 ROLES = ("client", "therapist", "metrics")
+# Enrollment is how an agent (a person's machine) gets its token; Prometheus never enrolls.
+ENROLL_ROLES = ("client", "therapist")
 TOKEN_PREFIX = "sr1"
 
 
@@ -46,11 +48,37 @@ class StoredCheck:
     report: dict[str, object]  # the validated report as JSON
 
 
+@dataclass(frozen=True)
+class EnrollmentInfo:
+    """A one-time enrollment code, minus the code. ``token_id`` is the agent it created, once used."""
+
+    code_id: str
+    role: str
+    participant_id: str
+    created_at: float  # unix seconds
+    expires_at: float  # unix seconds
+    used_at: float | None
+    revoked_at: float | None
+    token_id: str | None
+
+    def state(self, now: float) -> str:
+        """pending, used, revoked or expired (at unix time ``now``)."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if now >= self.expires_at else "pending"
+
+
 class Store(Protocol):
     def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]: ...
     def revoke_token(self, token_id: str) -> bool: ...
     def list_tokens(self) -> list[TokenInfo]: ...
     def authenticate(self, token: str) -> TokenInfo | None: ...
+    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo: ...
+    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None: ...
+    def revoke_enrollment(self, code_id: str) -> bool: ...
+    def list_enrollments(self) -> list[EnrollmentInfo]: ...
     def probe_secret(self) -> bytes: ...
     def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool: ...
     def get_check(self, check_id: str) -> StoredCheck | None: ...
@@ -87,6 +115,18 @@ CREATE TABLE IF NOT EXISTS checks (
     verdict TEXT NOT NULL,
     report TEXT NOT NULL
 );
+-- One-time enrollment codes: only a hash of the code is kept (see monitor/enroll.py).
+CREATE TABLE IF NOT EXISTS enrollments (
+    code_id TEXT PRIMARY KEY,
+    code_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL,
+    revoked_at REAL,
+    token_id TEXT REFERENCES tokens(token_id)
+);
 CREATE INDEX IF NOT EXISTS checks_by_agent ON checks (agent_id, received_at);
 -- The newest check of each agent, kept on insert: /metrics reads it on every scrape, and
 -- finding it in the checks table would grow with the history.
@@ -105,9 +145,11 @@ class SQLiteStore:
     lets them read and write without blocking the monitor for long.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        """``clock`` gives unix seconds for created/expiry/revocation times (tests move it)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
+        self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -130,22 +172,77 @@ class SQLiteStore:
     def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self._transaction() as db:
+            return self._insert_token(db, role, participant_id)
+
+    def _insert_token(self, db: sqlite3.Connection, role: str, participant_id: str) -> tuple[TokenInfo, str]:
         token_id = secrets.token_hex(6)
         token = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, role, participant_id, time.time(), None)
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                (token_id, hash_token(token), role, participant_id, info.created_at),
-            )
+        info = TokenInfo(token_id, role, participant_id, self._clock(), None)
+        db.execute(
+            "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_id, hash_token(token), role, participant_id, info.created_at),
+        )
         return info, token
 
     def revoke_token(self, token_id: str) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (time.time(), token_id)
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (self._clock(), token_id)
             )
             return cursor.rowcount == 1
+
+    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo:
+        """Keep a new code by its hash (the store never sees the code itself)."""
+        if role not in ENROLL_ROLES:
+            raise ValueError(f"role must be one of {', '.join(ENROLL_ROLES)}")
+        now = self._clock()
+        info = EnrollmentInfo(secrets.token_hex(6), role, participant_id, now, now + ttl_s, None, None, None)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO enrollments (code_id, code_hash, role, participant_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (info.code_id, code_hash, role, participant_id, info.created_at, info.expires_at),
+            )
+        return info
+
+    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None:
+        """Consume a pending code and create its token, or None (unknown, used, revoked, expired).
+
+        One write transaction: BEGIN IMMEDIATE takes SQLite's write lock before the code is
+        read, so of two redemptions of one code, in this process or another, only one finds
+        it unused.
+        """
+        with self._transaction() as db:
+            now = self._clock()
+            row = db.execute(
+                "SELECT code_id, role, participant_id, created_at, expires_at FROM enrollments"
+                " WHERE code_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+                (code_hash, now),
+            ).fetchone()
+            if row is None:
+                return None
+            code_id, role, participant_id, created_at, expires_at = row
+            token_info, token = self._insert_token(db, role, participant_id)
+            db.execute("UPDATE enrollments SET used_at = ?, token_id = ? WHERE code_id = ?", (now, token_info.token_id, code_id))
+        return EnrollmentInfo(code_id, role, participant_id, created_at, expires_at, now, None, token_info.token_id), token_info, token
+
+    def revoke_enrollment(self, code_id: str) -> bool:
+        """Revoke a code that has not been used; False when there is none with that id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE enrollments SET revoked_at = ? WHERE code_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                (self._clock(), code_id),
+            )
+            return cursor.rowcount == 1
+
+    def list_enrollments(self) -> list[EnrollmentInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code_id, role, participant_id, created_at, expires_at, used_at, revoked_at, token_id"
+                " FROM enrollments ORDER BY created_at"
+            ).fetchall()
+        return [EnrollmentInfo(*row) for row in rows]
 
     def list_tokens(self) -> list[TokenInfo]:
         with self._lock:
