@@ -12,11 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import keys
 from monitor.auth import require_role
-from monitor.errors import ApiError
+from monitor.errors import ApiError, decode_body, read_body
 from monitor.openapi import openapi_document
 from monitor.store import StoredCheck
 from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
-from sessionready.typed import SchemaError, decode, encode
+from sessionready.typed import encode
 
 MAX_LIST = 500
 
@@ -43,15 +43,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 def parse_report(body: bytes) -> CheckReport:
     """Strictly validate a posted check; ApiError 400 names the first offending field."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
-    try:
-        report = decode(CheckReport, data)
-    except SchemaError as error:
-        raise ApiError(400, "invalid_field", error.message, error.path or None) from None
-    return report
+    return decode_body(CheckReport, body)
 
 
 async def post_check(request: web.Request) -> web.Response:
@@ -60,8 +52,7 @@ async def post_check(request: web.Request) -> web.Response:
     app_metrics = request.app[keys.METRICS]
     started = time.perf_counter()
     try:
-        body = await request.read()
-        report = parse_report(body)
+        report = parse_report(await read_body(request))
     except (ApiError, web.HTTPRequestEntityTooLarge):
         app_metrics.ingest.labels("rejected").inc()
         raise
@@ -69,6 +60,10 @@ async def post_check(request: web.Request) -> web.Response:
     stored = await asyncio.to_thread(
         request.app[keys.STORE].add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), time.time()
     )
+    if stored is None:
+        app_metrics.ingest.labels("rejected").inc()
+        # A random 128-bit id is never reused by chance: another agent holds this one.
+        raise ApiError(409, "conflict", "this check_id is already taken; send the check with a new id", "check_id")
     app_metrics.ingest.labels("accepted" if stored else "duplicate").inc()
     app_metrics.ingest_seconds.observe(time.perf_counter() - started)
     return web.json_response(
@@ -105,7 +100,7 @@ async def agent_checks(request: web.Request) -> web.Response:
     if not _matches(ID_PATTERN, agent_id):
         raise ApiError(400, "bad_parameter", "an agent id is letters, digits, '.', '_' or '-'", "agent_id")
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+    if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST:
         raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_LIST}", "limit")
     if agent_id != agent.token_id:
         tokens = await asyncio.to_thread(request.app[keys.STORE].list_tokens)

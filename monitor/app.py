@@ -29,10 +29,15 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     try:
         return await handler(request)
     except ApiError as error:
-        return error.response()
+        response = error.response()
+        if error.status in (408, 413):
+            response.force_close()  # the rest of the body is not worth reading
+        return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[keys.CONFIG].max_report_bytes
-        return json_error(413, "too_large", f"the body is larger than the {limit} bytes allowed")
+        response = json_error(413, "too_large", f"the body is larger than the {limit} bytes allowed")
+        response.force_close()
+        return response
     except web.HTTPMethodNotAllowed as error:
         allowed = ", ".join(sorted(error.allowed_methods))
         return json_error(405, "method_not_allowed", f"use {allowed}", headers={"Allow": allowed})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,29 +23,43 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.AppKey) -> Callable:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            # Decompressing a request body would let a small upload cost the server a lot
+            # of time on the event loop the UDP reflector shares.
+            return _unread(json_error(415, "unsupported_encoding", "send request bodies without Content-Encoding"))
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return json_error(
-                401,
-                "unauthenticated",
-                "this endpoint needs an agent token: send 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": 'Bearer realm="sessionready"'},
+            return _unread(
+                json_error(
+                    401,
+                    "unauthenticated",
+                    "this endpoint needs an agent token: send 'Authorization: Bearer <token>'",
+                    headers={"WWW-Authenticate": 'Bearer realm="sessionready"'},
+                )
             )
         info = await asyncio.to_thread(store_of(request).authenticate, token.strip())
         if info is None:
-            return json_error(
-                401,
-                "invalid_token",
-                "the token is not valid or has been revoked",
-                headers={"WWW-Authenticate": 'Bearer realm="sessionready", error="invalid_token"'},
+            return _unread(
+                json_error(
+                    401,
+                    "invalid_token",
+                    "the token is not valid or has been revoked",
+                    headers={"WWW-Authenticate": 'Bearer realm="sessionready", error="invalid_token"'},
+                )
             )
         request[agent_key] = info
         return await handler(request)
 
     return middleware
+
+
+def _unread(response: web.Response) -> web.Response:
+    """Answer without reading the body: the connection closes instead of draining it."""
+    response.force_close()
+    return response
 
 
 def require_role(info: TokenInfo, *roles: str) -> None:
@@ -69,15 +84,18 @@ class RateLimiter:
         self._rate = per_minute / 60.0
         self._clock = clock
         self._max_keys = max_keys
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def allow(self, key: str) -> bool:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= self._max_keys:
-                self._buckets.clear()
+            while len(self._buckets) >= self._max_keys:
+                # Forget the least recently seen key, never everyone's budget at once.
+                self._buckets.popitem(last=False)
             bucket = self._buckets[key] = _Bucket(self._capacity, now)
+        else:
+            self._buckets.move_to_end(key)
         bucket.tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
         bucket.updated = now
         if bucket.tokens < 1:

@@ -42,6 +42,10 @@ class MonitorConfig:
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key must be given together")
+        if self.advertise_udp:
+            host, _, port = self.advertise_udp.rpartition(":")
+            if not 1 <= int(port) <= 65535 or host.startswith("-") or host.endswith("-"):
+                raise ConfigError(f"advertise_udp must be HOST:PORT with a port from 1 to 65535, got '{self.advertise_udp}'")
 
     @property
     def data_path(self) -> Path:

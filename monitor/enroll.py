@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -22,9 +21,9 @@ from aiohttp import web
 
 from monitor import keys
 from monitor.auth import RateLimiter
-from monitor.errors import ApiError, json_error
+from monitor.errors import ApiError, decode_body, json_error, read_body
 from monitor.store import EnrollmentInfo, Store
-from sessionready.typed import SchemaError, decode, encode, limits
+from sessionready.typed import encode, limits
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: 5 bits a character
 CODE_CHARS = 16  # 80 bits
@@ -105,15 +104,7 @@ def redeem_handler(
         # Counted before anything is read: bad JSON and wrong codes use up attempts too.
         if not limiter.allow(request.remote or "unknown"):
             raise ApiError(429, "rate_limited", "too many enrollment attempts from this address; wait a minute and try again")
-        body = await request.read()
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
-        try:
-            code = decode(EnrollRequest, data).code
-        except SchemaError as error:
-            raise ApiError(400, "invalid_field", error.message, error.path or None) from None
+        code = decode_body(EnrollRequest, await read_body(request)).code
         normalised = normalise_code(code)
         redeemed = None
         if normalised is not None:

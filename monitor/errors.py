@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import TypeVar
+
 from aiohttp import web
+
+from sessionready.typed import SchemaError, decode
+
+T = TypeVar("T")
 
 
 def json_error(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
@@ -24,3 +32,34 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return json_error(self.status, self.code, self.message, self.field)
+
+
+BODY_TIMEOUT_S = 30.0  # a client that trickles its body is cut off, not waited for
+
+
+async def read_body(request: web.Request, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The whole body (within the app's size limit), or 408 when it does not arrive in time."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, "timeout", f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+def decode_body(cls: type[T], body: bytes) -> T:
+    """UTF-8 JSON decoded strictly into ``cls``; ApiError 400 names the first offending field."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError):
+        # Integers beyond Python's digit limit, or nesting deeper than the parser goes.
+        raise ApiError(400, "invalid_json", "the body is not JSON this API accepts (too deeply nested or a number too long)") from None
+    try:
+        return decode(cls, data)
+    except SchemaError as error:
+        raise ApiError(400, "invalid_field", error.message, error.path or None) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None

@@ -6,8 +6,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
 
 
@@ -27,9 +29,47 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+class ProtocolErrorFilter(logging.Filter):
+    """aiohttp logs a malformed request with the offending bytes, which may be a header that
+    carries a token: keep the fact, drop the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("aiohttp.server") and record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            record.msg, record.args = "malformed HTTP request rejected (%s)", (type(record.exc_info[1]).__name__,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the same message through once per ``window_s``: when the process runs out of file
+    descriptors, asyncio logs every failed accept(), hundreds of thousands of lines a minute."""
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._window_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ProtocolErrorFilter())
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

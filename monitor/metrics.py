@@ -64,6 +64,8 @@ class ReflectorCollector:
         family.add_metric(["answered"], counters.answered)
         family.add_metric(["dropped_bad_key"], counters.dropped_bad_key)
         family.add_metric(["dropped_malformed"], counters.dropped_malformed)
+        family.add_metric(["dropped_wrong_source"], counters.dropped_wrong_source)
+        family.add_metric(["dropped_rate_limited"], counters.dropped_rate_limited)
         family.add_metric(["send_failed"], counters.send_failed)
         yield family
 

@@ -20,6 +20,11 @@ from sessionready.udp import open_udp_socket, recv_timestamped
 
 log = logging.getLogger("sessionready.monitor.reflector")
 
+# A probe stream sends 50 packets/s; twice that, with a short burst allowance, is the most a
+# flow is answered, so a stolen key cannot turn the reflector into a traffic source.
+FLOW_MAX_PPS = 100.0
+FLOW_BURST_PACKETS = 100.0
+
 
 @dataclass
 class ReflectorCounters:
@@ -28,17 +33,33 @@ class ReflectorCounters:
     answered: int = 0
     dropped_bad_key: int = 0
     dropped_malformed: int = 0
+    dropped_wrong_source: int = 0
+    dropped_rate_limited: int = 0
     send_failed: int = 0
 
 
 @dataclass
 class _Flow:
     expiry: int
+    source: object = None  # the first sender's address: a key cannot be aimed at others
+    allowance: float = FLOW_BURST_PACKETS
+    last_ns: int = 0
     seen: bytearray = field(default_factory=bytearray)  # one bit per sequence number
     distinct: int = 0
     duplicates: int = 0
     reordered: int = 0
     highest: int = -1
+
+    def admit(self, now_ns: int) -> bool:
+        """A token bucket: a probe stream is 50 packets/s; a flow gets at most FLOW_MAX_PPS."""
+        if self.last_ns:
+            elapsed_s = max(0, now_ns - self.last_ns) / 1e9
+            self.allowance = min(FLOW_BURST_PACKETS, self.allowance + elapsed_s * FLOW_MAX_PPS)
+        self.last_ns = now_ns
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
 
     def record(self, seq: int) -> None:
         byte, bit = divmod(seq, 8)
@@ -73,7 +94,8 @@ class Reflector:
         self._flows: OrderedDict[bytes, _Flow] = OrderedDict()
         self.counters = ReflectorCounters()
 
-    def answer(self, data: bytes, recv_ns: int) -> bytes | None:
+    def answer(self, data: bytes, recv_ns: int, sender: object = None) -> bytes | None:
+        """The reply to one datagram from ``sender`` (None in tests that do not care), or None."""
         try:
             header = wire.parse_header(data)
         except wire.MalformedPacket:
@@ -86,6 +108,14 @@ class Reflector:
             self.counters.dropped_bad_key += 1
             return None
         flow = self._flow(header.key)
+        if flow.source is None:
+            flow.source = sender
+        elif sender is not None and sender != flow.source:
+            self.counters.dropped_wrong_source += 1
+            return None
+        if not flow.admit(recv_ns):
+            self.counters.dropped_rate_limited += 1
+            return None
         self.counters.answered += 1
         if header.kind == wire.STATS_REQUEST:
             return bytes(wire.make_stats_reply(data, flow.distinct, flow.duplicates, flow.reordered, max(flow.highest, 0)))
@@ -133,7 +163,7 @@ class ReflectorServer:
             except OSError as error:  # e.g. ICMP errors surfacing on the socket
                 log.debug("reflector receive error: %s", error)
                 return
-            reply = self.reflector.answer(data, recv_ns)
+            reply = self.reflector.answer(data, recv_ns, sender)
             if reply is None:
                 continue
             try:

@@ -80,7 +80,7 @@ class Store(Protocol):
     def revoke_enrollment(self, code_id: str) -> bool: ...
     def list_enrollments(self) -> list[EnrollmentInfo]: ...
     def probe_secret(self) -> bytes: ...
-    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool: ...
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None: ...
     def get_check(self, check_id: str) -> StoredCheck | None: ...
     def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]: ...
     def latest_check_per_agent(self) -> list[StoredCheck]: ...
@@ -271,8 +271,9 @@ class SQLiteStore:
             db.execute("INSERT INTO secrets (name, value) VALUES ('probe_key', ?)", (value,))
             return value
 
-    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool:
-        """Store a check; False when this check id was already stored (a retry), which changes nothing."""
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None:
+        """Store a check. False: this agent already stored this check id (a retry; nothing
+        changes). None: another agent holds the id (nothing changes either)."""
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO checks (check_id, agent_id, participant_id, session_id, received_at, verdict, report)"
@@ -288,7 +289,8 @@ class SQLiteStore:
                 ),
             )
             if cursor.rowcount != 1:
-                return False
+                owner = db.execute("SELECT agent_id FROM checks WHERE check_id = ?", (report.check_id,)).fetchone()
+                return False if owner and owner[0] == agent.token_id else None
             db.execute(
                 "INSERT INTO latest_checks (agent_id, check_id, received_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (agent_id) DO UPDATE SET check_id = excluded.check_id, received_at = excluded.received_at"
@@ -326,4 +328,7 @@ class SQLiteStore:
 
 def open_store(data_dir: Path) -> SQLiteStore:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The WAL and shared-memory files SQLite creates next to the database get the process
+    # umask; a private directory keeps reports, token hashes and the probe-key secret private.
+    data_dir.chmod(0o700)
     return SQLiteStore(data_dir / "sessionready.sqlite3")

@@ -21,6 +21,10 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
 
+# RFC 3339 date-time (what OpenAPI's "date-time" means): no week dates, no space, seconds required.
+LEAP_SECOND = re.compile(r"(?<=T\d{2}:\d{2}):60")
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
 
 class SchemaError(ValueError):
     """Input does not match the schema. ``path`` names the offending field, e.g. ``network.loss.up``."""
@@ -127,7 +131,8 @@ def _decode_value(tp: Any, value: object, path: str, meta: Mapping[str, Any]) ->
         raise SchemaError(path, "must not be null")
     if origin is Literal:
         allowed = get_args(tp)
-        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+        # Exact types: 1.0 and True are not the literal 1.
+        if not any(type(value) is type(option) and value == option for option in allowed):
             raise SchemaError(path, f"must be one of {', '.join(repr(a) for a in allowed)}")
         return value
     if origin is tuple:
@@ -188,12 +193,13 @@ def _check_string(value: str, path: str, meta: Mapping[str, Any]) -> str:
     if pattern is not None and not re.fullmatch(pattern, value):
         raise SchemaError(path, f"does not match the pattern {pattern}")
     if meta.get("timestamp"):
+        if not RFC3339.fullmatch(value):
+            raise SchemaError(path, "expected an RFC 3339 timestamp with a time zone, e.g. 2026-01-31T09:00:00+00:00")
         try:
-            parsed = datetime.fromisoformat(value)
+            # Python has no leap seconds: read :60 as :59 only for the seconds field.
+            datetime.fromisoformat(LEAP_SECOND.sub(":59", value.upper().replace("Z", "+00:00")))
         except ValueError:
-            raise SchemaError(path, "expected an ISO 8601 timestamp") from None
-        if parsed.tzinfo is None:
-            raise SchemaError(path, "timestamp needs a time zone (e.g. 2026-01-31T09:00:00+00:00)")
+            raise SchemaError(path, "expected an RFC 3339 timestamp with a real date and time") from None
     return value
 
 

@@ -42,7 +42,9 @@ STATS_FIELDS = struct.Struct("!IIII")  # distinct received, duplicates, reordere
 MIN_PACKET_BYTES = HEADER.size + max(ECHO_FIELDS.size, STATS_FIELDS.size)
 MAX_PACKET_BYTES = 1472  # one Ethernet frame of UDP payload; larger datagrams are malformed
 VOICE_PACKET_BYTES = 172
-MAX_SEQ = 1 << 20  # a flow is at most ~5.8 hours at 50 packets/s; the reflector's bitmap stays small
+# A flow is at most ~22 minutes at 50 packets/s (longer streams take new keys), so the
+# reflector's per-flow bitmap stays at 8 KiB.
+MAX_SEQ = 1 << 16
 
 
 class MalformedPacket(ValueError):

@@ -141,3 +141,26 @@ def test_live_reflector_survives_garbage_and_keeps_answering(monitor) -> None:  
     assert float(lines['sessionready_reflector_packets_total{result="dropped_malformed"}']) >= 350
     # and a real check still works afterwards
     assert monitor.process.poll() is None
+
+
+def test_a_flow_answers_only_the_address_that_started_it() -> None:
+    r = reflector()
+    key = wire.issue_key(SECRET, int(NOW) + 60)
+    assert r.answer(probe(key, 0), 0, ("10.0.0.1", 4000)) is not None
+    assert r.answer(probe(key, 1), 20_000_000, ("192.0.2.7", 53)) is None
+    assert r.answer(probe(key, 2), 40_000_000, ("10.0.0.1", 4000)) is not None
+    assert r.counters.dropped_wrong_source == 1
+
+
+def test_a_flow_is_answered_at_most_100_packets_per_second() -> None:
+    r = reflector()
+    key = wire.issue_key(SECRET, int(NOW) + 60)
+    sender = ("10.0.0.1", 4000)
+    # 1000 packets within 0.1 s: the burst allowance (100) and 0.1 s of refill (10) pass.
+    answered = sum(r.answer(probe(key, seq), seq * 100_000, sender) is not None for seq in range(1000))
+    assert 100 <= answered <= 115
+    assert r.counters.dropped_rate_limited == 1000 - answered
+    # A real stream (50 packets/s) is never limited.
+    steady = reflector()
+    answered = sum(steady.answer(probe(key, seq), seq * 20_000_000, sender) is not None for seq in range(500))
+    assert answered == 500
