@@ -10,19 +10,22 @@ during a phase is recorded in the report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import platform
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
-from agents.client import MonitorClient
+from agents.client import MonitorClient, MonitorError, ProbeSession
 from agents.probes import throughput
 from agents.probes.machine import LocalHints, MachineResult, measure_machine
 from agents.probes.room import Prompter, RoomResult, RoomSettings, measure_room
 from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
 from agents.probes.targets import TargetResult, TargetSettings, measure_target
-from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream
+from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream, UdpUnavailable
 from agents.runner import PhaseOutcome, Progress, run_phase
 from sessionready import __version__, quality, schema
 from sessionready.stats import percentile
@@ -56,6 +59,30 @@ class CheckRun:
     room_error: str | None = None
 
 
+# Beyond its phase, a key must last through the drain of late echoes and the totals request.
+KEY_MARGIN_S = 10.0
+
+
+async def _probe_key(client: MonitorClient, phase_s: float) -> ProbeSession:
+    session = await client.probe_session()
+    if session.lifetime_s < phase_s + KEY_MARGIN_S:
+        raise MonitorError(
+            f"the monitor's probe keys last {session.lifetime_s:.0f} s, too short for a {phase_s:g} s phase: "
+            "use shorter phases (--udp-seconds, --load-seconds) or raise probe_key_ttl_s on the monitor"
+        )
+    return session
+
+
+@contextlib.asynccontextmanager
+async def _entered(stream: UdpStream) -> AsyncIterator[UdpStream]:
+    # The stream was entered by hand so that a bad address becomes MonitorError before any
+    # phase starts; this closes it like ``async with`` would.
+    try:
+        yield stream
+    finally:
+        await stream.__aexit__(None, None, None)
+
+
 def agent_os() -> str:
     system = platform.system().lower()
     return {"linux": "linux", "darwin": "macos", "windows": "windows"}.get(system, "other")
@@ -78,17 +105,23 @@ async def run_check(
             progress=progress,
         )
         machine = outcome.value
-    phases = ["idle"] + (["download", "upload"] if options.measure_throughput else [])
-    # One key per phase: the reflector then counts each phase separately.
-    sessions = [await client.probe_session() for _ in phases]
-    udp_host, udp_port = sessions[0].udp_host, sessions[0].udp_port
+    # One key per phase, fetched as the phase starts: the reflector counts each phase
+    # separately, and a key never has to outlive its own phase (keys are short-lived).
+    first = await _probe_key(client, options.udp_seconds)
+    udp_host, udp_port = first.udp_host, first.udp_port
 
     targets_task = asyncio.gather(*(measure_target(t, TargetSettings()) for t in options.targets)) if options.targets else None
     loads: dict[str, PhaseOutcome[throughput.ThroughputResult]] = {}
     # The room is heard while the network phases run: it costs the person no extra time.
     room_task = asyncio.create_task(_listen(options.room, prompter, progress)) if options.room is not None else None
-    async with UdpStream(udp_host, udp_port, options.stream) as stream:
-        stream.start_flow("idle", sessions[0].key)
+    try:
+        stream_context = await UdpStream(udp_host, udp_port, options.stream).__aenter__()
+    except UdpUnavailable as error:
+        if room_task is not None:
+            room_task.cancel()
+        raise MonitorError(str(error)) from None
+    async with _entered(stream_context) as stream:
+        stream.start_flow("idle", first.key)
         await run_phase(
             "idle",
             "Measuring delay and packet loss",
@@ -97,10 +130,10 @@ async def run_check(
             timeout_s=options.udp_seconds + 5,
             progress=progress,
         )
-        for index, (name, label) in enumerate((("download", "Measuring download"), ("upload", "Measuring upload"))):
+        for name, label in (("download", "Measuring download"), ("upload", "Measuring upload")):
             if not options.measure_throughput:
                 break
-            stream.start_flow(name, sessions[index + 1].key)
+            stream.start_flow(name, (await _probe_key(client, options.throughput.seconds)).key)
             loads[name] = await run_phase(
                 name,
                 label,
@@ -172,6 +205,9 @@ async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: P
     if prompter is None and settings.interactive:
         settings = replace(settings, interactive=False)
     duration = settings.quiet_seconds + settings.speech_seconds + settings.settle_seconds if settings.interactive else settings.seconds
+    # Import the audio stack in a worker thread: on the event loop it would hold up the UDP
+    # probes of the idle phase for a fifth of a second.
+    await asyncio.to_thread(_preload_audio)
     # Opening a first stream can take 2 s and a dead microphone is only given up after 6 s.
     outcome = await run_phase(
         "room",
@@ -182,6 +218,14 @@ async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: P
         progress=progress,
     )
     return outcome.value
+
+
+def _preload_audio() -> None:
+    for module in ("numpy", "agents.probes.room.analyser", "agents.probes.room.capture"):
+        try:
+            importlib.import_module(module)
+        except (ImportError, OSError):
+            return  # the probe reports what is missing
 
 
 def _room(result: RoomResult) -> schema.Room:
@@ -304,7 +348,7 @@ def _network(
         rtt_ms=schema.RttMs(*(round(v, 3) for v in summary)) if summary else None,
         jitter_ms=schema.DirectionMs(up=_ms(idle.jitter_up_ms), down=_ms(idle.jitter_down_ms)) if idle.received >= 2 else None,
         loss=loss,
-        packets=schema.Packets(sent=idle.sent, received=idle.received, reflected=idle.reflected or 0),
+        packets=schema.Packets(sent=idle.sent, received=idle.received, reflected=idle.reflected),
         reordered=schema.Counts(up=idle.reordered_up, down=idle.reordered_down),
         duplicates=schema.Counts(up=idle.duplicates_up, down=idle.duplicates_down),
         throughput_mbps=schema.Throughput(down=_mbps(_rate(down)), up=_mbps(_rate(up))),

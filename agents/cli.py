@@ -17,6 +17,7 @@ exit codes:
   1  at risk    - the session may have glitches; fixes are printed
   2  not ready  - a video session is likely to fail; fixes are printed
   3  could not run - monitor unreachable, token rejected, bad arguments or config
+  130 interrupted (Ctrl-C)
 
 The token can also be given in the environment variable SESSIONREADY_TOKEN (safer than the
 command line, where other users of the machine may see it).
@@ -24,6 +25,8 @@ command line, where other users of the machine may see it).
 
 VERDICT_EXIT = {"ready": EXIT_READY, "at_risk": EXIT_AT_RISK, "not_ready": EXIT_NOT_READY}
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
+MAX_TARGETS = 16
 
 
 def _positive(text: str) -> float:
@@ -57,7 +60,7 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--session", metavar="ID", help="the session this check is for (a pseudonymous id)")
     parser.add_argument("--speedtest", action="store_true", help="also measure against public speedtest.net servers (needs the 'speedtest' extra)")
     parser.add_argument("--target", metavar="HOST:PORT", action="append", default=None, help="also time TCP connects to this server of your video platform (repeatable)")
-    parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; see docs/configuration.md)")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; every key in agents/agent.sample.toml and docs/check.md)")
     parser.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) to trust for an https:// monitor with a private certificate")
     parser.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a monitor that is not on this machine (sends the token unencrypted)")
     parser.add_argument("--udp-seconds", type=_positive, metavar="S", help="length of the idle delay/loss measurement (default 5)")
@@ -91,7 +94,12 @@ def run_check_command(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_check(args, options, url, token, config.ca_file))
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        print("sessionready check: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError) as error:
+        return _fail(str(error))
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one sentence, never a traceback
+        return _fail(f"the check stopped on an unexpected error ({error.__class__.__name__}); please report it")
 
 
 def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
@@ -108,11 +116,18 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
     token = args.token or os.environ.get("SESSIONREADY_TOKEN", "") or config.token()
     if not token:
         raise ValueError("no token: pass --token T or set SESSIONREADY_TOKEN (create one with 'sessionready monitor token create')")
+    if not TOKEN.fullmatch(token):
+        raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
+    ca_file = args.ca_file or config.ca_file
+    if ca_file and not os.path.isfile(ca_file):
+        raise ValueError(f"the CA file {ca_file} does not exist")
     if args.session is not None and not SESSION_ID.fullmatch(args.session):
         raise ValueError("--session must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
-    targets = tuple(args.target if args.target is not None else config.check.targets)
-    for target in targets:
-        parse_target(target)
+    raw_targets = args.target if args.target is not None else config.check.targets
+    if len(raw_targets) > MAX_TARGETS:
+        raise ValueError(f"at most {MAX_TARGETS} targets, got {len(raw_targets)}")
+    # Normalised (no stray spaces), in the form the monitor's schema accepts.
+    targets = tuple(_host_port(*parse_target(target)) for target in raw_targets)
     check = config.check
     udp_seconds = args.udp_seconds or check.udp_seconds
     load_seconds = args.load_seconds or check.load_seconds
@@ -132,6 +147,10 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         room_not_allowed=not config.room.microphone and not args.no_audio,
     )
     return options, url, token
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _room_settings(args: argparse.Namespace, config, *, udp_seconds: float, throughput):  # noqa: ANN001, ANN202

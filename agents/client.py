@@ -57,6 +57,8 @@ def monitor_url(raw: str, *, allow_insecure_http: bool = False) -> URL:
         raise UsageError(f"'{raw}' is not a URL (expected e.g. https://monitor.example.org:8470)") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise UsageError(f"'{raw}' is not an http(s) URL (expected e.g. https://monitor.example.org:8470)")
+    if url.user or url.password:
+        raise UsageError("do not put a user name or password in the monitor URL: the check authenticates with its token")
     if url.scheme == "http" and not is_loopback_host(url.host) and not allow_insecure_http:
         raise UsageError(
             f"refusing to send the token in clear text to {url.host}: use https://, "
@@ -66,7 +68,10 @@ def monitor_url(raw: str, *, allow_insecure_http: bool = False) -> URL:
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise UsageError(f"cannot use the CA file {ca_file}: {getattr(error, 'strerror', None) or error.__class__.__name__}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
@@ -94,6 +99,7 @@ class ProbeSession:
     udp_host: str
     udp_port: int
     packet_bytes: int
+    lifetime_s: float  # how long the key stays valid from now
 
 
 class MonitorClient:
@@ -135,10 +141,13 @@ class MonitorClient:
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
             async with self._session.request(method, self.url(path), data=data, headers=headers, timeout=self._timeout) as response:
-                text = await response.text()
+                text = (await response.read()).decode("utf-8", errors="replace")
                 if response.status >= 400:
                     raise error_from_response(response.status, text, self.base_url)
-                return json.loads(text) if text else {}
+                answer = json.loads(text) if text else {}
+                if not isinstance(answer, dict):
+                    raise ValueError("not a JSON object")
+                return answer
         except MonitorError:
             raise
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as error:
@@ -147,8 +156,10 @@ class MonitorClient:
             raise MonitorError(f"cannot reach the monitor at {self.base_url}: is it running and is the address right?") from None
         except TimeoutError:
             raise MonitorError(f"the monitor at {self.base_url} did not answer in time") from None
-        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+        except aiohttp.ClientError as error:
             raise MonitorError(f"talking to the monitor at {self.base_url} failed: {error.__class__.__name__}") from None
+        except ValueError:
+            raise MonitorError(f"the monitor at {self.base_url} answered something that is not sessionready's JSON") from None
 
     async def whoami(self) -> dict:
         return await self.request_json("GET", "/api/v1/whoami")
@@ -156,9 +167,18 @@ class MonitorClient:
     async def probe_session(self) -> ProbeSession:
         data = await self.request_json("POST", "/api/v1/probe/session")
         try:
-            return ProbeSession(bytes.fromhex(data["key"]), str(data["udp"]["host"]), int(data["udp"]["port"]), int(data["packet_bytes"]))
+            session = ProbeSession(
+                bytes.fromhex(data["key"]),
+                str(data["udp"]["host"]),
+                int(data["udp"]["port"]),
+                int(data["packet_bytes"]),
+                float(data["expires_in_s"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise MonitorError("the monitor's probe answer was not understood (version mismatch?)") from None
+        if not 1 <= session.udp_port <= 65535:
+            raise MonitorError(f"the monitor gave an invalid UDP port ({session.udp_port}); check its advertise_udp setting")
+        return session
 
     async def post_check(self, report: Mapping[str, object]) -> dict:
         return await self.request_json("POST", "/api/v1/checks", report)

@@ -41,6 +41,8 @@ async def probe_session(request: web.Request) -> web.Response:
             "key": key.hex(),
             "udp": {"host": host, "port": int(port)},
             "expires_at": datetime.fromtimestamp(expiry, timezone.utc).isoformat(),
+            # Relative, so that a client whose clock is off still knows how long it has.
+            "expires_in_s": config.probe_key_ttl_s,
             "packet_bytes": wire.VOICE_PACKET_BYTES,
         }
     )

@@ -61,11 +61,12 @@ class Loss:
 
 @dataclass(frozen=True)
 class Packets:
-    """Probe packets: sent by this machine, received back as echoes, and received by the reflector."""
+    """Probe packets: sent by this machine, received back as echoes, and received by the
+    reflector (null when its totals never arrived; loss then counts as upstream)."""
 
     sent: int = field(metadata=_count)
     received: int = field(metadata=_count)
-    reflected: int = field(metadata=_count)
+    reflected: int | None = field(metadata=_count)
 
 
 @dataclass(frozen=True)

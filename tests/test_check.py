@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -94,10 +95,14 @@ def test_no_udp_answer_is_not_ready_with_a_plain_fix(tmp_path: Path) -> None:
         (("--monitor", "http://127.0.0.1:1", "--session", "Jane Doe"), "pseudonymous"),
         (("--monitor", "http://127.0.0.1:1", "--target", "nohostport"), "HOST:PORT"),
         (("--monitor", "http://127.0.0.1:1", "--udp-seconds", "0"), "--udp-seconds"),
+        (("--monitor", "https://127.0.0.1:1", "--ca-file", "/nonexistent/ca.pem"), "CA file"),
+        (("--monitor", "http://user:secret@127.0.0.1:1"), "user name or password"),
+        (("--monitor", "http://127.0.0.1:1", "--config", "/"), "is a directory"),
+        (("--monitor", "http://127.0.0.1:1", *[a for i in range(17) for a in ("--target", f"h{i}:443")]), "at most 16 targets"),
     ],
 )
 def test_could_not_run_is_exit_3_with_one_sentence(args: tuple[str, ...], message: str) -> None:
-    result = run_cli("check", *args, env={"SESSIONREADY_TOKEN": "sr1_x_y"}, timeout=30)
+    result = run_cli("check", *args, env={"SESSIONREADY_TOKEN": "sr1_000000000000_notarealtoken"}, timeout=30)
     assert result.returncode == 3
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -221,3 +226,49 @@ def test_speedtest_backend_in_the_check(shared_monitor: Monitor, tmp_path: Path)
     assert speed["available"] is True and speed["error"] is None, speed
     assert speed["download_mbps"] > 0 and speed["upload_mbps"] > 0 and "127.0.0.1" in (speed["server"] or "")
     assert report["submitted"] is True
+
+
+def test_a_malformed_token_is_one_sentence() -> None:
+    result = run_cli("check", "--monitor", "http://127.0.0.1:1", env={"SESSIONREADY_TOKEN": "sr1_abc_def\n# a comment"})
+    assert result.returncode == 3 and "malformed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_targets_are_normalised_before_they_are_sent(shared_monitor: Monitor) -> None:
+    token = shared_monitor.token("client", "c-targets")
+    host_port = shared_monitor.url.split("//")[1]
+    result = check(shared_monitor.url, token, "--json", "--no-audio", "--no-throughput", "--udp-seconds", "1", "--target", f" {host_port} ")
+    report = json.loads(result.stdout)
+    assert report["targets"][0]["target"] == host_port and report["submitted"] is True
+
+
+def test_probe_keys_shorter_than_a_phase_are_refused_up_front(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text("[monitor]\nprobe_key_ttl_s = 10\n")
+    short = start_monitor(tmp_path / "m", "--config", str(config))
+    try:
+        result = check(short.url, short.token(), "--udp-seconds", "5", "--no-audio")
+    finally:
+        short.stop()
+    assert result.returncode == 3 and "probe keys last 10 s" in result.stderr
+
+
+def test_an_unresolvable_udp_address_is_one_sentence(tmp_path: Path) -> None:
+    broken = start_monitor(tmp_path / "m", "--advertise-udp", "no-such-host.invalid:9")
+    try:
+        result = check(broken.url, broken.token(), "--udp-seconds", "1", "--no-audio")
+    finally:
+        broken.stop()
+    assert result.returncode == 3 and "cannot be resolved" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_is_exit_130_without_stray_tracebacks(shared_monitor: Monitor) -> None:
+    token = shared_monitor.token("client", "c-ctrl-c")
+    process = subprocess.Popen(
+        [*SESSIONREADY, "check", "--monitor", shared_monitor.url, "--token", token, "--no-audio", "--udp-seconds", "1", "--load-seconds", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4.5)  # inside the download phase
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and "interrupted" in stderr
+    assert "Traceback" not in stderr and "Task exception" not in stderr

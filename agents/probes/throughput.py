@@ -88,18 +88,18 @@ async def measure(
         # make the phase last as long again on a slow link, and proves nothing more.
         wait_s = settings.seconds
     sampler = asyncio.create_task(_sample_acked(acked, meter, deadline, monotonic)) if acked is not None else None
+    tasks: list[asyncio.Task[None]] = []
     try:
         tasks = [asyncio.create_task(stream(client, session, meter, deadline, monotonic)) for _ in range(settings.streams)]
-        done, pending = await asyncio.wait(tasks, timeout=wait_s)
+        done, _pending = await asyncio.wait(tasks, timeout=wait_s)
         if sampler is not None:
             await sampler
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        errors = [task.exception() for task in done if task.exception() is not None]
+        errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
     finally:
-        if sampler is not None and not sampler.done():
-            sampler.cancel()
+        # Also when the check itself is cancelled (Ctrl-C): no stream may outlive its session.
+        for task in [*tasks, *([sampler] if sampler is not None else [])]:
+            task.cancel()
+        await asyncio.gather(*tasks, *([sampler] if sampler is not None else []), return_exceptions=True)
         await session.close()
     elapsed = monotonic() - meter.start
     rate = steady_rate(meter.samples, settings.ramp_seconds, settings.seconds)

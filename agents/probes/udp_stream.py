@@ -20,6 +20,10 @@ from sessionready.stats import percentile, rfc3550_jitter, wilson_interval
 from sessionready.udp import open_udp_socket, recv_timestamped
 
 STATS_ATTEMPTS = 5
+
+
+class UdpUnavailable(Exception):
+    """The stream cannot start: the reflector's address is unusable. ``str()`` is one sentence."""
 STATS_INTERVAL_S = 0.2
 
 
@@ -107,14 +111,25 @@ class UdpStream:
         self._flow_by_key: dict[bytes, _Flow] = {}
         self._sock: socket.socket | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._stats_event = asyncio.Event()
+        self._stats_tasks: list[asyncio.Task[None]] = []
         self._max_rtt_ns = 0
 
     async def __aenter__(self) -> UdpStream:
-        family = socket.getaddrinfo(self._address[0], self._address[1], type=socket.SOCK_DGRAM)[0][0]
-        self._sock = open_udp_socket("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
-        # connect() filters out datagrams from anyone but the reflector.
-        self._sock.connect(self._address)
+        """Raises UdpUnavailable (one sentence) when the reflector's address cannot be used."""
+        host, port = self._address
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except (OSError, OverflowError, UnicodeError):
+            raise UdpUnavailable(f"the monitor's UDP address {host}:{port} cannot be resolved") from None
+        family, _, _, _, address = infos[0]
+        sock = open_udp_socket("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
+        try:
+            # connect() filters out datagrams from anyone but the reflector.
+            sock.connect(address)
+        except (OSError, OverflowError) as error:
+            sock.close()
+            raise UdpUnavailable(f"cannot send UDP probes to {host}:{port} ({error.__class__.__name__})") from None
+        self._sock = sock
         asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
         return self
 
@@ -126,7 +141,13 @@ class UdpStream:
             self._sock = None
 
     def start_flow(self, name: str, key: bytes) -> None:
-        """From now on, probes belong to a new flow with its own key and sequence numbers."""
+        """From now on, probes belong to a new flow with its own key and sequence numbers.
+
+        The previous flow's totals are fetched once its last echoes had time to return,
+        while its key is still fresh (keys are short-lived).
+        """
+        if self._flows:
+            self._stats_tasks.append(asyncio.create_task(self._totals_after_drain([self._flows[-1]])))
         flow = _Flow(name, key)
         self._flows.append(flow)
         self._flow_by_key[key] = flow
@@ -136,10 +157,14 @@ class UdpStream:
     async def finish(self) -> list[FlowResult]:
         """Stop sending, wait for late echoes, fetch the reflector's totals, and analyse."""
         await self._stop_sending()
+        await self._totals_after_drain([flow for flow in self._flows if flow.stats is None])
+        await asyncio.gather(*self._stats_tasks)
+        return [analyse_flow(flow) for flow in self._flows]
+
+    async def _totals_after_drain(self, flows: list[_Flow]) -> None:
         drain = min(self._settings.drain_max_s, max(self._settings.drain_min_s, 3 * self._max_rtt_ns / 1e9))
         await asyncio.sleep(drain)
-        await self._request_stats()
-        return [analyse_flow(flow) for flow in self._flows]
+        await self._request_stats(flows)
 
     async def _stop_sending(self) -> None:
         if self._sender is not None:
@@ -178,20 +203,17 @@ class UdpStream:
         except OSError:
             pass  # e.g. ICMP port unreachable from an earlier packet; counted as loss
 
-    async def _request_stats(self) -> None:
-        pending = [flow for flow in self._flows if flow.sent_ns]
+    async def _request_stats(self, flows: list[_Flow]) -> None:
+        pending = [flow for flow in flows if flow.sent_ns]
         for _ in range(STATS_ATTEMPTS):
             pending = [flow for flow in pending if flow.stats is None]
-            if not pending:
+            if not pending or self._sock is None:
                 return
-            self._stats_event.clear()
             for flow in pending:
                 self._send(wire.build_packet(wire.STATS_REQUEST, flow.key, 0, self._clock_ns(), wire.MIN_PACKET_BYTES))
-            try:
-                await asyncio.wait_for(self._stats_event.wait(), STATS_INTERVAL_S)
-                await asyncio.sleep(0.02)  # let the other flows' replies in
-            except TimeoutError:
-                pass
+            deadline = self._monotonic() + STATS_INTERVAL_S
+            while self._monotonic() < deadline and any(flow.stats is None for flow in pending):
+                await asyncio.sleep(0.01)
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -214,7 +236,6 @@ class UdpStream:
             return
         if header.kind == wire.STATS_REPLY:
             flow.stats = wire.read_stats(data)
-            self._stats_event.set()
             return
         if header.kind != wire.ECHO or header.seq >= len(flow.sent_ns):
             return
