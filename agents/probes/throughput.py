@@ -94,6 +94,8 @@ async def measure(
         done, _pending = await asyncio.wait(tasks, timeout=wait_s)
         if sampler is not None:
             await sampler
+        if direction == "up":
+            _abort_connections(session)
         errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
     finally:
         # Also when the check itself is cancelled (Ctrl-C): no stream may outlive its session.
@@ -116,6 +118,17 @@ async def measure(
         seconds=round(elapsed, 3),
         error=error,
     )
+
+
+def _abort_connections(session: aiohttp.ClientSession) -> None:
+    """End the upload now. A graceful close first flushes what asyncio still buffers (up to
+    a second of data on a slow link), which would keep the link busy past the phase and into
+    the next measurement; abort drops it, and the sockets' zero linger resets the rest.
+    aiohttp has no public call for this: its connector's in-use set is read defensively."""
+    for protocol in list(getattr(session.connector, "_acquired", ())):
+        abort = getattr(protocol, "abort", None)
+        if abort is not None:
+            abort()
 
 
 async def _download_stream(
