@@ -334,11 +334,11 @@ def _network(
         )
     idle_p50 = summary[1] if summary else None
     # Latency under load: the median RTT of each load phase once its ramp-up is over, minus idle.
-    ramp_packets = int(options.throughput.ramp_seconds * 1000 / options.stream.interval_ms)
+
     loaded: dict[str, float | None] = {"download": None, "upload": None}
     for name in loaded:
         flow = flows.get(name)
-        rtts = flow.rtts_ms(from_seq=ramp_packets) if flow else []
+        rtts = flow.rtts_ms(after_s=options.throughput.ramp_seconds) if flow else []
         if rtts and idle_p50 is not None:
             loaded[name] = percentile(rtts, 50) - idle_p50
     down, up = loads.get("download"), loads.get("upload")

@@ -64,7 +64,10 @@ class FlowResult:
     sent: int
     received: int  # distinct echoes back at the client
     reflected: int | None  # distinct probes the reflector got (None: its totals never arrived)
-    rtt_samples: tuple[tuple[int, float], ...]  # (seq, RTT ms) per echoed packet, reflector hold time removed
+    # (seconds after the flow's first probe was sent, RTT ms) per echoed packet, in seq order,
+    # reflector hold time removed. Time, not sequence number, places a sample in its phase:
+    # a busy event loop sends fewer probes than the nominal rate.
+    rtt_samples: tuple[tuple[float, float], ...]
     jitter_up_ms: float | None
     jitter_down_ms: float | None
     loss_up: float | None
@@ -76,8 +79,9 @@ class FlowResult:
     duplicates_up: int
     duplicates_down: int
 
-    def rtts_ms(self, from_seq: int = 0) -> list[float]:
-        return [rtt for seq, rtt in self.rtt_samples if seq >= from_seq]
+    def rtts_ms(self, after_s: float = 0.0) -> list[float]:
+        """RTTs of the probes sent at least ``after_s`` seconds into the flow."""
+        return [rtt for sent_s, rtt in self.rtt_samples if sent_s >= after_s]
 
     def rtt_summary(self) -> tuple[float, float, float] | None:
         """(min, p50, p95) in ms, or None when nothing came back."""
@@ -256,12 +260,12 @@ class UdpStream:
 def analyse_flow(flow: _Flow) -> FlowResult:
     sent = len(flow.sent_ns)
     received = len(flow.echoes)
-    rtts: list[tuple[int, float]] = []
+    rtts: list[tuple[float, float]] = []
     for seq in sorted(flow.echoes):
         echo = flow.echoes[seq]
         rtt_ns = (echo.client_recv_ns - flow.sent_ns[seq]) - (echo.reflector_send_ns - echo.reflector_recv_ns)
         if rtt_ns >= 0:  # a negative RTT means the wall clock stepped mid-packet: drop that sample
-            rtts.append((seq, rtt_ns / 1e6))
+            rtts.append(((flow.sent_ns[seq] - flow.sent_ns[0]) / 1e9, rtt_ns / 1e6))
 
     # Upstream: sender = this machine, receiver = reflector, in the reflector's arrival order.
     up_order = sorted(flow.echoes, key=lambda seq: flow.echoes[seq].reflector_recv_ns)
