@@ -150,14 +150,8 @@ class MonitorClient:
                 return answer
         except MonitorError:
             raise
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as error:
-            raise MonitorError(f"the monitor's TLS certificate was not accepted ({error.__class__.__name__}); check --ca-file") from None
-        except aiohttp.ClientConnectorError:
-            raise MonitorError(f"cannot reach the monitor at {self.base_url}: is it running and is the address right?") from None
-        except TimeoutError:
-            raise MonitorError(f"the monitor at {self.base_url} did not answer in time") from None
-        except aiohttp.ClientError as error:
-            raise MonitorError(f"talking to the monitor at {self.base_url} failed: {error.__class__.__name__}") from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise transport_error(error, self.base_url) from None
         except ValueError:
             raise MonitorError(f"the monitor at {self.base_url} answered something that is not sessionready's JSON") from None
 
@@ -182,6 +176,17 @@ class MonitorClient:
 
     async def post_check(self, report: Mapping[str, object]) -> dict:
         return await self.request_json("POST", "/api/v1/checks", report)
+
+
+def transport_error(error: aiohttp.ClientError | TimeoutError, base_url: URL) -> MonitorError:
+    """One sentence for a request that got no HTTP answer."""
+    if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return MonitorError(f"the monitor's TLS certificate was not accepted ({error.__class__.__name__}); check --ca-file")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return MonitorError(f"cannot reach the monitor at {base_url}: is it running and is the address right?")
+    if isinstance(error, TimeoutError):
+        return MonitorError(f"the monitor at {base_url} did not answer in time")
+    return MonitorError(f"talking to the monitor at {base_url} failed: {error.__class__.__name__}")
 
 
 def error_from_response(status: int, text: str, base_url: URL) -> MonitorError:

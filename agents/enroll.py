@@ -147,29 +147,23 @@ async def redeem(url, code: str, ca_file: str | None, timeout_s: float = 15.0) -
     """POST the code to the monitor's public enroll endpoint; MonitorError in one sentence otherwise."""
     import aiohttp
 
-    from agents.client import USER_AGENT, MonitorError, error_from_response, tls_context
+    from agents.client import USER_AGENT, MonitorError, UsageError, error_from_response, tls_context, transport_error
 
     context: ssl.SSLContext | bool = True
     if url.scheme == "https":
         try:
             context = tls_context(ca_file)
-        except (OSError, ssl.SSLError) as error:
-            raise EnrollError(f"cannot use the CA file {ca_file}: {error.__class__.__name__}") from None
+        except UsageError as error:  # an unreadable or invalid CA file, in one sentence
+            raise EnrollError(str(error)) from None
     endpoint = url.with_path(url.path.rstrip("/") + "/api/v1/enroll")
     try:
         async with aiohttp.ClientSession(
             headers={"User-Agent": USER_AGENT}, connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as session:
             async with session.post(endpoint, json={"code": code}) as response:
-                status, text = response.status, await response.text()
-    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as error:
-        raise MonitorError(f"the monitor's TLS certificate was not accepted ({error.__class__.__name__}); check --ca-file") from None
-    except aiohttp.ClientConnectorError:
-        raise MonitorError(f"cannot reach the monitor at {url}: is it running and is the address right?") from None
-    except TimeoutError:
-        raise MonitorError(f"the monitor at {url} did not answer in time") from None
-    except aiohttp.ClientError as error:
-        raise MonitorError(f"talking to the monitor at {url} failed: {error.__class__.__name__}") from None
+                status, text = response.status, (await response.read()).decode("utf-8", errors="replace")
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise transport_error(error, url) from None
     if status == 401:
         raise MonitorError("the monitor did not accept the code: it is mistyped, expired, already used or revoked; ask for a new one", status)
     if status == 429:

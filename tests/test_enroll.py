@@ -219,3 +219,11 @@ def test_failures_are_one_sentence_and_write_nothing(monitor: Monitor, tmp_path:
         assert result.returncode == 3 and sentence in result.stderr, (url, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
         assert result.stdout == "" and not config.exists() and not config.with_suffix(".token").exists()
+
+
+def test_an_invalid_ca_file_is_one_sentence(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = run_cli("enroll", "--monitor", "https://127.0.0.1:1", "--ca-file", str(junk), "--config", str(tmp_path / "agent.toml"), "ABCD-EFGH-JKMN-PQRS")
+    assert result.returncode == 3 and "cannot use the CA file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "agent.toml").exists()
