@@ -19,9 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from monitor.store_alerts import AlertStoreMixin
+from monitor.store_reports import ReportStoreMixin
+from monitor.store_sessions import SessionStoreMixin
 from sessionready.schema import CheckReport
 
-ROLES = ("client", "therapist", "metrics")
+# client/therapist: an agent on a person's machine; metrics: a Prometheus scraper; it/admin:
+# staff who see every session (the dashboard's users get these roles too).
+ROLES = ("client", "therapist", "metrics", "it", "admin")
 # Enrollment is how an agent (a person's machine) gets its token; Prometheus never enrolls.
 ENROLL_ROLES = ("client", "therapist")
 TOKEN_PREFIX = "sr1"
@@ -138,7 +143,7 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class SQLiteStore:
+class SQLiteStore(ReportStoreMixin, SessionStoreMixin, AlertStoreMixin):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
     Other processes (the token command while the monitor runs) may open the same file: WAL
@@ -155,7 +160,7 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA)
         path.chmod(0o600)
 
     @contextmanager

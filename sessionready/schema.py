@@ -241,3 +241,113 @@ class CheckReport:
     settings: CheckSettings
     machine: Machine | None = None
     room: Room | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# The agent daemon's reports (docs/agent.md): background and live samples, and full checks,
+# each in an envelope with a unique id and the agent's sequence number, sent in batches
+# from the agent's on-disk spool to POST /api/v1/reports.
+# ---------------------------------------------------------------------------------------
+
+REPORT_ID_PATTERN = CHECK_ID_PATTERN
+MAX_SEQ = 2**53  # JSON-safe integers
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class SampleNetwork:
+    """A short isochronous UDP burst to the monitor's reflector (no throughput test)."""
+
+    packets_sent: int = field(metadata=_count)
+    packets_received: int = field(metadata=_count)
+    rtt_p50_ms: float | None = field(metadata=_ms)
+    rtt_p95_ms: float | None = field(metadata=_ms)
+    jitter_up_ms: float | None = field(metadata=_ms)
+    jitter_down_ms: float | None = field(metadata=_ms)
+    loss_up: float | None = field(metadata=_ratio)
+    loss_down: float | None = field(metadata=_ratio)
+    mos: float | None = field(metadata=limits(ge=1, le=5))
+    # Why there are no numbers: a closed set, never free text.
+    problem: Literal["monitor_unreachable", "no_probe_key", "udp_blocked"] | None = None
+
+
+@dataclass(frozen=True)
+class SampleMachine:
+    """The machine's health at the sample's time (same meanings as ``Machine``)."""
+
+    cpu_pct: float | None = field(metadata=limits(ge=0, le=100))
+    memory_available_pct: float | None = field(metadata=limits(ge=0, le=100))
+    battery_pct: float | None = field(metadata=limits(ge=0, le=100))
+    battery_charging: bool | None
+    link_type: Literal["wired", "wifi", "cellular", "other", "unknown"]
+    wifi_signal_dbm: float | None = field(metadata=limits(ge=-150, le=0))
+
+
+@dataclass(frozen=True)
+class SampleRoom:
+    """Room levels over the sample's interval, from the microphone only when allowed."""
+
+    noise_floor_dbfs: float | None = field(metadata=limits(ge=-200, le=200))  # L90
+    snr_db: float | None = field(metadata=limits(ge=-200, le=200))
+    voice_ratio: float | None = field(metadata=_ratio)
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One background (every few minutes) or live (every 2 s during a session) sample."""
+
+    schema_version: Literal[1]
+    taken_at: str = field(metadata=limits(max_len=40, timestamp=True))
+    interval_s: float = field(metadata=limits(ge=0, le=86_400))
+    session_id: str | None = field(metadata=limits(pattern=ID_PATTERN))
+    agent: Agent
+    network: SampleNetwork | None
+    machine: SampleMachine | None
+    # Throughput actually used on the link during the interval (all traffic, both directions).
+    traffic_mbps: Throughput | None
+    room: SampleRoom | None
+
+
+@dataclass(frozen=True)
+class ReportEnvelope:
+    """One spooled report. ``report_id`` is unique (the monitor deduplicates by it); ``seq``
+    is the agent's monotonic sequence number. Exactly one of ``sample``/``check`` is set,
+    as ``kind`` says; a check's ``report_id`` equals its ``check_id``."""
+
+    report_id: str = field(metadata=limits(pattern=REPORT_ID_PATTERN))
+    seq: int = field(metadata=limits(ge=1, le=MAX_SEQ))
+    kind: Literal["background", "live", "check"]
+    sample: Sample | None = None
+    check: CheckReport | None = None
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """The agent's spool as it was when the batch left: what waits and what was dropped."""
+
+    pending: int = field(metadata=limits(ge=0, le=MAX_SEQ))
+    dropped_background: int = field(metadata=limits(ge=0, le=MAX_SEQ))  # since the spool was created
+    rejected: int = field(metadata=limits(ge=0, le=MAX_SEQ))  # reports the monitor refused as invalid
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The monitor's answer for one report of a batch. ``stored`` and ``duplicate`` are
+    acknowledgements (the agent removes the report); ``rejected`` is final too (the report
+    is invalid and would be refused again); ``error`` then names the problem."""
+
+    report_id: str = field(metadata=limits(max_len=64))
+    status: Literal["stored", "duplicate", "rejected"]
+    error: str | None = field(default=None, metadata=_text)
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    """An upcoming or current session of the agent's participant, as the agent learns it."""
+
+    session_id: str = field(metadata=limits(pattern=ID_PATTERN))
+    start: str = field(metadata=limits(max_len=40, timestamp=True))
+    planned_duration_s: int = field(metadata=limits(ge=60, le=86_400))
+    state: Literal["scheduled", "live", "ended", "cancelled"]
+    role: Literal["client", "therapist"]  # this participant's role in the session
