@@ -36,7 +36,8 @@ system-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates \
-		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux
+		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux \
+		systemd prometheus-node-exporter
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

@@ -6,7 +6,6 @@ monitor unless the caller explicitly allows it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import ssl
@@ -16,6 +15,10 @@ from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
+
+from sessionready.netaddr import is_loopback_host
+from sessionready.schema import AgentSession
+from sessionready.typed import SchemaError, decode
 
 USER_AGENT = "sessionready-agent"
 # Upload sockets get a fixed send buffer (no autotuning). Where the OS reports acknowledged
@@ -38,15 +41,6 @@ class MonitorError(Exception):
         self.message = message
         self.status = status
         self.code = code
-
-
-def is_loopback_host(host: str) -> bool:
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def monitor_url(raw: str, *, allow_insecure_http: bool = False) -> URL:
@@ -135,12 +129,15 @@ class MonitorClient:
     def url(self, path: str) -> URL:
         return self.base_url.with_path(self.base_url.path.rstrip("/") + path)
 
-    async def request_json(self, method: str, path: str, body: Mapping[str, object] | None = None) -> dict:
+    async def request_json(
+        self, method: str, path: str, body: Mapping[str, object] | None = None, *, query: Mapping[str, str] | None = None
+    ) -> dict:
         assert self._session is not None, "use 'async with MonitorClient(...)'"
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
+        url = self.url(path).with_query(query) if query else self.url(path)
         try:
-            async with self._session.request(method, self.url(path), data=data, headers=headers, timeout=self._timeout) as response:
+            async with self._session.request(method, url, data=data, headers=headers, timeout=self._timeout) as response:
                 text = (await response.read()).decode("utf-8", errors="replace")
                 if response.status >= 400:
                     raise error_from_response(response.status, text, self.base_url)
@@ -176,6 +173,21 @@ class MonitorClient:
 
     async def post_check(self, report: Mapping[str, object]) -> dict:
         return await self.request_json("POST", "/api/v1/checks", report)
+
+    async def post_reports(self, body: Mapping[str, object]) -> dict:
+        """A batch from the spool, ``{"spool": ..., "reports": [...]}``; see docs/reports.md."""
+        return await self.request_json("POST", "/api/v1/reports", body)
+
+    async def agent_sessions(self, hours: int = 24) -> list[AgentSession]:
+        """This token's participant's sessions from an hour ago to ``hours`` ahead (1..168), by start."""
+        data = await self.request_json("GET", "/api/v1/agent/sessions", query={"hours": str(hours)})
+        sessions = data.get("sessions")
+        if not isinstance(sessions, list):
+            raise MonitorError("the monitor's sessions answer was not understood (version mismatch?)")
+        try:
+            return [decode(AgentSession, item, f"sessions[{i}]") for i, item in enumerate(sessions)]
+        except SchemaError as error:
+            raise MonitorError(f"the monitor's sessions answer was not understood ({error.path}: {error.message})") from None
 
 
 def transport_error(error: aiohttp.ClientError | TimeoutError, base_url: URL) -> MonitorError:

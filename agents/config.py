@@ -1,21 +1,24 @@
 """The agent's config file (TOML): where the monitor is, how the check runs, verdict thresholds.
 
-Tables: ``[monitor]``, ``[check]``, ``[room]``, ``[thresholds]``. Unknown keys are rejected by name. The
-file is optional; a commented sample is ``agents/agent.sample.toml``.
+Tables: ``[monitor]``, ``[check]``, ``[room]``, ``[thresholds]``, ``[agent]`` (the daemon). Unknown keys
+are rejected by name. The file is optional; a commented sample is ``agents/agent.sample.toml``.
+The environment overrides the file: ``SESSIONREADY_MONITOR_URL`` the monitor's URL and
+``SESSIONREADY_TOKEN`` the token (so a service manager can pass them without a file).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sessionready import quality
 from sessionready.config import ConfigError, decode_section, read_toml
 from sessionready.typed import limits
 
-SECTIONS = {"monitor", "check", "room", "thresholds"}
+SECTIONS = {"monitor", "check", "room", "thresholds", "agent"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,27 @@ class RoomSection:
     calibration_offset_db: float | None = field(default=None, metadata=limits(ge=-50, le=200))
 
 
+# Intervals below half a second would only measure the agent itself (tests use 0.5 .. 2 s).
+_interval = limits(ge=0.5, le=86_400)
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """The daemon (``sessionready agent``): its spool and its cadences. See docs/agent.md."""
+
+    # The on-disk spool (SQLite); "" = the platform's state directory (default_spool_path).
+    spool_path: str = field(default="", metadata=limits(max_len=4096))
+    spool_max_mb: float = field(default=20.0, metadata=limits(ge=0.01, le=100_000))
+    background_interval_s: float = field(default=300.0, metadata=_interval)  # light network sample
+    machine_interval_s: float = field(default=60.0, metadata=_interval)  # machine health
+    burst_seconds: float = field(default=2.0, metadata=limits(ge=0.2, le=60))  # each background UDP burst
+    # A full check this long before each session; fractions are allowed (tests use 0.1).
+    pre_session_lead_minutes: float = field(default=15.0, metadata=limits(ge=0, le=1440))
+    sessions_poll_s: float = field(default=60.0, metadata=_interval)  # asking the monitor for sessions
+    live_interval_s: float = field(default=2.0, metadata=limits(ge=0.5, le=60))  # one live report each
+    notify: bool = True  # a desktop notification when a pre-session check is not "ready"
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     monitor: MonitorSection = field(default_factory=MonitorSection)
@@ -57,6 +81,9 @@ class AgentConfig:
     room: RoomSection = field(default_factory=RoomSection)
     thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
     source: str = "defaults"
+    agent: AgentSection = field(default_factory=AgentSection)
+    # From SESSIONREADY_TOKEN; wins over the token file. Never shown in a repr.
+    token_override: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:
@@ -70,7 +97,13 @@ class AgentConfig:
     def allow_insecure_http(self) -> bool:
         return self.monitor.allow_insecure_http
 
+    @property
+    def spool_file(self) -> Path:
+        return Path(self.agent.spool_path).expanduser() if self.agent.spool_path else default_spool_path()
+
     def token(self) -> str:
+        if self.token_override:
+            return self.token_override
         if not self.monitor.token_file:
             return ""
         try:
@@ -89,10 +122,46 @@ def default_config_path() -> Path:
     return base / "sessionready" / "agent.toml"
 
 
-def load_agent_config(path: Path | None) -> AgentConfig:
-    """The given file (which must exist), else the default path if a file is there, else defaults."""
+def default_spool_path(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where the daemon keeps reports not yet delivered: state, not config and not cache.
+
+    Under systemd (``StateDirectory=``) the unit's own state directory wins.
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if environ.get("STATE_DIRECTORY"):
+        # systemd passes a colon-separated list when a unit names several directories.
+        return Path(environ["STATE_DIRECTORY"].split(":")[0]) / "spool.sqlite3"
+    home = Path(environ.get("HOME") or Path.home())
+    if platform == "win32":
+        base = Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+    return base / "sessionready" / "spool.sqlite3"
+
+
+def load_agent_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """The given file (which must exist), else the default path if a file is there, else defaults;
+    then the environment's overrides (``environ``, default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    return _with_environment(_load_file(path, environ), environ)
+
+
+def _with_environment(config: AgentConfig, environ: Mapping[str, str]) -> AgentConfig:
+    url = environ.get("SESSIONREADY_MONITOR_URL", "").strip()
+    if url:
+        config = replace(config, monitor=replace(config.monitor, url=url))
+    token = environ.get("SESSIONREADY_TOKEN", "").strip()
+    if token:
+        config = replace(config, token_override=token)
+    return config
+
+
+def _load_file(path: Path | None, environ: Mapping[str, str]) -> AgentConfig:
     if path is None:
-        candidate = Path(os.environ["SESSIONREADY_CONFIG"]) if os.environ.get("SESSIONREADY_CONFIG") else default_config_path()
+        candidate = Path(environ["SESSIONREADY_CONFIG"]) if environ.get("SESSIONREADY_CONFIG") else default_config_path()
         if not candidate.exists():
             return AgentConfig()
         path = candidate
@@ -107,7 +176,8 @@ def load_agent_config(path: Path | None) -> AgentConfig:
         thresholds = quality.Thresholds.from_mapping(_table(document, "thresholds", path))
     except ValueError as error:
         raise ConfigError(f"config file {path}: [thresholds] {error}") from None
-    return AgentConfig(monitor, check, room, thresholds, str(path))
+    agent = decode_section(AgentSection, _table(document, "agent", path), path, "agent")
+    return AgentConfig(monitor, check, room, thresholds, str(path), agent)
 
 
 def _table(document: dict[str, object], name: str, path: Path) -> dict[str, object]:

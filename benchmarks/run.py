@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.agent_footprint import agent_footprint
 from benchmarks.check_time import check_wall_time
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
 from benchmarks.ingest import ingest_rate
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "check": check_wall_time,
     "ingest": ingest_rate,
     "room": room_analysis,
+    "agent": agent_footprint,
 }
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from datetime import datetime, timezone
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +16,7 @@ from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, read_body
 from monitor.openapi import openapi_document
 from monitor.store import StoredCheck
+from monitor.store_users import UserPrincipal
 from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
 from sessionready.typed import encode
 
@@ -37,8 +39,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def whoami(request: web.Request) -> web.Response:
-    agent: keys.TokenInfo = request[keys.AGENT]
-    return web.json_response({"agent_id": agent.token_id, "role": agent.role, "participant_id": agent.participant_id})
+    principal = request[keys.AGENT]
+    if isinstance(principal, UserPrincipal):
+        # A dashboard login: no agent id; it/admin users have no participant.
+        return web.json_response(
+            {
+                "agent_id": None,
+                "role": principal.role,
+                "participant_id": principal.participant_id or None,
+                "kind": "user",
+                "username": principal.username,
+                "user_id": principal.user_id,
+                "expires_at": datetime.fromtimestamp(principal.expires_at, timezone.utc).isoformat(),
+            }
+        )
+    return web.json_response({"agent_id": principal.token_id, "role": principal.role, "participant_id": principal.participant_id, "kind": "agent"})
 
 
 def parse_report(body: bytes) -> CheckReport:

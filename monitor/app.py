@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import api, enroll, keys, probe
+from monitor import api, enroll, keys, probe, reports, sessions
+from monitor import users
+from monitor import alerts_api
 from monitor.auth import RateLimiter, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
@@ -78,6 +80,10 @@ def create_app(config: MonitorConfig, store: Store | None = None) -> web.Applica
     app.router.add_post("/api/v1/probe/session", probe.probe_session)
     app.router.add_get("/api/v1/probe/download", probe.download)
     app.router.add_post("/api/v1/probe/upload", probe.upload)
+    users.add_routes(app)
+    sessions.add_routes(app)
+    reports.add_routes(app)
+    alerts_api.add_routes(app)  # after the store and metrics contexts: its worker needs both
     return app
 
 
@@ -100,7 +106,7 @@ async def _reflector_context(app: web.Application) -> AsyncIterator[None]:
     server = ReflectorServer(reflector, config.host, config.port)
     app[keys.REFLECTOR] = reflector
     app[keys.REFLECTOR_SERVER] = server
-    app[keys.METRICS] = build_metrics(lambda: reflector.counters, app[keys.STORE].latest_check_per_agent)
+    app[keys.METRICS] = build_metrics(lambda: reflector.counters, app[keys.STORE].latest_check_per_agent, app[keys.STORE].agent_statuses)
     yield
     server.close()
 

@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from monitor.errors import ApiError, json_error
-from monitor.store import Store, TokenInfo
+from monitor.store import Store, TokenInfo, hash_token
+from monitor.store_users import USER_TOKEN_PREFIX, UserPrincipal
 
-# Paths that need no token: liveness, the API description, and enrollment (how an agent
-# gets its token; the one-time code is its credential).
-PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll"})
+# Paths that need no token: liveness, the API description, enrollment (how an agent gets
+# its token; the one-time code is its credential) and login (how a dashboard user gets one).
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login"})
+# Who a request comes from: an agent's token, or a dashboard user's login session.
+Principal = TokenInfo | UserPrincipal
+# Roles that mean the same for a token and a dashboard user: staff who see every session.
+STAFF_ROLES = ("it", "admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,11 +41,16 @@ def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.App
                 json_error(
                     401,
                     "unauthenticated",
-                    "this endpoint needs an agent token: send 'Authorization: Bearer <token>'",
+                    "this endpoint needs a token (an agent's, or a dashboard login's): send 'Authorization: Bearer <token>'",
                     headers={"WWW-Authenticate": 'Bearer realm="sessionready"'},
                 )
             )
-        info = await asyncio.to_thread(store_of(request).authenticate, token.strip())
+        token = token.strip()
+        info: Principal | None
+        if token.startswith(USER_TOKEN_PREFIX + "_"):
+            info = await asyncio.to_thread(store_of(request).authenticate_user, hash_token(token))
+        else:
+            info = await asyncio.to_thread(store_of(request).authenticate, token)
         if info is None:
             return _unread(
                 json_error(
@@ -62,7 +72,16 @@ def _unread(response: web.Response) -> web.Response:
     return response
 
 
-def require_role(info: TokenInfo, *roles: str) -> None:
+def require_role(info: Principal, *roles: str, users: bool = False) -> None:
+    """403 unless ``info`` has one of ``roles``.
+
+    An it or admin dashboard user passes like a token of that role: staff are staff. A
+    therapist *user* has role "therapist" like a therapist's *agent* (a machine), so it passes
+    only where the endpoint admits users with ``users=True``: it must never post checks or
+    reports or run probes as if it were a machine.
+    """
+    if isinstance(info, UserPrincipal) and not users and info.role not in STAFF_ROLES:
+        raise ApiError(403, "forbidden", f"this endpoint is for agent tokens, not dashboard logins (needs: {', '.join(roles)})")
     if info.role not in roles:
         raise ApiError(403, "forbidden", f"a {info.role} token may not do this (needs: {', '.join(roles)})")
 

@@ -34,7 +34,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "monitor",
-        help="run the central monitor, or manage its agent tokens and enrollment codes",
+        help="run the central monitor, or manage its agent tokens, enrollment codes and dashboard users",
         description="Run the sessionready monitor: UDP reflector, throughput endpoints, ingest API, /metrics. "
         "Flags override the config file. Stops cleanly on SIGTERM or Ctrl-C.",
     )
@@ -52,7 +52,7 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
         description="Create an agent token. It is printed once, as the last line of stdout; "
         "only its hash is stored. Role 'metrics' is for Prometheus scraping /metrics.",
     )
-    create.add_argument("--role", required=True, choices=("client", "therapist", "metrics"))
+    create.add_argument("--role", required=True, choices=("client", "therapist", "metrics", "it", "admin"))
     create.add_argument("--participant", required=True, metavar="ID", help="pseudonymous participant id (never a name)")
     _add_location(create)
     create.set_defaults(run=run_token_create)
@@ -64,6 +64,12 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     _add_location(listing)
     listing.set_defaults(run=run_token_list)
     _add_enroll_parser(actions, type(parser))
+    from monitor.sessions_cli import add_sessions_parser  # stdlib-only at build time
+
+    add_sessions_parser(actions, type(parser), _add_location)
+    from monitor import users_cli  # here, not at the top: it imports this module's helpers
+
+    users_cli.add_user_parser(actions, type(parser))
 
 
 def _add_enroll_parser(actions: argparse._SubParsersAction, parser_class: type) -> None:

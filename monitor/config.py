@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from monitor.alerts_config import AlertsConfig, load_alerts
 from sessionready.config import ConfigError, decode_section, read_toml, section_of
 from sessionready.typed import limits
 
@@ -37,7 +38,15 @@ class MonitorConfig:
     probe_requests_per_minute: int = field(default=120, metadata=limits(ge=1, le=100_000))
     max_report_bytes: int = field(default=256 * 1024, metadata=limits(ge=4096, le=64 << 20))
     max_udp_flows: int = field(default=4096, metadata=limits(ge=16, le=1_000_000))
+    # Dashboard users (monitor/users.py): a login lasts at most user_session_hours, and ends
+    # sooner when unused for user_idle_minutes. Login attempts per minute, per remote address
+    # and per username alike (the dashboard's logins all come from its one address).
+    user_session_hours: float = field(default=12.0, metadata=limits(ge=0.1, le=720))
+    user_idle_minutes: float = field(default=60.0, metadata=limits(ge=1, le=43_200))
+    login_attempts_per_minute: int = field(default=30, metadata=limits(ge=1, le=10_000))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The top-level [alerts] table (monitor/alerts_config.py); not a key of [monitor].
+    alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -69,12 +78,16 @@ def default_data_dir() -> Path:
 def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
     """The config file's ``[monitor]`` table (if a file is given) with non-None overrides applied."""
     table: dict[str, object] = {}
+    alerts = AlertsConfig()
     if path is not None:
         document = read_toml(path)
-        table = dict(section_of(document, path, "monitor", {"monitor"}))
+        table = dict(section_of(document, path, "monitor", {"monitor", "alerts"}))
+        if "alerts" in table:
+            raise ConfigError(f"config file {path}: key 'monitor.alerts': alerts go in their own top-level [alerts] table")
+        alerts = load_alerts(document.get("alerts", {}), path)
     table.update({key: value for key, value in overrides.items() if value is not None})
     source = path if path is not None else "command line"
-    return decode_section(MonitorConfig, table, source, "monitor")
+    return replace(decode_section(MonitorConfig, table, source, "monitor"), alerts=alerts)
 
 
 def with_port(config: MonitorConfig, port: int) -> MonitorConfig:

@@ -48,8 +48,19 @@ async def read_body(request: web.Request, timeout_s: float = BODY_TIMEOUT_S) -> 
 
 def decode_body(cls: type[T], body: bytes) -> T:
     """UTF-8 JSON decoded strictly into ``cls``; ApiError 400 names the first offending field."""
+    data = parse_json(body)
     try:
-        data = json.loads(body.decode("utf-8"))
+        return decode(cls, data)
+    except SchemaError as error:
+        raise ApiError(400, "invalid_field", error.message, error.path or None) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
+
+
+def parse_json(body: bytes) -> object:
+    """UTF-8 JSON parsed (not yet validated); ApiError 400 when it is not JSON."""
+    try:
+        return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -57,9 +68,3 @@ def decode_body(cls: type[T], body: bytes) -> T:
     except (ValueError, RecursionError):
         # Integers beyond Python's digit limit, or nesting deeper than the parser goes.
         raise ApiError(400, "invalid_json", "the body is not JSON this API accepts (too deeply nested or a number too long)") from None
-    try:
-        return decode(cls, data)
-    except SchemaError as error:
-        raise ApiError(400, "invalid_field", error.message, error.path or None) from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from monitor.alerts import Alerter
 from monitor.auth import RateLimiter
 from monitor.config import MonitorConfig
 from monitor.metrics import MonitorMetrics
@@ -18,6 +19,7 @@ METRICS = web.AppKey("metrics", MonitorMetrics)
 PROBE_LIMITER = web.AppKey("probe_limiter", RateLimiter)
 PROBE_SECRET = web.AppKey("probe_secret", bytes)
 RANDOM_BLOCK = web.AppKey("random_block", bytes)
+ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here
 AGENT = "sessionready.agent"  # request key: the authenticated TokenInfo
 
-__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "AGENT", "TokenInfo"]
+__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "AGENT", "TokenInfo"]

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from monitor.reflector import ReflectorCounters
 from monitor.store import StoredCheck
+from monitor.store_reports import AgentStatus
 
 VERDICTS = ("ready", "at_risk", "not_ready")
 
@@ -24,11 +25,13 @@ class MonitorMetrics:
     registry: CollectorRegistry
     ingest: Counter  # labels: result = accepted | duplicate | rejected
     ingest_seconds: Histogram
+    reports: Counter  # labels: kind = background | live | check | unknown, result = stored | duplicate | rejected
 
 
 def build_metrics(
     reflector_counters: Callable[[], ReflectorCounters],
     latest_checks: Callable[[], list[StoredCheck]],
+    agent_statuses: Callable[[], list[AgentStatus]] = list,
 ) -> MonitorMetrics:
     registry = CollectorRegistry()
     ingest = Counter(
@@ -46,8 +49,19 @@ def build_metrics(
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     )
     registry.register(ReflectorCollector(reflector_counters))
+    reports = Counter(
+        "sessionready_ingest_reports",
+        "Reports from agents' spools (POST /api/v1/reports), by kind and outcome.",
+        ["kind", "result"],
+        registry=registry,
+    )
+    for kind in ("background", "live", "check", "unknown"):
+        for result in ("stored", "duplicate", "rejected"):
+            reports.labels(kind, result)
+    registry.register(ReflectorCollector(reflector_counters))
     registry.register(LatestCheckCollector(latest_checks))
-    return MonitorMetrics(registry, ingest, ingest_seconds)
+    registry.register(AgentStatusCollector(agent_statuses))
+    return MonitorMetrics(registry, ingest, ingest_seconds, reports)
 
 
 class ReflectorCollector:
@@ -161,6 +175,83 @@ class LatestCheckCollector:
         yield from (room_available, room_level, room_voice, room_snr)
 
 
+class AgentStatusCollector:
+    """Each agent's last contact and its spool's numbers, from its latest batch
+    (agents whose token is not revoked and that have sent at least one batch)."""
+
+    def __init__(self, agent_statuses: Callable[[], list[AgentStatus]]) -> None:
+        self._agent_statuses = agent_statuses
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["agent_id", "participant_id"]
+        last_seen = GaugeMetricFamily(
+            "sessionready_agent_last_seen_timestamp_seconds", "When the monitor received the agent's latest batch (unix time).", labels=labels
+        )
+        pending = GaugeMetricFamily(
+            "sessionready_agent_spool_pending_reports", "Reports waiting in the agent's spool when its latest batch left.", labels=labels
+        )
+        # The agent counts these since its spool file was created: counters that reset only
+        # when the spool is recreated, which rate() handles like a process restart.
+        dropped = CounterMetricFamily(
+            "sessionready_agent_spool_dropped_reports",
+            "Samples the agent dropped because its spool was full (oldest background first, then live).",
+            labels=labels + ["kind"],
+        )
+        rejected = CounterMetricFamily(
+            "sessionready_agent_spool_rejected_reports", "Reports of the agent the monitor rejected as invalid.", labels=labels
+        )
+        for status in self._agent_statuses():
+            if status.revoked_at is not None or status.last_seen is None:
+                continue
+            key = [status.agent_id, status.participant_id]
+            last_seen.add_metric(key, status.last_seen)
+            pending.add_metric(key, status.spool_pending or 0)
+            dropped.add_metric(key + ["background"], status.spool_dropped_background or 0)
+            dropped.add_metric(key + ["live"], status.spool_dropped_live or 0)
+            rejected.add_metric(key, status.spool_rejected or 0)
+        yield from (last_seen, pending, dropped, rejected)
+
+
 def _add(family: GaugeMetricFamily, labels: list[str], value: float | None, scale: float = 1.0) -> None:
     if value is not None:
         family.add_metric(labels, value * scale)
+
+
+@dataclass(frozen=True)
+class AlertMetrics:
+    events: Counter  # sessionready_alerts_total, labels: result = queued | deduplicated
+    deliveries: Counter  # sessionready_alert_deliveries_total, labels: result = sent | retried | failed
+
+
+def build_alert_metrics(registry: CollectorRegistry, pending_deliveries: Callable[[], int]) -> AlertMetrics:
+    """Alert counters and the outbox gauge, on the application's registry (issue 5, alerts)."""
+    events = Counter(
+        "sessionready_alerts",
+        "Risk transitions handed to the alerter: queued for delivery, or deduplicated (a repeat).",
+        ["result"],
+        registry=registry,
+    )
+    deliveries = Counter(
+        "sessionready_alert_deliveries",
+        "Webhook delivery attempts by outcome; failed counts deliveries given up.",
+        ["result"],
+        registry=registry,
+    )
+    for result in ("queued", "deduplicated"):
+        events.labels(result)
+    for result in ("sent", "retried", "failed"):
+        deliveries.labels(result)
+    registry.register(PendingDeliveriesCollector(pending_deliveries))
+    return AlertMetrics(events, deliveries)
+
+
+class PendingDeliveriesCollector:
+    """Webhook deliveries not yet sent or given up, read from the store (shared by all monitors)."""
+
+    def __init__(self, pending: Callable[[], int]) -> None:
+        self._pending = pending
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("sessionready_alert_deliveries_pending", "Webhook deliveries waiting to be sent or retried.")
+        family.add_metric([], self._pending())
+        yield family

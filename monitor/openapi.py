@@ -5,9 +5,27 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from monitor.alerts_api import MAX_LIST as MAX_ALERTS
+from monitor.alerts_api import AlertList
 from monitor.enroll import EnrollRequest, EnrollResponse
+from monitor.reports import MAX_SAMPLES, MAX_SINCE, AgentList, ReportBatchAnswer, SampleList
+from monitor.sessions import (
+    MAX_AGENT_HOURS,
+    MAX_LIST,
+    AgentSessionList,
+    ImportRequest,
+    ImportResultOut,
+    ParticipantCreate,
+    ParticipantList,
+    ParticipantOut,
+    SessionCreate,
+    SessionDetail,
+    SessionList,
+    StateRequest,
+)
+from monitor.users import LoginRequest, LoginResponse
 from sessionready import __version__
-from sessionready.schema import ID_PATTERN, CheckReport
+from sessionready.schema import ID_PATTERN, MAX_BATCH, CheckReport, ReportEnvelope, SpoolStatus
 from sessionready.typed import json_schema
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -82,7 +100,10 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/v1/whoami": {
-                "get": {"summary": "The token's agent id, role and participant", "responses": {"200": _json({"type": "object"}, "Who the token belongs to"), **_errors(401)}}
+                "get": {
+                    "summary": "Who the token belongs to: kind agent (agent_id, role, participant_id) or user (also username, user_id, expires_at)",
+                    "responses": {"200": _json({"type": "object"}, "Who the token belongs to"), **_errors(401)},
+                }
             },
             "/api/v1/checks": {
                 "post": {
@@ -129,8 +150,190 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "Bytes received"), **_errors(401, 403, 413, 429)},
                 }
             },
+            **_report_paths(components),
+            **_session_paths(components),
+            **_user_paths(components),
+            **_alert_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },
         },
+    }
+
+
+def _report_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """The agents' spooled reports (monitor/reports.py, docs/reports.md)."""
+    agent_param = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}}
+    # The outer object is strict; each report is any JSON value here because the monitor
+    # validates it on its own and answers an invalid one "rejected" (200), not 400.
+    batch = {
+        "type": "object",
+        "required": ["spool", "reports"],
+        "additionalProperties": False,
+        "properties": {
+            "spool": json_schema(SpoolStatus, components),
+            "reports": {
+                "type": "array",
+                "maxItems": MAX_BATCH,
+                "description": "Oldest first. Each should be a ReportEnvelope; one that is not is answered 'rejected'.",
+                "items": {"description": "A ReportEnvelope (#/components/schemas/ReportEnvelope)"},
+            },
+        },
+    }
+    json_schema(ReportEnvelope, components)
+    return {
+        "/api/v1/reports": {
+            "post": {
+                "summary": "Ingest a batch from an agent's spool; each report is answered on its own",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": batch}}},
+                "responses": {
+                    "200": _json(json_schema(ReportBatchAnswer, components), "One final result per report: stored, duplicate or rejected"),
+                    **_errors(400, 401, 403, 413),
+                },
+            }
+        },
+        "/api/v1/agents": {
+            "get": {
+                "summary": "Every agent with its last contact and spool numbers (it/admin tokens)",
+                "responses": {"200": _json(json_schema(AgentList, components), "Agents"), **_errors(401, 403)},
+            }
+        },
+        "/api/v1/agents/{agent_id}/samples": {
+            "get": {
+                "summary": "An agent's samples taken since a time, oldest first",
+                "parameters": [
+                    agent_param,
+                    {"name": "since", "in": "query", "required": False, "description": "unix seconds; default one hour ago", "schema": {"type": "number", "minimum": 0, "maximum": MAX_SINCE}},
+                    {"name": "kind", "in": "query", "required": False, "schema": {"enum": ["background", "live"]}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SAMPLES}},
+                ],
+                "responses": {"200": _json(json_schema(SampleList, components), "Samples"), **_errors(400, 401, 403, 404)},
+            }
+        },
+    }
+
+
+def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """Participants, sessions and calendar imports (monitor/sessions.py, docs/sessions.md)."""
+    detail = json_schema(SessionDetail, components)
+    participant = json_schema(ParticipantOut, components)
+    session_param = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}}
+    conflict = _json(_ERROR, "Conflicts with what is stored (another role, other content, an impossible state change)")
+    zone = {"type": "string", "pattern": r"^([A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*|[+-][0-9]{2}:[0-9]{2})$"}
+    list_params = [
+        {"name": "therapist", "in": "query", "required": False, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}},
+        {"name": "day", "in": "query", "required": False, "description": "YYYY-MM-DD, in tz", "schema": {"type": "string", "format": "date"}},
+        {"name": "tz", "in": "query", "required": False, "description": "IANA zone or +HH:MM offset for day; default UTC", "schema": zone},
+        {"name": "state", "in": "query", "required": False, "schema": {"enum": ["scheduled", "live", "ended", "cancelled"]}},
+        {"name": "from", "in": "query", "required": False, "description": "start at or after", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "to", "in": "query", "required": False, "description": "start before", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST}},
+    ]
+    return {
+        "/api/v1/participants": {
+            "post": {
+                "summary": "Register a pseudonymous participant with a role (it/admin tokens)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(ParticipantCreate, components)}}},
+                "responses": {"201": _json(participant, "Registered"), "200": _json(participant, "Already registered with this role"), **_errors(400, 401, 403, 413), "409": conflict},
+            },
+            "get": {
+                "summary": "Every participant (it/admin tokens)",
+                "responses": {"200": _json(json_schema(ParticipantList, components), "Participants"), **_errors(401, 403)},
+            },
+        },
+        "/api/v1/sessions": {
+            "post": {
+                "summary": "Create a session (it/admin, or a therapist for their own); idempotent by session_id",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(SessionCreate, components)}}},
+                "responses": {"201": _json(detail, "Created"), "200": _json(detail, "Already there with the same content"), **_errors(400, 401, 403, 413), "409": conflict},
+            },
+            "get": {
+                "summary": "Sessions by start time; a therapist token sees only its own",
+                "parameters": list_params,
+                "responses": {"200": _json(json_schema(SessionList, components), "Sessions"), **_errors(400, 401, 403)},
+            },
+        },
+        "/api/v1/sessions/import": {
+            "post": {
+                "summary": "Import sessions from CSV (text/csv) or CSV/ICS in JSON with a mapping (it/admin); all rows or none",
+                "parameters": [{"name": "tz", "in": "query", "required": False, "description": "text/csv only: IANA zone of local start times", "schema": zone}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": json_schema(ImportRequest, components)},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                "responses": {
+                    "200": _json(json_schema(ImportResultOut, components), "Imported: counts by outcome and skip reason"),
+                    **_errors(400, 401, 403, 413),
+                    "415": _json(_ERROR, "Send text/csv or application/json"),
+                },
+            }
+        },
+        "/api/v1/sessions/{session_id}": {
+            "get": {
+                "summary": "A session: both ends, state and every state change with its reason",
+                "parameters": [session_param],
+                "responses": {"200": _json(detail, "The session"), **_errors(400, 401, 403, 404)},
+            }
+        },
+        "/api/v1/sessions/{session_id}/state": {
+            "post": {
+                "summary": "Move a session to live, ended or cancelled (it/admin, or the session's therapist)",
+                "parameters": [session_param],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(StateRequest, components)}}},
+                "responses": {"200": _json(detail, "The session after the change"), **_errors(400, 401, 403, 404, 413), "409": conflict},
+            }
+        },
+        "/api/v1/agent/sessions": {
+            "get": {
+                "summary": "The token's participant's sessions ending after now-1h and starting within N hours (client/therapist tokens)",
+                "parameters": [{"name": "hours", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_AGENT_HOURS}}],
+                "responses": {"200": _json(json_schema(AgentSessionList, components), "Sessions, by start"), **_errors(400, 401, 403)},
+            }
+        },
+    }
+
+
+def _user_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """Dashboard logins (monitor/users.py, docs/users.md)."""
+    return {
+        "/api/v1/login": {
+            "post": {
+                "summary": "Log a dashboard user in: a session token for 'Authorization: Bearer' (no token needed)",
+                "security": [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(LoginRequest, components)}}},
+                "responses": {
+                    "201": _json(json_schema(LoginResponse, components), "Logged in; the token is shown only here"),
+                    **_errors(400, 413),
+                    "401": _json(_ERROR, "Unknown user, wrong password, locked or disabled account (one answer for all)"),
+                    "429": _json(_ERROR, "Too many login attempts from this address or for this username"),
+                },
+            }
+        },
+        "/api/v1/logout": {
+            "post": {
+                "summary": "End the presented dashboard login (a user session token)",
+                "responses": {"204": {"description": "Logged out; the token no longer works"}, **_errors(401, 403)},
+            }
+        },
+    }
+
+
+def _alert_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """Alerts raised from risk changes, with their webhook delivery status (monitor/alerts_api.py, docs/alerts.md)."""
+    id_schema = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
+    return {
+        "/api/v1/alerts": {
+            "get": {
+                "summary": "Alerts, newest first; a therapist sees only alerts about their own sessions, it/admin all",
+                "parameters": [
+                    {"name": "session_id", "in": "query", "required": False, "schema": id_schema},
+                    {"name": "therapist_id", "in": "query", "required": False, "schema": id_schema},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ALERTS}},
+                ],
+                "responses": {"200": _json(json_schema(AlertList, components), "Alerts"), **_errors(400, 401, 403)},
+            }
+        }
     }

@@ -26,6 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from agents.cli import add_check_parser
+    from agents.daemon.agent import add_agent_parser
     from agents.enroll import add_enroll_parser
     from monitor.cli import add_monitor_parser
     from sessionready.demo import add_demo_parser
@@ -38,6 +39,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"sessionready {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     add_check_parser(commands)
+    add_agent_parser(commands)
     add_enroll_parser(commands)
     add_monitor_parser(commands)
     add_demo_parser(commands)

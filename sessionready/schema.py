@@ -329,6 +329,8 @@ class SpoolStatus:
     pending: int = field(metadata=limits(ge=0, le=MAX_SEQ))
     dropped_background: int = field(metadata=limits(ge=0, le=MAX_SEQ))  # since the spool was created
     rejected: int = field(metadata=limits(ge=0, le=MAX_SEQ))  # reports the monitor refused as invalid
+    # Live samples dropped because the spool was full and no background sample was left.
+    dropped_live: int = field(default=0, metadata=limits(ge=0, le=MAX_SEQ))
 
 
 @dataclass(frozen=True)

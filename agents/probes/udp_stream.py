@@ -41,6 +41,7 @@ class _Echo:
     client_recv_ns: int
     reflector_recv_ns: int
     reflector_send_ns: int
+    reflected_so_far: int = 0  # distinct probes of the flow the reflector had received, this one included
 
 
 @dataclass
@@ -89,6 +90,24 @@ class FlowResult:
         if not rtts:
             return None
         return (min(rtts), percentile(rtts, 50), percentile(rtts, 95))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe of a flow as known so far. Times are ns on each side's own clock.
+
+    ``echo_ns`` is when its first echo came back (None: not yet, or lost);
+    ``reflected_so_far`` is how many distinct probes of the flow the reflector had received
+    when it echoed this one, this one included: the difference between two echoes tells how
+    many probes in between reached the reflector, which splits loss into directions.
+    """
+
+    seq: int
+    sent_ns: int
+    echo_ns: int | None
+    reflector_recv_ns: int | None
+    reflector_send_ns: int | None
+    reflected_so_far: int | None
 
 
 class UdpStream:
@@ -157,6 +176,34 @@ class UdpStream:
         self._flow_by_key[key] = flow
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_loop())
+
+    def probes(self, key: bytes, first_seq: int = 0) -> list[Probe]:
+        """The probes sent so far in the flow with ``key``, from ``first_seq`` on, in seq order.
+
+        For analyses over windows of a stream that runs for a long time (the agent's live
+        mode); empty for an unknown or forgotten key.
+        """
+        flow = self._flow_by_key.get(key)
+        if flow is None:
+            return []
+        found = []
+        for seq in range(max(0, first_seq), len(flow.sent_ns)):
+            echo = flow.echoes.get(seq)
+            if echo is None:
+                found.append(Probe(seq, flow.sent_ns[seq], None, None, None, None))
+            else:
+                found.append(Probe(seq, flow.sent_ns[seq], echo.client_recv_ns, echo.reflector_recv_ns, echo.reflector_send_ns, echo.reflected_so_far))
+        return found
+
+    def forget_flow(self, key: bytes) -> None:
+        """Drop a flow that is no longer sent on, so that a stream running for hours (a new
+        key every few minutes) keeps bounded memory. Its echoes are ignored from now on and
+        ``finish`` no longer reports it."""
+        flow = self._flow_by_key.get(key)
+        if flow is None or flow is self._flows[-1]:
+            return  # the current flow stays: the sender still uses it
+        del self._flow_by_key[key]
+        self._flows.remove(flow)
 
     async def finish(self) -> list[FlowResult]:
         """Stop sending, wait for late echoes, fetch the reflector's totals, and analyse."""
@@ -246,8 +293,8 @@ class UdpStream:
         if header.seq in flow.echoes:
             flow.duplicate_echoes += 1
             return
-        reflector_recv_ns, reflector_send_ns, _distinct = wire.read_echo(data)
-        flow.echoes[header.seq] = _Echo(recv_ns, reflector_recv_ns, reflector_send_ns)
+        reflector_recv_ns, reflector_send_ns, distinct = wire.read_echo(data)
+        flow.echoes[header.seq] = _Echo(recv_ns, reflector_recv_ns, reflector_send_ns, distinct)
         flow.arrival_order.append(header.seq)
         if header.seq < flow.highest_echo:
             flow.reordered_echoes += 1

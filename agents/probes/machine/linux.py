@@ -160,8 +160,13 @@ class LinuxLinkProbe:
         read: Read = read_text,
         exists: Exists = os.path.exists,
         timeout_s: float = 2.0,
+        *,
+        wifi_rate: bool = True,
     ) -> None:
         self._run, self._read, self._exists, self._timeout_s = run, read, exists, timeout_s
+        # False: no ``iw`` when /proc/net/wireless has the signal (the rate is then unknown),
+        # so that frequent samples cost no subprocess.
+        self._wifi_rate = wifi_rate
 
     def default_interface(self) -> str | None:
         unreadable = []
@@ -205,6 +210,8 @@ class LinuxLinkProbe:
             signal = parse_proc_wireless(self._read("/proc/net/wireless"), interface)
         except OSError:
             signal = None  # absent on kernels without wireless extensions; iw still answers
+        if not self._wifi_rate and signal is not None:
+            return LinkReading("wifi", WifiStatus(signal_dbm=signal))
         try:
             iw, iw_trouble = parse_iw_link(self._run(["iw", "dev", interface, "link"], self._timeout_s)), "iw gave no"
         except CommandFailed as failure:

@@ -179,6 +179,14 @@ class Analyser:
             total.merge(self._segments[index])
         return self._summarise(total)
 
+    def take_summary(self, segment: int) -> SegmentSummary:
+        """Summary of one segment so far, which then starts afresh: for listening in
+        consecutive windows (the agent's live mode) with bounded memory. Voice runs and
+        speaking-time hangover still pending at the cut are counted in the next window."""
+        summary = self._summarise(self._segments[segment])
+        self._segments[segment] = _Accumulator(self._bins)
+        return summary
+
     # --- the work ---------------------------------------------------------------------
 
     def _process(self, raw: np.ndarray) -> None:

@@ -1,0 +1,580 @@
+"""``sessionready agent``: the always-on daemon on a client's or therapist's machine.
+
+It asks the monitor for its participant's sessions, lets the planner (``schedule.py``) say
+what is due, and runs it: light background samples, a full check before each session (with
+a desktop notification when it is not ``ready``), and a live report every couple of seconds
+while a session is in progress. Every report goes to the on-disk spool first and from there,
+through the forwarder, to the monitor (docs/agent.md, docs/reports.md).
+
+SIGTERM/SIGINT: stop, deliver what is pending for a few seconds, close the spool, exit 0.
+SIGHUP: read the config again; a bad file is logged and the running config kept.
+
+This module is imported whenever the command line is built, so everything beyond the light
+standard modules (asyncio included: a tenth of a second) is imported only when the daemon runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from agents.check import CheckOptions
+    from agents.client import MonitorClient
+    from agents.config import AgentConfig
+    from agents.daemon.forward import Forwarder
+    from agents.daemon.notify import Notifier
+    from agents.daemon.samplers import Sampler
+    from agents.daemon.schedule import Action, KnownSession
+    from agents.daemon.sessions import SessionBook
+    from agents.daemon.spool import Spool
+    from agents.probes.room import RoomSettings
+
+EXIT_FAILED = 1  # stopped on an unexpected error (a service manager restarts it)
+FLUSH_TIMEOUT_S = 5.0  # on SIGTERM: how long to keep delivering what is pending
+ERROR_PAUSE_S = 5.0  # after an activity failed unexpectedly, before trying again
+LOGGER = "sessionready.agent"
+
+AGENT_EPILOG = """\
+modes (docs/agent.md):
+  background   a short UDP burst to the monitor every [agent] background_interval_s (300),
+               the machine's health every machine_interval_s (60)
+  pre-session  a full check [agent] pre_session_lead_minutes (15) before each of your
+               sessions; a desktop notification when it is not "ready"
+  live         while a session is in progress, one report every live_interval_s (2)
+
+signals: SIGTERM/SIGINT deliver what is pending (up to 5 s) and exit 0; SIGHUP reloads the
+config file (a bad file is logged and the running config kept).
+
+The monitor's URL and the token can also come from SESSIONREADY_MONITOR_URL and
+SESSIONREADY_TOKEN; the config file from SESSIONREADY_CONFIG.
+
+exit codes: 0 stopped by a signal; 1 stopped on an unexpected error; 3 could not start
+(bad config, no token, bad URL, unusable spool: one sentence on stderr says why)
+"""
+
+
+def add_agent_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "agent",
+        help="run the always-on agent: background, pre-session and live monitoring",
+        description="Run in the background on this computer: light connection and machine samples, a full "
+        "check before each of your sessions, and live reports while a session is in progress; everything is "
+        "kept on disk until the monitor has it.",
+        epilog=AGENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; every key in agents/agent.sample.toml and docs/agent.md)")
+    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL (default: $SESSIONREADY_MONITOR_URL, else [monitor] url in the config)")
+    parser.add_argument("--token", metavar="T", help="this agent's token (default: $SESSIONREADY_TOKEN, else the config's token file)")
+    parser.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) to trust for an https:// monitor with a private certificate")
+    parser.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a monitor that is not on this machine (sends the token unencrypted)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="least important log lines to show (default info; debug shows every live report)")
+    parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto", help="JSON lines, or plain text; auto: text on a terminal, JSON otherwise")
+    parser.set_defaults(run=run_agent_command)
+
+
+# --- Configuration -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What a MonitorClient is made from; a change on SIGHUP makes a new client."""
+
+    url: str
+    token: str = field(repr=False)
+    ca_file: str | None
+
+
+def load(args: argparse.Namespace) -> tuple[AgentConfig, Connection]:
+    """The config and connection, validated; ConfigError/UsageError/ValueError with one sentence."""
+    from agents.config import load_agent_config
+
+    config = load_agent_config(args.config)
+    connection = connection_for(config, args)
+    check_options(config, None)  # a bad [check] target fails now, not at the first session
+    return config, connection
+
+
+def connection_for(config: AgentConfig, args: argparse.Namespace) -> Connection:
+    from agents.cli import TOKEN
+    from agents.client import monitor_url, tls_context
+
+    raw_url = args.monitor or config.url
+    if not raw_url:
+        raise ValueError("no monitor given: pass --monitor URL, set SESSIONREADY_MONITOR_URL, or set [monitor] url in the config")
+    url = monitor_url(raw_url, allow_insecure_http=args.allow_insecure_http or config.allow_insecure_http)
+    token = args.token or config.token()
+    if not token:
+        raise ValueError("no token: pass --token T, set SESSIONREADY_TOKEN, or enroll this computer with 'sessionready enroll'")
+    if not TOKEN.fullmatch(token):
+        raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
+    ca_file = args.ca_file or config.ca_file
+    if ca_file and not os.path.isfile(ca_file):
+        raise ValueError(f"the CA file {ca_file} does not exist")
+    if url.scheme == "https":
+        tls_context(ca_file)  # an unusable CA file fails now, in one sentence
+    return Connection(str(url), token, ca_file)
+
+
+def check_options(config: AgentConfig, session_id: str | None) -> CheckOptions:
+    """The full pre-session check as the config describes it: throughput included, the room
+    only if the microphone is allowed, and passively (nobody is asked to read a sentence)."""
+    from agents.check import CheckOptions
+    from agents.probes.speedtest import SpeedtestConfig
+    from agents.probes.targets import parse_target
+    from agents.probes.throughput import ThroughputSettings
+
+    check = config.check
+    throughput = ThroughputSettings(seconds=check.load_seconds, ramp_seconds=min(check.ramp_seconds, check.load_seconds / 2), streams=check.streams)
+    targets = []
+    for raw in check.targets:
+        host, port = parse_target(raw)
+        targets.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    # Passive listening lasts as long as the network phases, which run meanwhile.
+    room = room_settings(config, seconds=max(1.0, check.udp_seconds + 2 * throughput.seconds - 1.0)) if config.room.microphone else None
+    return CheckOptions(
+        udp_seconds=check.udp_seconds,
+        throughput=throughput,
+        targets=tuple(targets),
+        speedtest=check.speedtest,
+        speedtest_config=SpeedtestConfig(servers=tuple(check.speedtest_servers)),
+        session_id=session_id,
+        thresholds=config.thresholds,
+        room=room,
+        room_not_allowed=not config.room.microphone,
+    )
+
+
+def room_settings(config: AgentConfig, **more: object) -> RoomSettings:
+    """The microphone as the config names it; passive (nobody is asked to do anything)."""
+    from agents.probes.room import RoomSettings
+
+    device = config.room.device or None
+    return RoomSettings(
+        device=int(device) if device and device.isdigit() else device,  # type: ignore[arg-type]
+        calibration_offset_db=config.room.calibration_offset_db,
+        interactive=False,
+        **more,  # type: ignore[arg-type]
+    )
+
+
+# --- Time ---------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Wall time (unix seconds): sessions are planned in it. Tests pass their own."""
+
+    def time(self) -> float: ...
+
+    async def sleep_until(self, unix: float) -> None: ...
+
+
+class SystemClock:
+    # Sleeps are cut into naps: a laptop that was suspended, or a clock that was set, is
+    # noticed within one nap instead of after the whole sleep.
+    MAX_NAP_S = 30.0
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep_until(self, unix: float) -> None:
+        import asyncio
+
+        while (left := unix - time.time()) > 0:
+            await asyncio.sleep(min(left, self.MAX_NAP_S))
+
+
+# --- The daemon ---------------------------------------------------------------------------
+
+
+class Daemon:
+    """Runs until ``request_stop``. One MonitorClient at a time; a new one when SIGHUP brings
+    a new URL, token or CA file. The spool outlives clients."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        connection: Connection,
+        spool: Spool,
+        *,
+        reload: Callable[[], tuple[AgentConfig, Connection]],
+        notifier: Notifier,
+        clock: Clock | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        import asyncio
+
+        from agents.daemon.schedule import History
+        from agents.daemon.sessions import SessionBook
+
+        self.config = config
+        self.connection = connection
+        self.spool = spool
+        self._reload_config = reload
+        self._notifier = notifier
+        self._clock = clock or SystemClock()
+        self._log = logger or logging.getLogger(LOGGER)
+        self.history = History()
+        self.book: SessionBook = SessionBook(self._log)
+        self.mode = ""
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._wake = asyncio.Event()  # news for the planner: sessions or settings changed
+        self._settings_changed = asyncio.Event()  # for the poller and the live loop
+        self._sampler: tuple[bool, Sampler] | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    async def run(self) -> int:
+        """Exit status: 0 after a stop request, 1 if a part of the daemon failed unexpectedly."""
+        self._log.info("agent started", extra={"fields": {"monitor": self.connection.url, "spool": str(self.config.spool_file), **self._settings()}})
+        while True:
+            outcome = await self._connected()
+            if outcome != "reconnect":
+                return EXIT_OK if outcome == "stop" else EXIT_FAILED
+
+    def _settings(self) -> dict[str, object]:
+        agent = self.config.agent
+        return {
+            "background_interval_s": agent.background_interval_s,
+            "machine_interval_s": agent.machine_interval_s,
+            "pre_session_lead_minutes": agent.pre_session_lead_minutes,
+            "sessions_poll_s": agent.sessions_poll_s,
+            "live_interval_s": agent.live_interval_s,
+            "microphone": self.config.room.microphone,
+            "notify": agent.notify,
+        }
+
+    async def _connected(self) -> str:
+        """One client's lifetime: "stop", "reconnect" or "failed"."""
+        import asyncio
+
+        from yarl import URL
+
+        from agents.client import MonitorClient
+        from agents.daemon.forward import Forwarder
+
+        async with MonitorClient(URL(self.connection.url), self.connection.token, ca_file=self.connection.ca_file) as client:
+            forwarder = Forwarder(self.spool, client)
+            self._sampler = None
+            delivery = asyncio.create_task(forwarder.run(), name="forwarder")
+            workers = [
+                asyncio.create_task(self._poll(client), name="sessions"),
+                asyncio.create_task(self._activities(client, forwarder), name="activities"),
+            ]
+            outcome = await self._control(workers + [delivery])
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+            if outcome == "stop":
+                delivered = await forwarder.flush(FLUSH_TIMEOUT_S)
+                stats = self.spool.stats()
+                self._log.info(
+                    "agent stopped" if delivered else "agent stopped; undelivered reports stay in the spool",
+                    extra={"fields": {"pending": stats.pending, "dropped_background": stats.dropped_background}},
+                )
+        return outcome
+
+    async def _hello(self, client: MonitorClient) -> None:
+        from agents.client import MonitorError
+
+        try:
+            me = await client.whoami()
+        except MonitorError as error:
+            # Not fatal: reports wait in the spool until the monitor is back (or the token is fixed).
+            self._log.warning("monitor not usable now: %s", error.message, extra={"fields": {"status": error.status}})
+            return
+        self._log.info("connected to the monitor", extra={"fields": {k: me.get(k) for k in ("agent_id", "role", "participant_id")}})
+
+    async def _control(self, tasks: list[asyncio.Task]) -> str:
+        """Wait for a stop request, a reload that needs a new client, or a failed task."""
+        import asyncio
+
+        while True:
+            stop = asyncio.create_task(self._stop.wait())
+            reload = asyncio.create_task(self._reload.wait())
+            done, _ = await asyncio.wait([stop, reload, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            for task in tasks:
+                if task in done:
+                    error = task.exception() if not task.cancelled() else None
+                    self._log.error(
+                        "the agent stopped on an unexpected error in %s (%s)", task.get_name(), error.__class__.__name__ if error else "cancelled",
+                        exc_info=error,
+                    )
+                    return "failed"
+            if self._stop.is_set():
+                self._log.info("stopping")
+                return "stop"
+            if self._reload.is_set():
+                self._reload.clear()
+                if self._apply_reload():
+                    return "reconnect"
+
+    def _apply_reload(self) -> bool:
+        """Read the config again; True when the monitor connection changed."""
+        from sessionready.config import ConfigError
+        from agents.client import UsageError
+
+        try:
+            config, connection = self._reload_config()
+        except (ConfigError, UsageError, ValueError) as error:
+            self._log.error("config reload failed, keeping the running config: %s", error)
+            return False
+        old = self._settings()
+        kept = []
+        if config.spool_file != self.config.spool_file or config.agent.spool_max_mb != self.config.agent.spool_max_mb:
+            kept.append("spool")  # the spool stays open: its file and size change at the next start
+        self.config = config
+        changed = sorted(key for key, value in self._settings().items() if old[key] != value)
+        reconnect = connection != self.connection
+        self.connection = connection
+        self._log.info(
+            "config reloaded",
+            extra={"fields": {"changed": changed + (["monitor connection"] if reconnect else []), "next_start": kept, **self._settings()}},
+        )
+        self._wake.set()
+        self._settings_changed.set()
+        return reconnect
+
+    # --- sessions --------------------------------------------------------------------------
+
+    async def _poll(self, client: MonitorClient) -> None:
+        from agents.daemon.sessions import horizon_hours
+
+        await self._hello(client)  # here, not before: a slow monitor must not delay a SIGTERM
+        while True:
+            agent = self.config.agent
+            if await self.book.refresh(client, horizon_hours(agent.pre_session_lead_minutes * 60, agent.sessions_poll_s)):
+                self._wake.set()
+            self._settings_changed.clear()
+            await self._nap(self._clock.time() + self.config.agent.sessions_poll_s, self._settings_changed)
+
+    async def _nap(self, until: float | None, event: asyncio.Event) -> None:
+        """Sleep until ``until`` (None: indefinitely), or until ``event`` is set."""
+        import asyncio
+
+        waiter = asyncio.create_task(event.wait())
+        sleeper = asyncio.create_task(self._clock.sleep_until(until)) if until is not None else None
+        try:
+            await asyncio.wait([t for t in (waiter, sleeper) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if sleeper is not None:
+                sleeper.cancel()
+
+    # --- activities ------------------------------------------------------------------------
+
+    def _set_mode(self, mode: str, session_id: str | None = None) -> None:
+        label = f"{mode}:{session_id}" if session_id else mode
+        if label != self.mode:
+            self.mode = label
+            self._log.info("mode: %s", mode, extra={"fields": {"mode": mode, "session_id": session_id}})
+
+    async def _activities(self, client: MonitorClient, forwarder: Forwarder) -> None:
+        from agents.daemon import schedule
+
+        while True:
+            self._wake.clear()
+            settings = schedule.Settings.from_config(self.config.agent)
+            now = self._clock.time()
+            plan = schedule.plan(now, self.book.sessions, self.history, settings)
+            try:
+                if plan.live is not None:
+                    self._set_mode("live", plan.live.session_id)
+                    await self._live(client, forwarder, plan.live)
+                    continue
+                self._set_mode("background")
+                for action in plan.due:
+                    await self._run_action(client, forwarder, action)
+            except Exception as error:  # noqa: BLE001 - one failed activity must not stop the agent
+                self._log.error("activity failed unexpectedly (%s); retrying in %g s", error.__class__.__name__, ERROR_PAUSE_S, exc_info=error)
+                await self._clock.sleep_until(self._clock.time() + ERROR_PAUSE_S)
+                continue
+            if not plan.due:
+                await self._nap(plan.next_unix, self._wake)
+
+    def _sampler_for(self, client: MonitorClient) -> Sampler:
+        from agents.daemon.samplers import Sampler
+
+        room_allowed = self.config.room.microphone
+        if self._sampler is None or self._sampler[0] != room_allowed:
+            self._sampler = (room_allowed, Sampler(client, room_allowed))
+        return self._sampler[1]
+
+    async def _run_action(self, client: MonitorClient, forwarder: Forwarder, action: Action) -> None:
+        started = self._clock.time()
+        if action.kind == "check":
+            await self._check(client, forwarder, action.session_id)
+            self.history = self.history.after(action, started)
+            return
+        self.history = self.history.after(action, started)  # cadence counts from each start
+        sampler = self._sampler_for(client)
+        if action.kind == "network":
+            sample = await sampler.network_sample("background", None, self.config.agent.burst_seconds)
+        else:
+            sample = await sampler.machine_sample("background", None)
+        spooled = self.spool.add_sample("background", sample)
+        forwarder.wake()
+        fields: dict[str, object] = {"seq": spooled.seq, "duration_s": round(self._clock.time() - started, 3)}
+        if sample.network is not None:
+            fields.update(rtt_p50_ms=sample.network.rtt_p50_ms, loss_up=sample.network.loss_up, problem=sample.network.problem)
+        self._log.info("%s sample spooled", action.kind, extra={"fields": fields})
+
+    async def _check(self, client: MonitorClient, forwarder: Forwarder, session_id: str | None) -> None:
+        import asyncio
+
+        from agents.check import run_check
+        from agents.client import MonitorError
+        from agents.runner import QuietProgress
+
+        started = self._clock.time()
+        self._log.info("pre-session check started", extra={"fields": {"session_id": session_id}})
+        try:
+            run = await run_check(client, check_options(self.config, session_id), QuietProgress())
+        except MonitorError as error:
+            # Once per session: a check that cannot run now is not retried in a loop.
+            self._log.warning("pre-session check could not run: %s", error.message, extra={"fields": {"session_id": session_id}})
+            return
+        report = run.report
+        spooled = self.spool.add_check(report)
+        forwarder.wake()
+        self._log.info(
+            "pre-session check spooled",
+            extra={"fields": {"session_id": session_id, "verdict": report.verdict, "seq": spooled.seq, "duration_s": round(self._clock.time() - started, 3)}},
+        )
+        if report.verdict != "ready":
+            if self.config.agent.notify:
+                await asyncio.to_thread(self._notifier.notify, report, session_id)
+            else:
+                self._log.info("not notifying: [agent] notify is off", extra={"fields": {"session_id": session_id}})
+
+    async def _live(self, client: MonitorClient, forwarder: Forwarder, session: KnownSession) -> None:
+        """Stream live reports for ``session`` until it is no longer the live one, or the live
+        settings change."""
+        from agents.daemon.samplers import LiveSampler
+        from agents.daemon.schedule import live_session
+
+        interval_s, room_allowed = self.config.agent.live_interval_s, self.config.room.microphone
+        count = 0
+        try:
+            settings = room_settings(self.config) if room_allowed else None
+            async with LiveSampler(client, room_allowed, interval_s=interval_s, room_settings=settings) as live:
+                while True:
+                    sample = await live.next_sample(session.session_id)
+                    spooled = self.spool.add_sample("live", sample)
+                    forwarder.wake()
+                    count += 1
+                    self._log.debug("live sample spooled", extra={"fields": {"session_id": session.session_id, "seq": spooled.seq}})
+                    current = live_session(self._clock.time(), self.book.sessions)
+                    if current is None or current.session_id != session.session_id:
+                        return
+                    if (self.config.agent.live_interval_s, self.config.room.microphone) != (interval_s, room_allowed):
+                        return
+        finally:
+            self._log.info("live reports for the session: %d", count, extra={"fields": {"session_id": session.session_id, "reports": count}})
+
+
+# --- Logging ------------------------------------------------------------------------------
+
+
+class AgentFormatter(logging.Formatter):
+    """JSON lines like the monitor's (ts, level, logger, message, fields), or the same as
+    plain text for a person at a terminal. Never given a token: nothing logs one."""
+
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self._json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        fields = getattr(record, "fields", None)
+        fields = fields if isinstance(fields, dict) else {}
+        if self._json:
+            entry: dict[str, object] = {"ts": ts, "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(), **fields}
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            return json.dumps(entry, separators=(",", ":"), default=str)
+        extra = " ".join(f"{key}={json.dumps(value, default=str)}" for key, value in fields.items() if value is not None)
+        line = f"{ts} {record.levelname.lower():7} {record.getMessage()}" + (f"  {extra}" if extra else "")
+        return line + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+def configure_logging(level: str, log_format: str) -> logging.Logger:
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(AgentFormatter(as_json))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)  # libraries: warnings only
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level.upper())
+    return logger
+
+
+# --- The command --------------------------------------------------------------------------
+
+
+def _fail(message: str) -> int:
+    print(f"sessionready agent: {message}", file=sys.stderr)
+    return EXIT_CANNOT_RUN
+
+
+def run_agent_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agents.client import UsageError
+    from agents.daemon.notify import Notifier
+    from agents.daemon.spool import Spool, SpoolError
+    from sessionready.config import ConfigError
+
+    try:
+        config, connection = load(args)
+    except (ConfigError, UsageError, ValueError) as error:
+        return _fail(str(error))
+    try:
+        spool = Spool(config.spool_file, int(config.agent.spool_max_mb * 1_000_000))
+    except SpoolError as error:
+        return _fail(error.message)
+    logger = configure_logging(args.log_level, args.log_format)
+    try:
+        daemon = Daemon(config, connection, spool, reload=lambda: load(args), notifier=Notifier(logger=logger), logger=logger)
+        return asyncio.run(_serve(daemon))
+    finally:
+        spool.close()
+
+
+async def _serve(daemon: Daemon) -> int:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    handlers = {signal.SIGTERM: daemon.request_stop, signal.SIGINT: daemon.request_stop}
+    if hasattr(signal, "SIGHUP"):
+        handlers[signal.SIGHUP] = daemon.request_reload
+    for signum, handler in handlers.items():
+        try:
+            loop.add_signal_handler(signum, handler)
+        except (NotImplementedError, RuntimeError):
+            pass  # Windows: Ctrl-C arrives as KeyboardInterrupt instead; there is no SIGHUP
+    return await daemon.run()
