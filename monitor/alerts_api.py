@@ -41,7 +41,7 @@ def add_routes(app: web.Application) -> None:
 async def alerts_context(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     metrics = build_alert_metrics(app[keys.METRICS].registry, store.pending_alert_deliveries)
-    alerter = Alerter(store, app[keys.CONFIG].alerts, metrics=metrics)
+    alerter = Alerter(store, app[keys.CONFIG].alerts, clock=app[keys.CLOCK], metrics=metrics)
     app[keys.ALERTER] = alerter
     worker = asyncio.create_task(alerter.run(), name="alert-delivery")
     yield

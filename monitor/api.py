@@ -73,7 +73,7 @@ async def post_check(request: web.Request) -> web.Response:
         raise
     # Store the canonical re-encoding, never the raw body: only schema fields are kept.
     stored = await asyncio.to_thread(
-        request.app[keys.STORE].add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), time.time()
+        request.app[keys.STORE].add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), request.app[keys.CLOCK]()
     )
     if stored is None:
         app_metrics.ingest.labels("rejected").inc()

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import api, enroll, keys, probe, reports, sessions
-from monitor import users
-from monitor import alerts_api
+from monitor import alerts_api, api, enroll, keys, probe, reports, sessions, users
 from monitor.auth import RateLimiter, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
 from monitor.logs import JsonAccessLogger
-from monitor.metrics import build_metrics
+from monitor.metrics import build_metrics, register_session_metrics
 from monitor.reflector import Reflector, ReflectorServer
+from monitor.risk import RiskConfig
+from monitor.risk_service import RiskService, RiskTimes
 from monitor.store import Store, open_store
 
 log = logging.getLogger("sessionready.monitor")
@@ -56,16 +58,18 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return json_error(500, "internal_error", "the monitor hit an internal error; it has been logged")
 
 
-def create_app(config: MonitorConfig, store: Store | None = None) -> web.Application:
+def create_app(config: MonitorConfig, store: Store | None = None, clock: Callable[[], float] = time.time) -> web.Application:
     """The monitor's web application. Opens the store and the UDP reflector on startup.
 
     ``store`` may be given (tests, other back-ends); it is then not closed by the app.
+    ``clock`` (unix seconds) stamps what arrives and drives the risk engine; tests move it.
     """
     app = web.Application(
         client_max_size=config.max_report_bytes,
         middlewares=[error_middleware, auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT)],
     )
     app[keys.CONFIG] = config
+    app[keys.CLOCK] = clock
     app[keys.PROBE_LIMITER] = RateLimiter(config.probe_requests_per_minute)
     app.cleanup_ctx.append(_store_context(config, store))
     app.cleanup_ctx.append(_reflector_context)
@@ -84,6 +88,7 @@ def create_app(config: MonitorConfig, store: Store | None = None) -> web.Applica
     sessions.add_routes(app)
     reports.add_routes(app)
     alerts_api.add_routes(app)  # after the store and metrics contexts: its worker needs both
+    app.cleanup_ctx.append(_risk_context)  # after the alerter: risk changes become alerts
     return app
 
 
@@ -109,6 +114,23 @@ async def _reflector_context(app: web.Application) -> AsyncIterator[None]:
     app[keys.METRICS] = build_metrics(lambda: reflector.counters, app[keys.STORE].latest_check_per_agent, app[keys.STORE].agent_statuses)
     yield
     server.close()
+
+
+async def _risk_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    times = RiskTimes(
+        horizon_s=config.risk_horizon_minutes * 60.0,
+        interval_s=config.risk_interval_s,
+        alert_lead_s=config.risk_horizon_minutes * 60.0,
+    )
+    service = RiskService(app[keys.STORE], RiskConfig(horizon_s=times.horizon_s), times, app[keys.ALERTER].submit, app[keys.CLOCK])
+    app[keys.RISK] = service
+    register_session_metrics(app[keys.METRICS].registry, app[keys.STORE])
+    task = asyncio.create_task(service.run(), name="risk")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def ssl_context(config: MonitorConfig) -> ssl.SSLContext | None:

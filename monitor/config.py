@@ -45,6 +45,10 @@ class MonitorConfig:
     user_idle_minutes: float = field(default=60.0, metadata=limits(ge=1, le=43_200))
     login_attempts_per_minute: int = field(default=30, metadata=limits(ge=1, le=10_000))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The risk engine assesses sessions starting within this many minutes (and alerts on them),
+    # every risk_interval_s seconds; live sessions are followed every 2 s regardless.
+    risk_horizon_minutes: int = field(default=120, metadata=limits(ge=5, le=7 * 24 * 60))
+    risk_interval_s: float = field(default=15.0, metadata=limits(ge=1, le=3600))
     # The top-level [alerts] table (monitor/alerts_config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from monitor.alerts import Alerter
@@ -9,6 +11,7 @@ from monitor.auth import RateLimiter
 from monitor.config import MonitorConfig
 from monitor.metrics import MonitorMetrics
 from monitor.reflector import Reflector, ReflectorServer
+from monitor.risk_service import RiskService
 from monitor.store import Store, TokenInfo
 
 CONFIG = web.AppKey("config", MonitorConfig)
@@ -20,6 +23,8 @@ PROBE_LIMITER = web.AppKey("probe_limiter", RateLimiter)
 PROBE_SECRET = web.AppKey("probe_secret", bytes)
 RANDOM_BLOCK = web.AppKey("random_block", bytes)
 ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # unix seconds; tests inject their own
+RISK = web.AppKey("risk", RiskService)
 AGENT = "sessionready.agent"  # request key: the authenticated TokenInfo
 
-__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "AGENT", "TokenInfo"]
+__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "AGENT", "TokenInfo"]

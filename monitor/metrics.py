@@ -8,6 +8,7 @@ sharing a store exports the same latest values.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -255,3 +256,39 @@ class PendingDeliveriesCollector:
         family = GaugeMetricFamily("sessionready_alert_deliveries_pending", "Webhook deliveries waiting to be sent or retried.")
         family.add_metric([], self._pending())
         yield family
+
+
+def register_session_metrics(registry: CollectorRegistry, store: SessionMetricsSource) -> None:
+    """Sessions by state and risk, and live sessions' current MOS per end, read at scrape time."""
+    registry.register(SessionCollector(store))
+
+
+class SessionMetricsSource(Protocol):
+    def session_counts(self) -> list[tuple[str, str, int]]: ...
+    def live_mos(self) -> list[tuple[str, str, str, float | None, float | None]]: ...
+
+
+class SessionCollector:
+    def __init__(self, store: SessionMetricsSource) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        sessions = GaugeMetricFamily(
+            "sessionready_sessions",
+            "Sessions by their own state (scheduled, live, ended, cancelled) and the risk engine's"
+            " (ready, unknown, at_risk, not_ready; for live ones the live state; unassessed).",
+            labels=["state", "risk"],
+        )
+        for state, risk, count in self._store.session_counts():
+            sessions.add_metric([state, risk], count)
+        mos = GaugeMetricFamily(
+            "sessionready_live_session_mos",
+            "The latest live MOS (1 to 4.5) of each end of each live session.",
+            labels=["session_id", "therapist_id", "client_id", "end"],
+        )
+        for session_id, therapist, client, client_mos, therapist_mos in self._store.live_mos():
+            for end, value in (("client", client_mos), ("therapist", therapist_mos)):
+                if value is not None:
+                    mos.add_metric([session_id, therapist, client, end], value)
+        yield sessions
+        yield mos

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -142,7 +141,7 @@ async def post_reports(request: web.Request) -> web.Response:
     spool, raw_reports = parse_batch(parse_json(await read_body(request)))
     decoded = [decode_report(raw) for raw in raw_reports]
     valid = [d for d in decoded if isinstance(d, ReportEnvelope)]
-    outcomes = iter(await asyncio.to_thread(request.app[keys.STORE].add_reports, agent, valid, spool, time.time()))
+    outcomes = iter(await asyncio.to_thread(request.app[keys.STORE].add_reports, agent, valid, spool, request.app[keys.CLOCK]()))
     counter = request.app[keys.METRICS].reports
     results: list[ReportResult] = []
     for raw, item in zip(raw_reports, decoded):
@@ -170,7 +169,7 @@ async def agent_samples(request: web.Request) -> web.Response:
     agent_id = request.match_info["agent_id"]
     if not re.fullmatch(ID_PATTERN, agent_id):
         raise ApiError(400, "bad_parameter", "an agent id is letters, digits, '.', '_' or '-'", "agent_id")
-    now = time.time()
+    now = request.app[keys.CLOCK]()
     raw_since = request.query.get("since")
     if raw_since is None:
         since = now - DEFAULT_SAMPLES_WINDOW_S
@@ -204,7 +203,7 @@ async def list_agents(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "it", "admin")
     statuses = await asyncio.to_thread(request.app[keys.STORE].agent_statuses)
-    now = time.time()
+    now = request.app[keys.CLOCK]()
     return web.json_response(encode(AgentList(tuple(agent_listing(s, now) for s in statuses))))
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Literal
 
@@ -33,6 +32,7 @@ from monitor.calendar_import import (
     session_start,
 )
 from monitor.errors import ApiError, decode_body, read_body
+from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
 from sessionready.schema import ID_PATTERN, AgentSession
 from sessionready.typed import encode, limits
@@ -92,6 +92,7 @@ class SessionOut:
     source: Literal["api", "csv", "ics"]
     created_at: str = field(metadata=limits(timestamp=True))
     updated_at: str = field(metadata=limits(timestamp=True))
+    risk: RiskOut | None = None  # None: the risk engine has not assessed it (yet)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class SessionDetail:
 
     session: SessionOut
     history: tuple[StateChangeOut, ...]
+    risk: RiskDetail | None = None  # the risk engine's view and every change of it
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
-    require_role(agent, "therapist", *STAFF)
+    require_role(agent, "therapist", *STAFF, users=True)
     _only_params(request, "therapist", "day", "tz", "state", "from", "to", "limit")
     therapist = request.query.get("therapist")
     if therapist is not None:
@@ -341,15 +343,19 @@ async def list_sessions(request: web.Request) -> web.Response:
     elif "tz" in request.query:
         query_zone(request.query["tz"])  # still validated: a typo should not pass silently
     limit = _int_param(request, "limit", DEFAULT_LIST, 1, MAX_LIST)
+    store = request.app[keys.STORE]
     rows = await asyncio.to_thread(
-        request.app[keys.STORE].list_sessions,
+        store.list_sessions,
         therapist_id=therapist,
         state=state,
         start_from_s=start_from,
         start_to_s=start_to,
         limit=limit,
     )
-    return _json(SessionList(tuple(session_out(info) for info in rows)))
+    risks = await asyncio.to_thread(store.risk_states, [info.session_id for info in rows])
+    return _json(
+        SessionList(tuple(replace(session_out(info), risk=risk_out(*risks[info.session_id]) if info.session_id in risks else None) for info in rows))
+    )
 
 
 async def _visible_session(request: web.Request) -> SessionInfo:
@@ -363,11 +369,10 @@ async def _visible_session(request: web.Request) -> SessionInfo:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    require_role(request[keys.AGENT], "therapist", *STAFF)
+    require_role(request[keys.AGENT], "therapist", *STAFF, users=True)
     _only_params(request)
     info = await _visible_session(request)
-    history = await asyncio.to_thread(request.app[keys.STORE].session_history, info.session_id)
-    return _json(session_detail(info, history))
+    return _json(await _detail_with_risk(request, info))
 
 
 async def set_state(request: web.Request) -> web.Response:
@@ -377,13 +382,23 @@ async def set_state(request: web.Request) -> web.Response:
     info = await _visible_session(request)
     store = request.app[keys.STORE]
     try:
-        updated = await asyncio.to_thread(store.set_session_state, info.session_id, body.state, time.time(), body.reason)
+        updated = await asyncio.to_thread(store.set_session_state, info.session_id, body.state, request.app[keys.CLOCK](), body.reason)
     except SessionStoreError as error:
         raise _store_error(error) from None
     if updated is None:
         raise ApiError(404, "not_found", "no such session")
+    return _json(await _detail_with_risk(request, updated))
+
+
+async def _detail_with_risk(request: web.Request, info: SessionInfo) -> SessionDetail:
+    store = request.app[keys.STORE]
     history = await asyncio.to_thread(store.session_history, info.session_id)
-    return _json(session_detail(updated, history))
+    stored = await asyncio.to_thread(store.stored_risk, info.session_id)
+    detail = session_detail(info, history)
+    if stored is None:
+        return detail
+    risk = risk_detail(stored)
+    return replace(detail, session=replace(detail.session, risk=risk_out(stored.state, stored.live_state, stored.assessment.get("reasons", []))), risk=risk)
 
 
 async def agent_sessions(request: web.Request) -> web.Response:
@@ -391,7 +406,7 @@ async def agent_sessions(request: web.Request) -> web.Response:
     require_role(agent, "client", "therapist")
     _only_params(request, "hours")
     hours = _int_param(request, "hours", DEFAULT_AGENT_HOURS, 1, MAX_AGENT_HOURS)
-    now = time.time()
+    now = request.app[keys.CLOCK]()
     rows = await asyncio.to_thread(
         request.app[keys.STORE].sessions_for_participant, agent.participant_id, now + hours * 3600, now - AGENT_PAST_S
     )
@@ -436,7 +451,7 @@ async def import_sessions(request: web.Request) -> web.Response:
                 mapping = check_mapping_data(encode(request_body.mapping))
             except CalendarError as error:
                 raise ApiError(400, "invalid_field", str(error), "mapping") from None
-            now = time.time()
+            now = request.app[keys.CLOCK]()
             window_start, window_end = default_window(now)
             # Both were checked as RFC 3339 by the decoder.
             if request_body.window_start is not None:

@@ -133,6 +133,11 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
+    def forget_alert_cause(self, session_id: str, cause: str) -> None:
+        """The cause has gone away: should it come back, its alert is news again."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM alert_last WHERE session_id = ? AND cause = ?", (session_id, cause))
+
     def add_alert(self, alert: AlertRecord, payloads: Sequence[tuple[str, str]]) -> bool:
         """Record ``alert`` and queue one delivery per (webhook name, payload JSON).
 

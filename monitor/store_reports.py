@@ -135,6 +135,9 @@ CREATE TABLE IF NOT EXISTS samples (
     noise_floor_dbfs REAL,
     snr_db REAL,
     voice_ratio REAL,
+    -- 1 when the sample carries network numbers or a network problem (the risk engine reads these)
+    has_network INTEGER NOT NULL DEFAULT 0,
+    network_problem TEXT,
     sample TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_by_agent ON samples (agent_id, taken_at);
@@ -181,8 +184,8 @@ CREATE TABLE IF NOT EXISTS agent_status (
                     continue
                 cursor = db.execute(
                     f"INSERT OR IGNORE INTO samples (report_id, agent_id, participant_id, session_id, kind, seq, taken_at,"
-                    f" received_at, {', '.join(SAMPLE_COLUMNS)}, sample)"
-                    f" VALUES ({', '.join('?' * (9 + len(SAMPLE_COLUMNS)))})",
+                    f" received_at, {', '.join(SAMPLE_COLUMNS)}, has_network, network_problem, sample)"
+                    f" VALUES ({', '.join('?' * (11 + len(SAMPLE_COLUMNS)))})",
                     (
                         envelope.report_id,
                         agent_id,
@@ -193,6 +196,8 @@ CREATE TABLE IF NOT EXISTS agent_status (
                         unix_seconds(envelope.sample.taken_at),
                         received_at,
                         *_sample_numbers(envelope.sample),
+                        int(envelope.sample.network is not None),
+                        envelope.sample.network.problem if envelope.sample.network else None,
                         json.dumps(encode(envelope.sample), separators=(",", ":")),
                     ),
                 )

@@ -162,7 +162,7 @@ def test_token_is_printed_once_and_only_its_hash_is_stored(shared_monitor: Monit
 def test_token_create_rejects_names_and_bad_roles(tmp_path: Path) -> None:
     bad = run_cli("monitor", "token", "create", "--role", "client", "--participant", "Jane Doe", "--data-dir", str(tmp_path))
     assert bad.returncode == 3 and "pseudonymous" in bad.stderr and "Traceback" not in bad.stderr
-    bad = run_cli("monitor", "token", "create", "--role", "admin", "--participant", "x", "--data-dir", str(tmp_path))
+    bad = run_cli("monitor", "token", "create", "--role", "root", "--participant", "x", "--data-dir", str(tmp_path))
     assert bad.returncode == 3 and "invalid choice" in bad.stderr
 
 

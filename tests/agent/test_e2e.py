@@ -1,0 +1,280 @@
+"""Issue 4's acceptance, end to end: the real ``sessionready agent`` process against real
+monitor processes on loopback that are stopped, killed and restarted (same port, same data
+directory) while the agent keeps measuring; the agent itself killed with SIGKILL in the middle
+of delivering a backlog; a full spool; live mode until a session's planned end.
+
+Ground truth is the agent's own spool file (``Spool.last_seq()``: every seq it ever gave out)
+read after the agent has stopped, against what the monitor stored."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from yarl import URL
+
+from agents.daemon.spool import Spool
+from tests.agent.test_daemon import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, start_agent, unix, wait_for  # noqa: F401 - start_agent is a fixture
+from tests.agent.test_reports_api import new_token
+from tests.agent.test_spool import make_sample
+from tests.conftest import Monitor, start_monitor
+
+# Small intervals: two machine samples a second, a network burst every second.
+FAST = "machine_interval_s = 0.5\nbackground_interval_s = 1\nburst_seconds = 0.5\nsessions_poll_s = 0.5\n"
+
+
+# --- reading back what the monitor and the spool hold ------------------------------------------
+
+
+def stored_samples(monitor: Monitor, token: str, page: int = 1000) -> list[dict]:
+    """Every sample of the token's agent, read in pages of ``page`` by moving ``since``
+    (inclusive: a page's last moment is read again, and rows already seen are skipped)."""
+    me = agent_id(monitor, token)
+    found: dict[str, dict] = {}
+    since = 0.0
+    while True:
+        status, body = monitor.json("GET", f"/api/v1/agents/{me}/samples?since={since:.3f}&limit={page}", token)
+        assert status == 200, body
+        rows = body["samples"]
+        fresh = [row for row in rows if row["report_id"] not in found]
+        found.update((row["report_id"], row) for row in fresh)
+        if len(rows) < page:
+            return sorted(found.values(), key=lambda row: row["seq"])
+        assert fresh, f"a page of {page} samples taken at one moment: paging cannot move on"
+        since = unix(rows[-1]["sample"]["taken_at"]) - 0.001
+
+
+def agent_status(monitor: Monitor, staff: str, me: str) -> dict:
+    status, body = monitor.json("GET", "/api/v1/agents", staff)
+    assert status == 200, body
+    return next(agent for agent in body["agents"] if agent["agent_id"] == me)
+
+
+def scrape(monitor: Monitor, token: str) -> dict[str, float]:
+    status, raw = monitor.request("GET", "/metrics", token)
+    assert status == 200
+    values = {}
+    for line in raw.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def spool_after(agent: AgentProcess) -> tuple[int, int, int]:
+    """(last seq given out, pending, dropped background) of the stopped agent's spool file."""
+    spool = Spool(agent.spool, 1_000_000)
+    try:
+        stats = spool.stats()
+        return spool.last_seq(), stats.pending, stats.dropped_background
+    finally:
+        spool.close()
+
+
+def restart(stopped: Monitor) -> Monitor:
+    """The same monitor again: same data directory, same HTTP and UDP port."""
+    return start_monitor(stopped.data_dir, "--port", str(URL(stopped.url).port))
+
+
+def iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --- monitor stopped and restarted ---------------------------------------------------------------
+
+
+def test_monitor_restart_every_report_arrives_once_in_order(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+    monitor = start_monitor(tmp_path / "monitor")
+    running = [monitor]
+    try:
+        token = new_token(monitor, "client", "e2e-restart")
+        agent = start_agent(agent_config(monitor, tmp_path, FAST), token)
+        wait_for(lambda: len(stored_samples(monitor, token)) >= 3, 20, "the first samples")
+        monitor.stop()
+        stopped = time.time()
+        time.sleep(6)  # the agent keeps sampling into its spool
+        running.append(monitor := restart(monitor))
+        restarted = time.time()
+        wait_for(lambda: sum(unix(s["sample"]["taken_at"]) > restarted + 1 for s in stored_samples(monitor, token)) >= 2, 30, "samples taken after the restart")
+        code, _ = agent.stop()
+        assert code == 0
+        last_seq, pending, dropped = spool_after(agent)
+        stored = stored_samples(monitor, token)
+    finally:
+        for each in running:
+            each.stop()
+
+    assert pending == 0 and dropped == 0
+    seqs = [s["seq"] for s in stored]
+    assert seqs == list(range(1, last_seq + 1)), "every report the agent made arrived, exactly once"
+    received = [s["received_at"] for s in stored]
+    assert received == sorted(received), "in order: report n+1 never before report n"
+    held = [s for s in stored if stopped < unix(s["sample"]["taken_at"]) < restarted - 0.5]
+    assert len(held) >= 6, "the agent kept sampling while the monitor was down"
+    assert all(s["received_at"] >= restarted for s in held), "and those reports waited for the restart"
+    print(f"restart: {last_seq} reports, {len(held)} made while the monitor was down")
+
+
+# --- agent killed while delivering ----------------------------------------------------------------
+
+
+BACKLOG = 5000  # reports waiting when the monitor returns: some 50 batches to deliver
+KILL_DELAYS_S = (0.0, 0.03, 0.08, 0.15, 0.25, 0.05, 0.12, 0.01)  # after a batch of the agent's arrived
+
+
+def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+    monitor = start_monitor(tmp_path / "monitor")
+    token = new_token(monitor, "client", "e2e-kill")
+    staff = new_token(monitor, "it", "staff")
+    metrics = new_token(monitor, "metrics", "prom")
+    me = agent_id(monitor, token)
+    config = agent_config(monitor, tmp_path, FAST)
+    monitor.stop()
+    running: list[Monitor] = []
+    # The agent was offline for an hour: its spool holds a backlog (written through the
+    # spool's own API, as the daemon does), then it starts and measures with the monitor down.
+    spool = Spool(tmp_path / "spool.sqlite3", 20_000_000)
+    begin = time.time() - BACKLOG
+    for index in range(BACKLOG):
+        spool.add_sample("background", make_sample(taken_at=iso(begin + index)))
+    spool.close()
+    kills: list[dict] = []
+    try:
+        agent = start_agent(config, token)
+        wait_for(lambda: "cannot deliver reports" in agent.log.read_text(), 20, "the agent to find the monitor down")
+        time.sleep(1)
+        running.append(monitor := restart(monitor))
+        seen = None
+        for delay in KILL_DELAYS_S:
+            # Kill when a batch from this agent process has just arrived, plus a delay.
+            status = wait_for(lambda: (s := agent_status(monitor, staff, me))["last_seen"] != seen and s, 30, "a batch from the agent")
+            time.sleep(delay)
+            agent.process.send_signal(signal.SIGKILL)
+            agent.process.wait(timeout=10)
+            time.sleep(0.3)  # a batch the monitor was still reading is answered to no one
+            after = agent_status(monitor, staff, me)
+            kills.append({"delay_s": delay, "pending": status["spool"]["pending"], "last_seq": after["last_seq"]})
+            assert status["spool"]["pending"] > 100, f"the kill came while a backlog was being delivered: {kills}"
+            seen = after["last_seen"]
+            agent = start_agent(config, token)
+        wait_for(lambda: (s := agent_status(monitor, staff, me))["last_seen"] != seen and s["spool"]["pending"] <= 5, 60, "the backlog to drain")
+        code, _ = agent.stop()
+        assert code == 0
+        last_seq, pending, dropped = spool_after(agent)
+        stored = stored_samples(monitor, token)
+        duplicates = scrape(monitor, metrics)['sessionready_ingest_reports_total{kind="background",result="duplicate"}']
+    finally:
+        for each in running:
+            each.stop()
+
+    assert pending == 0 and dropped == 0
+    seqs = [s["seq"] for s in stored]
+    assert len(set(seqs)) == len(seqs) == len(stored), "no report stored twice"
+    assert seqs == list(range(1, last_seq + 1)), "no report lost"
+    assert last_seq > BACKLOG, "the killed agents measured too"
+    print(f"kill: {last_seq} reports, {len(kills)} kills {kills}, {duplicates:.0f} re-sent reports answered as duplicate")
+
+
+# --- a full spool ---------------------------------------------------------------------------------
+
+
+def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+    monitor = start_monitor(tmp_path / "monitor")
+    running = [monitor]
+    admin, staff = new_token(monitor, "admin", "ops"), new_token(monitor, "it", "staff")
+    metrics, token = new_token(monitor, "metrics", "prom"), new_token(monitor, "client", "e2e-full")
+    me = agent_id(monitor, token)
+    # 10 kB of spool: a check and a dozen samples. The check's upload phase lasts 3 s: the
+    # monitor dies in it, so the check completes (a failed phase is data) with no monitor.
+    check = QUIET_CHECK.replace("load_seconds = 1", "load_seconds = 3")
+    config = agent_config(monitor, tmp_path, FAST + "spool_max_mb = 0.01\npre_session_lead_minutes = 10\nnotify = false\n", extra=check)
+    try:
+        agent = start_agent(config, token)
+        wait_for(lambda: len(stored_samples(monitor, token)) >= 2, 20, "the first samples")
+        create_session(monitor, admin, "s-full", "e2e-full", float(int(time.time()) + 300), 3600)  # checked at once
+        started = wait_for(lambda: [line for line in agent.lines() if line["message"] == "pre-session check started"], 20, "the check to start")
+        # Machine 1 s, idle 1 s, download 3 s, then the upload: kill the monitor in its middle.
+        time.sleep(max(0.0, unix(started[0]["ts"]) + 6.6 - time.time()))  # type: ignore[index]
+        monitor.process.kill()
+        monitor.process.wait()
+        spooled = wait_for(lambda: [line for line in agent.lines() if line["message"].startswith("pre-session check")][1:], 30, "the check's end")
+        assert spooled[0]["message"] == "pre-session check spooled", spooled  # type: ignore[index]
+        check_seq = spooled[0]["seq"]  # type: ignore[index]
+
+        def dropped_now() -> int:
+            spool = Spool(agent.spool, 10_000)  # the spool is made for several processes: SQLite locks
+            try:
+                return spool.stats().dropped_background
+            finally:
+                spool.close()
+
+        wait_for(lambda: dropped_now() >= 3, 30, "the full spool to drop samples")
+        running.append(monitor := restart(monitor))
+        restarted = time.time()
+        wait_for(lambda: checks(monitor, token), 30, "the check after the restart")
+        wait_for(lambda: sum(unix(s["sample"]["taken_at"]) > restarted + 1 for s in stored_samples(monitor, token)) >= 2, 30, "samples after the restart")
+        code, _ = agent.stop()
+        assert code == 0
+        last_seq, pending, dropped = spool_after(agent)
+        stored, arrived = stored_samples(monitor, token), checks(monitor, token)
+        status = agent_status(monitor, staff, me)["spool"]
+        exported = scrape(monitor, metrics)[f'sessionready_agent_spool_dropped_reports_total{{agent_id="{me}",kind="background",participant_id="e2e-full"}}']
+    finally:
+        for each in running:
+            each.stop()
+
+    assert pending == 0 and dropped >= 3
+    assert [c["report"]["session_id"] for c in arrived] == ["s-full"], "the check was kept and arrived"
+    # The count reached the monitor: in the agent list and in /metrics.
+    assert status["dropped_background"] == dropped and exported == dropped
+    seqs = [s["seq"] for s in stored]
+    assert all(s["kind"] == "background" for s in stored) and len(set(seqs)) == len(seqs)
+    missing = sorted(set(range(1, last_seq + 1)) - set(seqs) - {check_seq})
+    assert len(missing) == dropped, "every seq is stored, the check, or counted as dropped"
+    assert missing == list(range(missing[0], missing[-1] + 1)), "one run of the oldest waiting samples"
+    assert check_seq < missing[0], "the check was older than the dropped samples and still kept"
+    assert all(seq > missing[-1] for seq in seqs if seq > check_seq), "what arrived are the newest samples"
+    print(f"full spool: {last_seq} reports, check seq {check_seq}, dropped seqs {missing[0]}..{missing[-1]} ({dropped})")
+
+
+# --- live mode for the session's duration ---------------------------------------------------------
+
+
+def test_live_reports_every_2_seconds_until_the_planned_end_then_background(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+    monitor = start_monitor(tmp_path / "monitor")
+    try:
+        admin, token = new_token(monitor, "admin", "ops"), new_token(monitor, "client", "e2e-live")
+        config = agent_config(monitor, tmp_path, "machine_interval_s = 0.5\nbackground_interval_s = 3600\nburst_seconds = 0.5\nsessions_poll_s = 0.5\npre_session_lead_minutes = 0\n")
+        agent = start_agent(config, token)
+        wait_for(lambda: len(stored_samples(monitor, token)) >= 2, 20, "background samples")
+        # A session already in progress (planned sessions last at least a minute): it ends
+        # in 12 s, by its plan; nobody marks it ended.
+        created = time.time()
+        start = float(int(created) - 48)
+        end = start + 60
+        create_session(monitor, admin, "s-e2e-live", "e2e-live", start, 60)
+        time.sleep(end + 5 - time.time())
+        code, _ = agent.stop()
+        assert code == 0
+        stored = stored_samples(monitor, token)
+    finally:
+        monitor.stop()
+
+    live = [s for s in stored if s["kind"] == "live"]
+    assert all(s["sample"]["session_id"] == "s-e2e-live" for s in live)
+    taken = [unix(s["sample"]["taken_at"]) for s in live]
+    received = [s["received_at"] for s in live]
+    for gaps in ([b - a for a, b in zip(taken, taken[1:])], [b - a for a, b in zip(received, received[1:])]):
+        assert all(1.5 <= gap <= 2.5 for gap in gaps), gaps
+    assert all(r - t < 1.5 for r, t in zip(received, taken)), "each report delivered as it was taken"
+    # For the session's duration: from soon after it was learned until its planned end.
+    assert taken[0] - created <= 5 and end - 2.5 <= taken[-1] <= end + 2.5, (taken[0] - created, taken[-1] - end)
+    assert len(live) >= 4
+    background = [unix(s["sample"]["taken_at"]) for s in stored if s["kind"] == "background"]
+    assert not [t for t in background if taken[0] <= t <= taken[-1]], "live mode replaces background samples"
+    assert len([t for t in background if t > taken[-1]]) >= 4, "background samples resume after the end"
+    messages = agent.messages()
+    assert messages.index("mode: live") < len(messages) - 1 - messages[::-1].index("mode: background")
+    print(f"live: {len(live)} reports, first {taken[0] - created:.2f} s after the session was created, last {taken[-1] - end:+.2f} s from its end")
