@@ -3,7 +3,9 @@
 Tables: ``[monitor]``, ``[check]``, ``[room]``, ``[thresholds]``, ``[agent]`` (the daemon). Unknown keys
 are rejected by name. The file is optional; a commented sample is ``agents/agent.sample.toml``.
 The environment overrides the file: ``SESSIONREADY_MONITOR_URL`` the monitor's URL and
-``SESSIONREADY_TOKEN`` the token (so a service manager can pass them without a file).
+``SESSIONREADY_TOKEN`` the token (so a service manager can pass them without a file). Under
+systemd, a credential named ``token`` (``LoadCredential=token:...``) is read from
+``$CREDENTIALS_DIRECTORY/token`` when no token is given otherwise, before ``token_file``.
 """
 
 from __future__ import annotations
@@ -155,7 +157,15 @@ def _with_environment(config: AgentConfig, environ: Mapping[str, str]) -> AgentC
         config = replace(config, monitor=replace(config.monitor, url=url))
     token = environ.get("SESSIONREADY_TOKEN", "").strip()
     if token:
-        config = replace(config, token_override=token)
+        return replace(config, token_override=token)
+    credentials = environ.get("CREDENTIALS_DIRECTORY", "").strip()
+    if credentials and (Path(credentials) / "token").is_file():
+        try:
+            token = (Path(credentials) / "token").read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"cannot read the token credential in {credentials}: {error.strerror}") from None
+        if token:
+            config = replace(config, token_override=token)
     return config
 
 

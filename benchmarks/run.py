@@ -26,6 +26,7 @@ from benchmarks.agent_footprint import agent_footprint
 from benchmarks.check_time import check_wall_time
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
 from benchmarks.ingest import ingest_rate
+from benchmarks.risk import risk_evaluation
 from benchmarks.room import room_analysis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "ingest": ingest_rate,
     "room": room_analysis,
     "agent": agent_footprint,
+    "risk": risk_evaluation,
 }
 
 

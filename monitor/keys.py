@@ -13,6 +13,7 @@ from monitor.metrics import MonitorMetrics
 from monitor.reflector import Reflector, ReflectorServer
 from monitor.risk_service import RiskService
 from monitor.store import Store, TokenInfo
+from monitor.store_users import UserPrincipal
 
 CONFIG = web.AppKey("config", MonitorConfig)
 STORE = web.AppKey("store", Store)
@@ -25,6 +26,6 @@ RANDOM_BLOCK = web.AppKey("random_block", bytes)
 ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # unix seconds; tests inject their own
 RISK = web.AppKey("risk", RiskService)
-AGENT = "sessionready.agent"  # request key: the authenticated TokenInfo
+AGENT: web.RequestKey[TokenInfo | UserPrincipal] = web.RequestKey("agent")  # who sent the request: an agent token or a dashboard login
 
 __all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "AGENT", "TokenInfo"]

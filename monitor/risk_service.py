@@ -31,6 +31,9 @@ LIVE_ACTIVITY_S = 10.0  # a session goes live when both ends sent a live sample 
 END_QUIET_S = 60.0  # a live session past its planned end ends after this long without samples
 ABANDONED_S = 900.0  # ... and at any time after this long without samples from either end
 MAX_CHECK_CACHE = 20_000
+# Agents start their pre-session check at T-15 min and it takes up to a minute or so: a
+# "no check yet" at the deadline is shown at once, but alerted only once this has passed too.
+NO_CHECK_ALERT_GRACE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,12 @@ class RiskService:
     def _alert_upcoming(self, session: RiskSession, risk: SessionRisk, now: float) -> None:
         if self._submit is None:
             return
-        current = {f"{r.end}_{r.cause}": r for r in risk.reasons if r.severity in ("warning", "critical")}
+        check_due = session.start_at_s - self._config.check_deadline_s + NO_CHECK_ALERT_GRACE_S
+        current = {
+            f"{r.end}_{r.cause}": r
+            for r in risk.reasons
+            if r.severity in ("warning", "critical") and not (r.cause == "no_check" and now < check_due)
+        }
         for previous in session.risk_causes:
             end, _, cause = previous.partition(":")
             if f"{end}_{cause}" not in current:

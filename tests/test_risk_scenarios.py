@@ -200,7 +200,7 @@ def test_client_with_8_percent_upstream_loss_makes_the_session_not_ready(practic
     assert teams["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
 
 
-def test_a_client_who_never_ran_a_check_is_flagged_by_t_minus_15(practice: Practice) -> None:
+def test_a_client_who_never_ran_a_check_is_flagged_by_t_minus_15(practice: Practice, hook: WebhookReceiver) -> None:
     start = practice.clock.now + 30 * MINUTE
     practice.session("s-nocheck", "t-2", "c-2", start)
     therapist_token, client_token = practice.token("therapist", "t-2"), practice.token("client", "c-2")
@@ -221,6 +221,15 @@ def test_a_client_who_never_ran_a_check_is_flagged_by_t_minus_15(practice: Pract
     flagged = [r for r in reasons_for(late, "client") if r["cause"] == "no_check"]
     assert flagged and flagged[0]["severity"] == "warning" and "client" in flagged[0]["message"]
     assert [h["state"] for h in late["history"]] == ["unknown", "at_risk"]
+
+    # The alert waits two minutes past the deadline: the agent's own check may still be running.
+    time.sleep(1.0)
+    assert not [r for r in hook.delivered("/it") if r.json()["cause"] == "client_no_check"]
+    practice.clock.now = start - 12 * MINUTE
+    practice.heartbeat(therapist_token, client_token)
+    practice.risk.evaluate()
+    alert = next(r.json() for r in hook.wait_for(1, "/it") if r.json()["cause"] == "client_no_check")
+    assert (alert["kind"], alert["end"], alert["state"]) == ("session_at_risk", "client", "at_risk")
 
 
 def test_a_therapist_whose_cpu_is_pegged_is_flagged(practice: Practice) -> None:

@@ -78,6 +78,21 @@ def test_environment_overrides_url_and_token(tmp_path: Path) -> None:
     assert load_agent_config(None, environ={"SESSIONREADY_CONFIG": str(path)}).url == "https://file.example:8470"
 
 
+def test_a_systemd_token_credential_is_read_before_the_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "agent.token"
+    token_file.write_text("from-the-file-123\n")
+    path = write(tmp_path, f'[monitor]\ntoken_file = "{token_file}"\n')
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "token").write_text("from-the-credential-789\n")
+    env = {"CREDENTIALS_DIRECTORY": str(credentials)}
+    assert load_agent_config(path, environ=env).token() == "from-the-credential-789"
+    # The environment's token still comes first; a directory without a token is ignored.
+    assert load_agent_config(path, environ={**env, "SESSIONREADY_TOKEN": "from-the-env-456"}).token() == "from-the-env-456"
+    (credentials / "token").unlink()
+    assert load_agent_config(path, environ=env).token() == "from-the-file-123"
+
+
 def test_platform_spool_paths(tmp_path: Path) -> None:
     home = {"HOME": "/home/ana"}
     assert default_spool_path(home, "linux") == Path("/home/ana/.local/state/sessionready/spool.sqlite3")
