@@ -320,6 +320,30 @@ def test_a_live_session_whose_loss_spikes_goes_at_risk_and_recovers_with_hystere
     assert detail["session"]["state"] == "ended" and detail["history"][-1]["reason"] == "agents_stopped"
 
 
+def test_an_agent_that_goes_offline_before_its_session_raises_an_alert(practice: Practice, hook: WebhookReceiver) -> None:
+    start = practice.clock.now + 40 * MINUTE
+    practice.session("s-off", "t-6", "c-6", start)
+    therapist, client = practice.token("therapist", "t-6"), practice.token("client", "c-6")
+    practice.check(therapist)
+    practice.check(client)
+    practice.clock.now = start - 25 * MINUTE
+    practice.heartbeat(therapist, client)
+    practice.risk.evaluate()
+    assert practice.risk_of("s-off")["state"] == "ready"
+    practice.clock.now = start - 17 * MINUTE
+    practice.heartbeat(therapist)  # the client's laptop has gone quiet for eight minutes
+    practice.risk.evaluate()
+    risk = practice.risk_of("s-off")
+    assert risk["state"] == "at_risk" and not risk["client"]["online"] and risk["therapist"]["online"]
+    alert = hook.wait_for(1, "/it")[0].json()
+    assert (alert["kind"], alert["end"], alert["cause"]) == ("agent_offline", "client", "client_agent_offline")
+    practice.heartbeat(therapist, client)  # back again: the state clears, and nothing is re-sent
+    practice.risk.evaluate()
+    assert practice.risk_of("s-off")["state"] == "ready"
+    time.sleep(1.0)
+    assert len(hook.delivered("/it")) == 1
+
+
 def test_a_therapist_sees_only_their_own_sessions_risk(practice: Practice) -> None:
     start = practice.clock.now + 30 * MINUTE
     practice.session("s-a", "t-a", "c-a", start)
