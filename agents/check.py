@@ -16,7 +16,7 @@ import platform
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from agents.client import MonitorClient, MonitorError, ProbeSession
@@ -28,6 +28,7 @@ from agents.probes.targets import TargetResult, TargetSettings, measure_target
 from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream, UdpUnavailable
 from agents.runner import PhaseOutcome, Progress, run_phase
 from sessionready import __version__, quality, schema
+from sessionready.facts import assess_check
 from sessionready.stats import percentile
 
 
@@ -163,12 +164,7 @@ async def run_check(
     network = _network(flows, loads, options, udp_host, udp_port)
     machine_wire = _machine(machine) if machine is not None else None
     room_wire = _room(room) if room is not None else (_room_not_allowed() if options.room_not_allowed else None)
-    assessment = quality.assess(
-        _facts(network, flows["idle"]),
-        options.thresholds,
-        machine=_machine_facts(machine_wire) if machine_wire is not None else None,
-        room=_room_facts(room_wire) if room_wire is not None else None,
-    )
+    assessment = assess_check(network, machine_wire, room_wire, options.thresholds)
     report = schema.CheckReport(
         schema_version=1,
         check_id=uuid.uuid4().hex,
@@ -259,11 +255,6 @@ def _room_not_allowed() -> schema.Room:
     )  # fmt: skip
 
 
-def _room_facts(room: schema.Room) -> quality.RoomFacts:
-    # The model's room facts are the wire fields it judges, under the same names.
-    return quality.RoomFacts(**{f.name: getattr(room, f.name) for f in fields(quality.RoomFacts)})
-
-
 def _machine(result: MachineResult) -> schema.Machine:
     """The wire form, field by field: the local hints (program names) have no way in."""
 
@@ -286,21 +277,6 @@ def _machine(result: MachineResult) -> schema.Machine:
             down=_mbps(result.background_traffic_mbps_down), up=_mbps(result.background_traffic_mbps_up)
         ),
         error=result.error[: schema.MAX_TEXT] if result.error else None,
-    )
-
-
-def _machine_facts(machine: schema.Machine) -> quality.MachineFacts:
-    return quality.MachineFacts(
-        cpu_pct=machine.cpu_pct,
-        memory_available_pct=machine.memory_available_pct,
-        swap_bytes_per_s=machine.swap_bytes_per_s,
-        battery_pct=machine.battery_pct,
-        battery_charging=machine.battery_charging,
-        battery_time_left_s=machine.battery_time_left_s,
-        link_type=machine.link.type,
-        wifi_signal_dbm=machine.link.wifi_signal_dbm,
-        background_up_mbps=machine.background_traffic_mbps.up,
-        background_down_mbps=machine.background_traffic_mbps.down,
     )
 
 
@@ -360,27 +336,6 @@ def _network(
 
 def _rate(outcome: PhaseOutcome[throughput.ThroughputResult] | None) -> float | None:
     return outcome.value.mbps if outcome is not None and outcome.value is not None else None
-
-
-def _facts(network: schema.Network, idle: FlowResult) -> quality.NetworkFacts:
-    return quality.NetworkFacts(
-        rtt_p50_ms=network.rtt_ms.p50 if network.rtt_ms else None,
-        rtt_p95_ms=network.rtt_ms.p95 if network.rtt_ms else None,
-        jitter_up_ms=network.jitter_ms.up if network.jitter_ms else None,
-        jitter_down_ms=network.jitter_ms.down if network.jitter_ms else None,
-        loss_up_ratio=network.loss.up if network.loss else None,
-        loss_down_ratio=network.loss.down if network.loss else None,
-        loss_up_ci95=network.loss.up_ci95 if network.loss else None,
-        loss_down_ci95=network.loss.down_ci95 if network.loss else None,
-        packets_sent=idle.sent,
-        packets_received=idle.received,
-        throughput_down_mbps=network.throughput_mbps.down,
-        throughput_up_mbps=network.throughput_mbps.up,
-        loaded_latency_down_ms=network.loaded_latency_ms.down,
-        loaded_latency_up_ms=network.loaded_latency_ms.up,
-        udp_error=network.udp_error,
-        throughput_error=network.throughput_error,
-    )
 
 
 def _target(result: TargetResult) -> schema.TargetResult:

@@ -22,6 +22,8 @@ from typing import Literal
 
 from monitor.live_risk import LiveConfig
 from sessionready import quality, schema
+from sessionready.facts import machine_facts, network_facts, room_facts
+from sessionready.quality import check_finite, check_non_negative, check_ratio
 from sessionready.stats import percentile
 from sessionready.typed import decode
 
@@ -118,12 +120,14 @@ class CheckSummary:
         the caller can keep the summary per check id.
         """
         checked = report if isinstance(report, schema.CheckReport) else decode(schema.CheckReport, report)
-        network, machine, room = _facts(checked)
+        network = network_facts(checked.network)
+        machine = machine_facts(checked.machine) if checked.machine is not None else None
+        room = room_facts(checked.room) if checked.room is not None else None
         assessment = quality.assess(network, thresholds, machine=machine, room=room)
         net = checked.network
         return cls(
             check_id=checked.check_id,
-            received_at_unix=_finite("received_at_unix", received_at_unix),
+            received_at_unix=check_finite("received_at_unix", received_at_unix),
             verdict=assessment.verdict,
             findings=tuple(Finding(r.code, r.severity) for r in assessment.reasons),
             mos=assessment.mos,
@@ -150,46 +154,6 @@ class CheckSummary:
         )
 
 
-def _facts(report: schema.CheckReport) -> tuple[quality.NetworkFacts, quality.MachineFacts | None, quality.RoomFacts | None]:
-    # The same mapping the agent uses before it calls quality.assess (agents/check.py).
-    net = report.network
-    network = quality.NetworkFacts(
-        rtt_p50_ms=net.rtt_ms.p50 if net.rtt_ms else None,
-        rtt_p95_ms=net.rtt_ms.p95 if net.rtt_ms else None,
-        jitter_up_ms=net.jitter_ms.up if net.jitter_ms else None,
-        jitter_down_ms=net.jitter_ms.down if net.jitter_ms else None,
-        loss_up_ratio=net.loss.up if net.loss else None,
-        loss_down_ratio=net.loss.down if net.loss else None,
-        loss_up_ci95=net.loss.up_ci95 if net.loss else None,
-        loss_down_ci95=net.loss.down_ci95 if net.loss else None,
-        packets_sent=net.packets.sent,
-        packets_received=min(net.packets.received, net.packets.sent),
-        throughput_down_mbps=net.throughput_mbps.down,
-        throughput_up_mbps=net.throughput_mbps.up,
-        loaded_latency_down_ms=net.loaded_latency_ms.down,
-        loaded_latency_up_ms=net.loaded_latency_ms.up,
-        udp_error=net.udp_error,
-        throughput_error=net.throughput_error,
-    )
-    machine = None
-    if report.machine is not None:
-        m = report.machine
-        machine = quality.MachineFacts(
-            cpu_pct=m.cpu_pct,
-            memory_available_pct=m.memory_available_pct,
-            swap_bytes_per_s=m.swap_bytes_per_s,
-            battery_pct=m.battery_pct,
-            battery_charging=m.battery_charging,
-            battery_time_left_s=m.battery_time_left_s,
-            link_type=m.link.type,
-            wifi_signal_dbm=m.link.wifi_signal_dbm,
-            background_up_mbps=m.background_traffic_mbps.up,
-            background_down_mbps=m.background_traffic_mbps.down,
-        )
-    room = None
-    if report.room is not None:
-        room = quality.RoomFacts(**{f.name: getattr(report.room, f.name) for f in fields(quality.RoomFacts)})
-    return network, machine, room
 
 
 @dataclass(frozen=True)
@@ -223,9 +187,9 @@ class RecentSamples:
         for spec in fields(self):
             value = getattr(self, spec.name)
             if spec.name.endswith("_ms") and value is not None:
-                _non_negative(spec.name, value)
+                check_non_negative(spec.name, value)
             if spec.name.endswith("_ratio") and value is not None:
-                _ratio(spec.name, value)
+                check_ratio(spec.name, value)
 
     @classmethod
     def from_samples(cls, samples: Iterable[schema.SampleNetwork | Mapping[str, object]]) -> RecentSamples:
@@ -357,14 +321,14 @@ class RiskConfig:
     def __post_init__(self) -> None:
         for name in ("horizon_s", "check_max_age_s", "check_deadline_s", "online_timeout_s",
                      "offline_warning_lead_s", "samples_window_s"):  # fmt: skip
-            _non_negative(name, getattr(self, name))
+            check_non_negative(name, getattr(self, name))
         for name in ("samples_min_count", "history_sessions", "history_min_degraded"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if not isinstance(self.history_window_hours, int) or not 0 <= self.history_window_hours <= 11:
             raise ValueError(f"history_window_hours must be a whole number within 0..11, got {self.history_window_hours!r}")
-        _ratio("history_degraded_ratio", self.history_degraded_ratio)
+        check_ratio("history_degraded_ratio", self.history_degraded_ratio)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +425,7 @@ def assess_session(inputs: SessionInputs, config: RiskConfig, now: float) -> Ses
 
     Ended and cancelled sessions are not judged: state "unknown", no reasons.
     """
-    now = _finite("now", now)
+    now = check_finite("now", now)
     if inputs.state in ("ended", "cancelled"):
         ends = [_end_risk(end, "unknown", None, now, config) for end in (inputs.client, inputs.therapist)]
         return SessionRisk(inputs.session_id, now, "unknown", (), ends[0], ends[1], None)
@@ -968,24 +932,6 @@ def _mean(values: list[float]) -> float | None:
     return math.fsum(values) / len(values) if values else None
 
 
-def _finite(name: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(name: str, value: object) -> float:
-    number = _finite(name, value)
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return number
-
-
-def _ratio(name: str, value: object) -> float:
-    number = _finite(name, value)
-    if not 0 <= number <= 1:
-        raise ValueError(f"{name} must be within 0..1, got {value!r}")
-    return number
 
 
 __all__ = [

@@ -80,21 +80,21 @@ REASON_CODES: frozenset[str] = frozenset(
 # --------------------------------------------------------------------------------------------
 
 
-def _finite(name: str, value: object) -> float:
+def check_finite(name: str, value: object) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
-def _non_negative(name: str, value: object) -> float:
-    number = _finite(name, value)
+def check_non_negative(name: str, value: object) -> float:
+    number = check_finite(name, value)
     if number < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return number
 
 
-def _ratio(name: str, value: object) -> float:
-    number = _finite(name, value)
+def check_ratio(name: str, value: object) -> float:
+    number = check_finite(name, value)
     if not 0 <= number <= 1:
         raise ValueError(f"{name} must be a ratio within 0..1, got {value!r}")
     return number
@@ -108,7 +108,7 @@ def _optional(name: str, value: object, check: Callable[[str, object], float]) -
 def _interval(name: str, value: object) -> tuple[float, float]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
         raise ValueError(f"{name} must be a pair (lo, hi), got {value!r}")
-    low, high = _ratio(name, value[0]), _ratio(name, value[1])
+    low, high = check_ratio(name, value[0]), check_ratio(name, value[1])
     if low > high:
         raise ValueError(f"{name} must have lo <= hi, got {value!r}")
     return (low, high)
@@ -180,7 +180,7 @@ def delay_impairment(one_way_delay_ms: float) -> float:
     assumption and is what G.107's own worked values follow. At defaults Idte stays small
     (65 dB echo loss = good echo control, as video-call software provides).
     """
-    t = _non_negative("one_way_delay_ms", one_way_delay_ms)
+    t = check_non_negative("one_way_delay_ms", one_way_delay_ms)
     # Talker echo, §7.4: TERV is the echo level weighted by its delay.
     terv = _TELR_DB - 40 * math.log10((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
     re = 80 + 2.5 * (terv - 14)
@@ -208,7 +208,7 @@ def effective_equipment_impairment(
     ``loss_ratio`` 0..1; ``ie`` 0..95; ``bpl`` > 0; ``burst_ratio`` > 0 (1 = random loss,
     > 1 = bursty). Returns a value within ie..95.
     """
-    loss = _ratio("loss_ratio", loss_ratio)
+    loss = check_ratio("loss_ratio", loss_ratio)
     if not 0 <= ie <= 95:
         raise ValueError(f"ie must be within 0..95, got {ie}")
     if not bpl > 0:
@@ -262,8 +262,8 @@ def mouth_to_ear_delay_ms(rtt_ms: float, jitter_ms: float) -> float:
     and operating-system buffers (often another 10-40 ms) are not included, so this is a
     lower bound of what a person experiences.
     """
-    rtt = _non_negative("rtt_ms", rtt_ms)
-    jitter = _non_negative("jitter_ms", jitter_ms)
+    rtt = check_non_negative("rtt_ms", rtt_ms)
+    jitter = check_non_negative("jitter_ms", jitter_ms)
     return rtt / 2 + max(_JITTER_BUFFER_FACTOR * jitter, _JITTER_BUFFER_FLOOR_MS) + _CODEC_DELAY_MS
 
 
@@ -305,8 +305,8 @@ def video_tier(up_mbps: float | None, down_mbps: float | None, *, headroom: floa
     """
     if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 1):
         raise ValueError(f"headroom must be a number >= 1, got {headroom!r}")
-    up = None if up_mbps is None else _non_negative("up_mbps", up_mbps)
-    down = None if down_mbps is None else _non_negative("down_mbps", down_mbps)
+    up = None if up_mbps is None else check_non_negative("up_mbps", up_mbps)
+    down = None if down_mbps is None else check_non_negative("down_mbps", down_mbps)
     if up is None and down is None:
         return "unknown"
     for tier, (need_up, need_down) in TIER_NEEDS_MBPS.items():
@@ -348,11 +348,11 @@ class NetworkFacts:
 
     def __post_init__(self) -> None:
         for name in ("rtt_p50_ms", "rtt_p95_ms", "jitter_up_ms", "jitter_down_ms", "throughput_down_mbps", "throughput_up_mbps"):
-            _optional(name, getattr(self, name), _non_negative)
+            _optional(name, getattr(self, name), check_non_negative)
         for name in ("loss_up_ratio", "loss_down_ratio"):
-            _optional(name, getattr(self, name), _ratio)
+            _optional(name, getattr(self, name), check_ratio)
         for name in ("loaded_latency_down_ms", "loaded_latency_up_ms"):
-            _optional(name, getattr(self, name), _finite)
+            _optional(name, getattr(self, name), check_finite)
         for name in ("loss_up_ci95", "loss_down_ci95"):
             value = getattr(self, name)
             if value is not None:
@@ -390,11 +390,11 @@ class MachineFacts:
     def __post_init__(self) -> None:
         for name in ("cpu_pct", "memory_available_pct", "battery_pct"):
             value = getattr(self, name)
-            if value is not None and not 0 <= _finite(name, value) <= 100:
+            if value is not None and not 0 <= check_finite(name, value) <= 100:
                 raise ValueError(f"{name} must be within 0..100, got {value!r}")
         for name in ("swap_bytes_per_s", "battery_time_left_s", "background_up_mbps", "background_down_mbps"):
-            _optional(name, getattr(self, name), _non_negative)
-        _optional("wifi_signal_dbm", self.wifi_signal_dbm, _finite)
+            _optional(name, getattr(self, name), check_non_negative)
+        _optional("wifi_signal_dbm", self.wifi_signal_dbm, check_finite)
 
 
 @dataclass(frozen=True)
@@ -425,9 +425,9 @@ class RoomFacts:
 
     def __post_init__(self) -> None:
         for name in ("laeq_dbfs", "l90_dbfs", "l10_dbfs", "lmax_dbfs", "snr_db"):
-            _optional(name, getattr(self, name), _finite)
+            _optional(name, getattr(self, name), check_finite)
         for name in ("voice_ratio", "clipping_ratio"):
-            _optional(name, getattr(self, name), _ratio)
+            _optional(name, getattr(self, name), check_ratio)
 
 
 @dataclass(frozen=True)
