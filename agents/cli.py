@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ command line, where other users of the machine may see it).
 
 VERDICT_EXIT = {"ready": EXIT_READY, "at_risk": EXIT_AT_RISK, "not_ready": EXIT_NOT_READY}
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
 MAX_TARGETS = 16
 
 
@@ -104,23 +102,17 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
     from agents.check import CheckOptions
-    from agents.client import monitor_url
+    from yarl import URL
+
+    from agents.client import resolve_connection
     from agents.probes.speedtest import SpeedtestConfig
     from agents.probes.targets import parse_target
     from agents.probes.throughput import ThroughputSettings
 
-    raw_url = args.monitor or config.url
-    if not raw_url:
-        raise ValueError("no monitor given: pass --monitor URL (or set [monitor] url in the config)")
-    url = monitor_url(raw_url, allow_insecure_http=args.allow_insecure_http or config.allow_insecure_http)
-    token = args.token or os.environ.get("SESSIONREADY_TOKEN", "") or config.token()
-    if not token:
-        raise ValueError("no token: pass --token T or set SESSIONREADY_TOKEN (create one with 'sessionready monitor token create')")
-    if not TOKEN.fullmatch(token):
-        raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
-    ca_file = args.ca_file or config.ca_file
-    if ca_file and not os.path.isfile(ca_file):
-        raise ValueError(f"the CA file {ca_file} does not exist")
+    connection = resolve_connection(
+        config, monitor=args.monitor, token=args.token, ca_file=args.ca_file, allow_insecure_http=args.allow_insecure_http
+    )
+    url, token = URL(connection.url), connection.token
     if args.session is not None and not SESSION_ID.fullmatch(args.session):
         raise ValueError("--session must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
     raw_targets = args.target if args.target is not None else config.check.targets

@@ -7,11 +7,14 @@ monitor unless the caller explicitly allows it.
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import ssl
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
@@ -19,6 +22,9 @@ from yarl import URL
 from sessionready.netaddr import is_loopback_host
 from sessionready.schema import AgentSession
 from sessionready.typed import SchemaError, decode
+
+if TYPE_CHECKING:
+    from agents.config import AgentConfig
 
 USER_AGENT = "sessionready-agent"
 # Upload sockets get a fixed send buffer (no autotuning). Where the OS reports acknowledged
@@ -216,3 +222,37 @@ def error_from_response(status: int, text: str, base_url: URL) -> MonitorError:
     if status == 404 and code == "http_error":
         return MonitorError(f"{base_url} does not look like a sessionready monitor (HTTP 404)", status, code)
     return MonitorError(f"the monitor answered HTTP {status}: {message}", status, code)
+
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the monitor is and how to prove who we are; validated by ``resolve_connection``."""
+
+    url: str
+    token: str = field(repr=False)
+    ca_file: str | None
+
+
+def resolve_connection(
+    config: AgentConfig, *, monitor: str | None, token: str | None, ca_file: str | None, allow_insecure_http: bool
+) -> Connection:
+    """Flags first, then the config (which holds the environment's overrides). ValueError or
+    UsageError with one sentence when something is missing or unusable, before any network use."""
+    raw_url = monitor or config.url
+    if not raw_url:
+        raise ValueError("no monitor given: pass --monitor URL, set SESSIONREADY_MONITOR_URL, or set [monitor] url in the config")
+    url = monitor_url(raw_url, allow_insecure_http=allow_insecure_http or config.allow_insecure_http)
+    token = token or config.token()
+    if not token:
+        raise ValueError("no token: pass --token T, set SESSIONREADY_TOKEN, or enroll this computer with 'sessionready enroll'")
+    if not TOKEN.fullmatch(token):
+        raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
+    ca_file = ca_file or config.ca_file
+    if ca_file and not os.path.isfile(ca_file):
+        raise ValueError(f"the CA file {ca_file} does not exist")
+    if url.scheme == "https":
+        tls_context(ca_file)  # an unusable CA file fails now, in one sentence
+    return Connection(str(url), token, ca_file)

@@ -20,7 +20,7 @@ from monitor import keys
 from monitor.alerts import Alerter, rfc3339
 from monitor.alerts_config import AlertKind
 from monitor.auth import require_role
-from monitor.errors import ApiError
+from monitor.errors import ApiError, only_params
 from monitor.metrics import build_alert_metrics
 from monitor.store_alerts import StoredAlert
 from sessionready.schema import ID_PATTERN
@@ -53,6 +53,7 @@ async def alerts_context(app: web.Application) -> AsyncIterator[None]:
 async def list_alerts(request: web.Request) -> web.Response:
     principal = request[keys.AGENT]
     require_role(principal, "therapist", *STAFF, users=True)
+    only_params(request, "limit", "session_id", "therapist_id")
     limit_text = request.query.get("limit", str(DEFAULT_LIST))
     if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_LIST}", "limit")

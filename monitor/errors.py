@@ -68,3 +68,11 @@ def parse_json(body: bytes) -> object:
     except (ValueError, RecursionError):
         # Integers beyond Python's digit limit, or nesting deeper than the parser goes.
         raise ApiError(400, "invalid_json", "the body is not JSON this API accepts (too deeply nested or a number too long)") from None
+
+
+def only_params(request: web.Request, *allowed: str) -> None:
+    """A misspelt filter (``?therapistt=``) must not silently widen a listing."""
+    for name in request.query:
+        if name not in allowed:
+            expected = f"use {', '.join(allowed)}" if allowed else "this endpoint takes none"
+            raise ApiError(400, "bad_parameter", f"unknown query parameter '{name[:40]}': {expected}", name[:40])

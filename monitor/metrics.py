@@ -49,7 +49,6 @@ def build_metrics(
         registry=registry,
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     )
-    registry.register(ReflectorCollector(reflector_counters))
     reports = Counter(
         "sessionready_ingest_reports",
         "Reports from agents' spools (POST /api/v1/reports), by kind and outcome.",

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from monitor import keys
 from monitor.auth import require_role
-from monitor.errors import ApiError, parse_json, read_body
+from monitor.errors import ApiError, only_params, parse_json, read_body
 from monitor.store_reports import AgentStatus, StoredSample
 from sessionready.schema import ID_PATTERN, MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
 from sessionready.typed import SchemaError, decode, encode
@@ -166,6 +166,7 @@ async def agent_samples(request: web.Request) -> web.Response:
     agents (404 for others, the same as for absent ones); it/admin see every agent."""
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "client", "therapist", "it", "admin")
+    only_params(request, "since", "kind", "limit")
     agent_id = request.match_info["agent_id"]
     if not re.fullmatch(ID_PATTERN, agent_id):
         raise ApiError(400, "bad_parameter", "an agent id is letters, digits, '.', '_' or '-'", "agent_id")

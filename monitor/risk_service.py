@@ -136,11 +136,10 @@ class RiskService:
         if self._submit is None:
             return
         check_due = session.start_at_s - self._config.check_deadline_s + NO_CHECK_ALERT_GRACE_S
-        current = {
-            f"{r.end}_{r.cause}": r
-            for r in risk.reasons
-            if r.severity in ("warning", "critical") and not (r.cause == "no_check" and now < check_due)
-        }
+        current: dict[str, RiskReason] = {}
+        for r in risk.reasons:  # most severe first: an end's worst reason of a cause is the one kept
+            if r.severity in ("warning", "critical") and not (r.cause == "no_check" and now < check_due):
+                current.setdefault(f"{r.end}_{r.cause}", r)
         for previous in session.risk_causes:
             end, _, cause = previous.partition(":")
             if f"{end}_{cause}" not in current:

@@ -31,7 +31,7 @@ from monitor.calendar_import import (
     parse_zone,
     session_start,
 )
-from monitor.errors import ApiError, decode_body, read_body
+from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
 from sessionready.schema import ID_PATTERN, AgentSession
@@ -241,14 +241,6 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return int(text)
 
 
-def _only_params(request: web.Request, *allowed: str) -> None:
-    """A misspelt filter (``?therapistt=``) must not silently widen a listing."""
-    for name in request.query:
-        if name not in allowed:
-            expected = f"use {', '.join(allowed)}" if allowed else "this endpoint takes none"
-            raise ApiError(400, "bad_parameter", f"unknown query parameter '{name[:40]}': {expected}", name[:40])
-
-
 def _id(value: str, name: str) -> str:
     if not re.fullmatch(ID_PATTERN, value):
         raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
@@ -272,7 +264,7 @@ def _visible(agent: keys.TokenInfo, info: SessionInfo) -> bool:
 
 async def create_participant(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], *STAFF)
-    _only_params(request)
+    only_params(request)
     body = decode_body(ParticipantCreate, await read_body(request))
     store = request.app[keys.STORE]
     try:
@@ -284,7 +276,7 @@ async def create_participant(request: web.Request) -> web.Response:
 
 async def list_participants(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], *STAFF)
-    _only_params(request)
+    only_params(request)
     rows = await asyncio.to_thread(request.app[keys.STORE].list_participants)
     return _json(ParticipantList(tuple(ParticipantOut(p.participant_id, p.role, rfc3339(p.created_at)) for p in rows)))  # type: ignore[arg-type]
 
@@ -292,7 +284,7 @@ async def list_participants(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "therapist", *STAFF)
-    _only_params(request)
+    only_params(request)
     body = decode_body(SessionCreate, await read_body(request))
     if agent.role == "therapist" and body.therapist_id != agent.participant_id:
         raise ApiError(403, "forbidden", "a therapist token may only create its own therapist's sessions", "therapist_id")
@@ -315,7 +307,7 @@ async def create_session(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "therapist", *STAFF, users=True)
-    _only_params(request, "therapist", "day", "tz", "state", "from", "to", "limit")
+    only_params(request, "therapist", "day", "tz", "state", "from", "to", "limit")
     therapist = request.query.get("therapist")
     if therapist is not None:
         _id(therapist, "therapist")
@@ -370,14 +362,14 @@ async def _visible_session(request: web.Request) -> SessionInfo:
 
 async def get_session(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], "therapist", *STAFF, users=True)
-    _only_params(request)
+    only_params(request)
     info = await _visible_session(request)
     return _json(await _detail_with_risk(request, info))
 
 
 async def set_state(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], "therapist", *STAFF)
-    _only_params(request)
+    only_params(request)
     body = decode_body(StateRequest, await read_body(request))
     info = await _visible_session(request)
     store = request.app[keys.STORE]
@@ -404,7 +396,7 @@ async def _detail_with_risk(request: web.Request, info: SessionInfo) -> SessionD
 async def agent_sessions(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "client", "therapist")
-    _only_params(request, "hours")
+    only_params(request, "hours")
     hours = _int_param(request, "hours", DEFAULT_AGENT_HOURS, 1, MAX_AGENT_HOURS)
     now = request.app[keys.CLOCK]()
     rows = await asyncio.to_thread(
@@ -420,7 +412,7 @@ async def agent_sessions(request: web.Request) -> web.Response:
 
 async def import_sessions(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], *STAFF)
-    _only_params(request, "tz")
+    only_params(request, "tz")
     content_type = request.content_type
     if content_type not in ("text/csv", "application/json"):
         raise ApiError(

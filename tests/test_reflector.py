@@ -6,7 +6,6 @@ import os
 import socket
 import time
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

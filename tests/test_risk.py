@@ -30,7 +30,6 @@ from monitor.risk import (
     Finding,
     HistorySummary,
     LinkNumbers,
-    PastSession,
     RecentSamples,
     RiskConfig,
     SessionInputs,

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,13 +31,12 @@ if TYPE_CHECKING:
     import asyncio
 
     from agents.check import CheckOptions
-    from agents.client import MonitorClient
+    from agents.client import Connection, MonitorClient
     from agents.config import AgentConfig
     from agents.daemon.forward import Forwarder
     from agents.daemon.notify import Notifier
     from agents.daemon.samplers import Sampler
     from agents.daemon.schedule import Action, KnownSession
-    from agents.daemon.sessions import SessionBook
     from agents.daemon.spool import Spool
     from agents.probes.room import RoomSettings
 
@@ -90,15 +87,6 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:
 # --- Configuration -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Connection:
-    """What a MonitorClient is made from; a change on SIGHUP makes a new client."""
-
-    url: str
-    token: str = field(repr=False)
-    ca_file: str | None
-
-
 def load(args: argparse.Namespace) -> tuple[AgentConfig, Connection]:
     """The config and connection, validated; ConfigError/UsageError/ValueError with one sentence."""
     from agents.config import load_agent_config
@@ -110,24 +98,9 @@ def load(args: argparse.Namespace) -> tuple[AgentConfig, Connection]:
 
 
 def connection_for(config: AgentConfig, args: argparse.Namespace) -> Connection:
-    from agents.cli import TOKEN
-    from agents.client import monitor_url, tls_context
+    from agents.client import resolve_connection
 
-    raw_url = args.monitor or config.url
-    if not raw_url:
-        raise ValueError("no monitor given: pass --monitor URL, set SESSIONREADY_MONITOR_URL, or set [monitor] url in the config")
-    url = monitor_url(raw_url, allow_insecure_http=args.allow_insecure_http or config.allow_insecure_http)
-    token = args.token or config.token()
-    if not token:
-        raise ValueError("no token: pass --token T, set SESSIONREADY_TOKEN, or enroll this computer with 'sessionready enroll'")
-    if not TOKEN.fullmatch(token):
-        raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
-    ca_file = args.ca_file or config.ca_file
-    if ca_file and not os.path.isfile(ca_file):
-        raise ValueError(f"the CA file {ca_file} does not exist")
-    if url.scheme == "https":
-        tls_context(ca_file)  # an unusable CA file fails now, in one sentence
-    return Connection(str(url), token, ca_file)
+    return resolve_connection(config, monitor=args.monitor, token=args.token, ca_file=args.ca_file, allow_insecure_http=args.allow_insecure_http)
 
 
 def check_options(config: AgentConfig, session_id: str | None) -> CheckOptions:
