@@ -70,18 +70,19 @@ class Scraper(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self._url = url
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.scrapes = 0
 
     def run(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._halt.wait(1.0):
             with urllib.request.urlopen(self._url, timeout=5) as response:
                 response.read()
             self.scrapes += 1
 
     def stop(self) -> None:
-        self._stop.set()
-        self.join()
+        self._halt.set()
+        if self.is_alive():
+            self.join()
 
 
 def _api(url: str, token: str, method: str, path: str, payload: object | None = None) -> dict:
@@ -159,7 +160,7 @@ def agent_footprint(context: Context) -> Section:
             live = tuple(w.close() for w in windows)
             live_samples = _samples(monitor.url, staff_token, agent_id, "live") - live_before
         finally:
-            scraper.stop() if scraper.is_alive() else None
+            scraper.stop()
             for process in (agent, exporter):
                 process.terminate()
                 try:

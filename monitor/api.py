@@ -12,10 +12,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import keys
-from monitor.auth import require_role
+from monitor.auth import STAFF_ROLES, require_role
 from monitor.errors import ApiError, decode_body, read_body
 from monitor.openapi import openapi_document
-from monitor.store import StoredCheck
+from monitor.store import Store, StoredCheck
 from monitor.store_users import UserPrincipal
 from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
 from sessionready.typed import encode
@@ -86,9 +86,12 @@ async def post_check(request: web.Request) -> web.Response:
     )
 
 
-def _visible(agent: keys.TokenInfo, check: StoredCheck) -> bool:
-    # An agent sees the checks of its own participant (all of that person's machines).
-    return check.participant_id == agent.participant_id
+def _visible(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> bool:
+    """Own checks (all of the participant's machines); staff see all; a therapist also sees the
+    checks of the clients of their sessions (the dashboard shows them on the session page)."""
+    if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id:
+        return True
+    return agent.role == "therapist" and store.is_client_of(agent.participant_id, check.participant_id)
 
 
 def _check_json(check: StoredCheck) -> dict[str, object]:
@@ -97,12 +100,13 @@ def _check_json(check: StoredCheck) -> dict[str, object]:
 
 async def get_check(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
-    require_role(agent, "client", "therapist")
+    require_role(agent, "client", "therapist", *STAFF_ROLES, users=True)
     check_id = request.match_info["check_id"]
     if not _matches(CHECK_ID_PATTERN, check_id):
         raise ApiError(400, "bad_parameter", "a check id is 32 lowercase hex characters", "check_id")
-    check = await asyncio.to_thread(request.app[keys.STORE].get_check, check_id)
-    if check is None or not _visible(agent, check):
+    store = request.app[keys.STORE]
+    check = await asyncio.to_thread(store.get_check, check_id)
+    if check is None or not await asyncio.to_thread(_visible, agent, check, store):
         # The same answer for "absent" and "not yours": ids of others' checks do not leak.
         raise ApiError(404, "not_found", "no such check")
     return web.json_response(_check_json(check))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import alerts_api, api, enroll, keys, probe, reports, sessions, users
+from monitor import alerts_api, api, enroll, keys, probe, reports, session_samples, sessions, users
 from monitor.auth import RateLimiter, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
@@ -86,6 +86,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     app.router.add_post("/api/v1/probe/upload", probe.upload)
     users.add_routes(app)
     sessions.add_routes(app)
+    session_samples.add_routes(app)
     reports.add_routes(app)
     alerts_api.add_routes(app)  # after the store and metrics contexts: its worker needs both
     app.cleanup_ctx.append(_risk_context)  # after the alerter: risk changes become alerts

@@ -8,6 +8,7 @@ from typing import Any
 from monitor.alerts_api import MAX_LIST as MAX_ALERTS
 from monitor.alerts_api import AlertList
 from monitor.enroll import EnrollRequest, EnrollResponse
+from monitor.session_samples import SessionSamples
 from monitor.reports import MAX_SAMPLES, MAX_SINCE, AgentList, ReportBatchAnswer, SampleList
 from monitor.sessions import (
     MAX_AGENT_HOURS,
@@ -118,7 +119,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/checks/{check_id}": {
                 "get": {
-                    "summary": "One check of the token's participant",
+                    "summary": "One check: the participant's own, a therapist's clients' (their sessions), any for it/admin",
                     "parameters": [{"name": "check_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
                     "responses": {"200": _json(stored_check, "The check"), **_errors(400, 401, 403, 404)},
                 }
@@ -284,6 +285,16 @@ def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
                 "parameters": [session_param],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(StateRequest, components)}}},
                 "responses": {"200": _json(detail, "The session after the change"), **_errors(400, 401, 403, 404, 413), "409": conflict},
+            }
+        },
+        "/api/v1/sessions/{session_id}/samples": {
+            "get": {
+                "summary": "The session's live samples from both ends, oldest first (its therapist, it/admin)",
+                "parameters": [
+                    session_param,
+                    {"name": "since", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0, "maximum": 999999999999}},
+                ],
+                "responses": {"200": _json(json_schema(SessionSamples, components), "Samples"), **_errors(400, 401, 403, 404)},
             }
         },
         "/api/v1/agent/sessions": {

@@ -350,7 +350,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     )
 
 
-async def _visible_session(request: web.Request) -> SessionInfo:
+async def visible_session(request: web.Request) -> SessionInfo:
     agent: keys.TokenInfo = request[keys.AGENT]
     session_id = _id(request.match_info["session_id"], "session_id")
     info = await asyncio.to_thread(request.app[keys.STORE].get_session, session_id)
@@ -363,7 +363,7 @@ async def _visible_session(request: web.Request) -> SessionInfo:
 async def get_session(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], "therapist", *STAFF, users=True)
     only_params(request)
-    info = await _visible_session(request)
+    info = await visible_session(request)
     return _json(await _detail_with_risk(request, info))
 
 
@@ -371,7 +371,7 @@ async def set_state(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], "therapist", *STAFF)
     only_params(request)
     body = decode_body(StateRequest, await read_body(request))
-    info = await _visible_session(request)
+    info = await visible_session(request)
     store = request.app[keys.STORE]
     try:
         updated = await asyncio.to_thread(store.set_session_state, info.session_id, body.state, request.app[keys.CLOCK](), body.reason)

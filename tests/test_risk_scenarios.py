@@ -344,6 +344,29 @@ def test_an_agent_that_goes_offline_before_its_session_raises_an_alert(practice:
     assert len(hook.delivered("/it")) == 1
 
 
+def test_the_live_page_reads_a_sessions_samples_and_the_checks_of_its_client(practice: Practice) -> None:
+    start = practice.clock.now
+    practice.session("s-read", "t-7", "c-7", start)
+    therapist, client, other = practice.token("therapist", "t-7"), practice.token("client", "c-7"), practice.token("therapist", "t-8")
+    practice.check(client)
+    practice.clock.now += 2
+    practice.live(therapist, "s-read")
+    practice.live(client, "s-read", loss_up=0.01)
+    status, body = practice.call("GET", "/api/v1/sessions/s-read/samples", therapist)
+    assert status == 200
+    assert sorted(s["end"] for s in body["samples"]) == ["client", "therapist"]
+    assert next(s for s in body["samples"] if s["end"] == "client")["sample"]["network"]["loss_up"] == 0.01
+    assert practice.call("GET", "/api/v1/sessions/s-read/samples", other)[0] == 404
+    assert practice.call("GET", "/api/v1/sessions/s-read/samples", client)[0] == 403
+    assert practice.call("GET", "/api/v1/sessions/s-read/samples?since=soon", therapist)[0] == 400
+    # The client's check: its therapist and IT may read it, another therapist may not.
+    status, checks = practice.call("GET", "/api/v1/agents/" + client.split("_")[1] + "/checks", client)
+    check_id = checks["checks"][0]["report"]["check_id"]
+    assert practice.call("GET", f"/api/v1/checks/{check_id}", therapist)[0] == 200
+    assert practice.call("GET", f"/api/v1/checks/{check_id}", practice.staff)[0] == 200
+    assert practice.call("GET", f"/api/v1/checks/{check_id}", other)[0] == 404
+
+
 def test_a_therapist_sees_only_their_own_sessions_risk(practice: Practice) -> None:
     start = practice.clock.now + 30 * MINUTE
     practice.session("s-a", "t-a", "c-a", start)
