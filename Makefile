@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[monitor,speedtest,audio,test]'
+	$(BIN)/pip install --quiet -e '.[monitor,speedtest,audio,dashboard,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,7 +37,7 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates \
 		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux \
-		systemd prometheus-node-exporter
+		systemd prometheus-node-exporter chromium chromium-driver
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from monitor import enroll_api, trends
 from monitor.alerts_api import MAX_LIST as MAX_ALERTS
 from monitor.alerts_api import AlertList
 from monitor.enroll import EnrollRequest, EnrollResponse
@@ -155,6 +156,8 @@ def openapi_document() -> dict[str, Any]:
             **_session_paths(components),
             **_user_paths(components),
             **_alert_paths(components),
+            **trends.openapi_paths(components),
+            **enroll_api.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },

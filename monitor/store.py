@@ -23,6 +23,7 @@ from monitor.store_alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, P
 from monitor.store_risk import RiskSession, RiskSnapshot, RiskStoreMixin, StoredRisk
 from monitor.store_reports import AgentStatus, ReportStoreMixin, StoredSample
 from monitor.store_sessions import ImportOutcome, ParticipantInfo, SessionInfo, SessionRow, SessionStoreMixin, StateChange
+from monitor.store_trends import RollupRow, SessionBucket, TrendFilter, TrendStoreMixin
 from monitor.store_users import UserInfo, UserPrincipal, UserSession, UserStoreMixin
 from sessionready.schema import CheckReport, ReportEnvelope, SpoolStatus
 
@@ -131,6 +132,13 @@ class Store(Protocol):
     def session_counts(self) -> list[tuple[str, str, int]]: ...
     def live_mos(self) -> list[tuple[str, str, str, float | None, float | None]]: ...
     def is_client_of(self, therapist_id: str, client_id: str) -> bool: ...
+    # trends (hourly rollups kept at ingest: monitor/store_trends.py)
+    def rebuild_rollups(self) -> int: ...
+    def trend_hours(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]: ...
+    def trend_agents(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]: ...
+    def trend_sessions(self, start_s: float, end_s: float, where: TrendFilter) -> list[SessionBucket]: ...
+    def degraded_by_participant(self, start_s: float, end_s: float, where: TrendFilter) -> dict[str, int]: ...
+    def agent_participant(self, agent_id: str) -> str | None: ...
     # alerts (dedup, outbox, delivery status: monitor/store_alerts.py)
     def forget_alert_cause(self, session_id: str, cause: str) -> None: ...
     def add_alert(self, alert: AlertRecord, payloads: Sequence[tuple[str, str]]) -> bool: ...
@@ -195,7 +203,7 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class SQLiteStore(ReportStoreMixin, SessionStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin):
+class SQLiteStore(ReportStoreMixin, SessionStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
     Other processes (the token command while the monitor runs) may open the same file: WAL
@@ -212,7 +220,8 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, AlertStoreMixin, UserStor
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA)
+        self._db.executescript(_SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA)
+        self._ensure_rollups()  # trends: a one-off backfill for samples older than the rollups
         path.chmod(0o600)
 
     @contextmanager

@@ -163,6 +163,7 @@ CREATE TABLE IF NOT EXISTS agent_status (
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
     add_check: Callable[..., bool | None]
+    _roll_up: Callable[[sqlite3.Connection, Sequence[str]], None]
 
     def add_reports(self, agent: TokenInfo, reports: Sequence[ReportEnvelope], spool: SpoolStatus, received_at: float) -> list[bool | None]:
         """Store one batch of valid envelopes from ``agent`` and its spool numbers.
@@ -208,6 +209,7 @@ CREATE TABLE IF NOT EXISTS agent_status (
                     results[index] = False if owner and owner[0] == agent_id else None
             accepted = [e for e, r in zip(reports, results) if r is not None]
             self._update_status(db, agent_id, accepted, spool, received_at)
+            self._roll_up(db, [e.report_id for e, r in zip(reports, results) if r and e.sample is not None])  # trends: monitor/store_trends.py
         return results
 
     def _update_status(self, db: sqlite3.Connection, agent_id: str, accepted: list[ReportEnvelope], spool: SpoolStatus, received_at: float) -> None:

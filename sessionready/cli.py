@@ -28,6 +28,7 @@ def build_parser() -> Parser:
     from agents.cli import add_check_parser
     from agents.daemon.agent import add_agent_parser
     from agents.enroll import add_enroll_parser
+    from dashboard.cli import add_dashboard_parser
     from monitor.cli import add_monitor_parser
     from sessionready.demo import add_demo_parser
 
@@ -42,6 +43,7 @@ def build_parser() -> Parser:
     add_agent_parser(commands)
     add_enroll_parser(commands)
     add_monitor_parser(commands)
+    add_dashboard_parser(commands)
     add_demo_parser(commands)
     return parser
 

@@ -247,7 +247,6 @@ def test_a_therapist_login_is_not_a_therapist_agent(monitor: Monitor) -> None:
     machine_only = [
         ("POST", "/api/v1/checks", b"{}"),
         ("POST", "/api/v1/reports", b"{}"),
-        ("GET", f"/api/v1/checks/{'0' * 32}", None),
         ("GET", f"/api/v1/agents/{agent_id}/checks", None),
         ("GET", "/api/v1/agent/sessions", None),
         ("POST", "/api/v1/probe/session", None),
@@ -260,6 +259,9 @@ def test_a_therapist_login_is_not_a_therapist_agent(monitor: Monitor) -> None:
         assert json.loads(raw)["error"]["code"] == "forbidden"
     # The therapist's machine still may.
     assert monitor.request("POST", "/api/v1/probe/session", agent)[0] == 200
+    # Reading one check is for people too (the dashboard's check page): a check that is not
+    # the therapist's nor a client's of theirs is simply not found.
+    assert monitor.request("GET", f"/api/v1/checks/{'0' * 32}", token)[0] == 404
 
 
 def test_no_password_or_token_in_the_log_or_the_store(monitor: Monitor) -> None:

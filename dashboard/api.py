@@ -1,0 +1,129 @@
+"""The dashboard's only way to data: the monitor's HTTP API, called synchronously (Flask
+serves each request in a thread) with a timeout. Every failure becomes an ``ApiFailure`` whose
+``sentence`` can be shown to a person as it is; a 401 becomes ``LoggedOut``."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+_SENTENCES = {
+    403: "The monitor does not let your account see this.",
+    404: "Not found: it does not exist, or it is not one of yours.",
+    429: "Too many attempts: wait a minute and try again.",
+    500: "The monitor had an internal error; try again shortly.",
+    502: "The monitor is not reachable right now (bad gateway); try again shortly.",
+    503: "The monitor is not available right now; try again shortly.",
+}
+
+
+class ApiFailure(Exception):
+    """A call to the monitor did not give what was asked. ``sentence`` is for people."""
+
+    def __init__(self, status: int, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.status = status  # 0: no HTTP answer at all
+        self.code = code
+        self.sentence = sentence
+
+
+class LoggedOut(ApiFailure):
+    """The login is over (the monitor said 401, or there is no login): go to the login page."""
+
+    def __init__(self, sentence: str = "Your login has ended; please log in again.") -> None:
+        super().__init__(401, "logged_out", sentence)
+
+
+@dataclass(frozen=True)
+class Login:
+    token: str
+    expires_at: str
+    idle_timeout_s: int
+    role: str
+    participant_id: str
+    username: str
+
+
+class MonitorApi:
+    """One monitor, many users: each call takes the caller's token (never stored here)."""
+
+    def __init__(self, base_url: str, *, ca_file: str | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._context: ssl.SSLContext | None = None
+        if self.base_url.startswith("https://"):
+            self._context = ssl.create_default_context(cafile=ca_file or None)
+            self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    # --- the calls the pages make ---------------------------------------------------------
+
+    def login(self, username: str, password: str) -> Login:
+        body = self._call("POST", "/api/v1/login", None, {"username": username, "password": password}, login=True)
+        return Login(str(body["token"]), str(body["expires_at"]), int(body["idle_timeout_s"]), str(body["role"]), str(body["participant_id"]), str(body["username"]))
+
+    def logout(self, token: str) -> None:
+        self._call("POST", "/api/v1/logout", token)
+
+    def sessions_of_day(self, token: str, day: str, tz: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/sessions?" + urlencode({"day": day, "tz": tz, "limit": "1000"}), token)["sessions"])
+
+    def session(self, token: str, session_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/sessions/{quote(session_id, safe='')}", token)
+
+    def session_samples(self, token: str, session_id: str, since_unix_s: float) -> list[dict[str, Any]]:
+        path = f"/api/v1/sessions/{quote(session_id, safe='')}/samples?" + urlencode({"since": f"{since_unix_s:.3f}"})
+        return list(self._call("GET", path, token)["samples"])
+
+    def session_alerts(self, token: str, session_id: str) -> list[dict[str, Any]]:
+        """The session's alerts, newest first: live ones say why and when it degraded or recovered."""
+        return list(self._call("GET", "/api/v1/alerts?" + urlencode({"session_id": session_id, "limit": "500"}), token)["alerts"])
+
+    def check(self, token: str, check_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/checks/{quote(check_id, safe='')}", token)
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            raise _failure(error.code, error.read(), login=login) from None
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, ssl.SSLError):
+                raise ApiFailure(0, "tls", "The monitor's certificate could not be verified; ask IT to check the dashboard's ca_file.") from None
+            raise ApiFailure(0, "unreachable", "The monitor is not reachable right now; try again shortly.") from None
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ApiFailure(0, "bad_answer", "The monitor gave an answer the dashboard cannot read.") from None
+
+
+def _failure(status: int, raw: bytes, *, login: bool) -> ApiFailure:
+    try:
+        error = json.loads(raw).get("error", {})
+        code = str(error.get("code", "")) if isinstance(error, dict) else ""
+    except (ValueError, AttributeError):
+        code = ""
+    if status == 401:
+        if login:
+            return ApiFailure(401, code or "invalid_login", "Wrong username or password (or the account is locked).")
+        return LoggedOut()
+    if status == 429 and login:
+        return ApiFailure(429, code or "rate_limited", "Too many login attempts: wait a minute and try again.")
+    return ApiFailure(status, code or "error", _SENTENCES.get(status, f"The monitor refused the request ({status})."))

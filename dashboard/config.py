@@ -1,0 +1,112 @@
+"""The dashboard's configuration: the ``[dashboard]`` table of a TOML file, validated once at
+start-up into a frozen object; the cookie-signing secret read from (or created in) its file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sessionready.config import ConfigError, decode_section, read_toml, section_of
+from sessionready.netaddr import is_loopback_host
+from sessionready.typed import limits
+
+SECRET_BYTES = 32  # 256 bits for HMAC-signing cookies
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Every key of ``[dashboard]`` with its default (docs/dashboard.md, dashboard/dashboard.sample.toml)."""
+
+    monitor_url: str = field(default="", metadata=limits(max_len=400))
+    ca_file: str = field(default="", metadata=limits(max_len=4096))
+    allow_insecure_http: bool = False
+    host: str = field(default="127.0.0.1", metadata=limits(max_len=255))
+    port: int = field(default=8050, metadata=limits(ge=0, le=65_535))
+    # Cookie-signing secret; empty: <state dir>/dashboard-secret.key, created 0600 if absent.
+    secret_key_file: str = field(default="", metadata=limits(max_len=4096))
+    # Idle limit of a dashboard login; the monitor's own expiry (expires_at) also applies.
+    session_minutes: int = field(default=60, metadata=limits(ge=1, le=24 * 60))
+    # An IANA zone for every viewer; empty: each viewer's browser zone.
+    time_zone: str = field(default="", metadata=limits(max_len=64))
+    # Mark cookies Secure. Set it when a TLS proxy serves the dashboard over https; requests
+    # that arrive over https get Secure cookies anyway.
+    cookie_secure: bool = False
+    request_timeout_s: float = field(default=10.0, metadata=limits(ge=0.5, le=120))
+
+
+def default_state_dir() -> Path:
+    """systemd's StateDirectory when run as a service, else the user's state directory."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "sessionready" / "dashboard"
+
+
+def load_dashboard_config(path: Path | None, **overrides: object) -> DashboardConfig:
+    """The file's ``[dashboard]`` table (if a file is given), then the non-None overrides; validated."""
+    config = DashboardConfig()
+    if path is not None:
+        document = read_toml(path)
+        table = section_of(document, path, "dashboard", {"dashboard"})
+        config = decode_section(DashboardConfig, table, path, "dashboard")
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    config = replace(config, **changes)
+    validate(config)
+    return config
+
+
+def validate(config: DashboardConfig) -> None:
+    """ConfigError with one sentence for anything the dashboard could not run with."""
+    monitor_base_url(config)
+    if config.ca_file and not os.path.isfile(config.ca_file):
+        raise ConfigError(f"the CA file {config.ca_file} does not exist")
+    if config.time_zone:
+        try:
+            ZoneInfo(config.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"time_zone '{config.time_zone}' is not a known IANA time zone (e.g. Europe/Berlin)") from None
+
+
+def monitor_base_url(config: DashboardConfig) -> str:
+    """The monitor's base URL without a trailing slash. Plain HTTP to another machine would carry
+    every user's password and session token in clear, so it needs ``allow_insecure_http``."""
+    raw = config.monitor_url.strip()
+    if not raw:
+        raise ConfigError("no monitor given: pass --monitor URL or set monitor_url in [dashboard]")
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"'{raw}' is not an http(s) URL (expected e.g. https://monitor.example.org:8470)")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("the monitor URL must be scheme, host, port and path only (no user, query or fragment)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not config.allow_insecure_http:
+        raise ConfigError(
+            f"refusing to send passwords and tokens in clear text to {parts.hostname}: use https://, "
+            "or set allow_insecure_http = true (--allow-insecure-http) if this network is trusted"
+        )
+    return raw.rstrip("/")
+
+
+def secret_key(config: DashboardConfig) -> bytes:
+    """The cookie-signing secret: the configured file, else one in the state directory, created
+    (0600) on first start. Logins live in memory and end with a restart; the secret is kept so
+    that a login form opened before a restart still posts."""
+    path = Path(config.secret_key_file) if config.secret_key_file else default_state_dir() / "dashboard-secret.key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(SECRET_BYTES) + "\n")
+        text = path.read_text().strip()
+    except FileExistsError:  # another process created it meanwhile
+        text = path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"cannot use the secret key file {path}: {error.strerror or error.__class__.__name__}") from None
+    if len(text) < 32:
+        raise ConfigError(f"the secret key file {path} holds fewer than 32 characters: use at least 128 random bits")
+    return text.encode()

@@ -1,0 +1,123 @@
+"""Today (``/``): the day's sessions in the viewer's zone, each with its flags and reasons.
+
+The list comes from one call (``GET /api/v1/sessions?day&tz``: session-level state and
+reasons); each end's own flag and check age need the session's detail, fetched for up to
+``MAX_DETAILS`` sessions that have not ended, a few at a time. Beyond that (a busy IT view)
+the per-end flags are on the session page and the list shows the session's flag and reasons.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from dash import Dash, Input, Output, dcc, html, no_update
+
+from dashboard.api import ApiFailure, LoggedOut
+from dashboard.errors import clear_error
+from dashboard.present import EndView, Flag, TodayRow, clock_time, day_in, end_views, today_rows
+
+if TYPE_CHECKING:
+    from dashboard.app import Context
+
+REFRESH_MS = 30_000
+MAX_DETAILS = 40
+DETAIL_WORKERS = 4
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H1("Today's sessions", id="today-title"),
+            html.P(id="today-subtitle", className="muted"),
+            dcc.Interval(id="today-interval", interval=REFRESH_MS),
+            dcc.Loading(html.Div(id="today-list", className="session-list"), type="dot", delay_show=500),
+        ],
+        className="page",
+    )
+
+
+def register(app: Dash, context: Context) -> None:
+    @app.callback(
+        Output("today-list", "children"),
+        Output("today-subtitle", "children"),
+        Input("today-interval", "n_intervals"),
+        Input("shell-tz", "data"),
+    )
+    def refresh(_: int | None, browser_zone: str | None):  # noqa: ANN202
+        if browser_zone is None and not context.fixed_zone:
+            return no_update, no_update  # the browser's zone arrives a moment later
+        zone = context.zone(browser_zone)
+        now = context.clock()
+        sessions = context.call(context.api.sessions_of_day, day_in(zone, now), zone.key)
+        details = fetch_details(context, sessions)
+        rows = today_rows(sessions, zone, now)
+        clear_error()
+        subtitle = f"{day_in(zone, now)} · times in {zone.key} · updated {clock_time(now, zone)}"
+        if not rows:
+            return empty_state(context.user().role), subtitle
+        return [card(row, details.get(row.session_id), context.user().role != "therapist") for row in rows], subtitle
+
+
+def fetch_details(context: Context, sessions: list[dict[str, Any]]) -> dict[str, list[EndView]]:
+    """Per-end flags of the sessions still to come or running (see the module's docstring)."""
+    wanted = [s["session_id"] for s in sessions if s["state"] in ("scheduled", "live")][:MAX_DETAILS]
+    if not wanted:
+        return {}
+    session = context.user()
+
+    def one(session_id: str) -> tuple[str, list[EndView]]:
+        try:
+            return session_id, end_views(context.api.session(session.token, session_id).get("risk"))
+        except LoggedOut:
+            raise
+        except ApiFailure:
+            return session_id, []  # gone meanwhile: the list still shows its own flag
+
+    with ThreadPoolExecutor(max_workers=DETAIL_WORKERS) as pool:
+        return dict(pool.map(one, wanted))
+
+
+def flag_badge(flag: Flag, prefix: str = "", **attrs: Any) -> html.Span:
+    return html.Span([html.Span(flag.icon, className="flag-icon", **{"aria-hidden": "true"}), f" {prefix}{flag.label}"], className=flag.css_class, **attrs)
+
+
+def card(row: TodayRow, ends: list[EndView] | None, show_therapist: bool) -> dcc.Link:
+    people = [html.Span(["Client ", html.B(row.client_id)])]
+    if show_therapist:
+        people.append(html.Span([" · Therapist ", html.B(row.therapist_id)]))
+    end_badges = [
+        html.Div([flag_badge(end.flag, f"{end.role.capitalize()}: "), html.Span(f" {end.check_age}", className="muted")], className="end-flag", **{"data-end": end.role})
+        for end in ends or []
+    ]
+    reasons = [
+        html.Li([html.Span(icon + " ", **{"aria-hidden": "true"}), html.B(f"{end}: ") if end else "", message, html.Br(), html.Span(action, className="action")], className="reason")
+        for icon, end, message, action in row.reasons
+    ]
+    badges = [flag_badge(row.flag, "", **{"data-role": "session-flag"})]
+    if row.live is not None:
+        badges.append(flag_badge(row.live, "", **{"data-role": "live-flag"}))
+    return dcc.Link(
+        html.Article(
+            [
+                html.Div([html.Span(row.time, className="session-time"), html.Span(row.relative, className="muted session-relative"), html.Span(row.state_label, className="session-state")], className="session-when"),
+                html.Div(people, className="session-people"),
+                html.Div(badges, className="session-flags"),
+                html.Div(end_badges, className="session-ends"),
+                html.Ul(reasons, className="reasons") if reasons else html.P("No problems known.", className="muted"),
+            ],
+            className="session-card" + (" stands-out" if row.stands_out else ""),
+            id=f"today-session-{row.session_id}",
+            **{"data-session": row.session_id},
+        ),
+        href=f"/session/{row.session_id}",
+        className="card-link",
+    )
+
+
+def empty_state(role: str) -> html.Div:
+    if role == "therapist":
+        hint = "Your sessions appear here once the practice calendar is imported: ask IT to import it, or to add your sessions."
+    else:
+        hint = "Import the practice calendar (sessionready monitor sessions import, or POST /api/v1/sessions/import; see docs/sessions.md), or add sessions through the API."
+    return html.Div([html.H2("No sessions today"), html.P(hint)], className="empty-state", id="today-empty")
