@@ -31,6 +31,7 @@ from sessionready.typed import encode, json_schema
 MAX_DAYS = 90
 DEFAULT_DAYS = 28
 TOP = 10
+LAST_DAY = date(2999, 12, 31)  # any later and a period's end could overflow the calendar
 LINK_TYPES: tuple[str, ...] = get_args(get_type_hints(SampleMachine)["link_type"])
 OS_NAMES: tuple[str, ...] = get_args(get_type_hints(Agent)["os"])
 PARAMS = ("from", "to", "tz", "therapist", "client", "agent", "link_type", "os")
@@ -139,7 +140,7 @@ async def get_trends(request: web.Request) -> web.Response:
 
 def _id_param(query: Mapping[str, str], name: str) -> str | None:
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     if not re.fullmatch(ID_PATTERN, value):
         raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
@@ -148,7 +149,7 @@ def _id_param(query: Mapping[str, str], name: str) -> str | None:
 
 def _choice_param(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     if value not in allowed:
         raise ApiError(400, "bad_parameter", f"'{name}' must be one of {', '.join(allowed)}", name)
@@ -165,20 +166,20 @@ def _day_param(query: Mapping[str, str], name: str) -> date | None:
         day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"'{name}' is not a real date", name) from None
-    if not date(1971, 1, 1) <= day <= date(9998, 12, 1):
-        raise ApiError(400, "bad_parameter", f"'{name}' must lie between 1971 and 9998", name)
+    if not date(1971, 1, 1) <= day <= LAST_DAY:
+        raise ApiError(400, "bad_parameter", f"'{name}' must lie between 1971 and 2999", name)
     return day
 
 
 def parse_query(query: Mapping[str, str], clock: Callable[[], float]) -> TrendQuery:
     """The request's parameters, validated; ApiError 400 names the first bad one."""
-    zone_name = query.get("tz") or "UTC"
+    zone_name = query.get("tz", "UTC")
     if len(zone_name) > 64:
         raise ApiError(400, "bad_parameter", "'tz' is an IANA zone such as Europe/Berlin, or an offset such as +02:00", "tz")
     zone = query_zone(zone_name)
     first, last = _day_param(query, "from"), _day_param(query, "to")
     if last is None:
-        last = datetime.fromtimestamp(clock(), zone).date() if first is None else min(first + timedelta(days=DEFAULT_DAYS - 1), date(9998, 12, 1))
+        last = datetime.fromtimestamp(clock(), zone).date() if first is None else min(first + timedelta(days=DEFAULT_DAYS - 1), LAST_DAY)
     if first is None:
         first = last - timedelta(days=DEFAULT_DAYS - 1)
     if last < first:
@@ -360,8 +361,8 @@ def openapi_paths(components: dict[str, Any]) -> dict[str, Any]:
         "401": {**error, "description": "Missing, invalid or revoked token."},
         "403": {**error, "description": "Only it and admin tokens and logins."},
     }
-    day = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-    zone = {"type": "string", "maxLength": 64, "pattern": r"^([A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*|[+-][0-9]{2}:[0-9]{2})$"}
+    day = {"type": "string", "format": "date", "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$"}
+    zone = {"type": "string", "maxLength": 64, "pattern": r"^([A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"}
     identifier = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
     parameters = [
         {"name": "from", "in": "query", "required": False, "description": f"first day (YYYY-MM-DD, in tz); default {DEFAULT_DAYS} days before 'to'", "schema": day},

@@ -100,6 +100,8 @@ class Monitor:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
 
@@ -107,13 +109,13 @@ def start_monitor(data_dir: Path, *extra: str, host: str = "127.0.0.1", scheme_h
     """Start a monitor on an ephemeral port and wait until it says where it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}-monitor.log"
-    stderr = stderr_path.open("w")
-    process = subprocess.Popen(
-        [*SESSIONREADY, "monitor", "--data-dir", str(data_dir), "--host", host, "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
+    with stderr_path.open("w") as stderr:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [*SESSIONREADY, "monitor", "--data-dir", str(data_dir), "--host", host, "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     deadline = time.monotonic() + 30
     line = ""
     while time.monotonic() < deadline:

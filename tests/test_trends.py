@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from monitor.openapi import openapi_document
 from monitor.store import SQLiteStore, TokenInfo, open_store
-from monitor.store_trends import HISTOGRAMS, JITTER, LOSS, MOS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
+from monitor.store_trends import HISTOGRAMS, JITTER, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
 from monitor.trends import TrendQuery, build_trends
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode
@@ -185,6 +186,18 @@ def test_filters_select_agents_participants_links_and_systems(store: SQLiteStore
     assert {n.link_type: n.samples for n in unfiltered.worst_networks} == {"cellular": 20, "wired": 10, "wifi": 5}
 
 
+def test_agent_ranking_counts_whole_days_and_edge_hours_alike(store: SQLiteStore) -> None:
+    agent = store.create_token("client", "c-rank")[0]
+    rng = random.Random(5)
+    ingest(store, agent, [envelope(DAY0 + rng.uniform(0, 4 * 86400), loss=(rng.choice([0.0, 0.05]), 0.0), mos=rng.uniform(2.5, 4.4)) for _ in range(600)])
+    hour0 = int(DAY0 // 3600)
+    for first, last in [(hour0 + 5, hour0 + 90), (hour0 + 1, hour0 + 20), (hour0, hour0 + 96), (hour0 + 30, hour0 + 49)]:
+        (ranked,) = store.trend_agents(first, last, TrendFilter())
+        hours = store.trend_hours(first, last, TrendFilter(agent_id=agent.token_id))
+        for column in RANK_COLUMNS:
+            assert ranked.counts[column] == pytest.approx(sum(h.counts[column] for h in hours)), (first, last, column)
+
+
 def _session(store: SQLiteStore, session_id: str, start: float, therapist: str = "t-s", client: str = "c-s",
              flagged: str | None = None, degraded: bool = False) -> None:  # fmt: skip
     store.create_session(session_id, therapist, client, int(start), 3000)
@@ -226,6 +239,7 @@ def _rollup_rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as db:
         rows = db.execute(f"SELECT agent_id, participant_id, hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_agent_hour ORDER BY 1, 3, 4, 5").fetchall()
         rows += db.execute(f"SELECT hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour ORDER BY 1, 2, 3").fetchall()
+        rows += db.execute(f"SELECT agent_id, day, link_type, os, {', '.join(RANK_COLUMNS)} FROM trend_agent_day ORDER BY 1, 2, 3, 4").fetchall()
     return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
 
 
@@ -344,4 +358,8 @@ staff_schema = schemathesis.openapi.from_dict(openapi_document()).include(path_r
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_staff_endpoints_answer_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor) -> None:
     token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-params"))
-    case.call_and_validate(base_url=shared_monitor.url, headers={"Authorization": f"Bearer {token}"})
+    # Some schema-valid requests are rightly refused: a zone name that matches the pattern but
+    # names no zone, 'to' before 'from', more than 90 days. JSON Schema cannot say those, so the
+    # "valid data is accepted" check is left out; every other check (invalid data is refused,
+    # no 5xx, answers match the document) runs.
+    case.call_and_validate(base_url=shared_monitor.url, headers={"Authorization": f"Bearer {token}"}, excluded_checks=[positive_data_acceptance])

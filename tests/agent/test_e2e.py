@@ -18,10 +18,13 @@ from pathlib import Path
 from yarl import URL
 
 from agents.daemon.spool import Spool
-from tests.agent.test_daemon import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, start_agent, unix, wait_for  # noqa: F401 - start_agent is a fixture
+from tests.agent import test_daemon
+from tests.agent.test_daemon import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, unix, wait_for
 from tests.agent.test_reports_api import new_token
 from tests.agent.test_spool import make_sample
 from tests.conftest import Monitor, start_monitor
+
+start_agent = test_daemon.start_agent  # the fixture that starts (and at the end kills) agents
 
 # Small intervals: two machine samples a second, a network burst every second.
 FAST = "machine_interval_s = 0.5\nbackground_interval_s = 1\nburst_seconds = 0.5\nsessions_poll_s = 0.5\n"
@@ -101,7 +104,7 @@ def iso(moment: float) -> str:
 # --- monitor stopped and restarted ---------------------------------------------------------------
 
 
-def test_monitor_restart_every_report_arrives_once_in_order(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+def test_monitor_restart_every_report_arrives_once_in_order(tmp_path: Path, start_agent) -> None:  # noqa: ANN001
     monitor = start_monitor(tmp_path / "monitor")
     running = [monitor]
     try:
@@ -140,7 +143,7 @@ BACKLOG = 5000  # reports waiting when the monitor returns: some 50 batches to d
 KILL_DELAYS_S = (0.0, 0.03, 0.08, 0.15, 0.25, 0.05, 0.12, 0.01)  # after a batch of the agent's arrived
 
 
-def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path: Path, start_agent) -> None:  # noqa: ANN001
     monitor = start_monitor(tmp_path / "monitor")
     token = new_token(monitor, "client", "e2e-kill")
     staff = new_token(monitor, "it", "staff")
@@ -149,8 +152,8 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
     config = agent_config(monitor, tmp_path, FAST)
     monitor.stop()
     running: list[Monitor] = []
-    # The agent was offline for an hour: its spool holds a backlog (written through the
-    # spool's own API, as the daemon does), then it starts and measures with the monitor down.
+    # The agent was cut off for a long time: its spool holds a backlog (written through the
+    # spool's own API, as the daemon does). It starts, and measures, with the monitor down.
     spool = Spool(tmp_path / "spool.sqlite3", 20_000_000)
     begin = time.time() - BACKLOG
     for index in range(BACKLOG):
@@ -178,7 +181,8 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
         try:
             wait_for(lambda: (s := agent_status(monitor, staff, me))["last_seen"] != seen and s["spool"]["pending"] <= 5, 120, "the backlog to drain")
         except AssertionError as error:
-            raise AssertionError(f"{error}; agent exit {agent.process.poll()}, {agent_status(monitor, staff, me)}, kills {kills}, log {agent.log.read_text()[-4000:]}") from None
+            state = f"agent exit code {agent.process.poll()}, status {agent_status(monitor, staff, me)}, kills {kills}"
+            raise AssertionError(f"{error}; {state}; agent log: {agent.log.read_text()[-4000:]}") from None
         code, _ = agent.stop()
         assert code == 0
         last_seq, pending, dropped = spool_after(agent)
@@ -192,17 +196,19 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
     seqs = [s["seq"] for s in stored]
     assert len(set(seqs)) == len(seqs) == len(stored), "no report stored twice"
     assert seqs == list(range(1, last_seq + 1)), "no report lost"
+    received = [s["received_at"] for s in stored]
+    assert received == sorted(received), "in order, across kills too"
     assert last_seq > BACKLOG, "the killed agents measured too"
     # Some kills came after the monitor had stored a batch and before the spool let it go:
     # the next agent sent it again and the monitor recognised every report of it.
     assert duplicates > 0
-    print(f"kill: {last_seq} reports, {len(kills)} kills {kills}, {duplicates:.0f} re-sent reports answered as duplicate")
+    print(f"kill: {last_seq} reports, {len(kills)} kills, {duplicates:.0f} re-sent reports answered as duplicate; {kills}")
 
 
 # --- a full spool ---------------------------------------------------------------------------------
 
 
-def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_path: Path, start_agent) -> None:  # noqa: ANN001
     monitor = start_monitor(tmp_path / "monitor")
     running = [monitor]
     admin, staff = new_token(monitor, "admin", "ops"), new_token(monitor, "it", "staff")
@@ -248,6 +254,8 @@ def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_
 
     assert pending == 0 and dropped >= 3
     assert [c["report"]["session_id"] for c in arrived] == ["s-full"], "the check was kept and arrived"
+    network = arrived[0]["report"]["network"]
+    assert network["throughput_mbps"]["down"] is not None, "the check ran against a live monitor, which died in its upload"
     # The count reached the monitor: in the agent list and in /metrics.
     assert status["dropped_background"] == dropped and exported == dropped
     seqs = [s["seq"] for s in stored]
@@ -263,11 +271,12 @@ def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_
 # --- live mode for the session's duration ---------------------------------------------------------
 
 
-def test_live_reports_every_2_seconds_until_the_planned_end_then_background(tmp_path: Path, start_agent) -> None:  # noqa: ANN001, F811
+def test_live_reports_every_2_seconds_until_the_planned_end_then_background(tmp_path: Path, start_agent) -> None:  # noqa: ANN001
     monitor = start_monitor(tmp_path / "monitor")
     try:
         admin, token = new_token(monitor, "admin", "ops"), new_token(monitor, "client", "e2e-live")
-        config = agent_config(monitor, tmp_path, "machine_interval_s = 0.5\nbackground_interval_s = 3600\nburst_seconds = 0.5\nsessions_poll_s = 0.5\npre_session_lead_minutes = 0\n")
+        # Machine samples only in background mode: they show at once when it resumes.
+        config = agent_config(monitor, tmp_path, FAST.replace("background_interval_s = 1", "background_interval_s = 3600") + "pre_session_lead_minutes = 0\n")
         agent = start_agent(config, token)
         wait_for(lambda: len(stored_samples(monitor, token)) >= 2, 20, "background samples")
         # A session already in progress (planned sessions last at least a minute): it ends
