@@ -305,7 +305,7 @@ async def import_sessions_http(url: str, it_token: str, profiles: list[Profile],
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        # Participants first: the import refuses none, but registering says who is who.
+        # The import registers participants the first time a session names them (docs/sessions.md).
         for start in range(0, len(sessions), 20_000):
             body = _session_csv(profiles, sessions[start : start + 20_000])
             async with session.post(

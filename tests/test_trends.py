@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from monitor.openapi import openapi_document
 from monitor.store import SQLiteStore, TokenInfo, open_store
-from monitor.store_trends import HISTOGRAMS, JITTER, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
+from monitor.store_trends import HISTOGRAMS, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
 from monitor.trends import TrendQuery, build_trends
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode
