@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.core import Context, Section, spread, table
 from monitor.risk import RiskConfig
 from monitor.risk_service import RiskService, RiskTimes
-from monitor.store import open_store
+from monitor.store import SQLiteStore, open_store
 from sessionready import schema
 from sessionready.typed import decode
 
@@ -59,10 +59,10 @@ def _reference_s() -> float:
     return time.perf_counter() - started
 
 
-def risk_evaluation(context: Context) -> Section:
-    rng = random.Random(5)
-    sessions = 100 if context.quick else 1000
-    store = open_store(context.workdir / "monitor")
+def build_dataset(directory: Path, sessions: int, rng: random.Random) -> tuple[SQLiteStore, float, int, int, float]:
+    """A store with ``sessions`` upcoming sessions and a week of history behind each end.
+    Returns the store, "now", the number of samples and of past sessions, and the load time."""
+    store = open_store(directory)
     now = float(int(time.time()))
     base_report = decode(schema.CheckReport, _report())
     loading = time.monotonic()
@@ -92,8 +92,13 @@ def risk_evaluation(context: Context) -> Section:
             store.set_session_state(info.session_id, "ended", now - day * DAY + 3000, "agents_stopped")
             past += 1
         store.create_session(f"up-{index:04d}", therapist, client, int(now + 600 + rng.random() * 6600), 3000)
-    load_s = time.monotonic() - loading
+    return store, now, samples, past, time.monotonic() - loading
 
+
+def risk_evaluation(context: Context) -> Section:
+    rng = random.Random(5)
+    sessions = 100 if context.quick else 1000
+    store, now, samples, past, load_s = build_dataset(context.workdir / "monitor", sessions, rng)
     service = RiskService(store, RiskConfig(), RiskTimes(), submit=None, clock=lambda: now)
     references = [_reference_s()]
     started = time.perf_counter()

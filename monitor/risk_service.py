@@ -21,7 +21,7 @@ from monitor.alerts import AlertEvent, AlertReason
 from monitor.live_risk import LiveSample, LiveState, LiveTracker, LiveTransition
 from monitor.risk import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
 from monitor.store import Store
-from monitor.store_risk import RiskSession, RiskSnapshot
+from monitor.store_risk import RiskRow, RiskSession, RiskSnapshot
 from sessionready.typed import SchemaError, decode, encode
 
 log = logging.getLogger("sessionready.monitor.risk")
@@ -77,27 +77,30 @@ class RiskService:
         snapshot = self._store.risk_snapshot(
             now, self._times.horizon_s, now - self._config.samples_window_s, now - HISTORY_S
         )
-        results = []
-        for session in snapshot.sessions:
-            risk = assess_session(self._inputs(session, snapshot), self._config, now)
-            results.append(risk)
-            causes = [f"{r.end}:{r.cause}" for r in risk.reasons]
-            reasons = [encode(r) for r in risk.reasons]
-            changed = self._store.save_risk(session.session_id, risk.state, causes, encode(risk), reasons, now)
-            if changed:
+        ends: dict[tuple[str, str], EndInputs] = {}  # a therapist's end is the same in all their sessions
+        results = [assess_session(self._inputs(session, snapshot, ends), self._config, now) for session in snapshot.sessions]
+        rows = [
+            RiskRow(risk.session_id, risk.state, [f"{r.end}:{r.cause}" for r in risk.reasons], encode(risk), [encode(r) for r in risk.reasons])
+            for risk in results
+        ]
+        changed = self._store.save_risks(rows, now)  # one transaction for the whole pass
+        for session, risk, row in zip(snapshot.sessions, results, rows):
+            if session.session_id in changed:
                 log.info(
                     "session risk changed",
-                    extra={"fields": {"session_id": session.session_id, "state": risk.state, "causes": causes}},
+                    extra={"fields": {"session_id": session.session_id, "state": risk.state, "causes": row.causes}},
                 )
             if session.state == "scheduled" and session.start_at_s - now <= self._times.alert_lead_s:
                 self._alert_upcoming(session, risk, now)
         return results
 
-    def _inputs(self, session: RiskSession, snapshot: RiskSnapshot) -> SessionInputs:
+    def _inputs(self, session: RiskSession, snapshot: RiskSnapshot, ends: dict[tuple[str, str], EndInputs]) -> SessionInputs:
         def end(participant: str, role: str) -> EndInputs:
+            if (participant, role) in ends:
+                return ends[participant, role]
             background = snapshot.background.get(participant)
             history = snapshot.history.get(participant)
-            return EndInputs(
+            ends[participant, role] = EndInputs(
                 participant_id=participant,
                 role=role,  # type: ignore[arg-type]
                 last_seen_unix=snapshot.last_seen.get(participant),
@@ -105,6 +108,7 @@ class RiskService:
                 samples=RecentSamples.from_samples(background) if background else None,
                 history=HistorySummary.from_records(history, limit=self._config.history_sessions * 12) if history else None,
             )
+            return ends[participant, role]
 
         return SessionInputs(
             session_id=session.session_id,

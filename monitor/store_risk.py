@@ -55,6 +55,17 @@ class RiskSnapshot:
 
 
 @dataclass(frozen=True)
+class RiskRow:
+    """One session's assessment to store: its state, "end:cause" list, the SessionRisk and its reasons as JSON."""
+
+    session_id: str
+    state: str
+    causes: list[str]
+    assessment: dict[str, object]
+    reasons: list[dict[str, object]]
+
+
+@dataclass(frozen=True)
 class RiskChange:
     at: float  # unix seconds
     state: str
@@ -156,27 +167,34 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         return RiskSnapshot(sessions, latest, {p: last_seen[p] for p in participants if p in last_seen}, background, history)
 
     def save_risk(self, session_id: str, state: str, causes: Iterable[str], assessment: dict[str, object], reasons: list[dict[str, object]], at: float) -> bool:
-        """Store a session's assessment; True when state or causes changed (a history row is added)."""
-        causes_json = json.dumps(list(causes))
+        """Store one session's assessment; True when state or causes changed (a history row is added)."""
+        return bool(self.save_risks([RiskRow(session_id, state, list(causes), assessment, reasons)], at))
+
+    def save_risks(self, rows: Iterable[RiskRow], at: float) -> set[str]:
+        """Store assessments in one transaction; the ids whose state or causes changed (each gets a history row)."""
+        changed: set[str] = set()
         with self._transaction() as db:
-            row = db.execute("SELECT state, causes FROM session_risk WHERE session_id = ?", (session_id,)).fetchone()
-            changed = row is None or (row[0], row[1]) != (state, causes_json)
-            if row is None:
-                db.execute(
-                    "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (session_id, state, causes_json, json.dumps(assessment), at, at),
-                )
-            else:
-                db.execute(
-                    "UPDATE session_risk SET state = ?, causes = ?, assessment = ?, evaluated_at = ?,"
-                    " changed_at = CASE WHEN ? THEN ? ELSE changed_at END WHERE session_id = ?",
-                    (state, causes_json, json.dumps(assessment), at, changed, at, session_id),
-                )
-            if changed:
-                db.execute(
-                    "INSERT INTO session_risk_history (session_id, at, state, reasons) VALUES (?, ?, ?, ?)",
-                    (session_id, at, state, json.dumps(reasons)),
-                )
+            for row in rows:
+                causes_json = json.dumps(row.causes)
+                stored = db.execute("SELECT state, causes FROM session_risk WHERE session_id = ?", (row.session_id,)).fetchone()
+                differs = stored is None or (stored[0], stored[1]) != (row.state, causes_json)
+                if stored is None:
+                    db.execute(
+                        "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (row.session_id, row.state, causes_json, json.dumps(row.assessment), at, at),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE session_risk SET state = ?, causes = ?, assessment = ?, evaluated_at = ?,"
+                        " changed_at = CASE WHEN ? THEN ? ELSE changed_at END WHERE session_id = ?",
+                        (row.state, causes_json, json.dumps(row.assessment), at, differs, at, row.session_id),
+                    )
+                if differs:
+                    changed.add(row.session_id)
+                    db.execute(
+                        "INSERT INTO session_risk_history (session_id, at, state, reasons) VALUES (?, ?, ?, ?)",
+                        (row.session_id, at, row.state, json.dumps(row.reasons)),
+                    )
         return changed
 
     def save_live(self, session_id: str, tracker_json: str, live_state: str, client_mos: float | None, therapist_mos: float | None, at: float) -> None:
