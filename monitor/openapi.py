@@ -51,6 +51,19 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 @cache
 def openapi_document() -> dict[str, Any]:
+    """The document, with the answers every operation can give added to each: 415 for a
+    request with Content-Encoding (refused before routing), 401 where a token is needed."""
+    document = _document()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.setdefault("415", _json(_ERROR, "Request bodies are sent without Content-Encoding"))
+            if operation.get("security") != []:
+                responses.setdefault("401", _json(_ERROR, "Missing, invalid or revoked token."))
+    return document
+
+
+def _document() -> dict[str, Any]:
     components: dict[str, Any] = {}
     report_ref = json_schema(CheckReport, components)
     enroll_request = json_schema(EnrollRequest, components)

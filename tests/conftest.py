@@ -151,3 +151,14 @@ def require_or_fail(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must provide it: see 'make system-deps')")
     pytest.skip(reason)
+
+
+def fuzz_auth(case, token: str) -> dict[str, str]:  # noqa: ANN001 - a schemathesis Case
+    """The bearer header for a fuzzed request, unless schemathesis is testing a request with
+    broken or missing headers: adding our token back would turn its bad request into a good one."""
+    from schemathesis.generation.meta import GenerationMode, ParameterLocation
+
+    header = case.meta.components.get(ParameterLocation.HEADER) if case.meta is not None else None
+    if header is not None and header.mode == GenerationMode.NEGATIVE:
+        return {}
+    return {"Authorization": f"Bearer {token}"}

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from monitor.openapi import openapi_document
-from tests.conftest import Monitor
+from tests.conftest import Monitor, fuzz_auth
 
 # The download streams as many bytes as asked for (up to 1 GiB): fuzzing it would only
 # measure loopback bandwidth. Its bounds are tested directly in test_monitor_api.py.
@@ -23,4 +23,4 @@ def fuzz_token(shared_monitor: Monitor) -> str:
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_answers_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor, fuzz_token: str) -> None:
-    case.call_and_validate(base_url=shared_monitor.url, headers={"Authorization": f"Bearer {fuzz_token}"})
+    case.call_and_validate(base_url=shared_monitor.url, headers=fuzz_auth(case, fuzz_token))

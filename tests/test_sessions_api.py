@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from monitor.openapi import openapi_document
-from tests.conftest import Monitor, run_cli, start_monitor
+from tests.conftest import Monitor, fuzz_auth, run_cli, start_monitor
 
 DATA = Path(__file__).parent / "data" / "calendar"
 SESSIONS = "/api/v1/sessions"
@@ -385,7 +385,7 @@ def test_staff_api_answers_every_input_as_documented(case: schemathesis.Case, fu
     # a real time zone, a taken id) turn some schema-valid requests into 400/409 by design.
     case.call_and_validate(
         base_url=monitor.url,
-        headers={"Authorization": f"Bearer {token}"},
+        headers=fuzz_auth(case, token),
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
 
