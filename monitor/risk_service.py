@@ -64,13 +64,16 @@ class RiskService:
         self._tracker = LiveTracker(config.live)
         self._summaries: dict[str, CheckSummary | None] = {}  # by check id: a check never changes
         self._busy = threading.Lock()  # one pass at a time: the loop's, or a caller's (tests, benchmarks)
+        self.evaluations = 0  # passes over the upcoming sessions so far
 
     # --- upcoming sessions ------------------------------------------------------------------
 
     def evaluate(self) -> list[SessionRisk]:
         """Assess every session starting within the horizon or under way; store what changed."""
         with self._busy:
-            return self._evaluate()
+            results = self._evaluate()
+            self.evaluations += 1
+            return results
 
     def _evaluate(self) -> list[SessionRisk]:
         now = self._clock()

@@ -64,6 +64,12 @@ class Practice:
         self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
         self.seq: dict[str, int] = {}
         self.staff = self.token("it", "staff-it")
+        # The monitor assesses once as it starts (then hourly, with this config): let that pass
+        # happen first, so that every later change is one the test made.
+        deadline = time.monotonic() + 30
+        while self.risk.evaluations < 1:
+            assert time.monotonic() < deadline, "the risk engine's first pass never ran"
+            time.sleep(0.05)
 
     async def _start(self) -> str:
         await self._runner.setup()
