@@ -355,7 +355,7 @@ staff_schema = schemathesis.openapi.from_dict(openapi_document()).include(path_r
 
 
 @staff_schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_staff_endpoints_answer_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor) -> None:
     token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-params"))
     # Some schema-valid requests are rightly refused: a zone name that matches the pattern but
