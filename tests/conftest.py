@@ -72,6 +72,16 @@ class Monitor:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
 
+    def login(self, username: str, role: str, participant: str | None = None, password: str = "a long enough password") -> str:
+        """Create a dashboard user with the CLI and log in: the user session token."""
+        extra = ["--participant", participant] if participant else []
+        created = run_cli("monitor", "user", "create", "--username", username, "--role", role, *extra, "--password-stdin",
+                          "--data-dir", str(self.data_dir), input=password + "\n")  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        status, body = self.json("POST", "/api/v1/login", None, {"username": username, "password": password})
+        assert status == 201, body
+        return body["token"]
+
     def request(self, method: str, path: str, token: str | None = None, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(f"{self.url}{path}", data=body, method=method, headers=dict(headers or {}))
         if token is not None:

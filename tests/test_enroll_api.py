@@ -7,21 +7,11 @@ import pytest
 
 from tests.conftest import Monitor, run_cli
 
-PASSWORD = "a long enough password"
 
-
-def _login(monitor: Monitor, username: str, role: str, participant: str | None = None) -> str:
-    extra = ["--participant", participant] if participant else []
-    created = run_cli("monitor", "user", "create", "--username", username, "--role", role, *extra, "--password-stdin",
-                      "--data-dir", str(monitor.data_dir), input=PASSWORD + "\n")  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    status, body = monitor.json("POST", "/api/v1/login", None, {"username": username, "password": PASSWORD})
-    assert status == 201, body
-    return body["token"]
 
 
 def test_it_login_creates_lists_and_revokes_codes(monitor: Monitor) -> None:
-    staff = _login(monitor, "it.agents", "it")
+    staff = monitor.login("it.agents", "it")
     status, created = monitor.json("POST", "/api/v1/enrollments", staff, {"role": "client", "participant_id": "c-enrol", "ttl_hours": 2})
     assert status == 201, created
     code, record = created["code"], created["enrollment"]
@@ -62,7 +52,7 @@ def test_only_staff_may_manage_codes(monitor: Monitor) -> None:
         monitor.token("therapist", "t-x"),
         monitor.token("client", "c-x"),
         monitor.token("metrics", "prom"),
-        _login(monitor, "th.x", "therapist", "t-x"),
+        monitor.login("th.x", "therapist", "t-x"),
     ]
     for token in outsiders:
         assert monitor.json("POST", "/api/v1/enrollments", token, {"role": "client", "participant_id": "c-y"})[0] == 403

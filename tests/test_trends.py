@@ -24,10 +24,9 @@ from monitor.store_trends import HISTOGRAMS, LOSS, MOS, RANK_COLUMNS, ROLLUP_COL
 from monitor.trends import TrendQuery, build_trends
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode
-from tests.conftest import Monitor, fuzz_auth, run_cli
+from tests.conftest import Monitor, fuzz_auth
 
 SPOOL = SpoolStatus(0, 0, 0)
-PASSWORD = "a long enough password"
 
 
 def envelope(taken_at: float, *, rtt: float = 30.0, jitter: tuple[float, float] = (2.0, 3.0), loss: tuple[float, float] = (0.0, 0.0),
@@ -289,15 +288,6 @@ def _raw(envelope_: ReportEnvelope) -> dict:
 # --- over HTTP -----------------------------------------------------------------------------
 
 
-def _user_token(monitor: Monitor, username: str, role: str, participant: str | None = None) -> str:
-    extra = ["--participant", participant] if participant else []
-    created = run_cli("monitor", "user", "create", "--username", username, "--role", role, *extra, "--password-stdin",
-                      "--data-dir", str(monitor.data_dir), input=PASSWORD + "\n")  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    status, body = monitor.json("POST", "/api/v1/login", None, {"username": username, "password": PASSWORD})
-    assert status == 201, body
-    return body["token"]
-
 
 def test_trends_over_http_for_staff_only(monitor: Monitor) -> None:
     client = monitor.token("client", "c-http")
@@ -306,13 +296,13 @@ def test_trends_over_http_for_staff_only(monitor: Monitor) -> None:
     assert status == 200 and {r["status"] for r in body["results"]} == {"stored"}
     path = "/api/v1/trends?from=2026-03-02&to=2026-03-03&tz=Europe/Berlin"
 
-    for token in (monitor.token("it", "it-1"), _user_token(monitor, "it.user", "it"), monitor.token("admin", "adm")):
+    for token in (monitor.token("it", "it-1"), monitor.login("it.user", "it"), monitor.token("admin", "adm")):
         status, body = monitor.json("GET", path, token)
         assert status == 200, body
         assert [d["samples"] for d in body["days"]] == [23, 7]  # Berlin is UTC+1: the first UTC hour belongs to 2 March
         assert set(body) == {"tz", "days", "weeks", "heatmap", "worst_agents", "worst_networks"}
         assert body["days"][0]["rtt_p50_ms"] == pytest.approx(30.0, rel=0.2)
-    for token in (monitor.token("therapist", "t-http"), client, _user_token(monitor, "th.user", "therapist", "t-http")):
+    for token in (monitor.token("therapist", "t-http"), client, monitor.login("th.user", "therapist", "t-http")):
         status, body = monitor.json("GET", path, token)
         assert status == 403 and body["error"]["code"] == "forbidden"
     assert monitor.json("GET", path)[0] == 401
