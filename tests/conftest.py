@@ -72,6 +72,13 @@ class Monitor:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
 
+    def kept_token(self, role: str, participant: str) -> str:
+        """One token per role for the monitor's lifetime, made on first use: fuzzers ask for it
+        on every example, and a CLI process per example cost most of their time."""
+        if role not in self.tokens:
+            self.tokens[role] = self.token(role, participant)
+        return self.tokens[role]
+
     def login(self, username: str, role: str, participant: str | None = None, password: str = "a long enough password") -> str:
         """Create a dashboard user with the CLI and log in: the user session token."""
         extra = ["--participant", participant] if participant else []

@@ -76,14 +76,14 @@ def test_only_staff_may_manage_codes(monitor: Monitor) -> None:
     ],
 )
 def test_bad_requests_are_refused_and_create_nothing(shared_monitor: Monitor, payload: dict, field: str) -> None:
-    token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-enrol"))
+    token = shared_monitor.kept_token("it", "it-enrol")
     status, body = shared_monitor.json("POST", "/api/v1/enrollments", token, payload)
     assert status == 400 and body["error"]["field"] == field, body
     assert shared_monitor.json("GET", "/api/v1/enrollments", token)[1]["enrollments"] == []
 
 
 def test_revoking_unknown_or_malformed_ids(shared_monitor: Monitor) -> None:
-    token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-enrol"))
+    token = shared_monitor.kept_token("it", "it-enrol")
     assert shared_monitor.json("DELETE", "/api/v1/enrollments/0123456789ab", token)[0] == 404
     status, body = shared_monitor.json("DELETE", "/api/v1/enrollments/not-an-id", token)
     assert status == 400 and body["error"]["field"] == "code_id"

@@ -325,14 +325,14 @@ def test_trends_over_http_for_staff_only(monitor: Monitor) -> None:
     ],
 )
 def test_bad_parameters_are_refused_with_400(shared_monitor: Monitor, query_string: str, field: str) -> None:
-    token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-params"))
+    token = shared_monitor.kept_token("it", "it-params")
     status, body = shared_monitor.json("GET", "/api/v1/trends?" + query_string, token)
     assert status == 400, body
     assert body["error"]["field"] == field
 
 
 def test_ninety_days_are_allowed(shared_monitor: Monitor) -> None:
-    token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-params"))
+    token = shared_monitor.kept_token("it", "it-params")
     status, body = shared_monitor.json("GET", "/api/v1/trends?" + urllib.parse.urlencode({"from": "2026-01-01", "to": "2026-03-31", "tz": "+05:30"}), token)
     assert status == 200 and len(body["days"]) == 90
     status, body = shared_monitor.json("GET", "/api/v1/trends", token)
@@ -347,7 +347,7 @@ staff_schema = schemathesis.openapi.from_dict(openapi_document()).include(path_r
 @staff_schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_staff_endpoints_answer_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor) -> None:
-    token = shared_monitor.tokens.setdefault("it", shared_monitor.token("it", "it-params"))
+    token = shared_monitor.kept_token("it", "it-params")
     # Some schema-valid requests are rightly refused: a zone name that matches the pattern but
     # names no zone, 'to' before 'from', more than 90 days. JSON Schema cannot say those, so the
     # "valid data is accepted" check is left out; every other check (invalid data is refused,
