@@ -53,6 +53,13 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         raise
     except asyncio.CancelledError:
         raise
+    except ConnectionError:
+        # The client went away mid-request (the check aborts its upload streams at their
+        # deadline): nothing went wrong here, and nobody is left to read an answer.
+        log.info("client went away during %s %s", request.method, request.path)
+        response = json_error(400, "connection_lost", "the connection was lost before the request was read")
+        response.force_close()
+        return response
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal_error", "the monitor hit an internal error; it has been logged")

@@ -7,6 +7,7 @@ import gzip
 import json
 import signal
 import socket
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -136,6 +137,23 @@ def test_upload_sink_counts_bytes(shared_monitor: Monitor) -> None:
     token = shared_monitor.token("client", "c-ul")
     status, raw = shared_monitor.request("POST", "/api/v1/probe/upload", token, b"x" * 300_000, {"Content-Type": "application/octet-stream"})
     assert status == 200 and json.loads(raw)["received_bytes"] == 300_000
+
+
+def test_an_upload_cut_off_by_the_client_is_no_error(shared_monitor: Monitor) -> None:
+    """The check aborts its upload streams at their deadline (a reset, not a close): the
+    monitor must take that as the client leaving, not log an internal error."""
+    token = shared_monitor.token("client", "c-cut")
+    host, port = shared_monitor.url.removeprefix("http://").rsplit(":", 1)
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            head = f"POST /api/v1/probe/upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
+            sock.sendall(head.encode() + b"x" * 200_000)
+            time.sleep(0.2)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+    status, raw = shared_monitor.request("POST", "/api/v1/probe/upload", token, b"x" * 1000, {"Content-Type": "application/octet-stream"})
+    assert status == 200, raw  # still serving
+    time.sleep(0.3)
+    assert "unhandled error" not in shared_monitor.logs() and "Traceback" not in shared_monitor.logs()
 
 
 def test_revoked_token_stops_working_at_once(shared_monitor: Monitor) -> None:
