@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 ActionKind = Literal["check", "network", "machine"]
 FINISHED = ("ended", "cancelled")
+# How long past its planned end a session the monitor still calls live is followed. The
+# monitor ends a live session once both agents fall quiet after its planned end, so without a
+# limit each would keep the other going; 15 minutes covers a session that runs over.
+LIVE_OVERRUN_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -99,14 +103,19 @@ class Plan:
 
 
 def live_session(now: float, sessions: Iterable[KnownSession]) -> KnownSession | None:
-    """The session in progress. With several (an overrunning session and the next one), the
-    one the monitor says is live wins, then the one that started last."""
-    running = [
-        s for s in sessions if s.state not in FINISHED and (s.state == "live" or s.start_unix <= now < s.end_unix)
-    ]
-    if not running:
-        return None
-    return max(running, key=lambda s: (s.state == "live", s.start_unix, s.session_id))
+    """The session in progress. A session in its planned window beats one that runs over: the
+    person cannot be in both, so the next session's start means the earlier one is over. Among
+    equals the one the monitor says is live wins, then the one that started last. A session the
+    monitor calls live is followed from whenever that is (the therapist opened early) until
+    ``LIVE_OVERRUN_S`` past its planned end."""
+    candidates = []
+    for s in sessions:
+        if s.state in FINISHED:
+            continue
+        in_window = s.start_unix <= now < s.end_unix
+        if in_window or (s.state == "live" and now < s.end_unix + LIVE_OVERRUN_S):
+            candidates.append((in_window, s.state == "live", s.start_unix, s.session_id, s))
+    return max(candidates, key=lambda c: c[:4])[4] if candidates else None
 
 
 def plan(now: float, sessions: Iterable[KnownSession], history: History, settings: Settings) -> Plan:
@@ -131,6 +140,8 @@ def plan(now: float, sessions: Iterable[KnownSession], history: History, setting
         # at the next news about it: the daemon re-plans on every poll).
         if now < live.end_unix:
             upcoming.append(live.end_unix)
+        elif live.state == "live":
+            upcoming.append(live.end_unix + LIVE_OVERRUN_S)
         # A check deferred by live mode becomes due as the live session ends, if its own
         # session has not started by then: re-planning at live.end_unix covers it.
         return Plan((), live, min(upcoming) if upcoming else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 
 from agents.config import AgentSection
-from agents.daemon.schedule import Action, History, KnownSession, Plan, Settings, live_session, plan
+from agents.daemon.schedule import LIVE_OVERRUN_S, Action, History, KnownSession, Plan, Settings, live_session, plan
 from sessionready.schema import AgentSession
 
 T0 = 1_800_000_000.0  # an arbitrary "now"
@@ -105,10 +105,17 @@ def test_live_window_entry_and_exit() -> None:
     assert plan(start + 10 * MIN, [session("s-1", start, state="ended")], History(), DEFAULT).live is None
 
 
-def test_a_session_the_monitor_keeps_live_stays_live_after_its_planned_end() -> None:
+def test_a_session_the_monitor_keeps_live_stays_live_for_a_limited_overrun() -> None:
     start = T0 - 3600
-    running = [session("over", start, minutes=50, state="live")]
+    running = [session("over", start, minutes=50, state="live")]  # planned end: T0 - 600
     assert live_session(T0, running) == running[0]
+    overrun_end = start + 50 * MIN + LIVE_OVERRUN_S
+    assert live_session(overrun_end - 0.001, running) == running[0]
+    assert plan(T0, running, History(), DEFAULT).next_unix == overrun_end  # re-planned as it closes
+    # Then the agent stops, so the monitor sees both ends quiet and ends the session: without
+    # the limit each would keep the other going forever.
+    assert live_session(overrun_end, running) is None
+    assert plan(overrun_end, running, History(), DEFAULT).live is None
     # Marked live before its planned start (the therapist opened early): live too.
     early = [session("early", T0 + 300, state="live")]
     assert live_session(T0, early) == early[0]
@@ -172,10 +179,15 @@ def test_overlapping_sessions() -> None:
     assert simulation.times("check", "b") == [a_start + 30 * MIN]
 
 
-def test_a_live_session_beats_a_scheduled_one_in_its_window() -> None:
-    a = session("a", T0 - 3600, minutes=50, state="live")
+def test_the_next_session_in_its_window_beats_an_overrunning_live_one() -> None:
+    a = session("a", T0 - 3600, minutes=50, state="live")  # 10 minutes over
     b = session("b", T0 - 60, minutes=50)
-    assert live_session(T0, [a, b]) == a
+    assert live_session(T0 - 61, [a, b]) == a  # before B starts, A's overrun is followed
+    assert live_session(T0, [a, b]) == b  # B started: the person has left A
+    # Two in their windows: the one the monitor calls live wins, else the later start.
+    c = session("c", T0 - 120, minutes=50, state="live")
+    assert live_session(T0, [c, b]) == c
+    assert live_session(T0, [session("c", T0 - 120, minutes=50), b]) == b
 
 
 def test_sessions_from_the_monitor_parse_to_unix_times() -> None:
