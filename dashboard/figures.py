@@ -16,6 +16,7 @@ from dashboard.present import number
 ENDS = ("client", "therapist")
 # Okabe-Ito blue and vermilion: told apart with every common colour-vision deficiency; the
 # therapist's line is also dashed, so the two ends differ without colour too.
+GRAPH_HEIGHT_PX = 190
 END_STYLE = {"client": {"color": "#0072B2", "dash": "solid"}, "therapist": {"color": "#D55E00", "dash": "dash"}}
 
 Sample = dict[str, Any]
@@ -120,7 +121,7 @@ def figure(samples: list[dict[str, Any]], metric: Metric, zone: ZoneInfo) -> go.
     fig.update_layout(
         title={"text": f"{metric.label} ({metric.unit})", "font": {"size": 13}},
         margin={"l": 40, "r": 10, "t": 34, "b": 28},
-        height=190,
+        height=GRAPH_HEIGHT_PX,
         showlegend=True,
         legend={"orientation": "h", "y": -0.25, "font": {"size": 11}},
         template="plotly_white",

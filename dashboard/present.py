@@ -144,6 +144,7 @@ class EndView:
     participant_id: str
     flag: Flag
     check_age: str
+    check_id: str | None = None  # the end's latest full check, for a link to its result page
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class TodayRow:
     live: Flag | None
     reasons: tuple[tuple[str, str, str, str], ...]  # (severity icon, end label, message, action)
     stands_out: bool
+    ends: tuple[EndView, ...]  # each end's own flag, while the session is still to come or live
 
 
 def reasons_of(risk: dict[str, Any] | None) -> tuple[tuple[str, str, str, str], ...]:
@@ -173,7 +175,8 @@ def reasons_of(risk: dict[str, Any] | None) -> tuple[tuple[str, str, str, str], 
 
 
 def today_rows(sessions: list[dict[str, Any]], zone: ZoneInfo, now_s: float) -> list[TodayRow]:
-    """The day's sessions in time order, as the Today page lists them."""
+    """The day's sessions in time order, as the Today page lists them. Everything comes from
+    the list (``GET /api/v1/sessions``), each end's flag too: one call whatever the count."""
     rows = []
     for session in sessions:
         start_s = unix_of(session["start"])
@@ -191,20 +194,29 @@ def today_rows(sessions: list[dict[str, Any]], zone: ZoneInfo, now_s: float) -> 
                 live=live_flag(risk.get("live_state")) if risk else None,
                 reasons=reasons_of(risk),
                 stands_out=stands_out(risk),
+                ends=tuple(end_views(risk, now_s)) if session["state"] in ("scheduled", "live") else (),
             )
         )
     return sorted(rows, key=lambda r: (r.start_s, r.session_id))
 
 
-def end_views(risk: dict[str, Any] | None) -> list[EndView]:
-    """Each end's own state and check age, from a session's detail (``GET /sessions/{id}``)."""
+def end_views(risk: dict[str, Any] | None, now_s: float | None = None) -> list[EndView]:
+    """Each end's own state and check age, from a session's ``risk`` (in the list or the detail)."""
     views = []
     for role in ("client", "therapist"):
         end = (risk or {}).get(role)
         if end:
-            views.append(EndView(role, end["participant_id"], flag(end["state"]), check_age(end.get("check_age_s"))))
+            views.append(EndView(role, end["participant_id"], flag(end["state"]), check_age(end_check_age_s(end, now_s)), end.get("check_id")))
     return views
 
+
+def end_check_age_s(end: dict[str, Any], now_s: float | None) -> float | None:
+    """How old an end's check is at ``now_s``, counted from the check's own time; the age at the
+    risk engine's evaluation (seconds earlier) without a ``now_s`` or a ``checked_at``."""
+    checked_at = end.get("checked_at")
+    if now_s is None or not checked_at:
+        return end.get("check_age_s")
+    return max(0.0, now_s - unix_of(checked_at))
 
 
 # --- the session page -----------------------------------------------------------------------

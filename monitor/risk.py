@@ -359,13 +359,14 @@ class RiskReason:
 
 @dataclass(frozen=True)
 class EndRisk:
-    """One end's state, the age of its latest check (None: none) and whether its agent is online."""
+    """One end's state, the age and id of its latest check (None: none) and whether its agent is online."""
 
     role: str
     participant_id: str
     state: str
     check_age_s: float | None
     online: bool
+    check_id: str | None = None  # the check the age is of, so a list can link to it
 
 
 @dataclass(frozen=True)
@@ -535,6 +536,7 @@ def _end_risk(end: EndInputs, state: str, check: CheckSummary | None, now: float
         state=state,
         check_age_s=None if check is None else max(0.0, now - check.received_at_unix),
         online=_online(end, now, config),
+        check_id=None if check is None else check.check_id,
     )
 
 

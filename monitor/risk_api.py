@@ -1,5 +1,5 @@
-"""How a session's risk appears in the sessions API: its state and reasons in lists, and in
-full (both ends, the end-to-end estimate, live numbers, every change) for one session."""
+"""How a session's risk appears in the sessions API: its state, reasons and both ends in lists,
+and in full (the end-to-end estimate, live numbers, every change too) for one session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal
 
-from monitor.store_risk import StoredRisk
+from monitor.store_risk import RiskSummary, StoredRisk
+from sessionready.schema import CHECK_ID_PATTERN
 from sessionready.typed import limits
 
 _text = limits(max_len=600)
@@ -26,22 +27,30 @@ class ReasonOut:
 
 
 @dataclass(frozen=True)
+class EndOut:
+    """One end as the risk engine last saw it: its own state, its latest full check, whether
+    its agent was online, and its latest live MOS."""
+
+    role: Literal["client", "therapist"]
+    participant_id: str
+    state: RiskState
+    check_age_s: float | None = field(metadata=limits(doc="the check's age at the evaluation, seconds; null: no check"))
+    online: bool
+    live_mos: float | None  # the latest live sample's MOS, while live
+    checked_at: str | None = field(metadata=limits(timestamp=True, doc="when the monitor received that check; null: no check"))
+    check_id: str | None = field(metadata=limits(pattern=CHECK_ID_PATTERN, doc="that check, for GET /api/v1/checks/{check_id}; null: no check (or assessed before monitors recorded it)"))
+
+
+@dataclass(frozen=True)
 class RiskOut:
-    """The risk engine's latest word on a session. ``live_state`` while (or after) it was live."""
+    """The risk engine's latest word on a session, with each end's own. ``live_state`` while
+    (or after) it was live."""
 
     state: RiskState
     live_state: Literal["ready", "at_risk"] | None
     reasons: tuple[ReasonOut, ...]
-
-
-@dataclass(frozen=True)
-class EndOut:
-    role: Literal["client", "therapist"]
-    participant_id: str
-    state: RiskState
-    check_age_s: float | None  # None: this end has never run a check
-    online: bool
-    live_mos: float | None  # the latest live sample's MOS, while live
+    client: EndOut | None  # None: no pre-session assessment yet (only live numbers, or none)
+    therapist: EndOut | None
 
 
 @dataclass(frozen=True)
@@ -83,19 +92,26 @@ def _reasons(reasons: list[dict[str, object]]) -> tuple[ReasonOut, ...]:
     return tuple(ReasonOut(r["end"], r["cause"], r["severity"], r["message"], r["action"]) for r in reasons)  # type: ignore[arg-type]
 
 
-def risk_out(state: str, live_state: str | None, reasons: list[dict[str, object]]) -> RiskOut:
-    return RiskOut(state, live_state, _reasons(reasons))  # type: ignore[arg-type]
+def _end(risk: RiskSummary | StoredRisk, role: str) -> EndOut | None:
+    """One end from the stored assessment. The check's time is the evaluation's less the
+    check's age then, so a viewer can count the age from their own now."""
+    data = risk.assessment.get(role)
+    if not isinstance(data, dict):
+        return None
+    age = data["check_age_s"]
+    checked_at = None if age is None else _time(round(risk.evaluated_at - age))
+    live_mos = risk.client_mos if role == "client" else risk.therapist_mos
+    return EndOut(role, data["participant_id"], data["state"], age, data["online"], live_mos, checked_at, data.get("check_id"))  # type: ignore[arg-type]
+
+
+def risk_out(risk: RiskSummary | StoredRisk) -> RiskOut:
+    """What a list shows of a session's risk; the same ends as its detail."""
+    reasons = _reasons(risk.assessment.get("reasons", []))  # type: ignore[arg-type]
+    return RiskOut(risk.state, risk.live_state, reasons, _end(risk, "client"), _end(risk, "therapist"))  # type: ignore[arg-type]
 
 
 def risk_detail(stored: StoredRisk) -> RiskDetail:
     assessment = stored.assessment
-
-    def end(role: str, live_mos: float | None) -> EndOut | None:
-        data = assessment.get(role)
-        if not isinstance(data, dict):
-            return None
-        return EndOut(role, data["participant_id"], data["state"], data["check_age_s"], data["online"], live_mos)  # type: ignore[arg-type]
-
     e2e = assessment.get("end_to_end")
     end_to_end = None
     if isinstance(e2e, dict):
@@ -108,8 +124,8 @@ def risk_detail(stored: StoredRisk) -> RiskDetail:
         evaluated_at=_time(stored.evaluated_at),
         changed_at=_time(stored.changed_at),
         reasons=_reasons(assessment.get("reasons", [])),  # type: ignore[arg-type]
-        client=end("client", stored.client_mos),
-        therapist=end("therapist", stored.therapist_mos),
+        client=_end(stored, "client"),
+        therapist=_end(stored, "therapist"),
         end_to_end=end_to_end,
         live_state=stored.live_state,  # type: ignore[arg-type]
         live_degraded=stored.live_degraded,

@@ -344,9 +344,11 @@ async def list_sessions(request: web.Request) -> web.Response:
         start_to_s=start_to,
         limit=limit,
     )
+    # One query for every listed session's risk, both ends included: a page of today's
+    # sessions needs no call per session.
     risks = await asyncio.to_thread(store.risk_states, [info.session_id for info in rows])
     return _json(
-        SessionList(tuple(replace(session_out(info), risk=risk_out(*risks[info.session_id]) if info.session_id in risks else None) for info in rows))
+        SessionList(tuple(replace(session_out(info), risk=risk_out(risks[info.session_id]) if info.session_id in risks else None) for info in rows))
     )
 
 
@@ -389,8 +391,7 @@ async def _detail_with_risk(request: web.Request, info: SessionInfo) -> SessionD
     detail = session_detail(info, history)
     if stored is None:
         return detail
-    risk = risk_detail(stored)
-    return replace(detail, session=replace(detail.session, risk=risk_out(stored.state, stored.live_state, stored.assessment.get("reasons", []))), risk=risk)
+    return replace(detail, session=replace(detail.session, risk=risk_out(stored)), risk=risk_detail(stored))
 
 
 async def agent_sessions(request: web.Request) -> web.Response:

@@ -73,6 +73,18 @@ class RiskChange:
 
 
 @dataclass(frozen=True)
+class RiskSummary:
+    """A session's current risk as a list shows it: the stored assessment, without its history."""
+
+    state: str
+    evaluated_at: float
+    assessment: dict[str, object]  # the engine's SessionRisk as JSON
+    live_state: str | None
+    client_mos: float | None
+    therapist_mos: float | None
+
+
+@dataclass(frozen=True)
 class StoredRisk:
     """A session's current risk as last stored, and its history of changes (oldest first)."""
 
@@ -250,18 +262,21 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
             [RiskChange(at, state, json.loads(reasons)) for at, state, reasons in history],
         )  # fmt: skip
 
-    def risk_states(self, session_ids: Iterable[str]) -> dict[str, tuple[str, str | None, list[dict[str, object]]]]:
-        """(risk state, live state, reasons) per session id, for lists."""
+    def risk_states(self, session_ids: Iterable[str]) -> dict[str, RiskSummary]:
+        """The current risk of each listed session that has one, both ends included: one query
+        per 500 ids (SQLite's old limit on bound parameters), never one per session."""
         ids = list(session_ids)
-        result: dict[str, tuple[str, str | None, list[dict[str, object]]]] = {}
+        result: dict[str, RiskSummary] = {}
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ", ".join("?" for _ in chunk)
-                for session_id, state, live_state, assessment in self._db.execute(
-                    f"SELECT session_id, state, live_state, assessment FROM session_risk WHERE session_id IN ({marks})", chunk
+                for session_id, state, evaluated_at, assessment, live_state, client_mos, therapist_mos in self._db.execute(
+                    "SELECT session_id, state, evaluated_at, assessment, live_state, client_mos, therapist_mos"
+                    f" FROM session_risk WHERE session_id IN ({marks})",
+                    chunk,
                 ):
-                    result[session_id] = (state, live_state, json.loads(assessment).get("reasons", []))
+                    result[session_id] = RiskSummary(state, evaluated_at, json.loads(assessment), live_state, client_mos, therapist_mos)
         return result
 
     def session_counts(self) -> list[tuple[str, str, int]]:

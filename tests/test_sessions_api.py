@@ -10,16 +10,23 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from monitor.openapi import openapi_document
+from monitor.store import open_store
 from tests.conftest import Monitor, fuzz_auth, run_cli, start_monitor
+from tests.dashboard.conftest import Practice, daytime_zone
 
 DATA = Path(__file__).parent / "data" / "calendar"
 SESSIONS = "/api/v1/sessions"
+# The list's answers as the OpenAPI document promises them (the same classes build both).
+LIST_SCHEMA = jsonschema_rs.validator_for({"$ref": "#/components/schemas/SessionList", "components": openapi_document()["components"]})
 
 
 def stamp(unix_s: float) -> str:
@@ -393,3 +400,101 @@ def test_staff_api_answers_every_input_as_documented(case: schemathesis.Case, fu
 def test_a_misspelt_filter_is_an_error_not_a_wider_listing(shared_monitor: Monitor, tokens: dict[str, str]) -> None:
     status, body = shared_monitor.json("GET", f"{SESSIONS}?therapistt=t-b", tokens["it"])
     assert status == 400 and body["error"]["field"] == "therapistt"
+
+
+# --- each end's own flags in the list: what Today shows, in one call -------------------------
+
+
+@pytest.fixture(scope="module")
+def assessed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Practice, dict[str, str]]]:
+    """A monitor that assesses every second, with four sessions in the next hour and checks
+    from every end but one client's; the check ids by participant."""
+    base = tmp_path_factory.mktemp("assessed")
+    config = base / "monitor.toml"
+    config.write_text("[monitor]\nrisk_interval_s = 1\n")
+    running = start_monitor(base / "monitor", "--config", str(config))
+    try:
+        store = open_store(running.data_dir)
+        try:
+            staff = store.create_token("it", "staff-ends")[1]
+        finally:
+            store.close()
+        now = time.time()
+        practice = Practice(running, staff, daytime_zone(now), now)
+        for session_id, therapist, client, minutes in (
+            ("ends-risky", "t-e1", "c-e-risky", 25),
+            ("ends-fine", "t-e1", "c-e-fine", 40),
+            ("ends-nocheck", "t-e2", "c-e-none", 30),
+            ("ends-fine-2", "t-e2", "c-e-fine", 50),
+        ):
+            practice.session(session_id, therapist, client, now + minutes * 60)
+        checks = {
+            participant: practice.check(practice.agent(role, participant), loss_up=loss_up)
+            for participant, role, loss_up in (("t-e1", "therapist", 0.0), ("t-e2", "therapist", 0.0), ("c-e-risky", "client", 0.08), ("c-e-fine", "client", 0.0))
+        }
+        yield practice, checks
+    finally:
+        running.stop()
+
+
+def todays_risks(practice: Practice, token: str) -> dict[str, dict]:
+    """The risk of each session in today's list, by session id, as the dashboard asks for it."""
+    day = datetime.fromtimestamp(practice.start_s, ZoneInfo(practice.zone)).date().isoformat()
+    status, body = practice.monitor.json("GET", f"{SESSIONS}?{urlencode({'day': day, 'tz': practice.zone})}", token)
+    assert status == 200, body
+    assert LIST_SCHEMA.is_valid(body), [error.message for error in LIST_SCHEMA.iter_errors(body)]
+    return {s["session_id"]: s["risk"] for s in body["sessions"]}
+
+
+def one_evaluation(practice: Practice, session_id: str) -> tuple[dict, dict]:
+    """A session's risk in today's list and its detail, read within one risk evaluation (the
+    engine assesses every second here, and each pass ages every check)."""
+    for _ in range(50):
+        before = practice.detail(session_id)[1]
+        listed = todays_risks(practice, practice.staff)[session_id]
+        after = practice.detail(session_id)[1]
+        if before["risk"]["evaluated_at"] == after["risk"]["evaluated_at"]:
+            return listed, after
+    raise AssertionError("no quiet moment between two risk evaluations")
+
+
+def test_the_list_gives_each_ends_own_flag_and_check_as_the_detail_does(assessed: tuple[Practice, dict[str, str]]) -> None:
+    practice, checks = assessed
+    ids = ["ends-risky", "ends-fine", "ends-nocheck", "ends-fine-2"]
+
+    def checked_everywhere() -> bool:
+        risks = todays_risks(practice, practice.staff)
+        return all(risks.get(sid) and risks[sid]["client"] and risks[sid]["therapist"]["check_id"] for sid in ids) and risks["ends-risky"]["state"] == "not_ready"
+
+    practice.wait_for(checked_everywhere, what="the risk engine's verdicts with both ends")
+    listed, details = {}, {}
+    for sid in ids:
+        listed[sid], details[sid] = one_evaluation(practice, sid)
+        assert listed[sid] == details[sid]["session"]["risk"], sid
+        assert (listed[sid]["client"], listed[sid]["therapist"]) == (details[sid]["risk"]["client"], details[sid]["risk"]["therapist"]), sid
+
+    risky = listed["ends-risky"]
+    assert (risky["client"]["state"], risky["therapist"]["state"]) == ("not_ready", "ready")
+    assert risky["client"]["check_id"] == checks["c-e-risky"] and risky["therapist"]["check_id"] == checks["t-e1"]
+    assert risky["client"]["online"] and risky["client"]["participant_id"] == "c-e-risky"
+    # The check's own time, not the evaluation's: a viewer counts the age from their now.
+    checked_at = datetime.fromisoformat(risky["client"]["checked_at"].replace("Z", "+00:00")).timestamp()
+    evaluated_at = datetime.fromisoformat(details["ends-risky"]["risk"]["evaluated_at"].replace("Z", "+00:00")).timestamp()
+    assert practice.start_s - 2 <= checked_at <= time.time()
+    assert abs(evaluated_at - risky["client"]["check_age_s"] - checked_at) <= 1.5
+    status, check = practice.monitor.json("GET", f"/api/v1/checks/{risky['client']['check_id']}", practice.staff)
+    assert status == 200 and check["participant_id"] == "c-e-risky"  # the id leads to the check
+    assert listed["ends-fine-2"]["client"]["check_id"] == checks["c-e-fine"]  # one client, two sessions, one check
+    nocheck = listed["ends-nocheck"]["client"]
+    assert (nocheck["check_id"], nocheck["checked_at"], nocheck["check_age_s"], nocheck["online"]) == (None, None, None, False)
+
+
+def test_a_therapist_lists_only_their_own_sessions_and_ends(assessed: tuple[Practice, dict[str, str]]) -> None:
+    practice, _ = assessed
+    practice.wait_for(lambda: all(r and r["client"] for r in todays_risks(practice, practice.staff).values()), what="assessments")
+    login = practice.monitor.login("th.e1", "therapist", "t-e1")
+    own = todays_risks(practice, login)
+    assert sorted(own) == ["ends-fine", "ends-risky"]
+    assert {r["therapist"]["participant_id"] for r in own.values()} == {"t-e1"}
+    assert {r["client"]["participant_id"] for r in own.values()} == {"c-e-risky", "c-e-fine"}
+    assert sorted(todays_risks(practice, practice.agent("therapist", "t-e2"))) == ["ends-fine-2", "ends-nocheck"]

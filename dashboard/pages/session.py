@@ -11,7 +11,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard.api import ApiFailure
 from dashboard.errors import clear_error
-from dashboard.figures import METRICS, figure, last_seen, latest
+from dashboard.figures import GRAPH_HEIGHT_PX, METRICS, figure, last_seen, latest
 from dashboard.present import STATE_LABEL, date_time, end_views, flag, relative_start, session_banner, span, timeline, unix_of
 from dashboard.pages.today import flag_badge
 
@@ -35,7 +35,12 @@ def layout(session_id: str) -> html.Div:
             html.Div(id="session-ends", className="ends-grid"),
             html.Div(id="session-numbers"),
             html.Div(
-                [dcc.Graph(id=f"session-graph-{m.key}", config={"displaylogo": False, "responsive": True}, className="graph") for m in METRICS],
+                [
+                    # A responsive graph fills its box, so the box gets the figure's height
+                    # (otherwise Dash's 100 % of a grid row without a height collapses it).
+                    dcc.Graph(id=f"session-graph-{m.key}", config={"displaylogo": False, "responsive": True}, className="graph", style={"height": f"{GRAPH_HEIGHT_PX}px"})
+                    for m in METRICS
+                ],
                 id="session-graphs",
                 className="graph-grid",
                 style=HIDDEN,
@@ -138,7 +143,7 @@ def banner(session: dict[str, Any], risk: dict[str, Any] | None, alerts: list[di
 def ends(risk: dict[str, Any] | None, samples: list[dict[str, Any]], now: float) -> list[html.Div]:
     seen = last_seen(samples)
     blocks = []
-    for end in end_views(risk):
+    for end in end_views(risk, now):
         reasons = [r for r in (risk or {}).get("reasons", []) if r.get("end") == end.role]
         lines = [html.Li([r["message"], html.Br(), html.Span(r["action"], className="action")], className="reason") for r in reasons]
         heard = seen.get(end.role)
@@ -147,7 +152,7 @@ def ends(risk: dict[str, Any] | None, samples: list[dict[str, Any]], now: float)
                 [
                     html.H2([f"{end.role.capitalize()} ", html.Span(end.participant_id, className="muted")]),
                     flag_badge(end.flag, ""),
-                    html.P(end.check_age, className="muted"),
+                    html.P([end.check_age, " · ", dcc.Link("see the check", href=f"/check/{end.check_id}", id=f"session-check-{end.role}")] if end.check_id else end.check_age, className="muted"),
                     html.P(f"last live measurement {span(now - heard)} ago", className="muted") if heard is not None else None,
                     html.Ul(lines, className="reasons") if lines else None,
                 ],

@@ -1,28 +1,22 @@
 """Today (``/``): the day's sessions in the viewer's zone, each with its flags and reasons.
 
-The list comes from one call (``GET /api/v1/sessions?day&tz``: session-level state and
-reasons); each end's own flag and check age need the session's detail, fetched for up to
-``MAX_DETAILS`` sessions that have not ended, a few at a time. Beyond that (a busy IT view)
-the per-end flags are on the session page and the list shows the session's flag and reasons.
+One call (``GET /api/v1/sessions?day&tz``) gives everything shown: each session's state, flag,
+live flag and reasons, and each end's own flag and check time, however many sessions there are.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dash import Dash, Input, Output, dcc, html, no_update
 
-from dashboard.api import ApiFailure, LoggedOut
 from dashboard.errors import clear_error
-from dashboard.present import EndView, Flag, TodayRow, clock_time, day_in, end_views, today_rows
+from dashboard.present import Flag, TodayRow, clock_time, day_in, today_rows
 
 if TYPE_CHECKING:
     from dashboard.app import Context
 
 REFRESH_MS = 30_000
-MAX_DETAILS = 40
-DETAIL_WORKERS = 4
 
 
 def layout() -> html.Div:
@@ -50,45 +44,25 @@ def register(app: Dash, context: Context) -> None:
         zone = context.zone(browser_zone)
         now = context.clock()
         sessions = context.call(context.api.sessions_of_day, day_in(zone, now), zone.key)
-        details = fetch_details(context, sessions)
         rows = today_rows(sessions, zone, now)
         clear_error()
         subtitle = f"{day_in(zone, now)} · times in {zone.key} · updated {clock_time(now, zone)}"
         if not rows:
             return empty_state(context.user().role), subtitle
-        return [card(row, details.get(row.session_id), context.user().role != "therapist") for row in rows], subtitle
-
-
-def fetch_details(context: Context, sessions: list[dict[str, Any]]) -> dict[str, list[EndView]]:
-    """Per-end flags of the sessions still to come or running (see the module's docstring)."""
-    wanted = [s["session_id"] for s in sessions if s["state"] in ("scheduled", "live")][:MAX_DETAILS]
-    if not wanted:
-        return {}
-    session = context.user()
-
-    def one(session_id: str) -> tuple[str, list[EndView]]:
-        try:
-            return session_id, end_views(context.api.session(session.token, session_id).get("risk"))
-        except LoggedOut:
-            raise
-        except ApiFailure:
-            return session_id, []  # gone meanwhile: the list still shows its own flag
-
-    with ThreadPoolExecutor(max_workers=DETAIL_WORKERS) as pool:
-        return dict(pool.map(one, wanted))
+        return [card(row, context.user().role != "therapist") for row in rows], subtitle
 
 
 def flag_badge(flag: Flag, prefix: str = "", **attrs: Any) -> html.Span:
     return html.Span([html.Span(flag.icon, className="flag-icon", **{"aria-hidden": "true"}), f" {prefix}{flag.label}"], className=flag.css_class, **attrs)
 
 
-def card(row: TodayRow, ends: list[EndView] | None, show_therapist: bool) -> dcc.Link:
+def card(row: TodayRow, show_therapist: bool) -> dcc.Link:
     people = [html.Span(["Client ", html.B(row.client_id)])]
     if show_therapist:
         people.append(html.Span([" · Therapist ", html.B(row.therapist_id)]))
     end_badges = [
         html.Div([flag_badge(end.flag, f"{end.role.capitalize()}: "), html.Span(f" {end.check_age}", className="muted")], className="end-flag", **{"data-end": end.role})
-        for end in ends or []
+        for end in row.ends
     ]
     reasons = [
         html.Li([html.Span(icon + " ", **{"aria-hidden": "true"}), html.B(f"{end}: ") if end else "", message, html.Br(), html.Span(action, className="action")], className="reason")

@@ -82,6 +82,8 @@ def test_a_therapist_sees_only_their_sessions_with_flags_and_reasons(dash_duo, d
     dash_duo.wait_for_contains_text("#session-live-banner", "8.0 % of packets upstream")
     dash_duo.wait_for_element("#session-timeline")
     dash_duo.driver.save_screenshot(str(shots / "session-upcoming.png"))
+    # Each end links to the check its flag comes from.
+    assert dash_duo.find_element("#session-check-client").get_attribute("href").endswith(f"/check/{risky_check}")
 
     # Another therapist's session, by URL: not found; and the monitor says 404 to this login.
     dash_duo.driver.get(url + "/session/s-beta-1")

@@ -17,6 +17,7 @@ from dashboard.present import (
     check_age,
     clock_time,
     day_in,
+    end_views,
     flag,
     number,
     percent,
@@ -86,6 +87,26 @@ def test_today_rows_come_in_time_order_and_risky_ones_stand_out() -> None:
     assert [r.stands_out for r in rows] == [True, False, False]
     assert rows[0].reasons == (("✖", "Client", reason["message"], reason["action"]),)
     assert rows[2].flag.label == "Not assessed"
+
+
+def end(role: str, state: str, check_age_s: float | None, checked_at: str | None) -> dict:
+    check_id = None if checked_at is None else "0" * 32
+    return {"role": role, "participant_id": f"{role[0]}-1", "state": state, "check_age_s": check_age_s, "online": True, "live_mos": None, "checked_at": checked_at, "check_id": check_id}
+
+
+def test_each_ends_flag_comes_from_the_list_with_its_check_counted_from_now() -> None:
+    risk = {
+        "state": "not_ready", "live_state": None, "reasons": [],
+        # Assessed a while ago: the check was 2 min old then, and is 12 min old at T0.
+        "client": end("client", "not_ready", 120.0, "2026-03-20T09:34:40Z"),
+        "therapist": end("therapist", "unknown", None, None),
+    }  # fmt: skip
+    ended, upcoming = today_rows([session("s-1", "2026-03-20T10:00:00Z", risk=risk), session("s-0", "2026-03-20T08:00:00Z", "ended", risk)], BERLIN, T0)
+    assert [(e.role, e.flag.label, e.check_age) for e in upcoming.ends] == [("client", "Not ready", "checked 12 min ago"), ("therapist", "Unknown", "no check yet")]
+    assert ended.ends == ()  # over: its ends' flags no longer matter
+    assert [e.check_age for e in end_views(risk)] == ["checked 2 min ago", "no check yet"]  # without a now: the age at the evaluation
+    older = {**risk, "client": {**risk["client"], "checked_at": None}}  # from a monitor without checked_at
+    assert [e.check_age for e in end_views(older, T0)] == ["checked 2 min ago", "no check yet"]
 
 
 def live_sample(end: str, at: float, rtt: float | None, loss_up: float = 0.0) -> dict:
