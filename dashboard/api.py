@@ -86,6 +86,26 @@ class MonitorApi:
     def check(self, token: str, check_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/checks/{quote(check_id, safe='')}", token)
 
+    def trends(self, token: str, query: dict[str, str]) -> dict[str, Any]:
+        """``GET /api/v1/trends`` with the given parameters (from, to, tz and filters)."""
+        return self._call("GET", "/api/v1/trends?" + urlencode(query), token)
+
+    def participants(self, token: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/participants", token)["participants"])
+
+    def agents(self, token: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/agents", token)["agents"])
+
+    def enrollments(self, token: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/enrollments", token)["enrollments"])
+
+    def create_enrollment(self, token: str, role: str, participant_id: str, ttl_hours: int) -> dict[str, Any]:
+        """A new one-time code: ``{code, enrollment}``; the code is in this answer only."""
+        return self._call("POST", "/api/v1/enrollments", token, {"role": role, "participant_id": participant_id, "ttl_hours": ttl_hours})
+
+    def revoke_enrollment(self, token: str, code_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/enrollments/{quote(code_id, safe='')}", token)
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False) -> Any:
@@ -118,12 +138,15 @@ def _failure(status: int, raw: bytes, *, login: bool) -> ApiFailure:
     try:
         error = json.loads(raw).get("error", {})
         code = str(error.get("code", "")) if isinstance(error, dict) else ""
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
     except (ValueError, AttributeError):
-        code = ""
+        code = message = ""
     if status == 401:
         if login:
             return ApiFailure(401, code or "invalid_login", "Wrong username or password (or the account is locked).")
         return LoggedOut()
     if status == 429 and login:
         return ApiFailure(429, code or "rate_limited", "Too many login attempts: wait a minute and try again.")
+    if status in (400, 409) and message:
+        return ApiFailure(status, code or "error", f"The monitor refused this: {message}")  # its own sentence, naming the field
     return ApiFailure(status, code or "error", _SENTENCES.get(status, f"The monitor refused the request ({status})."))

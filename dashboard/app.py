@@ -25,9 +25,11 @@ from dashboard import auth as auth_module
 from dashboard.api import LoggedOut, MonitorApi
 from dashboard.errors import callback_error
 from dashboard.config import DashboardConfig, monitor_base_url, secret_key
+from dashboard.pages import agents as agents_page
 from dashboard.pages import check as check_page
 from dashboard.pages import session as session_page
 from dashboard.pages import today as today_page
+from dashboard.pages import trends as trends_page
 from dashboard.present import zone_of
 from dashboard.websession import SessionTable, WebSession
 
@@ -36,6 +38,7 @@ log = logging.getLogger("sessionready.dashboard")
 ASSETS = Path(__file__).parent / "assets"
 SESSION_PATH = re.compile(r"/session/([A-Za-z0-9._-]{1,64})")
 CHECK_PATH = re.compile(r"/check/([0-9a-f]{32})")
+STAFF_ROLES = ("it", "admin")  # who sees Trends and Agents (the monitor enforces it as well)
 
 
 @dataclass
@@ -102,23 +105,31 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
 
     @app.callback(Output("shell-page", "children"), Input("shell-url", "pathname"))
     def route(pathname: str | None):  # noqa: ANN202
-        context.user()
-        return page_for(pathname or "/")
+        return page_for(pathname or "/", context.user().role)
 
     today_page.register(app, context)
     session_page.register(app, context)
     check_page.register(app, context)
+    trends_page.register(app, context)
+    agents_page.register(app, context)
     return app
 
 
-def page_for(pathname: str) -> Any:
-    """The layout for a path; an unknown path gets a page that says so and links home."""
+def page_for(pathname: str, role: str) -> Any:
+    """The layout for a path; an unknown path gets a page that says so and links home, and a
+    staff page asked for by someone else says whose it is (the monitor refuses the data too)."""
+    if pathname in ("/trends", "/agents") and role not in STAFF_ROLES:
+        return html.Div([html.H1("For IT staff"), html.P(["This page is for IT staff and admins. ", dcc.Link("Back to today's sessions", href="/")])], className="page", id="staff-only")
     if pathname in ("/", ""):
         return today_page.layout()
     if match := SESSION_PATH.fullmatch(pathname):
         return session_page.layout(match.group(1))
     if match := CHECK_PATH.fullmatch(pathname):
         return check_page.layout(match.group(1))
+    if pathname == "/trends":
+        return trends_page.layout()
+    if pathname == "/agents":
+        return agents_page.layout()
     return html.Div([html.H1("Page not found"), html.P(["There is no page at this address. ", dcc.Link("Back to today's sessions", href="/")])], className="page")
 
 
@@ -126,6 +137,10 @@ def shell(context: Context) -> html.Div:
     """The frame around every page; built per request, so it can name who is logged in."""
     session = context.auth.current()
     who = []
+    links = [dcc.Link("Today", href="/", className="nav-link", id="shell-nav-today")]
+    if session is not None and session.role in STAFF_ROLES:
+        links.append(dcc.Link("Trends", href="/trends", className="nav-link", id="shell-nav-trends"))
+        links.append(dcc.Link("Agents", href="/agents", className="nav-link", id="shell-nav-agents"))
     if session is not None:
         who = [
             html.Span(f"{session.username} · {session.role}", className="nav-user", id="shell-user"),
@@ -144,7 +159,7 @@ def shell(context: Context) -> html.Div:
             html.Header(
                 [
                     dcc.Link("sessionready", href="/", className="brand"),
-                    html.Nav([dcc.Link("Today", href="/", className="nav-link", id="shell-nav-today")], className="nav-links"),
+                    html.Nav(links, className="nav-links"),
                     html.Div(who, className="nav-right"),
                 ],
                 className="topbar",
