@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/sessionready demo --data-dir .demo
+	$(BIN)/sessionready demo --data-dir .demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/pytest
