@@ -10,8 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,22 @@ def require_or_fail(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must provide it: see 'make system-deps')")
     pytest.skip(reason)
+
+
+def rfc3339(unix_s: float) -> str:
+    """A timestamp as the API takes it, in whole seconds: ``2026-11-26T05:00:00Z``."""
+    return datetime.fromtimestamp(int(unix_s), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.5) -> object:
+    """Poll ``predicate`` until it gives something truthy, and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def fuzz_auth(case, token: str) -> dict[str, str]:  # noqa: ANN001 - a schemathesis Case

@@ -22,14 +22,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SESSIONREADY, require_or_fail, run_cli
+from tests.conftest import SESSIONREADY, require_or_fail, rfc3339, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -95,20 +95,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(int(unix_s), timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 @dataclass
@@ -256,7 +242,7 @@ def test_both_agents_send_real_measurements_within_90_seconds(demo: DemoRun) -> 
                 return None
         return agents
 
-    agents = wait_for(measured, demo.started + MEASURE_TIMEOUT_S - time.time(), "network samples from both agents")
+    agents = wait_for(measured, demo.started + MEASURE_TIMEOUT_S - time.time(), "network samples from both agents", poll_s=1.0)
     assert all(a["online"] for a in agents.values())  # type: ignore[union-attr]
 
 
@@ -275,7 +261,7 @@ def test_the_shaped_client_loses_what_the_link_drops_and_is_flagged(demo: DemoRu
         reached = sum(round(n["packets_sent"] * (1 - n["loss_up"])) for n in networks)
         return reached, sum(n["packets_received"] for n in networks)
 
-    wait_for(lambda: probes("demo-client")[0] >= MIN_PROBES, demo.started + MEASURE_TIMEOUT_S + 30 - time.time(), f"{MIN_PROBES} client probes")
+    wait_for(lambda: probes("demo-client")[0] >= MIN_PROBES, demo.started + MEASURE_TIMEOUT_S + 30 - time.time(), f"{MIN_PROBES} client probes", poll_s=1.0)
     reached, echoed = probes("demo-client")
     seen, dropped = nft_counters(demo.namespace)
     measured, truth = 1 - echoed / reached, dropped / seen
@@ -294,7 +280,7 @@ def test_the_shaped_client_loses_what_the_link_drops_and_is_flagged(demo: DemoRu
         causes = {r["cause"] for r in risk["reasons"] if r["end"] == "client"}
         return risk if risk["client"]["state"] in ("at_risk", "not_ready") and causes & LOSS_CAUSES else None
 
-    risk = wait_for(client_flagged, 30, "the client's end flagged for its loss")
+    risk = wait_for(client_flagged, 30, "the client's end flagged for its loss", poll_s=1.0)
     assert not {r["cause"] for r in risk["reasons"] if r["end"] == "therapist"} & LOSS_CAUSES  # type: ignore[index]
 
 

@@ -19,9 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from monitor.openapi import openapi_document
-from monitor.store import open_store
 from tests.conftest import Monitor, fuzz_auth, run_cli, start_monitor
-from tests.dashboard.conftest import Practice, daytime_zone
+from tests.dashboard.conftest import Practice, start_practice
 
 DATA = Path(__file__).parent / "data" / "calendar"
 SESSIONS = "/api/v1/sessions"
@@ -409,18 +408,9 @@ def test_a_misspelt_filter_is_an_error_not_a_wider_listing(shared_monitor: Monit
 def assessed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Practice, dict[str, str]]]:
     """A monitor that assesses every second, with four sessions in the next hour and checks
     from every end but one client's; the check ids by participant."""
-    base = tmp_path_factory.mktemp("assessed")
-    config = base / "monitor.toml"
-    config.write_text("[monitor]\nrisk_interval_s = 1\n")
-    running = start_monitor(base / "monitor", "--config", str(config))
+    practice = start_practice(tmp_path_factory.mktemp("assessed"), "staff-ends")
     try:
-        store = open_store(running.data_dir)
-        try:
-            staff = store.create_token("it", "staff-ends")[1]
-        finally:
-            store.close()
-        now = time.time()
-        practice = Practice(running, staff, daytime_zone(now), now)
+        now = practice.start_s
         for session_id, therapist, client, minutes in (
             ("ends-risky", "t-e1", "c-e-risky", 25),
             ("ends-fine", "t-e1", "c-e-fine", 40),
@@ -434,7 +424,7 @@ def assessed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Practic
         }
         yield practice, checks
     finally:
-        running.stop()
+        practice.monitor.stop()
 
 
 def todays_risks(practice: Practice, token: str) -> dict[str, dict]:

@@ -10,13 +10,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from agents.daemon.spool import Spool
-from tests.conftest import SESSIONREADY, Monitor, run_cli
+from tests.conftest import SESSIONREADY, Monitor, rfc3339, run_cli, wait_for
 
 QUIET_CHECK = "[check]\nudp_seconds = 1\nload_seconds = 1\nstreams = 1\n\n[room]\nmicrophone = false\n"
 
@@ -89,22 +89,8 @@ def checks(monitor: Monitor, token: str) -> list[dict]:
     return body["checks"]
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def unix(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def rfc3339(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def create_session(monitor: Monitor, admin: str, session_id: str, client: str, start: float, duration_s: int) -> None:
@@ -153,7 +139,7 @@ def test_background_samples_reach_the_monitor_and_sigterm_flushes(monitor: Monit
     token = monitor.token("client", "c-bg")
     config = agent_config(monitor, tmp_path, "background_interval_s = 1\nmachine_interval_s = 0.5\nburst_seconds = 0.3\nsessions_poll_s = 1\n")
     agent = start_agent(config, token)
-    arrived = wait_for(lambda: len(samples(monitor, token)) >= 6 and samples(monitor, token), 30, "six background samples")
+    arrived = wait_for(lambda: len(samples(monitor, token)) >= 6 and samples(monitor, token), 30, "six background samples", poll_s=0.25)
     assert all(s["kind"] == "background" and s["sample"]["session_id"] is None for s in arrived)
     network = [s for s in arrived if s["sample"]["network"] is not None]
     assert network and network[0]["sample"]["network"]["packets_received"] > 0 and network[0]["sample"]["network"]["rtt_p50_ms"] > 0
@@ -178,14 +164,14 @@ def test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad(monitor:
     slow = "background_interval_s = 3600\nmachine_interval_s = 3600\nburst_seconds = 0.3\nsessions_poll_s = 1\n"
     config = agent_config(monitor, tmp_path, slow)
     agent = start_agent(config, token)
-    wait_for(lambda: len(samples(monitor, token)) >= 1, 20, "the first sample")
+    wait_for(lambda: len(samples(monitor, token)) >= 1, 20, "the first sample", poll_s=0.25)
     time.sleep(3)
     assert len(samples(monitor, token)) == 1  # nothing more for an hour
 
     agent_config(monitor, tmp_path, slow.replace("background_interval_s = 3600", "background_interval_s = 1"))
     reloaded = time.time()
     agent.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(samples(monitor, token, since=reloaded)) >= 3, 15, "samples every second after the reload")
+    wait_for(lambda: len(samples(monitor, token, since=reloaded)) >= 3, 15, "samples every second after the reload", poll_s=0.25)
     assert "config reloaded" in agent.messages()
     reload_line = next(line for line in agent.lines() if line["message"] == "config reloaded")
     assert reload_line["changed"] == ["background_interval_s"] and reload_line["background_interval_s"] == 1.0
@@ -193,11 +179,11 @@ def test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad(monitor:
     config.write_text(config.read_text() + "\nnot_a_key = 1\n")
     broken = time.time()
     agent.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: any(m.startswith("config reload failed") for m in agent.messages()), 10, "the reload failure in the log")
+    wait_for(lambda: any(m.startswith("config reload failed") for m in agent.messages()), 10, "the reload failure in the log", poll_s=0.25)
     failure = next(m for m in agent.messages() if m.startswith("config reload failed"))
     assert "not_a_key" in failure
     # Still running, still on the one-second cadence.
-    wait_for(lambda: len(samples(monitor, token, since=broken)) >= 3, 15, "samples continuing after the bad reload")
+    wait_for(lambda: len(samples(monitor, token, since=broken)) >= 3, 15, "samples continuing after the bad reload", poll_s=0.25)
     assert agent.process.poll() is None
     code, _ = agent.stop()
     assert code == 0
@@ -211,14 +197,14 @@ def test_the_pre_session_check_fires_at_the_lead_time_tagged_with_the_session(mo
     token = monitor.token("client", "c-pre")
     config = agent_config(monitor, tmp_path, "background_interval_s = 3600\nmachine_interval_s = 3600\nburst_seconds = 0.3\nsessions_poll_s = 1\npre_session_lead_minutes = 1\n")
     agent = start_agent(config, token)
-    wait_for(lambda: "connected to the monitor" in agent.messages(), 20, "the agent to connect")
+    wait_for(lambda: "connected to the monitor" in agent.messages(), 20, "the agent to connect", poll_s=0.25)
     start = float(int(time.time()) + 72)
     create_session(monitor, admin, "s-pre", "c-pre", start, 3000)
     create_session(monitor, admin, "s-off", "c-pre", start, 3000)
     status, body = monitor.json("POST", "/api/v1/sessions/s-off/state", admin, {"state": "cancelled"})
     assert status == 200, body
 
-    found = wait_for(lambda: checks(monitor, token), 40, "the pre-session check")
+    found = wait_for(lambda: checks(monitor, token), 40, "the pre-session check", poll_s=0.25)
     check = found[0]["report"]  # type: ignore[index]
     assert check["session_id"] == "s-pre"
     assert abs(unix(check["started_at"]) - (start - 60)) <= 5, (check["started_at"], start - 60)
@@ -239,7 +225,7 @@ def test_live_mode_sends_a_report_every_2_seconds_for_the_session(monitor: Monit
     token = monitor.token("client", "c-live")
     config = agent_config(monitor, tmp_path, "background_interval_s = 3600\nmachine_interval_s = 3600\nburst_seconds = 0.3\nsessions_poll_s = 1\npre_session_lead_minutes = 0\n")
     agent = start_agent(config, token)
-    wait_for(lambda: "connected to the monitor" in agent.messages(), 20, "the agent to connect")
+    wait_for(lambda: "connected to the monitor" in agent.messages(), 20, "the agent to connect", poll_s=0.25)
     start = float(int(time.time()) + 3)
     create_session(monitor, admin, "s-live", "c-live", start, 60)
     time.sleep(start + 22 - time.time())
@@ -270,10 +256,10 @@ def test_sighup_with_a_new_token_reconnects_as_the_new_agent(monitor: Monitor, t
     extra = QUIET_CHECK.replace("[check]", f'token_file = "{token_file}"\n\n[check]')
     config = agent_config(monitor, tmp_path, "background_interval_s = 1\nmachine_interval_s = 3600\nburst_seconds = 0.3\nsessions_poll_s = 1\n", extra=extra)
     agent = start_agent(config, "")  # no SESSIONREADY_TOKEN: the token file is used
-    wait_for(lambda: len(samples(monitor, first)) >= 2, 20, "samples as the first agent")
+    wait_for(lambda: len(samples(monitor, first)) >= 2, 20, "samples as the first agent", poll_s=0.25)
     token_file.write_text(second + "\n")
     agent.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(samples(monitor, second)) >= 2, 20, "samples as the second agent")
+    wait_for(lambda: len(samples(monitor, second)) >= 2, 20, "samples as the second agent", poll_s=0.25)
     reload_line = next(line for line in agent.lines() if line["message"] == "config reloaded")
     assert reload_line["changed"] == ["monitor connection"]
     connected = [line["agent_id"] for line in agent.lines() if line["message"] == "connected to the monitor"]

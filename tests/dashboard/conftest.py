@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ import pytest
 from monitor.store import open_store
 from sessionready.typed import encode
 from tests.agent.test_spool import CHECK, make_sample
-from tests.conftest import Monitor, require_or_fail, run_cli, start_monitor
+from tests.conftest import Monitor, require_or_fail, rfc3339, run_cli, start_monitor, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -54,10 +54,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(int(unix_s), timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def daytime_zone(now_s: float) -> str:
@@ -141,31 +137,30 @@ class Practice:
         return self.monitor.json("GET", f"/api/v1/sessions/{session_id}", token or self.staff)
 
     def wait_for(self, predicate, timeout_s: float = 40.0, what: str = "condition"):  # noqa: ANN001, ANN201
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_for(predicate, timeout_s, what)
+
+
+def start_practice(base: Path, staff_participant: str) -> Practice:
+    """A monitor that assesses risk every second, with an it token; the caller stops it."""
+    config = base / "monitor.toml"
+    config.write_text("[monitor]\nrisk_interval_s = 1\n")
+    monitor = start_monitor(base / "monitor", "--config", str(config))
+    store = open_store(monitor.data_dir)
+    try:
+        staff = store.create_token("it", staff_participant)[1]
+    finally:
+        store.close()
+    now = time.time()
+    return Practice(monitor, staff, daytime_zone(now), now)
 
 
 @pytest.fixture(scope="module")
 def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Practice]:
-    base = tmp_path_factory.mktemp("dash")
-    config = base / "monitor.toml"
-    config.write_text("[monitor]\nrisk_interval_s = 1\n")
-    monitor = start_monitor(base / "monitor", "--config", str(config))
+    running = start_practice(tmp_path_factory.mktemp("dash"), "it-desk")
     try:
-        store = open_store(monitor.data_dir)
-        try:
-            staff = store.create_token("it", "it-desk")[1]
-        finally:
-            store.close()
-        now = time.time()
-        yield Practice(monitor, staff, daytime_zone(now), now)
+        yield running
     finally:
-        monitor.stop()
+        running.monitor.stop()
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ from dashboard.trends_view import (
 )
 from sessionready.typed import encode
 from tests.agent.test_spool import make_sample
-from tests.dashboard.conftest import MINUTE, Practice, rfc3339
+from tests.conftest import rfc3339, wait_for
+from tests.dashboard.conftest import MINUTE, Practice
 from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard, risk_state
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -243,17 +244,10 @@ def trends_requests(practice: Practice) -> int:
     return count
 
 
-def wait_until(predicate, what: str, timeout_s: float = 20.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def wait_drawn(dash_duo) -> None:  # noqa: ANN001
     """Until every graph on the page has drawn (Plotly draws after the data arrives)."""
     drawn = "return Array.from(document.querySelectorAll('#trends-page .dash-graph')).every(g => g.querySelector('.js-plotly-plot .main-svg'))"
-    wait_until(lambda: dash_duo.driver.execute_script(drawn), "the graphs to draw")
+    wait_for(lambda: dash_duo.driver.execute_script(drawn), 20, "the graphs to draw", poll_s=0.1)
 
 
 def plotted(dash_duo, graph_id: str) -> list[dict]:  # noqa: ANN001
@@ -401,7 +395,7 @@ def test_trends_draws_the_monitors_numbers_filters_and_downloads_them(dash_duo, 
     dash_duo.wait_for_contains_text("#trends-status", "link type cellular", timeout=15)
     said = dash_duo.driver.execute_script("return window.trendsStatus")
     assert said[0] == "Loading …" and said[-1].startswith("Showing") and "link type cellular" in said[-1], said
-    wait_until(lambda: plotted(dash_duo, "trends-graph-rtt")[0]["y"] == expected, "the cellular series")
+    wait_for(lambda: plotted(dash_duo, "trends-graph-rtt")[0]["y"] == expected, 20, "the cellular series", poll_s=0.1)
     by_day = dict(zip(days, expected, strict=True))
     assert by_day[data_set["d3"]] == pytest.approx(150.0, rel=0.19) and by_day[data_set["d1"]] is None
     loss = dict(zip(days, plotted(dash_duo, "trends-graph-loss")[0]["y"], strict=True))
