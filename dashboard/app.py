@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
@@ -97,10 +97,17 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
     if config.time_zone:
         pass  # the store starts with the configured zone; no browser zone is read
     else:
+        # Read once the page is up; on later moves between pages the zone is unchanged, and
+        # writing it again would refresh the page being left (one monitor call for nothing).
         app.clientside_callback(
-            "function(_) { try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) { return 'UTC'; } }",
+            """function(_, current) {
+                var zone = 'UTC';
+                try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) {}
+                return zone === current ? window.dash_clientside.no_update : zone;
+            }""",
             Output("shell-tz", "data"),
             Input("shell-url", "pathname"),
+            State("shell-tz", "data"),
         )
 
     @app.callback(Output("shell-page", "children"), Input("shell-url", "pathname"))
