@@ -2,11 +2,12 @@
 
 Trends over 90 days and hundreds of agents cannot read millions of raw samples per request,
 so every sample with network numbers is also counted, at ingest and in the same transaction,
-into two rollup tables keyed by UTC hour:
+into rollup tables keyed by UTC hour:
 
 - ``trend_agent_hour``: per agent, hour, link type and OS (filters by agent or participant,
   and the ranking of agents);
-- ``trend_hour``: per hour, link type and OS over all agents (the unfiltered daily series).
+- ``trend_hour``: per hour, link type and OS over all agents (daily series by link type or OS).
+- ``trend_hour_total``: per hour over everything (the unfiltered daily series).
 
 Each row holds a sample count, sums for means and fixed-bucket histograms of RTT (p50),
 jitter (the worse direction), loss (the worse direction) and MOS, one integer column per
@@ -76,7 +77,7 @@ ROLLUP_COLUMNS = (*COUNT_COLUMNS, *HISTOGRAM_COLUMNS)
 # What ranking agents needs, per agent and UTC day: 90 days of 200 agents are 18 000 narrow
 # rows instead of 432 000 wide agent-hour rows (4 s to sum on this project's 2-core machine).
 RANK_COLUMNS = ("n", "poor", "loss_n", "loss_sum", "mos_n", "mos_sum", *MOS.columns)
-ROLLUP_VERSION = "2"  # bump when buckets change: the next open rebuilds the rollups
+ROLLUP_VERSION = "3"  # bump when buckets change: the next open rebuilds the rollups
 REBUILD_CHUNK = 50_000  # samples counted at a time by a rebuild (bounds its memory)
 
 
@@ -167,6 +168,12 @@ def _add_counts(db: sqlite3.Connection, counted: dict[tuple[object, ...], list[f
         for i, value in enumerate(counters):
             into[i] += value
     db.executemany(_upsert("trend_hour", _HOUR_KEYS), [(*key, *counters) for key, counters in by_hour.items()])
+    total: dict[object, list[float]] = {}
+    for key, counters in by_hour.items():
+        into = total.setdefault(key[0], [0] * len(ROLLUP_COLUMNS))
+        for i, value in enumerate(counters):
+            into[i] += value
+    db.executemany(_upsert("trend_hour_total", ("hour",)), [(hour, *counters) for hour, counters in total.items()])
     by_day: dict[tuple[object, ...], list[float]] = {}
     for (agent, participant, hour, link, os_name), counters in counted.items():
         into = by_day.setdefault((agent, participant, hour // 24, link, os_name), [0] * len(RANK_COLUMNS))  # type: ignore[operator]
@@ -190,6 +197,7 @@ def _schema() -> str:
         + "CREATE INDEX IF NOT EXISTS trend_agent_hour_by_participant ON trend_agent_hour (participant_id, hour);\n"
         + "CREATE INDEX IF NOT EXISTS trend_agent_hour_by_hour ON trend_agent_hour (hour);\n"
         + _table("trend_hour", "hour INTEGER NOT NULL, link_type TEXT NOT NULL, os TEXT NOT NULL", "hour, link_type, os")
+        + _table("trend_hour_total", "hour INTEGER NOT NULL", "hour")
         + _table(
             "trend_agent_day",
             "agent_id TEXT NOT NULL, participant_id TEXT NOT NULL, day INTEGER NOT NULL, link_type TEXT NOT NULL, os TEXT NOT NULL",
@@ -298,6 +306,7 @@ class TrendStoreMixin:
         with self._transaction() as db:
             db.execute("DELETE FROM trend_agent_hour")
             db.execute("DELETE FROM trend_hour")
+            db.execute("DELETE FROM trend_hour_total")
             db.execute("DELETE FROM trend_agent_day")
             last = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM samples").fetchone()[0]
             for low in range(0, last, REBUILD_CHUNK):
@@ -313,6 +322,28 @@ class TrendStoreMixin:
         sums = ", ".join(f"SUM({c})" for c in ROLLUP_COLUMNS)
         with self._lock:
             rows = self._db.execute(f"SELECT hour, {sums} FROM {table} WHERE {sql} GROUP BY hour ORDER BY hour", parameters).fetchall()
+        return _match(rows, 1)
+
+    def trend_days(self, segments: Sequence[tuple[int, int, int]], where: TrendFilter) -> list[RollupRow]:
+        """Summed counters per local day (key: ``(days since 1970-01-01 in the zone,)``).
+
+        ``segments``: ``(hour_from, hour_to, offset_s)`` covering the period, each a run of UTC
+        hours with one UTC offset; an hour counts on the local day in which it starts. Grouping
+        by day here, in SQL, returns one row a day instead of one an hour; without a filter the
+        sums come from ``trend_hour_total`` (one row an hour, not one per link type and OS)."""
+        if not segments:
+            return []
+        day = "CASE " + " ".join(f"WHEN hour < {int(end)} THEN (hour * 3600 + {int(offset)}) / 86400" for _, end, offset in segments) + " END"
+        sql, parameters = self._rollup_where(segments[0][0], segments[-1][1], where)
+        if where.by_agent:
+            table = "trend_agent_hour"
+        elif where.link_type is None and where.os is None:
+            table = "trend_hour_total"
+        else:
+            table = "trend_hour"
+        sums = ", ".join(f"SUM({c})" for c in ROLLUP_COLUMNS)
+        with self._lock:
+            rows = self._db.execute(f"SELECT {day} AS local_day, {sums} FROM {table} WHERE {sql} GROUP BY local_day ORDER BY local_day", parameters).fetchall()
         return _match(rows, 1)
 
     def trend_agents(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]:

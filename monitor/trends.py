@@ -212,13 +212,13 @@ def build_trends(store: Store, query: TrendQuery) -> TrendsOut:
         participant = store.agent_participant(where.agent_id)
         known = participant is not None
         where = replace(where, session_participant=participant)
-    hours = store.trend_hours(hour_from, hour_to, where)
+    days = store.trend_days(_offset_segments(hour_from, hour_to, query.zone), where)
     agents = store.trend_agents(hour_from, hour_to, where)
     sessions = store.trend_sessions(start_s, end_s, where) if known else []
     degraded = store.degraded_by_participant(start_s, end_s, where) if agents else {}
     return TrendsOut(
         tz=query.zone_name,
-        days=_days(query, hours),
+        days=_days(query, days),
         weeks=_weeks(query, sessions),
         heatmap=_heatmap(query.zone, sessions),
         worst_agents=_worst_agents(agents, degraded),
@@ -226,13 +226,23 @@ def build_trends(store: Store, query: TrendQuery) -> TrendsOut:
     )
 
 
-def _days(query: TrendQuery, hours: list[RollupRow]) -> tuple[DayTrend, ...]:
-    merged: dict[date, dict[str, float]] = {}
-    for row in hours:
-        day = datetime.fromtimestamp(int(row.key[0]) * 3600, query.zone).date()  # type: ignore[call-overload]
-        into = merged.setdefault(day, dict.fromkeys(row.counts, 0))
-        for column, value in row.counts.items():
-            into[column] += value
+def _offset_segments(hour_from: int, hour_to: int, zone: tzinfo) -> list[tuple[int, int, int]]:
+    """The UTC hours ``[hour_from, hour_to)`` as runs of one UTC offset in ``zone``:
+    ``(first hour, end hour, offset s)``. The store groups hours into local days with them."""
+    segments: list[tuple[int, int, int]] = []
+    for hour in range(hour_from, hour_to):
+        offset = datetime.fromtimestamp(hour * 3600, zone).utcoffset()
+        seconds = int(offset.total_seconds()) if offset is not None else 0
+        if segments and segments[-1][2] == seconds:
+            segments[-1] = (segments[-1][0], hour + 1, seconds)
+        else:
+            segments.append((hour, hour + 1, seconds))
+    return segments
+
+
+def _days(query: TrendQuery, local_days: list[RollupRow]) -> tuple[DayTrend, ...]:
+    epoch = date(1970, 1, 1)
+    merged = {epoch + timedelta(days=int(row.key[0])): row.counts for row in local_days}  # type: ignore[call-overload]
     result = []
     day = query.first_day
     while day <= query.last_day:

@@ -238,6 +238,7 @@ def _rollup_rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as db:
         rows = db.execute(f"SELECT agent_id, participant_id, hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_agent_hour ORDER BY 1, 3, 4, 5").fetchall()
         rows += db.execute(f"SELECT hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour ORDER BY 1, 2, 3").fetchall()
+        rows += db.execute(f"SELECT hour, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour_total ORDER BY 1").fetchall()
         rows += db.execute(f"SELECT agent_id, day, link_type, os, {', '.join(RANK_COLUMNS)} FROM trend_agent_day ORDER BY 1, 2, 3, 4").fetchall()
     return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
 
@@ -263,6 +264,7 @@ def test_backfill_equals_the_rollups_kept_at_ingest(tmp_path: Path) -> None:
     with sqlite3.connect(data / "sessionready.sqlite3") as db:
         db.execute("DELETE FROM trend_agent_hour")
         db.execute("DELETE FROM trend_hour")
+        db.execute("DELETE FROM trend_hour_total")
         db.execute("DELETE FROM trend_meta")
     reopened = open_store(data)
     assert _rollup_rows(data / "sessionready.sqlite3") == incremental
