@@ -1,6 +1,7 @@
 """Load weeks of realistic history into a monitor, for the Trends page and its benchmark.
 
     python -m benchmarks.load_history --monitor http://127.0.0.1:8470 --data-dir DIR --days 90 --agents 200
+    python -m benchmarks.load_history --monitor http://127.0.0.1:8470 --data-dir DIR --today-only
 
 What it makes, with a fixed seed (``--seed``):
 - ``--agents`` agents, one per pseudonymous participant (a quarter therapists ``bt-NNN``, the
@@ -11,15 +12,23 @@ What it makes, with a fixed seed (``--seed``):
   E-model (sessionready.quality), as an agent does;
 - sessions: every therapist has ``--sessions-per-day`` sessions on weekdays with one of
   their clients; a tenth of them carry live samples from both ends (every 30 s, tagged with
-  the session id), sent through the same ingest path.
+  the session id), sent through the same ingest path;
+- today (``--today-sessions``, default 100, in the viewer's zone ``--tz``; ``auto`` picks a zone
+  where it is early afternoon now): sessions on the hour from 08:00 to 18:00, at most one an
+  hour per therapist (the historic sessions end before that day begins there). Those already over get their outcome like past ones; for the others
+  both ends post a fresh full check and a background sample through the ingest API, and the
+  running monitor's risk engine assesses them (sessions within its ``risk_horizon_minutes``).
+  ``--today-only`` does just this on a loaded data directory: the same sessions on the same
+  day (only the checks are new), the next day's on the next day.
 
 How it loads:
 - samples go through the ingest API, ``POST /api/v1/reports`` with each agent's own token,
   in batches of up to 200, over ``--connections`` concurrent connections; sessions through
   ``POST /api/v1/sessions/import`` (text/csv) with an it token. The monitor stamps
   received_at itself (now): fine for trends, which use taken_at;
-- tokens are created with the CLI (``sessionready monitor token create --data-dir``), as an
-  administrator would;
+- tokens are created in this process with the store's ``create_token`` on ``--data-dir`` (what
+  ``sessionready monitor token create`` does, without a process start per agent) and kept in
+  ``load_history-tokens.json`` there (mode 0600) for ``--today-only``;
 - NOT through HTTP: the risk engine only assesses sessions around now, so what it would have
   concluded about past sessions (risk history before the start, degraded live, the live and
   ended states) is written with the store's own methods (``save_risk``, ``save_live``,
@@ -30,7 +39,8 @@ How it loads:
   at ingest; HTTP parsing, authentication and the network are skipped. No monitor needs to
   run (it may: SQLite WAL lets both write).
 
-Prints progress to stderr and a JSON summary (rows, seconds, rows/s) to stdout.
+Prints progress to stderr and a JSON summary (rows, seconds, rows/s; ``today``: zone, day,
+sessions) to stdout, and keeps it in ``load_history.json`` in ``--data-dir``.
 """
 
 from __future__ import annotations
@@ -40,15 +50,15 @@ import asyncio
 import json
 import math
 import random
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from datetime import time as dt_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sessionready import quality
 
@@ -56,6 +66,18 @@ BATCH = 200
 LIVE_INTERVAL_S = 30
 SESSION_MINUTES = 50
 VERSION = "0.1.0-history"
+TOKENS_FILE = "load_history-tokens.json"
+CHECK_TEMPLATE = Path(__file__).resolve().parent.parent / "tests" / "data" / "report.json"  # a real check's report
+SUMMARY_FILE = "load_history.json"
+TODAY_HOURS = range(8, 19)  # today's sessions start on the hour, 08:00 to 18:00 local
+# Candidate viewer zones for --tz auto, one per UTC offset from -10 to +13 hours.
+ZONES = (
+    "Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Denver", "America/Chicago",
+    "America/New_York", "America/Halifax", "America/Sao_Paulo", "Atlantic/South_Georgia", "Atlantic/Azores",
+    "Europe/London", "Europe/Berlin", "Europe/Athens", "Europe/Moscow", "Asia/Dubai", "Asia/Karachi",
+    "Asia/Dhaka", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo", "Australia/Brisbane", "Pacific/Noumea",
+    "Pacific/Auckland", "Pacific/Tongatapu",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,7 +194,7 @@ def plan_sessions(profiles: list[Profile], start_s: float, end_s: float, per_day
     clients = [i for i, p in enumerate(profiles) if p.role == "client"] or therapists
     sessions = []
     day = math.floor(start_s / 86400) * 86400
-    while day < end_s - 86400:
+    while day < end_s:  # every session starts at least an hour before end_s (below)
         if datetime.fromtimestamp(day, timezone.utc).weekday() < 5:
             for t in therapists:
                 for hour in rng.sample(range(8, 19), per_day):
@@ -226,23 +248,29 @@ def history_batches(profiles: list[Profile], sessions: list[PlannedSession], sta
             yield index, batch
 
 
-def create_tokens(data_dir: Path, profiles: list[Profile], workers: int = 4) -> tuple[list[str], str]:
-    """One agent token per profile and an it token, made with the product's CLI."""
+def create_tokens(store: object, profiles: list[Profile]) -> tuple[list[str], str]:
+    """One agent token per profile and an it token, made in this process with the store's own
+    ``create_token`` (what ``sessionready monitor token create`` calls: a CLI process per agent
+    cost 0.7 s each, 166 s for 200 agents)."""
+    tokens = [store.create_token(p.role, p.participant_id)[1] for p in profiles]  # type: ignore[attr-defined]
+    return tokens, store.create_token("it", "history-loader")[1]  # type: ignore[attr-defined]
 
-    def create(role: str, participant: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "sessionready.cli", "monitor", "token", "create", "--role", role, "--participant", participant, "--data-dir", str(data_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"load_history: cannot create a token: {result.stderr.strip()}")
-        return result.stdout.strip().splitlines()[-1]
 
-    with ThreadPoolExecutor(workers) as pool:
-        tokens = list(pool.map(lambda p: create(p.role, p.participant_id), profiles))
-    return tokens, create("it", "history-loader")
+def save_tokens(data_dir: Path, tokens: list[str], it_token: str) -> None:
+    """Keep the loader's tokens next to the store (mode 0600), so ``--today-only`` can post
+    today's checks as the same agents later: the store holds only their hashes."""
+    path = data_dir / TOKENS_FILE
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps({"agents": tokens, "it": it_token}))
+
+
+def read_tokens(data_dir: Path) -> tuple[list[str], str]:
+    try:
+        saved = json.loads((data_dir / TOKENS_FILE).read_text())
+    except (OSError, ValueError):
+        raise SystemExit(f"load_history: {data_dir} has no loaded history (no {TOKENS_FILE}): load it first, without --today-only") from None
+    return saved["agents"], saved["it"]
 
 
 def _progress(done: int, started: float, what: str) -> None:
@@ -330,6 +358,111 @@ def write_outcomes(store: object, sessions: list[PlannedSession]) -> None:
         store.set_session_state(s.session_id, "ended", s.start_s + SESSION_MINUTES * 60, "api")  # type: ignore[attr-defined]
 
 
+def afternoon_zone(now_s: float) -> str:
+    """The candidate zone where it is closest to 14:00 now, so that today there holds sessions
+    already over, some under way and most still to come, whatever time the load runs."""
+    return min(ZONES, key=lambda zone: abs(datetime.fromtimestamp(now_s, ZoneInfo(zone)).hour - 14))
+
+
+def today_zone(requested: str, previous: dict[str, object] | None, now_s: float) -> str:
+    """The viewer's zone: the one asked for; for ``auto``, the one today's sessions were made in
+    earlier the same day (not a second set elsewhere), else where it is early afternoon now."""
+    if requested != "auto":
+        return requested
+    if previous and datetime.fromtimestamp(now_s, ZoneInfo(str(previous["zone"]))).date().isoformat() == previous["day"]:
+        return str(previous["zone"])
+    return afternoon_zone(now_s)
+
+
+def local_midnight(zone: str, unix_s: float) -> float:
+    """The start of the day in ``zone`` that holds ``unix_s``."""
+    local = datetime.fromtimestamp(unix_s, ZoneInfo(zone))
+    return datetime.combine(local.date(), dt_time(0), ZoneInfo(zone)).timestamp()
+
+
+def plan_today(profiles: list[Profile], zone: str, now_s: float, count: int, seed: int) -> tuple[str, list[PlannedSession]]:
+    """``count`` sessions on today's date in ``zone`` (the same ones on every call that day), each
+    therapist at most one an hour; and the date, ``YYYY-MM-DD``."""
+    day = datetime.fromtimestamp(now_s, ZoneInfo(zone)).date()
+    rng = random.Random(f"{seed}-{day.isoformat()}")
+    therapists = [i for i, p in enumerate(profiles) if p.role == "therapist"]
+    clients = [i for i, p in enumerate(profiles) if p.role == "client"] or therapists
+    hours = {t: rng.sample(TODAY_HOURS, len(TODAY_HOURS)) for t in therapists}
+    sessions = []
+    for k in range(min(count, len(therapists) * len(TODAY_HOURS))):
+        therapist = therapists[k % len(therapists)]
+        start = datetime.combine(day, dt_time(hours[therapist][k // len(therapists)]), ZoneInfo(zone))
+        sessions.append(
+            PlannedSession(
+                session_id=f"today-{day:%Y%m%d}-{k:03d}",
+                therapist=therapist,
+                client=clients[(therapist * 7 + rng.randrange(3)) % len(clients)],
+                start_s=int(start.timestamp()),
+                flagged_state=None,
+                degraded_live=rng.random() < 0.06,
+                live_samples=False,
+            )
+        )
+    return day.isoformat(), sorted(sessions, key=lambda s: (s.start_s, s.session_id))
+
+
+def check_report(profile: Profile, started_at: float, rng: random.Random) -> dict[str, object]:
+    """A full pre-session check as the agent sends it, with this agent's network (a bad link,
+    half the time, loses 1.5-6 % upstream and queues up to 150 ms under load: flagged)."""
+    report = json.loads(CHECK_TEMPLATE.read_text())
+    troubled = profile.bad and rng.random() < 0.5
+    loss_up = rng.uniform(0.015, 0.06) if troubled else min(0.005, profile.loss * rng.lognormvariate(0, 0.5))
+    sent = 1000
+    received = sent - round(sent * loss_up)
+    rtt = profile.rtt_ms * rng.lognormvariate(0, 0.15)
+    report["check_id"] = uuid.UUID(int=rng.getrandbits(128)).hex
+    report["started_at"] = _rfc3339(started_at)
+    report["agent"] = {"version": VERSION, "os": profile.os}
+    report["network"].update(
+        rtt_ms={"min": round(rtt * 0.9, 2), "p50": round(rtt, 2), "p95": round(rtt * 1.3, 2)},
+        jitter_ms={"up": round(profile.jitter_ms, 3), "down": round(profile.jitter_ms, 3)},
+        packets={"sent": sent, "received": received, "reflected": received},
+        loss={"up": loss_up, "down": 0.0, "up_ci95": [max(0.0, loss_up - 0.01), min(1.0, loss_up + 0.01)], "down_ci95": [0.0, 0.004]},
+        throughput_mbps={"down": round(rng.uniform(15, 200), 1), "up": round(rng.uniform(3, 40), 1)},
+        loaded_latency_ms={"down": round(rng.uniform(2, 30), 1), "up": round(rng.uniform(2, 150 if troubled else 30), 1)},
+    )
+    report["machine"]["link"] = {"type": profile.link_type, "speed_mbps": None, "wifi_signal_dbm": -60.0 if profile.link_type == "wifi" else None}
+    return report
+
+
+async def load_today_http(url: str, store: object, profiles: list[Profile], tokens: list[str], it_token: str, sessions: list[PlannedSession], now_s: float, seed: int) -> int:
+    """Today's sessions through ``POST /api/v1/sessions``; what is already over gets its outcome
+    (``write_outcomes``); both ends of every other session post a fresh check and a background
+    sample through the ingest API, as running agents do, and the monitor's risk engine assesses
+    them. Re-running on the same day changes only the checks. Returns the sessions created."""
+    import aiohttp
+
+    rng = random.Random(f"{seed}-{now_s}")
+    created = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {it_token}"}) as http:
+        for s in sessions:
+            body = {"session_id": s.session_id, "therapist_id": profiles[s.therapist].participant_id, "client_id": profiles[s.client].participant_id,
+                    "start": _rfc3339(s.start_s), "planned_duration_s": SESSION_MINUTES * 60}  # fmt: skip
+            async with http.post(f"{url}/api/v1/sessions", json=body) as response:
+                if response.status not in (200, 201):
+                    raise SystemExit(f"load_history: creating today's session failed: {response.status} {(await response.text())[:300]}")
+                if response.status == 201:
+                    created.append(s)
+    write_outcomes(store, [s for s in created if s.start_s + SESSION_MINUTES * 60 < now_s])
+    coming = {i for s in sessions if s.start_s + SESSION_MINUTES * 60 >= now_s for i in (s.therapist, s.client)}
+    seq = int(now_s)  # above every history seq of these agents
+    batches = (
+        (i, [{"report_id": report["check_id"], "seq": seq, "kind": "check", "check": report},
+             sample_envelope(profiles[i], now_s - 30, seq + 1, "background", None, rng)])
+        for i in sorted(coming)
+        for report in [check_report(profiles[i], now_s - rng.uniform(60, 1800), rng)]
+    )  # fmt: skip
+    _, failed = await load_http(url, tokens, batches, 4)
+    if failed:
+        raise SystemExit(f"load_history: the monitor did not store {failed} of today's checks and samples")
+    return len(created)
+
+
 def as_envelope(report: dict) -> object:
     """The dataclasses for one generated report, built directly (the generator's output is
     valid by construction; --direct skips JSON decoding as it skips HTTP)."""
@@ -396,7 +529,7 @@ def load_direct(store: object, tokens: list[str], producer_args: tuple[object, .
     return stored, failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=90, help="days of history, ending now (default 90)")
     parser.add_argument("--agents", type=int, default=200, help="agents, one per participant (default 200)")
@@ -407,49 +540,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="concurrent HTTP connections (default 8)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--direct", action="store_true", help="write through the store's add_reports in this process, not HTTP")
+    parser.add_argument("--today-sessions", type=int, default=None, help="sessions on today's date in --tz (default 100; 0 with --direct)")
+    parser.add_argument("--tz", default="auto", help="the viewer's IANA zone for today's sessions (default auto: where it is closest to 14:00 now)")
+    parser.add_argument("--today-only", action="store_true", help="on a loaded --data-dir: only today's sessions and fresh checks")
     args = parser.parse_args(argv)
-    if not args.direct and not args.monitor:
-        parser.error("give --monitor URL, or --direct")
-    if not 1 <= args.days <= 3650 or not 1 <= args.agents <= 10_000 or not 1 <= args.sessions_per_day <= 11:
-        parser.error("--days 1-3650, --agents 1-10000, --sessions-per-day 1-11")
+    if args.today_sessions is None:
+        args.today_sessions = 0 if args.direct else 100
+    if not args.monitor and (not args.direct or args.today_sessions or args.today_only):
+        parser.error("give --monitor URL (today's sessions need the running monitor's risk engine), or --direct with --today-sessions 0")
+    if not 1 <= args.days <= 3650 or not 1 <= args.agents <= 10_000 or not 1 <= args.sessions_per_day <= 11 or not 0 <= args.today_sessions <= 10_000:
+        parser.error("--days 1-3650, --agents 1-10000, --sessions-per-day 1-11, --today-sessions 0-10000")
+    if args.tz != "auto":
+        try:
+            ZoneInfo(args.tz)
+        except (ValueError, KeyError):
+            parser.error(f"--tz: {args.tz!r} is not an IANA time zone")
+    return args
+
+
+def load_history(args: argparse.Namespace, store: object, zone: str) -> dict[str, object]:
+    """The whole history: tokens, sessions with their outcomes, samples. Returns the summary."""
     rng = random.Random(args.seed)
     profiles = plan(args.agents, rng)
     end_s = time.time() - 60
     start_s = end_s - args.days * 86400
-    sessions = plan_sessions(profiles, start_s, end_s, args.sessions_per_day, rng)
+    # Today's sessions are planned in the viewer's zone (load_today): history's end before its day.
+    sessions_end_s = min(end_s, local_midnight(zone, end_s)) if args.today_sessions else end_s
+    sessions = plan_sessions(profiles, start_s, sessions_end_s, args.sessions_per_day, rng)
     print(f"load_history: {args.agents} agents, {args.days} days, {len(sessions)} sessions; creating tokens", file=sys.stderr, flush=True)
     started = time.monotonic()
-    tokens, it_token = create_tokens(args.data_dir, profiles)
+    tokens, it_token = create_tokens(store, profiles)
+    save_tokens(args.data_dir, tokens, it_token)
     token_s = time.monotonic() - started
-
-    from monitor.store import open_store
-
-    store = open_store(args.data_dir)
-    try:
-        started = time.monotonic()
-        if args.direct:
-            for p in profiles:
-                store.add_participant(p.participant_id, p.role)
-            for s in sessions:
-                store.create_session(s.session_id, profiles[s.therapist].participant_id, profiles[s.client].participant_id, s.start_s, SESSION_MINUTES * 60)
-        else:
-            asyncio.run(import_sessions_http(args.monitor.rstrip("/"), it_token, profiles, sessions))
-        write_outcomes(store, sessions)
-        session_s = time.monotonic() - started
-        print(f"load_history: sessions done in {session_s:.0f} s; loading samples", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        if args.direct:
-            stored, failed = load_direct(store, tokens, (profiles, sessions, start_s, end_s, args.interval_s, args.seed))
-        else:
-            batches = history_batches(profiles, sessions, start_s, end_s, args.interval_s, args.seed)
-            stored, failed = asyncio.run(load_http(args.monitor.rstrip("/"), tokens, batches, args.connections))
-        sample_s = time.monotonic() - started
-    finally:
-        store.close()
-    summary = {
+    started = time.monotonic()
+    if args.direct:
+        for p in profiles:
+            store.add_participant(p.participant_id, p.role)  # type: ignore[attr-defined]
+        for s in sessions:
+            store.create_session(s.session_id, profiles[s.therapist].participant_id, profiles[s.client].participant_id, s.start_s, SESSION_MINUTES * 60)  # type: ignore[attr-defined]
+    else:
+        asyncio.run(import_sessions_http(args.monitor.rstrip("/"), it_token, profiles, sessions))
+    write_outcomes(store, sessions)
+    session_s = time.monotonic() - started
+    print(f"load_history: sessions done in {session_s:.0f} s; loading samples", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    if args.direct:
+        stored, failed = load_direct(store, tokens, (profiles, sessions, start_s, end_s, args.interval_s, args.seed))
+    else:
+        batches = history_batches(profiles, sessions, start_s, end_s, args.interval_s, args.seed)
+        stored, failed = asyncio.run(load_http(args.monitor.rstrip("/"), tokens, batches, args.connections))
+    sample_s = time.monotonic() - started
+    return {
         "path": "direct (store.add_reports in-process, no HTTP)" if args.direct else f"HTTP ingest API, {args.connections} connections",
+        "history_until": _rfc3339(end_s),
         "days": args.days,
         "agents": args.agents,
+        "interval_s": args.interval_s,
+        "seed": args.seed,
         "sessions": len(sessions),
         "samples_stored": stored,
         "samples_not_stored": failed,
@@ -458,8 +605,42 @@ def main(argv: list[str] | None = None) -> int:
         "sample_seconds": round(sample_s, 1),
         "samples_per_s": round(stored / sample_s) if sample_s else None,
     }
-    print(json.dumps(summary, indent=2))
-    return 0 if failed == 0 else 1
+
+
+def load_today(args: argparse.Namespace, store: object, history: dict[str, object], zone: str) -> dict[str, object]:
+    """Today's sessions and checks (``load_today_http``), for the agents the history was made with."""
+    profiles = plan(int(history["agents"]), random.Random(int(history["seed"])))  # type: ignore[call-overload]
+    tokens, it_token = read_tokens(args.data_dir)
+    now = time.time()
+    day, sessions = plan_today(profiles, zone, now, args.today_sessions, int(history["seed"]))  # type: ignore[call-overload]
+    started = time.monotonic()
+    created = asyncio.run(load_today_http(args.monitor.rstrip("/"), store, profiles, tokens, it_token, sessions, now, int(history["seed"])))  # type: ignore[call-overload]
+    over = sum(s.start_s + SESSION_MINUTES * 60 < now for s in sessions)
+    print(f"load_history: today ({day}, {zone}): {len(sessions)} sessions, {created} new, {over} already over", file=sys.stderr, flush=True)
+    return {"zone": zone, "day": day, "sessions": len(sessions), "created": created, "over": over, "seconds": round(time.monotonic() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from monitor.store import open_store
+
+    summary_path = args.data_dir / SUMMARY_FILE
+    store = open_store(args.data_dir)
+    try:
+        if args.today_only:
+            try:
+                history = json.loads(summary_path.read_text())
+            except (OSError, ValueError):
+                raise SystemExit(f"load_history: {args.data_dir} has no loaded history (no {SUMMARY_FILE}): load it first, without --today-only") from None
+        zone = today_zone(args.tz, history.get("today") if args.today_only else None, time.time())
+        if not args.today_only:
+            history = load_history(args, store, zone)
+        history["today"] = load_today(args, store, history, zone) if args.today_sessions else None
+        summary_path.write_text(json.dumps(history, indent=2) + "\n")
+    finally:
+        store.close()
+    print(json.dumps(history, indent=2))
+    return 0 if history["samples_not_stored"] == 0 else 1
 
 
 if __name__ == "__main__":
