@@ -14,21 +14,19 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, get_args, get_type_hints
+from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from dashboard.figures import END_STYLE
 from dashboard.present import day_in, number
-from sessionready.schema import Agent, SampleMachine
+from sessionready.schema import ID_PATTERN, LINK_TYPES, OS_NAMES
 
 MAX_DAYS = 90  # the monitor refuses longer periods
 DEFAULT_DAYS = 28
 ALL = "all"
-LINK_TYPES: tuple[str, ...] = get_args(get_type_hints(SampleMachine)["link_type"])  # the schema's, as the monitor's
-OS_NAMES: tuple[str, ...] = get_args(get_type_hints(Agent)["os"])
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ID = re.compile(ID_PATTERN)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # Okabe-Ito, as the Live page's graphs: p50 blue and solid, p95 vermilion and dashed, so the
@@ -362,7 +360,7 @@ def section_csv(answer: Answer, key: str) -> str:
 
 def has_data(answer: Answer) -> bool:
     """Anything to show: samples on some day or sessions in some week."""
-    return any(d["samples"] for d in answer.get("days", [])) or any(w["sessions"] for w in answer.get("weeks", []))
+    return has_samples(answer) or any(w["sessions"] for w in answer.get("weeks", []))
 
 
 def has_samples(answer: Answer) -> bool:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 from aiohttp import web
 
@@ -25,15 +25,13 @@ from monitor.errors import ApiError, only_params
 from monitor.sessions import query_zone
 from monitor.store import Store
 from monitor.store_trends import JITTER, LOSS, MOS, RTT, HistogramSpec, RollupRow, TrendFilter, percentile
-from sessionready.schema import ID_PATTERN, Agent, SampleMachine
+from sessionready.schema import ID_PATTERN, LINK_TYPES, OS_NAMES
 from sessionready.typed import encode, json_schema
 
 MAX_DAYS = 90
 DEFAULT_DAYS = 28
 TOP = 10
 LAST_DAY = date(2999, 12, 31)  # any later and a period's end could overflow the calendar
-LINK_TYPES: tuple[str, ...] = get_args(get_type_hints(SampleMachine)["link_type"])
-OS_NAMES: tuple[str, ...] = get_args(get_type_hints(Agent)["os"])
 PARAMS = ("from", "to", "tz", "therapist", "client", "agent", "link_type", "os")
 
 

@@ -9,7 +9,7 @@ host names, no process names and no free text typed by anyone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from sessionready.quality import REASON_CODES
 from sessionready.typed import limits
@@ -17,6 +17,10 @@ from sessionready.typed import limits
 SCHEMA_VERSION = 1
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # pseudonymous ids: sessions, participants
 CHECK_ID_PATTERN = r"[0-9a-f]{32}"
+LinkType = Literal["wired", "wifi", "cellular", "other", "unknown"]
+OsName = Literal["linux", "macos", "windows", "other"]
+LINK_TYPES: tuple[LinkType, ...] = get_args(LinkType)  # for filters and enums elsewhere
+OS_NAMES: tuple[OsName, ...] = get_args(OsName)
 MAX_MS = 600_000.0  # ten minutes: anything longer is not a network delay
 MAX_MBPS = 100_000.0
 MAX_PACKETS = 10_000_000
@@ -158,7 +162,7 @@ class Quality:
 class Link:
     """The interface carrying the default route. No interface name, SSID or address."""
 
-    type: Literal["wired", "wifi", "cellular", "other", "unknown"]
+    type: LinkType
     speed_mbps: float | None = field(metadata=_mbps)
     wifi_signal_dbm: float | None = field(metadata=limits(ge=-150, le=0))
 
@@ -219,7 +223,7 @@ class Agent:
     """The software that ran the check. No host names, no user names."""
 
     version: str = field(metadata=limits(max_len=32))
-    os: Literal["linux", "macos", "windows", "other"]
+    os: OsName
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ class SampleMachine:
     memory_available_pct: float | None = field(metadata=limits(ge=0, le=100))
     battery_pct: float | None = field(metadata=limits(ge=0, le=100))
     battery_charging: bool | None
-    link_type: Literal["wired", "wifi", "cellular", "other", "unknown"]
+    link_type: LinkType
     wifi_signal_dbm: float | None = field(metadata=limits(ge=-150, le=0))
 
 

@@ -9,9 +9,10 @@ from agents.probes.machine.link import CommandFailed, LinkError, LinkProbe, Link
 from agents.probes.machine.linux import LinuxLinkProbe
 from agents.probes.machine.macos import MacLinkProbe
 from agents.probes.machine.probe import link_probe_for, measure_machine
-from agents.probes.machine.result import LINK_TYPES, LinkInfo, LinkType, LocalHints, MachineResult, Problem, ProgramUse
+from agents.probes.machine.result import LinkInfo, LinkType, LocalHints, MachineResult, Problem, ProgramUse
 from agents.probes.machine.system import PsutilSystem, SystemFacade
 from agents.probes.machine.windows import WindowsLinkProbe
+from sessionready.schema import LINK_TYPES
 
 __all__ = [
     "LINK_TYPES",

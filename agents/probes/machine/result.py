@@ -11,10 +11,9 @@ it along by accident. Read it explicitly as ``result.local_hints``.
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-LinkType = Literal["wired", "wifi", "cellular", "other", "unknown"]
-LINK_TYPES: tuple[LinkType, ...] = ("wired", "wifi", "cellular", "other", "unknown")
+from sessionready.schema import LinkType  # the report's link types: the probe names no other
 
 
 @dataclass(frozen=True)
