@@ -61,6 +61,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sessionready import quality
+from sessionready.typed import rfc3339
 
 BATCH = 200
 LIVE_INTERVAL_S = 30
@@ -119,10 +120,6 @@ def plan(agents: int, rng: random.Random) -> list[Profile]:
     return profiles
 
 
-def _rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def sample_envelope(profile: Profile, taken_at: float, seq: int, kind: str, session_id: str | None, rng: random.Random) -> dict[str, object]:
     """A report as an agent spools it: a network burst of 100 packets, the machine and traffic."""
     hour = int(taken_at // 3600) % 24
@@ -140,7 +137,7 @@ def sample_envelope(profile: Profile, taken_at: float, seq: int, kind: str, sess
     wifi = profile.link_type == "wifi"
     sample = {
         "schema_version": 1,
-        "taken_at": _rfc3339(taken_at),
+        "taken_at": rfc3339(taken_at),
         "interval_s": 2.0 if kind == "live" else 300.0,
         "session_id": session_id,
         "agent": {"version": VERSION, "os": profile.os},
@@ -325,7 +322,7 @@ async def load_http(url: str, tokens: list[str], batches: Iterator[tuple[int, li
 
 def _session_csv(profiles: list[Profile], sessions: list[PlannedSession]) -> str:
     rows = ["session_id,therapist_id,client_id,start,planned_duration_minutes"]
-    rows += [f"{s.session_id},{profiles[s.therapist].participant_id},{profiles[s.client].participant_id},{_rfc3339(s.start_s)},{SESSION_MINUTES}" for s in sessions]
+    rows += [f"{s.session_id},{profiles[s.therapist].participant_id},{profiles[s.client].participant_id},{rfc3339(s.start_s)},{SESSION_MINUTES}" for s in sessions]
     return "\n".join(rows) + "\n"
 
 
@@ -416,7 +413,7 @@ def check_report(profile: Profile, started_at: float, rng: random.Random) -> dic
     received = sent - round(sent * loss_up)
     rtt = profile.rtt_ms * rng.lognormvariate(0, 0.15)
     report["check_id"] = uuid.UUID(int=rng.getrandbits(128)).hex
-    report["started_at"] = _rfc3339(started_at)
+    report["started_at"] = rfc3339(started_at)
     report["agent"] = {"version": VERSION, "os": profile.os}
     report["network"].update(
         rtt_ms={"min": round(rtt * 0.9, 2), "p50": round(rtt, 2), "p95": round(rtt * 1.3, 2)},
@@ -442,7 +439,7 @@ async def load_today_http(url: str, store: object, profiles: list[Profile], toke
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {it_token}"}) as http:
         for s in sessions:
             body = {"session_id": s.session_id, "therapist_id": profiles[s.therapist].participant_id, "client_id": profiles[s.client].participant_id,
-                    "start": _rfc3339(s.start_s), "planned_duration_s": SESSION_MINUTES * 60}  # fmt: skip
+                    "start": rfc3339(s.start_s), "planned_duration_s": SESSION_MINUTES * 60}  # fmt: skip
             async with http.post(f"{url}/api/v1/sessions", json=body) as response:
                 if response.status not in (200, 201):
                     raise SystemExit(f"load_history: creating today's session failed: {response.status} {(await response.text())[:300]}")
@@ -592,7 +589,7 @@ def load_history(args: argparse.Namespace, store: object, zone: str) -> dict[str
     sample_s = time.monotonic() - started
     return {
         "path": "direct (store.add_reports in-process, no HTTP)" if args.direct else f"HTTP ingest API, {args.connections} connections",
-        "history_until": _rfc3339(end_s),
+        "history_until": rfc3339(end_s),
         "days": args.days,
         "agents": args.agents,
         "interval_s": args.interval_s,

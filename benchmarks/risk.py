@@ -14,7 +14,6 @@ import secrets
 import statistics
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.core import Context, Section, spread, table
@@ -22,7 +21,7 @@ from monitor.risk import RiskConfig
 from monitor.risk_service import RiskService, RiskTimes
 from monitor.store import SQLiteStore, open_store
 from sessionready import schema
-from sessionready.typed import decode
+from sessionready.typed import decode, rfc3339
 
 ROOT_REPORT = "tests/data/report.json"
 THERAPISTS = 50
@@ -32,14 +31,10 @@ RECENT_STEP_S = 300.0  # ... and every 5 minutes over the last 2 hours, as agent
 TARGET_S = 1.0
 
 
-def _time(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _sample(taken_at: float, rng: random.Random) -> schema.Sample:
     return schema.Sample(
         schema_version=1,
-        taken_at=_time(taken_at),
+        taken_at=rfc3339(taken_at),
         interval_s=300.0,
         session_id=None,
         agent=schema.Agent("0.1.0", "linux"),

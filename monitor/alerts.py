@@ -37,6 +37,7 @@ from monitor.metrics import AlertMetrics
 from monitor.store import Store
 from monitor.store_alerts import AlertRecord, AttemptOutcome, PendingDelivery
 from sessionready.schema import ID_PATTERN
+from sessionready.typed import rfc3339
 
 log = logging.getLogger("sessionready.monitor.alerts")
 
@@ -101,10 +102,6 @@ HEADLINES = {
     "live_recovered": "Live session {session} has recovered",
     "agent_offline": "The {end}'s agent for session {session} is offline",
 }
-
-
-def rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _human_time(unix_s: float) -> str:

@@ -17,14 +17,14 @@ from typing import Literal
 from aiohttp import web
 
 from monitor import keys
-from monitor.alerts import Alerter, rfc3339
+from monitor.alerts import Alerter
 from monitor.alerts_config import AlertKind
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params
 from monitor.metrics import build_alert_metrics
 from monitor.store_alerts import StoredAlert
 from sessionready.schema import ID_PATTERN
-from sessionready.typed import encode, limits
+from sessionready.typed import encode, limits, rfc3339
 
 STAFF = ("it", "admin")
 DEFAULT_LIST = 100

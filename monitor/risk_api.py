@@ -4,12 +4,11 @@ and in full (the end-to-end estimate, live numbers, every change too) for one se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Literal
 
 from monitor.store_risk import RiskSummary, StoredRisk
 from sessionready.schema import CHECK_ID_PATTERN
-from sessionready.typed import limits
+from sessionready.typed import limits, rfc3339
 
 _text = limits(max_len=600)
 RiskState = Literal["ready", "unknown", "at_risk", "not_ready"]
@@ -84,10 +83,6 @@ class RiskDetail:
     history: tuple[RiskChangeOut, ...]  # every change, oldest first
 
 
-def _time(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _reasons(reasons: list[dict[str, object]]) -> tuple[ReasonOut, ...]:
     return tuple(ReasonOut(r["end"], r["cause"], r["severity"], r["message"], r["action"]) for r in reasons)  # type: ignore[arg-type]
 
@@ -99,7 +94,7 @@ def _end(risk: RiskSummary | StoredRisk, role: str) -> EndOut | None:
     if not isinstance(data, dict):
         return None
     age = data["check_age_s"]
-    checked_at = None if age is None else _time(round(risk.evaluated_at - age))
+    checked_at = None if age is None else rfc3339(round(risk.evaluated_at - age))
     live_mos = risk.client_mos if role == "client" else risk.therapist_mos
     return EndOut(role, data["participant_id"], data["state"], age, data["online"], live_mos, checked_at, data.get("check_id"))  # type: ignore[arg-type]
 
@@ -121,13 +116,13 @@ def risk_detail(stored: StoredRisk) -> RiskDetail:
         end_to_end = EndToEndOut(e2e["mos"], e2e["video_tier"], worst["network_one_way_ms"], max(losses) if losses else None)
     return RiskDetail(
         state=stored.state,  # type: ignore[arg-type]
-        evaluated_at=_time(stored.evaluated_at),
-        changed_at=_time(stored.changed_at),
+        evaluated_at=rfc3339(stored.evaluated_at),
+        changed_at=rfc3339(stored.changed_at),
         reasons=_reasons(assessment.get("reasons", [])),  # type: ignore[arg-type]
         client=_end(stored, "client"),
         therapist=_end(stored, "therapist"),
         end_to_end=end_to_end,
         live_state=stored.live_state,  # type: ignore[arg-type]
         live_degraded=stored.live_degraded,
-        history=tuple(RiskChangeOut(_time(c.at), c.state, _reasons(c.reasons)) for c in stored.history),  # type: ignore[arg-type]
+        history=tuple(RiskChangeOut(rfc3339(c.at), c.state, _reasons(c.reasons)) for c in stored.history),  # type: ignore[arg-type]
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import timedelta, timezone, tzinfo
 from typing import Literal
 
 from aiohttp import web
@@ -35,7 +35,7 @@ from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
 from sessionready.schema import ID_PATTERN, AgentSession
-from sessionready.typed import encode, limits
+from sessionready.typed import encode, limits, rfc3339
 
 STAFF = ("it", "admin")
 DEFAULT_LIST = 200
@@ -171,11 +171,6 @@ class ImportResultOut:
 
 
 # --- conversions -------------------------------------------------------------------------------
-
-
-def rfc3339(unix_s: float) -> str:
-    moment = datetime.fromtimestamp(int(unix_s), timezone.utc)
-    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"  # %Y does not pad years before 1000
 
 
 def session_out(info: SessionInfo) -> SessionOut:

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
@@ -48,6 +48,13 @@ def limits(
     """Field metadata: numeric bounds (inclusive), string length and pattern, ISO 8601
     timestamps, or a closed set of allowed strings (an enum known only at run time)."""
     return {"ge": ge, "le": le, "max_len": max_len, "pattern": pattern, "timestamp": timestamp, "one_of": one_of, "doc": doc}
+
+
+def rfc3339(unix_s: float) -> str:
+    """Unix seconds as the timestamps the schema takes and the API gives: UTC, whole seconds,
+    ``2026-11-26T05:00:00Z`` (the year padded: ``%Y`` does not pad years before 1000)."""
+    moment = datetime.fromtimestamp(int(unix_s), timezone.utc)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
 
 
 def decode(cls: type[T], data: object, path: str = "") -> T:

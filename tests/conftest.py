@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -169,11 +168,6 @@ def require_or_fail(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must provide it: see 'make system-deps')")
     pytest.skip(reason)
-
-
-def rfc3339(unix_s: float) -> str:
-    """A timestamp as the API takes it, in whole seconds: ``2026-11-26T05:00:00Z``."""
-    return datetime.fromtimestamp(int(unix_s), timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.5) -> object:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SESSIONREADY, require_or_fail, rfc3339, run_cli, wait_for
+from sessionready.typed import rfc3339
+from tests.conftest import SESSIONREADY, require_or_fail, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sessionready.schema import CheckReport
-from sessionready.typed import SchemaError, decode, encode, json_schema
+from sessionready.typed import SchemaError, decode, encode, json_schema, rfc3339
 
 REPORT = json.loads((Path(__file__).parent / "data" / "report.json").read_text())
 
@@ -75,3 +75,9 @@ def test_json_schema_describes_every_component() -> None:
     assert set(report["required"]) == set(REPORT) - {"machine", "room"}
     assert {"Network", "Loss", "RttMs", "Reason", "Quality"} <= set(components)
     assert components["Loss"]["properties"]["up"]["maximum"] == 1
+
+
+def test_rfc3339_gives_whole_utc_seconds_with_a_padded_year() -> None:
+    assert rfc3339(1_795_669_200.9) == "2026-11-26T05:00:00Z"  # truncated, not rounded up
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert rfc3339(-61_000_000_000) == "0036-12-26T11:33:20Z"  # %Y alone would not pad

@@ -18,12 +18,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from sessionready.demo import DemoError
 from sessionready.demo.files import Layout, write_secret
 from sessionready.demo.processes import run_product
+from sessionready.typed import rfc3339
 
 THERAPIST = "demo-therapist"
 CLIENT = "demo-client"
@@ -114,7 +114,7 @@ def schedule_sessions(api: MonitorApi, login: Login, now: float) -> list[float]:
         first = -(-(int(now) + SESSIONS[0][0] * 60) // 60) * 60  # rounded up to a whole minute
         starts = [float(first + (minutes - SESSIONS[0][0]) * 60) for minutes, _ in SESSIONS]
         for start, (_, length) in zip(starts, SESSIONS):
-            payload = {"therapist_id": THERAPIST, "client_id": CLIENT, "start": _rfc3339(start), "planned_duration_s": length * 60}
+            payload = {"therapist_id": THERAPIST, "client_id": CLIENT, "start": rfc3339(start), "planned_duration_s": length * 60}
             status, body = api.call("POST", "/api/v1/sessions", token, payload)
             if status != 201:
                 raise DemoError(f"the monitor refused a demo session ({status} {body.get('error', {}).get('message', '')})")
@@ -133,10 +133,6 @@ def _clear_earlier_runs(api: MonitorApi, token: str) -> None:
             raise DemoError(f"the monitor did not list the demo's sessions ({status}); see the monitor's log")
         for session in body["sessions"]:
             api.call("POST", f"/api/v1/sessions/{session['session_id']}/state", token, {"state": change, "reason": "demo_restarted"})
-
-
-def _rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(int(unix_s), timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _last_line(text: str) -> str:

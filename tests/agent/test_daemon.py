@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from agents.daemon.spool import Spool
-from tests.conftest import SESSIONREADY, Monitor, rfc3339, run_cli, wait_for
+from sessionready.typed import rfc3339
+from tests.conftest import SESSIONREADY, Monitor, run_cli, wait_for
 
 QUIET_CHECK = "[check]\nudp_seconds = 1\nload_seconds = 1\nstreams = 1\n\n[room]\nmicrophone = false\n"
 

@@ -20,7 +20,8 @@ import pytest
 from monitor.store import open_store
 from sessionready.typed import encode
 from tests.agent.test_spool import CHECK, make_sample
-from tests.conftest import Monitor, require_or_fail, rfc3339, run_cli, start_monitor, wait_for
+from sessionready.typed import rfc3339
+from tests.conftest import Monitor, require_or_fail, run_cli, start_monitor, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

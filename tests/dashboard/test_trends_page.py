@@ -41,7 +41,8 @@ from dashboard.trends_view import (
 )
 from sessionready.typed import encode
 from tests.agent.test_spool import make_sample
-from tests.conftest import rfc3339, wait_for
+from sessionready.typed import rfc3339
+from tests.conftest import wait_for
 from tests.dashboard.conftest import MINUTE, Practice
 from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard, risk_state
 
