@@ -60,6 +60,7 @@ from datetime import time as dt_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from agents.enroll import write_private
 from sessionready import quality
 from sessionready.typed import rfc3339
 
@@ -256,10 +257,7 @@ def create_tokens(store: object, profiles: list[Profile]) -> tuple[list[str], st
 def save_tokens(data_dir: Path, tokens: list[str], it_token: str) -> None:
     """Keep the loader's tokens next to the store (mode 0600), so ``--today-only`` can post
     today's checks as the same agents later: the store holds only their hashes."""
-    path = data_dir / TOKENS_FILE
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(json.dumps({"agents": tokens, "it": it_token}))
+    write_private(data_dir / TOKENS_FILE, json.dumps({"agents": tokens, "it": it_token}), replace=True)
 
 
 def read_tokens(data_dir: Path) -> tuple[list[str], str]:

@@ -91,14 +91,6 @@ def write_toml(path: Path, tables: dict[str, dict[str, object]]) -> Path:
     return path
 
 
-def write_secret(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only (also when the file already exists)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text + "\n")
-    os.chmod(path, 0o600)
-
-
 def monitor_config(layout: Layout, *, tls: bool) -> Path:
     table: dict[str, object] = {"risk_interval_s": RISK_INTERVAL_S}
     if tls:

@@ -20,8 +20,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.enroll import write_private
 from sessionready.demo import DemoError
-from sessionready.demo.files import Layout, write_secret
+from sessionready.demo.files import Layout
 from sessionready.demo.processes import run_product
 from sessionready.typed import rfc3339
 
@@ -96,7 +97,7 @@ def ensure_agent_token(layout: Layout, api: MonitorApi, role: str, participant: 
     created = run_product("monitor", "token", "create", "--role", role, "--participant", participant, "--data-dir", str(layout.store))
     if created.returncode != 0:
         raise DemoError(f"could not create a token for the {role}'s agent: {_last_line(created.stderr)}")
-    write_secret(path, created.stdout.strip().splitlines()[-1])
+    write_private(path, created.stdout.strip().splitlines()[-1] + "\n", replace=True)
     # The old spool belongs to the old token's agent: its sequence numbers would not fit.
     for suffix in ("", "-wal", "-shm"):
         Path(f"{layout.spool(role)}{suffix}").unlink(missing_ok=True)
@@ -125,7 +126,7 @@ def schedule_sessions(api: MonitorApi, login: Login, now: float) -> list[float]:
 
 def _clear_earlier_runs(api: MonitorApi, token: str) -> None:
     """Cancel the sessions of an earlier run that have not happened and end its live ones: the
-    agents would otherwise follow those (a session the monitor calls live stays live while reported)."""
+    agents would otherwise follow those (an overrunning live session for up to 15 minutes)."""
     for state, change in (("scheduled", "cancelled"), ("live", "ended")):
         path = "/api/v1/sessions?" + urllib.parse.urlencode({"therapist": THERAPIST, "state": state})
         status, body = api.call("GET", path, token)
