@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import functools
 import json
 import math
 import random
@@ -401,10 +403,16 @@ def plan_today(profiles: list[Profile], zone: str, now_s: float, count: int, see
     return day.isoformat(), sorted(sessions, key=lambda s: (s.start_s, s.session_id))
 
 
+@functools.cache
+def _check_template() -> dict[str, object]:
+    """Read once per run, not once per agent."""
+    return json.loads(CHECK_TEMPLATE.read_text())
+
+
 def check_report(profile: Profile, started_at: float, rng: random.Random) -> dict[str, object]:
     """A full pre-session check as the agent sends it, with this agent's network (a bad link,
     half the time, loses 1.5-6 % upstream and queues up to 150 ms under load: flagged)."""
-    report = json.loads(CHECK_TEMPLATE.read_text())
+    report = copy.deepcopy(_check_template())
     troubled = profile.bad and rng.random() < 0.5
     loss_up = rng.uniform(0.015, 0.06) if troubled else min(0.005, profile.loss * rng.lognormvariate(0, 0.5))
     sent = 1000
