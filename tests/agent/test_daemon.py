@@ -42,9 +42,10 @@ class AgentProcess:
         return code, time.monotonic() - started
 
 
-def agent_config(monitor: Monitor, tmp_path: Path, agent_table: str, extra: str = QUIET_CHECK, name: str = "agent.toml") -> Path:
+def agent_config(monitor: Monitor, tmp_path: Path, agent_table: str, extra: str = QUIET_CHECK, name: str = "agent.toml", url: str | None = None) -> Path:
+    """An agent's config for ``monitor`` (or for ``url``, a way to it such as a test's proxy)."""
     path = tmp_path / name
-    path.write_text(f'[monitor]\nurl = "{monitor.url}"\n\n{extra}\n[agent]\nspool_path = "{tmp_path / "spool.sqlite3"}"\n{agent_table}')
+    path.write_text(f'[monitor]\nurl = "{url or monitor.url}"\n\n{extra}\n[agent]\nspool_path = "{tmp_path / "spool.sqlite3"}"\n{agent_table}')
     return path
 
 

@@ -19,6 +19,7 @@ from yarl import URL
 
 from agents.daemon.spool import Spool
 from tests.agent import test_daemon
+from tests.agent.gate import ReportGate, Stop
 from tests.agent.test_daemon import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, unix, wait_for
 from tests.agent.test_reports_api import new_token
 from tests.agent.test_spool import make_sample
@@ -139,8 +140,22 @@ def test_monitor_restart_every_report_arrives_once_in_order(tmp_path: Path, star
 # --- agent killed while delivering ----------------------------------------------------------------
 
 
-BACKLOG = 5000  # reports waiting when the monitor returns: some 50 batches to deliver
-KILL_DELAYS_S = (0.0, 0.03, 0.08, 0.15, 0.25, 0.05, 0.12, 0.01)  # after a batch of the agent's arrived
+BACKLOG = 5000  # reports waiting when the agent starts: some 50 batches to deliver
+# Where each kill falls (the gate: tests/agent/gate.py):
+# "answer"    the monitor stored the batch and answered; the agent never heard, so the next
+#             agent sends it again and the monitor must recognise every report of it;
+# "request"   the batch is on its way and the monitor never sees it;
+# "answered"  the agent was handed the answer and is killed at once, while it lets the batch
+#             go from its spool (or before);
+# "delivered" one batch went through and the next one is on its way: the spool let go.
+# Each agent delivers at most one batch, so the backlog outlives every kill on any machine.
+KILLS = ("answer", "request", "answered", "delivered", "answer", "delivered", "answered", "request", "answer", "delivered")
+PLANS: dict[str, tuple[int, Stop, tuple[str, ...]]] = {  # passes, where to stop, what the gate sees
+    "answer": (0, "answer", ("answer",)),
+    "request": (0, "request", ("request",)),
+    "answered": (1, "request", ("answered",)),
+    "delivered": (1, "request", ("answered", "request")),
+}
 
 
 def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path: Path, start_agent) -> None:  # noqa: ANN001
@@ -149,11 +164,10 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
     staff = new_token(monitor, "it", "staff")
     metrics = new_token(monitor, "metrics", "prom")
     me = agent_id(monitor, token)
-    config = agent_config(monitor, tmp_path, FAST)
-    monitor.stop()
-    running: list[Monitor] = []
+    gate = ReportGate(monitor.url).start()
     # The agent was cut off for a long time: its spool holds a backlog (written through the
-    # spool's own API, as the daemon does). It starts, and measures, with the monitor down.
+    # spool's own API, as the daemon does). It reaches the monitor through the gate.
+    config = agent_config(monitor, tmp_path, FAST, url=gate.url)
     spool = Spool(tmp_path / "spool.sqlite3", 20_000_000)
     begin = time.time() - BACKLOG
     for index in range(BACKLOG):
@@ -161,25 +175,26 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
     spool.close()
     kills: list[dict] = []
     try:
-        agent = start_agent(config, token)
-        wait_for(lambda: "cannot deliver reports" in agent.log.read_text(), 20, "the agent to find the monitor down")
-        time.sleep(1)
-        running.append(monitor := restart(monitor))
-        seen = None
-        for delay in KILL_DELAYS_S:
-            # Kill when a batch from this agent process has just arrived, plus a delay.
-            status = wait_for(lambda: (s := agent_status(monitor, staff, me))["last_seen"] != seen and s, 30, "a batch from the agent")
-            time.sleep(delay)
+        for where in KILLS:
+            passes, stop_at, expected = PLANS[where]
+            gate.plan(passes=passes, stop_at=stop_at)
+            agent = start_agent(config, token)
+            seen = [gate.next_event(30) for _ in expected]
+            assert tuple(batch.where for batch in seen) == expected, f"the gate saw {seen} for a kill at {where}: {kills}"
+            batch = seen[0]
             agent.process.send_signal(signal.SIGKILL)
             agent.process.wait(timeout=10)
-            time.sleep(0.3)  # a batch the monitor was still reading is answered to no one
-            after = agent_status(monitor, staff, me)
-            kills.append({"delay_s": delay, "pending": status["spool"]["pending"], "last_seq": after["last_seq"]})
-            assert status["spool"]["pending"] > 100, f"the kill came while a backlog was being delivered: {kills}"
-            seen = after["last_seen"]
-            agent = start_agent(config, token)
+            gate.drop_held()
+            while not gate.events.empty():  # a next batch the killed agent had started
+                gate.events.get_nowait()
+            kills.append({"where": where, "pending": batch.pending, "results": {r: batch.results.count(r) for r in set(batch.results)}, "last_seq": agent_status(monitor, staff, me)["last_seq"]})
+            assert batch.pending > 100, f"the kill came while a backlog was being delivered: {kills}"
+            if where != "request":  # the first batch the gate saw reached the monitor
+                assert batch.status == 200 and batch.results, f"the monitor stored the batch before the kill: {kills}"
+        gate.open()
+        agent = start_agent(config, token)
         try:
-            wait_for(lambda: (s := agent_status(monitor, staff, me))["last_seen"] != seen and s["spool"]["pending"] <= 5, 120, "the backlog to drain")
+            wait_for(lambda: agent_status(monitor, staff, me)["spool"]["pending"] <= 5, 120, "the backlog to drain")
         except AssertionError as error:
             state = f"agent exit code {agent.process.poll()}, status {agent_status(monitor, staff, me)}, kills {kills}"
             raise AssertionError(f"{error}; {state}; agent log: {agent.log.read_text()[-4000:]}") from None
@@ -189,8 +204,8 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
         stored = stored_samples(monitor, token)
         duplicates = scrape(monitor, metrics)['sessionready_ingest_reports_total{kind="background",result="duplicate"}']
     finally:
-        for each in running:
-            each.stop()
+        gate.close()
+        monitor.stop()
 
     assert pending == 0 and dropped == 0
     seqs = [s["seq"] for s in stored]
@@ -199,9 +214,9 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
     received = [s["received_at"] for s in stored]
     assert received == sorted(received), "in order, across kills too"
     assert last_seq > BACKLOG, "the killed agents measured too"
-    # Some kills came after the monitor had stored a batch and before the spool let it go:
-    # the next agent sent it again and the monitor recognised every report of it.
-    assert duplicates > 0
+    # Each "answer" kill fell after the monitor had stored a batch and before the spool let it
+    # go: the next agent sent it again and the monitor recognised every report of it.
+    assert duplicates >= sum(kill["results"].get("stored", 0) for kill in kills if kill["where"] == "answer") > 0, kills
     print(f"kill: {last_seq} reports, {len(kills)} kills, {duplicates:.0f} re-sent reports answered as duplicate; {kills}")
 
 
