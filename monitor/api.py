@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from aiohttp import web
@@ -87,11 +88,24 @@ async def post_check(request: web.Request) -> web.Response:
 
 
 def _visible(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> bool:
-    """Own checks (all of the participant's machines); staff see all; a therapist also sees the
-    checks of the clients of their sessions (the dashboard shows them on the session page)."""
+    """Own checks (all of the participant's machines); staff see all; a therapist also sees a
+    check of a client on their caseload made around one of their own sessions with that client
+    (monitor/store_caseload.py; the dashboard shows it on the session page)."""
     if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id:
         return True
-    return agent.role == "therapist" and store.is_client_of(agent.participant_id, check.participant_id)
+    return agent.role == "therapist" and store.check_visible_to_therapist(agent.participant_id, check.participant_id, check.received_at)
+
+
+def _for_reader(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> StoredCheck:
+    """The check as ``agent`` may read it: a therapist reading a client's check made for
+    another therapist's session does not learn that session's id."""
+    session_id = check.session_id or check.report.get("session_id")
+    if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id or not session_id:
+        return check
+    session = store.get_session(str(session_id))
+    if session is not None and session.therapist_id == agent.participant_id:
+        return check
+    return replace(check, session_id=None, report={**check.report, "session_id": None})
 
 
 def _check_json(check: StoredCheck) -> dict[str, object]:
@@ -109,7 +123,7 @@ async def get_check(request: web.Request) -> web.Response:
     if check is None or not await asyncio.to_thread(_visible, agent, check, store):
         # The same answer for "absent" and "not yours": ids of others' checks do not leak.
         raise ApiError(404, "not_found", "no such check")
-    return web.json_response(_check_json(check))
+    return web.json_response(_check_json(await asyncio.to_thread(_for_reader, agent, check, store)))
 
 
 async def agent_checks(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import alerts_api, api, enroll, enroll_api, keys, probe, reports, session_samples, sessions, trends, users
+from monitor import alerts_api, api, caseload_api, enroll, enroll_api, keys, probe, reports, session_samples, sessions, trends, users
 from monitor.auth import RateLimiter, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
@@ -97,6 +97,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     reports.add_routes(app)
     trends.add_routes(app)
     enroll_api.add_routes(app)
+    caseload_api.add_routes(app)
     alerts_api.add_routes(app)  # after the store and metrics contexts: its worker needs both
     app.cleanup_ctx.append(_risk_context)  # after the alerter: risk changes become alerts
     return app

@@ -34,7 +34,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "monitor",
-        help="run the central monitor, or manage its agent tokens, enrollment codes and dashboard users",
+        help="run the central monitor, or manage its agent tokens, enrollment codes, dashboard users and caseloads",
         description="Run the sessionready monitor: UDP reflector, throughput endpoints, ingest API, /metrics. "
         "Flags override the config file. Stops cleanly on SIGTERM or Ctrl-C.",
     )
@@ -70,6 +70,9 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     from monitor import users_cli  # here, not at the top: it imports this module's helpers
 
     users_cli.add_user_parser(actions, type(parser))
+    from monitor import caseload_cli
+
+    caseload_cli.add_caseload_parser(actions, type(parser))
 
 
 def _add_enroll_parser(actions: argparse._SubParsersAction, parser_class: type) -> None:
@@ -207,7 +210,12 @@ def run_enroll_create(args: argparse.Namespace) -> int:
         return _fail(PARTICIPANT_RULE)
 
     def create(store: SQLiteStore) -> int:
-        info, code = create_code(store, args.role, args.participant, args.ttl_hours)
+        from monitor.store_sessions import SessionConflict
+
+        try:
+            info, code = create_code(store, args.role, args.participant, args.ttl_hours)
+        except SessionConflict as error:
+            return _fail(error.message)
         print(
             f"created enrollment code {info.code_id} for {info.role} participant {info.participant_id}, "
             f"valid once until {_utc(info.expires_at)} UTC; it is shown only once:"

@@ -20,6 +20,7 @@ from monitor.auth import require_role
 from monitor.enroll import DEFAULT_TTL_HOURS, MAX_TTL_HOURS, create_code
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.store import EnrollmentInfo
+from monitor.store_sessions import SessionConflict
 from sessionready.schema import ID_PATTERN
 from sessionready.typed import encode, json_schema, limits
 
@@ -91,7 +92,10 @@ async def create_enrollment(request: web.Request) -> web.Response:
     require_role(principal, "it", "admin", users=True)
     only_params(request)
     wanted = decode_body(EnrollmentCreate, await read_body(request))
-    info, code = await asyncio.to_thread(create_code, request.app[keys.STORE], wanted.role, wanted.participant_id, wanted.ttl_hours)
+    try:
+        info, code = await asyncio.to_thread(create_code, request.app[keys.STORE], wanted.role, wanted.participant_id, wanted.ttl_hours)
+    except SessionConflict as error:
+        raise ApiError(409, error.code, error.message, error.field) from None
     # Ids only: the code is a credential and never reaches a log.
     log.info("enrollment code created", extra={"fields": {"code_id": info.code_id, "role": info.role, "by_role": principal.role}})
     answer = EnrollmentCreated(code, enrollment_out(info, request.app[keys.CLOCK]()))
@@ -144,6 +148,7 @@ def openapi_paths(components: dict[str, Any]) -> dict[str, Any]:
                 "responses": {
                     "201": {"description": "Created", "content": {"application/json": {"schema": json_schema(EnrollmentCreated, components)}}},
                     "400": {**error, "description": "Malformed request; the error names the field."},
+                    "409": {**error, "description": "The participant id is registered with the other role."},
                     "413": {**error, "description": "Body too large."},
                     **common,
                 },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from monitor import enroll_api, trends
+from monitor import caseload_api, enroll_api, trends
 from monitor.alerts_api import MAX_LIST as MAX_ALERTS
 from monitor.alerts_api import AlertList
 from monitor.enroll import EnrollRequest, EnrollResponse
@@ -133,7 +133,7 @@ def _document() -> dict[str, Any]:
             },
             "/api/v1/checks/{check_id}": {
                 "get": {
-                    "summary": "One check: the participant's own, a therapist's clients' (their sessions), any for it/admin",
+                    "summary": "One check: the participant's own; a therapist's caseload clients' made around that therapist's sessions with them; any for it/admin",
                     "parameters": [{"name": "check_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
                     "responses": {"200": _json(stored_check, "The check"), **_errors(400, 401, 403, 404)},
                 }
@@ -171,6 +171,7 @@ def _document() -> dict[str, Any]:
             **_alert_paths(components),
             **trends.openapi_paths(components),
             **enroll_api.openapi_paths(components),
+            **caseload_api.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },
@@ -260,9 +261,16 @@ def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
         },
         "/api/v1/sessions": {
             "post": {
-                "summary": "Create a session (it/admin, or a therapist for their own); idempotent by session_id",
+                "summary": "Create a session (it/admin: idempotent by session_id, and the client goes on the therapist's caseload; "
+                "a therapist: their own, with a client on their caseload, the monitor choosing the id)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(SessionCreate, components)}}},
-                "responses": {"201": _json(detail, "Created"), "200": _json(detail, "Already there with the same content"), **_errors(400, 401, 403, 413), "409": conflict},
+                "responses": {
+                    "201": _json(detail, "Created"),
+                    "200": _json(detail, "Already there with the same content"),
+                    **_errors(400, 401, 413),
+                    "403": _json(_ERROR, "The role may not create sessions, a therapist named another therapist, or the client is not on the therapist's caseload"),
+                    "409": conflict,
+                },
             },
             "get": {
                 "summary": "Sessions by start time; a therapist token sees only its own",

@@ -33,6 +33,7 @@ from monitor.calendar_import import (
 )
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
+from monitor.store import Store
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
 from sessionready.schema import ID_PATTERN, AgentSession
 from sessionready.typed import encode, limits, rfc3339
@@ -276,23 +277,37 @@ async def list_participants(request: web.Request) -> web.Response:
     return _json(ParticipantList(tuple(ParticipantOut(p.participant_id, p.role, rfc3339(p.created_at)) for p in rows)))  # type: ignore[arg-type]
 
 
+async def _may_book(store: Store, agent: keys.TokenInfo, body: SessionCreate) -> None:
+    """A therapist's token books only its own sessions, only with clients on its caseload, and
+    never picks the session id: a chosen id could take one a later import needs, and the
+    answer for a taken id would tell whether another therapist's session exists."""
+    if body.therapist_id != agent.participant_id:
+        raise ApiError(403, "forbidden", "a therapist token may only create its own therapist's sessions", "therapist_id")
+    if body.session_id is not None:
+        raise ApiError(400, "invalid_field", "the monitor chooses the id of a session a therapist creates; leave session_id out", "session_id")
+    # One answer whether the id is unknown, someone else's client or not a client at all.
+    if not await asyncio.to_thread(store.on_caseload, agent.participant_id, body.client_id):
+        raise ApiError(403, "not_on_caseload", f"client '{body.client_id}' is not on your caseload; IT staff assign clients to therapists", "client_id")
+
+
 async def create_session(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "therapist", *STAFF)
     only_params(request)
     body = decode_body(SessionCreate, await read_body(request))
-    if agent.role == "therapist" and body.therapist_id != agent.participant_id:
-        raise ApiError(403, "forbidden", "a therapist token may only create its own therapist's sessions", "therapist_id")
+    store = request.app[keys.STORE]
+    if agent.role == "therapist":
+        await _may_book(store, agent, body)
     try:
         start_at_s = session_start(parse_rfc3339(body.start))
     except ValueError as error:
         reason = "be on a whole second" if str(error) == "not a whole second" else str(error).removeprefix("must ")
         raise ApiError(400, "invalid_field", f"start must {reason}", "start") from None
-    store = request.app[keys.STORE]
     try:
         info, created = await asyncio.to_thread(
-            store.create_session, body.session_id, body.therapist_id, body.client_id, start_at_s, body.planned_duration_s
-        )
+            store.create_session, body.session_id, body.therapist_id, body.client_id, start_at_s, body.planned_duration_s,
+            assign=agent.role in STAFF,  # staff's word puts the client on the therapist's caseload
+        )  # fmt: skip
     except SessionStoreError as error:
         raise _store_error(error) from None
     history = await asyncio.to_thread(store.session_history, info.session_id)

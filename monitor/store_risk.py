@@ -304,11 +304,3 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
                 " WHERE s.state = 'live' ORDER BY s.start_at, s.session_id"
             ).fetchall()
         return [RiskSession(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])) if r[7] else (), r[8]) for r in rows]
-
-    def is_client_of(self, therapist_id: str, client_id: str) -> bool:
-        """Whether ``client_id`` is the client of any session of ``therapist_id``."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM sessions WHERE therapist_id = ? AND client_id = ? LIMIT 1", (therapist_id, client_id)
-            ).fetchone()
-        return row is not None

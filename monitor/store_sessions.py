@@ -166,6 +166,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _assign: Callable[..., object]  # monitor/store_caseload.py
 
     # --- participants ---------------------------------------------------------------------
 
@@ -201,19 +202,22 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
     # --- sessions -------------------------------------------------------------------------
 
     def create_session(
-        self, session_id: str | None, therapist_id: str, client_id: str, start_at_s: int, planned_duration_s: int
+        self, session_id: str | None, therapist_id: str, client_id: str, start_at_s: int, planned_duration_s: int, *, assign: bool = False
     ) -> tuple[SessionInfo, bool]:
         """Create a session through the API; True when new.
 
         Participants are registered with their role on first use (a known id must have that
         role). Creating an existing id again with the same content changes nothing (a retry);
-        with different content it is a conflict.
+        with different content it is a conflict. ``assign``: staff made it, so the client goes
+        on the therapist's caseload in the same transaction.
         """
         if therapist_id == client_id:
             raise SessionStoreError("invalid_field", "therapist_id and client_id must be different participants", "client_id")
         with self._transaction() as db:
             self._ensure_participant(db, therapist_id, "therapist", "therapist_id")
             self._ensure_participant(db, client_id, "client", "client_id")
+            if assign:
+                self._assign(db, therapist_id, client_id, "session")
             if session_id is None:
                 session_id = f"s-{secrets.token_hex(8)}"
             _check_session_id(session_id)
@@ -349,8 +353,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         if row.therapist_id == row.client_id:
             raise SessionStoreError("invalid_field", "the therapist and the client must be different participants", "client_id")
         _check_session_id(row.session_id)
-        self._ensure_participant(db, row.therapist_id, "therapist", "therapist_id")
-        self._ensure_participant(db, row.client_id, "client", "client_id")
+        self._assign(db, row.therapist_id, row.client_id, row.source)  # registers both participants too
         existing = self._session(db, row.session_id)
         now = self._clock()
         if existing is None:

@@ -73,9 +73,13 @@ def test_create_is_idempotent_and_conflicts_on_other_content(shared_monitor: Mon
 
 
 def test_therapist_creates_only_own_sessions(shared_monitor: Monitor, tokens: dict[str, str]) -> None:
-    assert create(shared_monitor, tokens["t-a"], session_id="own-1")[0] == 201
-    status, body = create(shared_monitor, tokens["t-b"], session_id="own-2")
+    assert shared_monitor.json("POST", "/api/v1/caseload", tokens["it"], {"therapist_id": "t-a", "client_id": "c-1"})[0] in (200, 201)
+    status, body = create(shared_monitor, tokens["t-a"])
+    assert status == 201 and body["session"]["session_id"].startswith("s-"), body  # the monitor chose the id
+    status, body = create(shared_monitor, tokens["t-b"])
     assert status == 403 and body["error"]["field"] == "therapist_id"
+    status, body = create(shared_monitor, tokens["t-a"], session_id="own-2")
+    assert status == 400 and body["error"]["field"] == "session_id"
     assert create(shared_monitor, tokens["c-1"], session_id="own-3")[0] == 403
     assert shared_monitor.json("GET", f"{SESSIONS}/own-2", tokens["it"])[0] == 404  # nothing was stored
 
