@@ -56,8 +56,10 @@ def stands_out(risk: dict[str, Any] | None) -> bool:
 def zone_of(name: str | None) -> ZoneInfo:
     """The viewer's zone by IANA name; UTC for a missing or unknown name (a browser may say nothing)."""
     try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+        # An over-long name would reach the file system as a path (OSError) before zoneinfo
+        # could call it unknown; the longest IANA name has 32 characters.
+        return ZoneInfo(name) if name and len(name) <= 64 else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return ZoneInfo("UTC")
 
 

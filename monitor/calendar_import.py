@@ -72,8 +72,12 @@ class ParsedImport:
 def parse_zone(name: str) -> ZoneInfo:
     """An IANA time zone (``Europe/Berlin``) or CalendarError."""
     try:
+        # The longest IANA name has 32 characters; a longer one would reach the file system
+        # as a path (OSError: file name too long) before zoneinfo could say it is unknown.
+        if len(name) > 64:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise CalendarError(f"unknown time zone '{name[:64]}': use an IANA name such as Europe/Berlin") from None
 
 

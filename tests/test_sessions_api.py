@@ -151,6 +151,16 @@ def test_list_filters_by_day_in_a_zone_state_and_range(shared_monitor: Monitor, 
         assert status == 400 and body["error"]["field"] == field, query
 
 
+def test_an_over_long_zone_is_400_not_a_crash(shared_monitor: Monitor, tokens: dict[str, str]) -> None:
+    """Issue 12, low: ?tz= with 5,000 letters reached the file system as a zone file's path and
+    answered 500 (OSError: file name too long) with a traceback in the log."""
+    for path in (f"{SESSIONS}?day=2026-06-01&tz={'A' * 5000}", f"{SESSIONS}/import?tz={'A' * 5000}", f"/api/v1/trends?tz={'A' * 5000}"):
+        body = b"session_id,therapist_id,client_id,start,planned_duration_minutes\n" if "import" in path else None
+        status, raw = shared_monitor.request("POST" if body else "GET", path, tokens["it"], body, {"Content-Type": "text/csv"} if body else None)
+        assert status == 400 and json.loads(raw)["error"]["field"] == "tz", (path[:40], status, raw[:200])
+    assert "Traceback" not in shared_monitor.logs() and "too long" not in shared_monitor.logs()
+
+
 def test_get_by_id_shows_both_ends_and_hides_others_sessions(shared_monitor: Monitor, tokens: dict[str, str], listing: None) -> None:
     status, body = shared_monitor.json("GET", f"{SESSIONS}/list-a1", tokens["t-a"])
     assert status == 200 and (body["session"]["therapist_id"], body["session"]["client_id"]) == ("t-a", "c-list")

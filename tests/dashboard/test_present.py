@@ -220,3 +220,13 @@ def test_the_client_turns_monitor_answers_into_sentences(monitor: Monitor) -> No
     with pytest.raises(ApiFailure) as down:
         unreachable.sessions_of_day("t", "2026-03-20", "UTC")
     assert down.value.status == 0 and "not reachable" in down.value.sentence
+
+
+def test_a_browsers_zone_name_never_breaks_a_page() -> None:
+    from dashboard.present import zone_of
+
+    assert zone_of("Europe/Berlin") == BERLIN
+    # Unknown, empty, path-like and over-long names (5,000 letters once reached the file
+    # system as a zone file's path: OSError) all read as UTC.
+    for name in (None, "", "Mars/Olympus", "../../etc/passwd", "A" * 5000):
+        assert zone_of(name) == ZoneInfo("UTC"), name[:20] if name else name
