@@ -228,7 +228,10 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Alert
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before the monitor answers. An agent deletes a report from
+        # its spool once the monitor acknowledges it, so NORMAL (WAL synced only at checkpoints)
+        # could lose acknowledged reports to a power cut: acknowledged must mean durable.
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         had_caseload = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'caseload'").fetchone() is not None
         self._db.executescript(
