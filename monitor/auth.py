@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from monitor.errors import ApiError, json_error
 from monitor.store import Store, TokenInfo, hash_token
 from monitor.store_users import USER_TOKEN_PREFIX, UserPrincipal
+from sessionready.ratelimit import RateLimiter  # noqa: F401  (its home before the dashboard needed it too)
 
 # Paths that need no token: liveness, the API description, enrollment (how an agent gets
 # its token; the one-time code is its credential) and login (how a dashboard user gets one).
@@ -84,40 +82,3 @@ def require_role(info: Principal, *roles: str, users: bool = False) -> None:
         raise ApiError(403, "forbidden", f"this endpoint is for agent tokens, not dashboard logins (needs: {', '.join(roles)})")
     if info.role not in roles:
         raise ApiError(403, "forbidden", f"a {info.role} token may not do this (needs: {', '.join(roles)})")
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests, refilled continuously, bursts up to the same.
-
-    Kept in the process: with several monitors behind a balancer each enforces its own share.
-    """
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def allow(self, key: str) -> bool:
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            while len(self._buckets) >= self._max_keys:
-                # Forget the least recently seen key, never everyone's budget at once.
-                self._buckets.popitem(last=False)
-            bucket = self._buckets[key] = _Bucket(self._capacity, now)
-        else:
-            self._buckets.move_to_end(key)
-        bucket.tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
-        if bucket.tokens < 1:
-            return False
-        bucket.tokens -= 1
-        return True

@@ -136,6 +136,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(config, ready))
+    except ConfigError as error:  # found while building the app, e.g. an unreadable secret file
+        return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot start: {error.strerror or error} (address {config.host}:{config.port})")
     except Exception as error:  # noqa: BLE001 - the last line of defence: one sentence, details in the log

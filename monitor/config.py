@@ -39,11 +39,13 @@ class MonitorConfig:
     max_report_bytes: int = field(default=256 * 1024, metadata=limits(ge=4096, le=64 << 20))
     max_udp_flows: int = field(default=4096, metadata=limits(ge=16, le=1_000_000))
     # Dashboard users (monitor/users.py): a login lasts at most user_session_hours, and ends
-    # sooner when unused for user_idle_minutes. Login attempts per minute, per remote address
-    # and per username alike (the dashboard's logins all come from its one address).
+    # sooner when unused for user_idle_minutes. Login attempts per minute per address: the
+    # peer's, or the browser's as the dashboard signs it with the secret in
+    # client_address_secret_file (the same file the dashboard reads; "" = no signed addresses).
     user_session_hours: float = field(default=12.0, metadata=limits(ge=0.1, le=720))
     user_idle_minutes: float = field(default=60.0, metadata=limits(ge=1, le=43_200))
     login_attempts_per_minute: int = field(default=30, metadata=limits(ge=1, le=10_000))
+    client_address_secret_file: str = field(default="", metadata=limits(max_len=4096))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The risk engine assesses sessions starting within this many minutes (and alerts on them),
     # every risk_interval_s seconds; live sessions are followed every 2 s regardless.

@@ -37,14 +37,12 @@ class UserInfo:
     participant_id: str | None
     created_at: float  # unix seconds
     disabled_at: float | None
-    failed_logins: int  # consecutive, since the last successful login
-    locked_until: float | None  # unix seconds
+    failed_logins: int  # wrong passwords from any address since the last successful login
+    locked_until: float | None  # unix seconds; only set by versions that locked accounts
 
     def state(self, now: float) -> str:
-        """active, locked or disabled (at unix time ``now``)."""
-        if self.disabled_at is not None:
-            return "disabled"
-        return "locked" if self.locked_until is not None and self.locked_until > now else "active"
+        """active or disabled (at unix time ``now``). Accounts no longer lock (monitor/users.py)."""
+        return "disabled" if self.disabled_at is not None else "active"
 
 
 @dataclass(frozen=True)
@@ -110,6 +108,16 @@ CREATE TABLE IF NOT EXISTS user_sessions (
 );
 CREATE INDEX IF NOT EXISTS user_sessions_by_user ON user_sessions (user_id);
 CREATE INDEX IF NOT EXISTS user_sessions_by_expiry ON user_sessions (expires_at);
+-- Wrong logins per (typed username, address), for the progressive wait (monitor/users.py).
+-- pair_hash is SHA-256 of both: a typed username may be a password typed in the wrong field.
+-- user_id names the account when the username exists, so that a new password clears its waits.
+CREATE TABLE IF NOT EXISTS login_failures (
+    pair_hash TEXT PRIMARY KEY,
+    user_id TEXT,
+    failures INTEGER NOT NULL,
+    last_failure_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failure_at);
 """
 
     _db: sqlite3.Connection
@@ -160,7 +168,8 @@ CREATE INDEX IF NOT EXISTS user_sessions_by_expiry ON user_sessions (expires_at)
             return True
 
     def set_user_password(self, username: str, password_hash: str) -> bool:
-        """A new password: clears a lockout and ends the user's sessions; False if no such user."""
+        """A new password: clears the user's failure counts and waits and ends their sessions;
+        False if no such user."""
         with self._transaction() as db:
             row = db.execute("SELECT user_id FROM users WHERE username = ?", (username,)).fetchone()
             if row is None:
@@ -169,37 +178,60 @@ CREATE INDEX IF NOT EXISTS user_sessions_by_expiry ON user_sessions (expires_at)
                 "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE user_id = ?",
                 (password_hash, row[0]),
             )
+            db.execute("DELETE FROM login_failures WHERE user_id = ?", (row[0],))
             db.execute("UPDATE user_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (self._clock(), row[0]))
             return True
 
-    def record_login_failure(self, user_id: str, max_failures: int, lockout_s: float) -> None:
-        """Count a wrong password; the ``max_failures``-th in a row locks the user for ``lockout_s``.
+    def login_failures(self, pair_hash: str, forget_after_s: float) -> tuple[int, float]:
+        """(wrong logins, seconds since the last) for a username+address pair; (0, inf) for a
+        pair without any in the last ``forget_after_s`` seconds."""
+        with self._lock:
+            row = self._db.execute("SELECT failures, last_failure_at FROM login_failures WHERE pair_hash = ?", (pair_hash,)).fetchone()
+        since_s = self._clock() - row[1] if row else float("inf")
+        if row is None or since_s > forget_after_s:
+            return 0, float("inf")
+        return int(row[0]), max(0.0, since_s)
 
-        Failures while locked or disabled are not counted: a lock ends when it says it does.
+    def record_login_failure(self, pair_hash: str, user_id: str | None, forget_after_s: float) -> None:
+        """Count a refused login for a username+address pair (and, for a known user, on the
+        user: ``user list`` shows it). Nothing locks: the wait this leads to is per pair.
+
+        A pair's count starts again once ``forget_after_s`` seconds pass without a failure;
+        pairs older than that are deleted here, so the table holds about one day's attempts.
         """
         with self._transaction() as db:
             now = self._clock()
             db.execute(
-                "UPDATE users SET failed_logins = failed_logins + 1,"
-                " locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END"
-                " WHERE user_id = ? AND disabled_at IS NULL AND (locked_until IS NULL OR locked_until <= ?)",
-                (max_failures, now + lockout_s, user_id, now),
+                "INSERT INTO login_failures (pair_hash, user_id, failures, last_failure_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (pair_hash) DO UPDATE SET"
+                " failures = CASE WHEN last_failure_at < ? THEN 1 ELSE failures + 1 END, last_failure_at = excluded.last_failure_at",
+                (pair_hash, user_id, now, now - forget_after_s),
             )
+            if user_id is not None:
+                db.execute("UPDATE users SET failed_logins = failed_logins + 1 WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM login_failures WHERE last_failure_at < ?", (now - forget_after_s,))
+
+    def clear_login_failures(self, pair_hash: str) -> None:
+        """A correct login from this username+address pair: its count starts again."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM login_failures WHERE pair_hash = ?", (pair_hash,))
 
     def start_user_session(
         self, user_id: str, token_hash: str, lifetime_s: float, idle_s: float, new_password_hash: str | None = None
     ) -> tuple[UserInfo, UserSession] | None:
-        """After a correct password: a new session, or None if the user is disabled or locked.
+        """After a correct password: a new session, or None if the user is disabled.
 
         Resets the failure count and, when given, replaces the password hash (a rehash with
         current parameters). Also deletes sessions that ended long ago, so the table stays small.
+        No account locks (a stranger could lock anyone out): a lock an older version left is
+        cleared here.
         """
         with self._transaction() as db:
             now = self._clock()
             updated = db.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL, password_hash = COALESCE(?, password_hash)"
-                " WHERE user_id = ? AND disabled_at IS NULL AND (locked_until IS NULL OR locked_until <= ?)",
-                (new_password_hash, user_id, now),
+                " WHERE user_id = ? AND disabled_at IS NULL",
+                (new_password_hash, user_id),
             )
             if updated.rowcount != 1:
                 return None

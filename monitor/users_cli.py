@@ -135,8 +135,9 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{'USERNAME':24} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} STATE")
         for u in store.list_users():
             state = u.state(now)
-            if state == "locked" and u.locked_until is not None:
-                state = f"locked until {_utc(u.locked_until)} UTC"
+            if state == "active" and u.failed_logins:
+                # Nothing locks; a count here says someone has been guessing (docs/users.md).
+                state = f"active, {u.failed_logins} wrong logins since the last good one"
             print(f"{u.username:24} {u.role:10} {u.participant_id or '-':24} {_utc(u.created_at):20} {state}")
         return EXIT_OK
 
