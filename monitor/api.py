@@ -18,6 +18,7 @@ from monitor.errors import ApiError, decode_body, read_body
 from monitor.openapi import openapi_document
 from monitor.store import Store, StoredCheck
 from monitor.store_users import UserPrincipal
+from monitor.words import in_own_words
 from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
 from sessionready.typed import encode
 
@@ -59,7 +60,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 def parse_report(body: bytes) -> CheckReport:
     """Strictly validate a posted check; ApiError 400 names the first offending field."""
-    return decode_body(CheckReport, body)
+    return in_own_words(decode_body(CheckReport, body))
 
 
 async def post_check(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
 from monitor.store_reports import AgentStatus, StoredSample
+from monitor.words import plain_report
 from sessionready.schema import ID_PATTERN, MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
 from sessionready.typed import SchemaError, decode, encode
 
@@ -125,7 +126,7 @@ def decode_report(raw: object) -> ReportEnvelope | str:
             return "report_id: a check's report_id must equal its check_id"
     elif envelope.sample is None or envelope.check is not None:
         return "kind: a sample report carries 'sample' and no 'check'"
-    return envelope
+    return plain_report(envelope)
 
 
 def _raw_field(raw: object, name: str, allowed: tuple[str, ...] | None = None) -> str | None:
