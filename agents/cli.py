@@ -18,8 +18,8 @@ exit codes:
   3  could not run - monitor unreachable, token rejected, bad arguments or config
   130 interrupted (Ctrl-C)
 
-The token can also be given in the environment variable SESSIONREADY_TOKEN (safer than the
-command line, where other users of the machine may see it).
+The token: best from 'sessionready enroll' (a token file only you can read) or the environment
+variable SESSIONREADY_TOKEN. --token works but every user of the machine can see it in 'ps'.
 """
 
 VERDICT_EXIT = {"ready": EXIT_READY, "at_risk": EXIT_AT_RISK, "not_ready": EXIT_NOT_READY}
@@ -53,7 +53,7 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--monitor", metavar="URL", help="the monitor's URL, e.g. https://monitor.example.org:8470 (or [monitor] url in the config)")
-    parser.add_argument("--token", metavar="T", help="this agent's token (default: $SESSIONREADY_TOKEN)")
+    parser.add_argument("--token", metavar="T", help="this agent's token; visible to other users in 'ps': prefer $SESSIONREADY_TOKEN or 'sessionready enroll'")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout instead of the summary")
     parser.add_argument("--session", metavar="ID", help="the session this check is for (a pseudonymous id)")
     parser.add_argument("--speedtest", action="store_true", help="also measure against public speedtest.net servers (needs the 'speedtest' extra)")
@@ -81,9 +81,10 @@ def run_check_command(args: argparse.Namespace) -> int:
     import asyncio
 
     from agents.config import load_agent_config
-    from agents.client import UsageError
+    from agents.client import UsageError, warn_token_argument
     from sessionready.config import ConfigError
 
+    warn_token_argument(args.token)
     try:
         config = load_agent_config(args.config)
         options, url, token = _options(args, config)

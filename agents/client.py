@@ -12,6 +12,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -225,6 +226,17 @@ def error_from_response(status: int, text: str, base_url: URL) -> MonitorError:
 
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,200}")
+# Every user of a computer can read every process's arguments (ps, /proc/PID/cmdline).
+TOKEN_ARGUMENT_WARNING = (
+    "warning: --token is visible to every user of this computer (for example in 'ps'); "
+    "set SESSIONREADY_TOKEN, use a token file or 'sessionready enroll' instead"
+)
+
+
+def warn_token_argument(token: str | None) -> None:
+    """One line on stderr when a token came on the command line; the token itself is never printed."""
+    if token is not None:
+        print(TOKEN_ARGUMENT_WARNING, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -247,7 +259,7 @@ def resolve_connection(
     url = monitor_url(raw_url, allow_insecure_http=allow_insecure_http or config.allow_insecure_http)
     token = token or config.token()
     if not token:
-        raise ValueError("no token: pass --token T, set SESSIONREADY_TOKEN, or enroll this computer with 'sessionready enroll'")
+        raise ValueError("no token: set SESSIONREADY_TOKEN, enroll this computer with 'sessionready enroll', or pass --token T")
     if not TOKEN.fullmatch(token):
         raise ValueError("the token is malformed: it is one line of letters, digits, '_' and '-' (check the token file)")
     ca_file = ca_file or config.ca_file

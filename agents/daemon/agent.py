@@ -57,7 +57,9 @@ signals: SIGTERM/SIGINT deliver what is pending (up to 5 s) and exit 0; SIGHUP r
 config file (a bad file is logged and the running config kept).
 
 The monitor's URL and the token can also come from SESSIONREADY_MONITOR_URL and
-SESSIONREADY_TOKEN; the config file from SESSIONREADY_CONFIG.
+SESSIONREADY_TOKEN; the config file from SESSIONREADY_CONFIG. Give the token by a token file
+(the config's token_file, or a systemd credential named "token") or SESSIONREADY_TOKEN, not
+--token: every user of the machine can read a process's arguments.
 
 exit codes: 0 stopped by a signal; 1 stopped on an unexpected error; 3 could not start
 (bad config, no token, bad URL, unusable spool: one sentence on stderr says why)
@@ -76,7 +78,9 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; every key in agents/agent.sample.toml and docs/agent.md)")
     parser.add_argument("--monitor", metavar="URL", help="the monitor's URL (default: $SESSIONREADY_MONITOR_URL, else [monitor] url in the config)")
-    parser.add_argument("--token", metavar="T", help="this agent's token (default: $SESSIONREADY_TOKEN, else the config's token file)")
+    parser.add_argument(
+        "--token", metavar="T", help="this agent's token; visible to other users in 'ps': prefer $SESSIONREADY_TOKEN or the config's token file"
+    )
     parser.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) to trust for an https:// monitor with a private certificate")
     parser.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a monitor that is not on this machine (sends the token unencrypted)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="least important log lines to show (default info; debug shows every live report)")
@@ -517,11 +521,12 @@ def _fail(message: str) -> int:
 def run_agent_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agents.client import UsageError
+    from agents.client import UsageError, warn_token_argument
     from agents.daemon.notify import Notifier
     from agents.daemon.spool import Spool, SpoolError
     from sessionready.config import ConfigError
 
+    warn_token_argument(args.token)
     try:
         config, connection = load(args)
     except (ConfigError, UsageError, ValueError) as error:
