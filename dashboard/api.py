@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from sessionready import client_address as address_header
 
 _SENTENCES = {
     403: "The monitor does not let your account see this.",
@@ -52,9 +56,11 @@ class Login:
 class MonitorApi:
     """One monitor, many users: each call takes the caller's token (never stored here)."""
 
-    def __init__(self, base_url: str, *, ca_file: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, ca_file: str | None = None, timeout_s: float = 10.0, address_secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self._address_secret = address_secret  # shared with the monitor: signs a login's browser address
+        self._clock = clock  # unix seconds, for the signature's age
         self._context: ssl.SSLContext | None = None
         if self.base_url.startswith("https://"):
             self._context = ssl.create_default_context(cafile=ca_file or None)
@@ -62,8 +68,16 @@ class MonitorApi:
 
     # --- the calls the pages make ---------------------------------------------------------
 
-    def login(self, username: str, password: str) -> Login:
-        body = self._call("POST", "/api/v1/login", None, {"username": username, "password": password}, login=True)
+    def login(self, username: str, password: str, client_address: str | None = None) -> Login:
+        """Log a person in. ``client_address`` is their browser's address: with the shared
+        secret it goes to the monitor signed, and the monitor limits attempts by it."""
+        headers = {}
+        if client_address and self._address_secret is not None:
+            try:
+                headers[address_header.HEADER] = address_header.sign(self._address_secret, client_address, self._clock())
+            except ValueError:
+                pass  # not an IP address (a Unix socket peer): the monitor counts the dashboard's own
+        body = self._call("POST", "/api/v1/login", None, {"username": username, "password": password}, login=True, headers=headers)
         return Login(str(body["token"]), str(body["expires_at"]), int(body["idle_timeout_s"]), str(body["role"]), str(body["participant_id"]), str(body["username"]))
 
     def logout(self, token: str) -> None:
@@ -108,9 +122,9 @@ class MonitorApi:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False) -> Any:
+    def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False, headers: dict[str, str] | None = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
@@ -143,10 +157,10 @@ def _failure(status: int, raw: bytes, *, login: bool) -> ApiFailure:
         code = message = ""
     if status == 401:
         if login:
-            return ApiFailure(401, code or "invalid_login", "Wrong username or password (or the account is locked).")
+            return ApiFailure(401, code or "invalid_login", "Wrong username or password.")
         return LoggedOut()
     if status == 429 and login:
-        return ApiFailure(429, code or "rate_limited", "Too many login attempts: wait a minute and try again.")
+        return ApiFailure(429, code or "rate_limited", "Too many login attempts: wait a while and try again.")
     if status in (400, 409) and message:
         return ApiFailure(status, code or "error", f"The monitor refused this: {message}")  # its own sentence, naming the field
     return ApiFailure(status, code or "error", _SENTENCES.get(status, f"The monitor refused the request ({status})."))

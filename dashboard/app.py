@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from dashboard import auth as auth_module
 from dashboard.api import LoggedOut, MonitorApi
 from dashboard.errors import callback_error
+from dashboard.hardening import content_security_policy, guard_callback_requests
 from dashboard.config import DashboardConfig, monitor_base_url, secret_key
 from dashboard.pages import agents as agents_page
 from dashboard.pages import check as check_page
@@ -32,6 +33,8 @@ from dashboard.pages import today as today_page
 from dashboard.pages import trends as trends_page
 from dashboard.present import zone_of
 from dashboard.websession import SessionTable, WebSession
+from sessionready import client_address
+from sessionready.ratelimit import RateLimiter
 
 log = logging.getLogger("sessionready.dashboard")
 
@@ -74,9 +77,11 @@ class Context:
 
 def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.time, secret: bytes | None = None) -> Dash:
     server = Flask("sessionready.dashboard")
-    api = MonitorApi(monitor_base_url(config), ca_file=config.ca_file or None, timeout_s=config.request_timeout_s)
+    address_secret = client_address.read_shared_secret(config.client_address_secret_file) if config.client_address_secret_file else None
+    api = MonitorApi(monitor_base_url(config), ca_file=config.ca_file or None, timeout_s=config.request_timeout_s, address_secret=address_secret, clock=clock)
     table = SessionTable(idle_limit_s=config.session_minutes * 60.0, clock=clock)
-    auth = auth_module.Auth(table, api, secret if secret is not None else secret_key(config), config.cookie_secure)
+    login_limiter = RateLimiter(config.login_attempts_per_minute)
+    auth = auth_module.Auth(table, api, secret if secret is not None else secret_key(config), config.cookie_secure, login_limiter)
     context = Context(auth, clock, config.time_zone)
 
     app = Dash(
@@ -90,7 +95,6 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
         on_error=callback_error,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
-    auth_module.install(server, auth)
     server.register_error_handler(Exception, _server_error)
     app.layout = lambda: shell(context)
 
@@ -119,6 +123,9 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
     check_page.register(app, context)
     trends_page.register(app, context)
     agents_page.register(app, context)
+    # Last: the policy names every inline script by hash, so every callback must exist by now.
+    auth_module.install(server, auth, content_security_policy(app.csp_hashes()))
+    guard_callback_requests(app)
     return app
 
 

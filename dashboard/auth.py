@@ -1,7 +1,10 @@
 """Login, logout and the guard in front of every dashboard request (plain Flask, not Dash).
 
 - The cookie ``sr_session`` holds a random session id, HMAC-signed, HttpOnly, SameSite=Strict,
-  Secure over https; the monitor's token stays in the server's ``SessionTable``.
+  Secure unless browser and dashboard are both on this machine over plain HTTP
+  (``Auth._secure``); the monitor's token stays in the server's ``SessionTable``.
+- Logins are limited per browser address here, and the address goes to the monitor signed
+  (``sessionready.client_address``), which limits by it too.
 - CSRF: every state-changing POST must come from this site (Origin, else Referer, names this
   host) and carry the session's CSRF token: the logout form in a hidden field; Dash's own
   callback requests in the ``X-CSRFToken`` header, which Dash's renderer copies from the
@@ -28,6 +31,8 @@ from markupsafe import escape
 
 from dashboard.api import ApiFailure, MonitorApi
 from dashboard.websession import SessionTable, WebSession
+from sessionready.netaddr import is_loopback_host
+from sessionready.ratelimit import RateLimiter
 
 log = logging.getLogger("sessionready.dashboard")
 
@@ -44,12 +49,14 @@ USERNAME_MAX, PASSWORD_MAX = 64, 1024
 
 @dataclass
 class Auth:
-    """What the guard and the pages share: the table of logins, the monitor, the signing keys."""
+    """What the guard and the pages share: the table of logins, the monitor, the signing keys,
+    the per-address login budget."""
 
     table: SessionTable
     api: MonitorApi
     secret: bytes
     cookie_secure: bool
+    login_limiter: RateLimiter
 
     def __post_init__(self) -> None:
         self._signer = Signer(self.secret, salt="sessionready-dashboard-session")
@@ -65,7 +72,13 @@ class Auth:
         return self.table.get(session_id)
 
     def _secure(self) -> bool:
-        return self.cookie_secure or request.is_secure
+        """Mark cookies Secure? Always over https (direct, or as the trusted proxy says); with
+        ``cookie_secure`` also over plain HTTP, except between a browser and a dashboard that
+        are both on this machine (``make demo``, tests): no network is crossed there, and a
+        browser may refuse a Secure cookie set over plain http."""
+        if request.is_secure:
+            return True
+        return self.cookie_secure and not plain_http_on_loopback()
 
     def set_login_cookies(self, response: Response, session: WebSession) -> None:
         common = {"samesite": "Strict", "secure": self._secure(), "path": "/"}
@@ -92,6 +105,14 @@ class Auth:
         return isinstance(nonce, str) and hmac.compare_digest(nonce, form_value)
 
 
+def plain_http_on_loopback() -> bool:
+    """The request came over plain HTTP from this machine, addressed to this machine. Behind a
+    proxy that is not ``trusted_proxy``, the Host header still names the public site (the
+    login's same-origin check needs it), so such a request is not taken for a local one."""
+    host = urlsplit("//" + request.host).hostname or ""
+    return not request.is_secure and is_loopback_host(request.remote_addr or "") and is_loopback_host(host)
+
+
 def same_origin() -> bool:
     """A POST's Origin (or, without one, its Referer) names this host. Browsers send Origin on
     every cross-site POST, so a forged form from another site fails here."""
@@ -101,8 +122,8 @@ def same_origin() -> bool:
     return urlsplit(source).netloc == request.host
 
 
-def install(server: Flask, auth: Auth) -> None:
-    """Add /login, /logout and the guard to the Flask server under Dash."""
+def install(server: Flask, auth: Auth, content_security_policy: str) -> None:
+    """Add /login, /logout, the guard and the security headers to the Flask server under Dash."""
 
     @server.before_request
     def guard():  # noqa: ANN202
@@ -131,7 +152,7 @@ def install(server: Flask, auth: Auth) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", content_security_policy)
         if not request.path.startswith(("/assets/", "/_dash-component-suites/")):
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -143,6 +164,13 @@ def install(server: Flask, auth: Auth) -> None:
             if auth.current() is not None:
                 return redirect(target)
             return _login_page(auth, target, None, 200)
+        # Counted here, by the browser's own address, before anything else: the monitor sees
+        # every login come from this dashboard, and is told the address (signed) below.
+        client = request.remote_addr or "unknown"
+        if not auth.login_limiter.allow(client):
+            page = _login_page(auth, target, "Too many login attempts from your address: wait a minute and try again.", 429)
+            page.headers["Retry-After"] = "60"
+            return page
         if not same_origin() or not auth.login_form_valid(request.form.get("csrf", ""), request.cookies.get(LOGIN_COOKIE, "")):
             return _login_page(auth, target, "The login form had expired; please try again.", 200)
         username = request.form.get("username", "").strip()
@@ -150,7 +178,7 @@ def install(server: Flask, auth: Auth) -> None:
         if not username or not password or len(username) > USERNAME_MAX or len(password) > PASSWORD_MAX:
             return _login_page(auth, target, "Enter your username and password.", 200)
         try:
-            result = auth.api.login(username, password)
+            result = auth.api.login(username, password, client)
         except ApiFailure as failure:
             # The form again, with the reason in words; status 200 because it is a page for a
             # person (a 401 without an HTTP auth scheme means nothing to a browser).
@@ -215,5 +243,5 @@ def _login_page(auth: Auth, target: str, error: str | None, status: int) -> Resp
 <button type="submit" id="login-submit">Log in</button>
 </form></main></body></html>"""
     response = Response(body, status=status, mimetype="text/html")
-    response.set_cookie(LOGIN_COOKIE, cookie, httponly=True, samesite="Strict", secure=auth.cookie_secure or request.is_secure, path="/login", max_age=LOGIN_FORM_MAX_AGE_S)
+    response.set_cookie(LOGIN_COOKIE, cookie, httponly=True, samesite="Strict", secure=auth._secure(), path="/login", max_age=LOGIN_FORM_MAX_AGE_S)
     return response

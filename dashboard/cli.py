@@ -53,10 +53,10 @@ def run_dashboard_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"sessionready dashboard: {error}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    from waitress import create_server
+    from dashboard.server import build_server
 
     try:
-        server = create_server(app.server, host=config.host, port=config.port, threads=8, ident="sessionready")
+        server = build_server(app.server, config)
     except OSError as error:
         print(f"sessionready dashboard: cannot listen on {config.host}:{config.port}: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_RUN

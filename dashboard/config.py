@@ -3,6 +3,7 @@ start-up into a frozen object; the cookie-signing secret read from (or created i
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sessionready import client_address
 from sessionready.config import ConfigError, decode_section, read_toml, section_of
 from sessionready.netaddr import is_loopback_host
 from sessionready.typed import limits
@@ -32,10 +34,27 @@ class DashboardConfig:
     session_minutes: int = field(default=60, metadata=limits(ge=1, le=24 * 60))
     # An IANA zone for every viewer; empty: each viewer's browser zone.
     time_zone: str = field(default="", metadata=limits(max_len=64))
-    # Mark cookies Secure. Set it when a TLS proxy serves the dashboard over https; requests
-    # that arrive over https get Secure cookies anyway.
-    cookie_secure: bool = False
+    # Cookies are Secure unless the page is served over plain HTTP from this machine to this
+    # machine (browser and dashboard both on loopback: `make demo`, tests). false: Secure only
+    # over https (a plain-HTTP network you trust; not advised).
+    cookie_secure: bool = True
+    # The address of the TLS proxy in front, e.g. "127.0.0.1"; "" = none. Only requests from
+    # it may name the browser's address and scheme (X-Forwarded-For, -Proto, -Host); from
+    # anyone else those headers are dropped.
+    trusted_proxy: str = field(default="", metadata=limits(max_len=64))
     request_timeout_s: float = field(default=10.0, metadata=limits(ge=0.5, le=120))
+    # The server (waitress): a connection that sends nothing for idle_timeout_s is closed; at
+    # most connection_limit connections at once, and connections_per_address from one
+    # address (0 = no cap; not applied to trusted_proxy). A browser keeps about 6.
+    idle_timeout_s: float = field(default=10.0, metadata=limits(ge=1, le=300))
+    connection_limit: int = field(default=500, metadata=limits(ge=10, le=10_000))
+    connections_per_address: int = field(default=50, metadata=limits(ge=0, le=10_000))
+    # Logins per minute from one browser address, counted here before the monitor is asked.
+    login_attempts_per_minute: int = field(default=10, metadata=limits(ge=1, le=10_000))
+    # A secret shared with the monitor (its client_address_secret_file): the dashboard signs
+    # each login's browser address with it, so the monitor limits logins per person and not
+    # per dashboard. "" = not sent (every login then counts against the dashboard's address).
+    client_address_secret_file: str = field(default="", metadata=limits(max_len=4096))
 
 
 def default_state_dir() -> Path:
@@ -65,6 +84,13 @@ def validate(config: DashboardConfig) -> None:
     monitor_base_url(config)
     if config.ca_file and not os.path.isfile(config.ca_file):
         raise ConfigError(f"the CA file {config.ca_file} does not exist")
+    if config.trusted_proxy:
+        try:
+            ipaddress.ip_address(config.trusted_proxy)
+        except ValueError:
+            raise ConfigError(f"trusted_proxy '{config.trusted_proxy}' is not an IP address: name the one proxy in front, e.g. 127.0.0.1") from None
+    if config.client_address_secret_file:
+        client_address.read_shared_secret(config.client_address_secret_file)
     if config.time_zone:
         try:
             ZoneInfo(config.time_zone)

@@ -343,7 +343,7 @@ def _user_paths(components: dict[str, Any]) -> dict[str, Any]:
                     "201": _json(json_schema(LoginResponse, components), "Logged in; the token is shown only here"),
                     **_errors(400, 413),
                     "401": _json(_ERROR, "Unknown user, wrong password, locked or disabled account (one answer for all)"),
-                    "429": _json(_ERROR, "Too many login attempts from this address or for this username"),
+                    "429": _json(_ERROR, "Too many login attempts from this address, or this username and address wait after wrong logins"),
                 },
             }
         },
