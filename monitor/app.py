@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import alerts_api, api, caseload_api, enroll, enroll_api, keys, probe, reports, session_samples, sessions, trends, users
-from monitor.auth import RateLimiter, auth_middleware
+from monitor import alerts_api, api, caseload_api, enroll, enroll_api, guard, keys, probe, reports, session_samples, sessions, trends, users
+from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
 from monitor.logs import JsonAccessLogger
 from monitor.metrics import build_metrics, register_session_metrics
+from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
 from monitor.risk import RiskConfig
 from monitor.risk_service import RiskService, RiskTimes
@@ -77,7 +78,12 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     )
     app[keys.CONFIG] = config
     app[keys.CLOCK] = clock
-    app[keys.PROBE_LIMITER] = RateLimiter(config.probe_requests_per_minute)
+    app[keys.PROBE_LIMITER] = ProbeLimits(
+        session_burst=config.probe_session_burst,
+        sessions_per_hour=config.probe_sessions_per_hour,
+        bytes_per_hour=config.probe_bytes_per_hour,
+        streams_per_token=config.probe_streams_per_token,
+    )
     app.cleanup_ctx.append(_store_context(config, store))
     app.cleanup_ctx.append(_reflector_context)
     app.router.add_get("/healthz", api.healthz)
@@ -118,7 +124,7 @@ def _store_context(config: MonitorConfig, given: Store | None) -> Callable[[web.
 
 async def _reflector_context(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
-    reflector = Reflector(app[keys.PROBE_SECRET], max_flows=config.max_udp_flows)
+    reflector = Reflector(app[keys.PROBE_SECRET], max_flows=config.max_udp_flows, bind_keys=config.probe_key_binding != "off")
     server = ReflectorServer(reflector, config.host, config.port)
     app[keys.REFLECTOR] = reflector
     app[keys.REFLECTOR_SERVER] = server
@@ -157,16 +163,26 @@ async def serve(config: MonitorConfig, ready: Callable[[str, tuple[str, int]], N
     """Run until SIGTERM or SIGINT, then shut down cleanly (open requests get a few seconds)."""
     tls = ssl_context(config)
     app = create_app(config)
-    runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(
+        app, access_log_class=JsonAccessLogger, handle_signals=False, shutdown_timeout=5, keepalive_timeout=guard.KEEPALIVE_TIMEOUT_S
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    server: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=tls)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the only way to learn an ephemeral port
+        assert runner.server is not None
+        server, _ = await guard.listen(
+            runner.server,
+            config.host,
+            config.port,
+            tls=tls,
+            max_per_address=config.max_connections_per_address,
+            header_timeout_s=config.header_timeout_s,
+        )
+        sockets = server.sockets
         port = sockets[0].getsockname()[1] if sockets else config.port
         host = f"[{config.host}]" if ":" in config.host else config.host
         url = f"{'https' if tls else 'http'}://{host}:{port}"
@@ -175,4 +191,6 @@ async def serve(config: MonitorConfig, ready: Callable[[str, tuple[str, int]], N
         await stop.wait()
         log.info("stopping on signal")
     finally:
+        if server is not None:
+            server.close()  # no new connections; runner.cleanup() ends the open ones
         await runner.cleanup()

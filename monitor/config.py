@@ -27,6 +27,12 @@ class MonitorConfig:
     # host:port clients should send UDP probes to, when it differs from the monitor's own
     # address (NAT, a UDP load balancer); "" = the host the client used for HTTP and `port`.
     advertise_udp: str = field(default="", metadata=limits(max_len=262, pattern=f"({HOST_PORT_PATTERN})?"))
+    # Whom a UDP probe key answers: only the IP address that asked for it over HTTP, so that
+    # nobody can aim the reflector at a spoofed address. "address" = the HTTP connection's
+    # peer; "forwarded" = the last X-Forwarded-For entry, for a monitor reachable only through
+    # a TLS proxy that sets it; "off" = the first address that uses the key (the reflector
+    # then echoes to whoever holds a key, as before).
+    probe_key_binding: Literal["address", "forwarded", "off"] = "address"
     # HTTPS: both or neither. Without them the monitor serves plain HTTP and should stay on
     # loopback or behind a TLS proxy (docs/deployment.md).
     tls_cert: str = field(default="", metadata=limits(max_len=4096))
@@ -34,10 +40,26 @@ class MonitorConfig:
     probe_key_ttl_s: int = field(default=300, metadata=limits(ge=10, le=86_400))
     max_download_bytes: int = field(default=1 << 30, metadata=limits(ge=1 << 20, le=1 << 40))
     max_upload_bytes: int = field(default=1 << 30, metadata=limits(ge=1 << 20, le=1 << 40))
-    # Per token, for the probe endpoints (key, download, upload). A check uses about ten.
-    probe_requests_per_minute: int = field(default=120, metadata=limits(ge=1, le=100_000))
+    # Probe limits per token, by what costs (docs/monitor.md, "Throughput endpoints"): UDP
+    # probe sessions (keys), a token bucket holding probe_session_burst and refilled at
+    # probe_sessions_per_hour. A check takes 3 and a live session about 24 an hour, so a burst
+    # of 30 lets a person re-run a check ten times in a row and is never in the way of one.
+    probe_session_burst: int = field(default=30, metadata=limits(ge=3, le=100_000))
+    probe_sessions_per_hour: int = field(default=60, metadata=limits(ge=1, le=1_000_000))
+    # Throughput bytes (download + upload) per token and hour, as a bucket that starts full.
+    # A check moves about 2 x 4 s x the link rate: 1 GB at 1 Gbit/s, 10 GB at 10 Gbit/s.
+    probe_bytes_per_hour: int = field(default=64 << 30, metadata=limits(ge=1 << 20, le=1 << 50))
+    # Downloads and uploads in flight at once per token; a check runs 4 streams.
+    probe_streams_per_token: int = field(default=16, metadata=limits(ge=1, le=1024))
     max_report_bytes: int = field(default=256 * 1024, metadata=limits(ge=4096, le=64 << 20))
     max_udp_flows: int = field(default=4096, metadata=limits(ge=16, le=1_000_000))
+    # A new HTTP connection must send a complete request head within this many seconds or be
+    # closed: idle connections would otherwise hold file descriptors until none are left.
+    header_timeout_s: float = field(default=10.0, metadata=limits(ge=0.5, le=300))
+    # Connections at once from one remote IP; more are closed on accept. A whole practice may
+    # share one NAT address (a check takes 5, an agent 1-2, a browser 6), so the default is
+    # roomy; 0 = no cap, for a monitor behind a TLS proxy (every connection is the proxy's).
+    max_connections_per_address: int = field(default=256, metadata=limits(ge=0, le=65_536))
     # Dashboard users (monitor/users.py): a login lasts at most user_session_hours, and ends
     # sooner when unused for user_idle_minutes. Login attempts per minute per address: the
     # peer's, or the browser's as the dashboard signs it with the secret in
@@ -90,6 +112,11 @@ def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
         table = dict(section_of(document, path, "monitor", {"monitor", "alerts"}))
         if "alerts" in table:
             raise ConfigError(f"config file {path}: key 'monitor.alerts': alerts go in their own top-level [alerts] table")
+        if "probe_requests_per_minute" in table:
+            raise ConfigError(
+                f"config file {path}: key 'monitor.probe_requests_per_minute' was replaced by probe_session_burst, "
+                "probe_sessions_per_hour, probe_bytes_per_hour and probe_streams_per_token (docs/monitor.md)"
+            )
         alerts = load_alerts(document.get("alerts", {}), path)
     table.update({key: value for key, value in overrides.items() if value is not None})
     source = path if path is not None else "command line"

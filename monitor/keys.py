@@ -7,9 +7,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from monitor.alerts import Alerter
-from monitor.auth import RateLimiter
 from monitor.config import MonitorConfig
 from monitor.metrics import MonitorMetrics
+from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
 from monitor.risk_service import RiskService
 from monitor.store import Store, TokenInfo
@@ -20,7 +20,7 @@ STORE = web.AppKey("store", Store)
 REFLECTOR = web.AppKey("reflector", Reflector)
 REFLECTOR_SERVER = web.AppKey("reflector_server", ReflectorServer)
 METRICS = web.AppKey("metrics", MonitorMetrics)
-PROBE_LIMITER = web.AppKey("probe_limiter", RateLimiter)
+PROBE_LIMITER = web.AppKey("probe_limiter", ProbeLimits)
 PROBE_SECRET = web.AppKey("probe_secret", bytes)
 RANDOM_BLOCK = web.AppKey("random_block", bytes)
 ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here

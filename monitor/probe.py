@@ -3,33 +3,68 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from aiohttp import web
 
 from monitor import keys
 from monitor.auth import require_role
-from monitor.errors import ApiError
+from monitor.errors import ApiError, json_error
+from monitor.probe_limits import Refused
 from sessionready import wire
 
 CHUNK_BYTES = 256 * 1024
 RANDOM_BLOCK_BYTES = 4 * 1024 * 1024  # incompressible, served round-robin: no CPU spent per byte
 
 
+class RateLimited(ApiError):
+    """429 with Retry-After (whole seconds): a probe limit of this token is reached."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(429, "rate_limited", refused.message)
+        self.retry_after_s = refused.retry_after_s
+
+    def response(self) -> web.Response:
+        response = json_error(self.status, self.code, self.message, headers={"Retry-After": str(self.retry_after_s)})
+        response.force_close()  # an upload's body is not worth reading
+        return response
+
+
 def _probe_agent(request: web.Request) -> keys.TokenInfo:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "client", "therapist")
-    if not request.app[keys.PROBE_LIMITER].allow(agent.token_id):
-        raise ApiError(429, "rate_limited", "too many probe requests for this token; wait a minute and try again")
     return agent
 
 
+def _requester_tag(request: web.Request) -> bytes:
+    """The address the key is bound to (wire.address_tag), per ``probe_key_binding``."""
+    binding = request.app[keys.CONFIG].probe_key_binding
+    if binding == "off":
+        return b""
+    host = request.remote or ""
+    if binding == "forwarded":
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if not forwarded:
+            raise ApiError(400, "no_forwarded_for", "the monitor expects X-Forwarded-For from its proxy and got none")
+        host = forwarded.split(",")[-1].strip()
+    try:
+        return wire.address_tag(host)
+    except ValueError:
+        raise ApiError(400, "bad_address", "the monitor cannot tell which IP address this request came from") from None
+
+
 async def probe_session(request: web.Request) -> web.Response:
-    """A short-lived key for the UDP reflector, and where to send the probes."""
-    _probe_agent(request)
+    """A short-lived key for the UDP reflector, bound to the requester's IP, and where to send the probes."""
+    agent = _probe_agent(request)
+    bound_to = _requester_tag(request)
+    try:
+        request.app[keys.PROBE_LIMITER].start_session(agent.token_id)
+    except Refused as refused:
+        raise RateLimited(refused) from None
     config = request.app[keys.CONFIG]
     expiry = int(time.time()) + config.probe_key_ttl_s
-    key = wire.issue_key(request.app[keys.PROBE_SECRET], expiry)
+    key = wire.issue_key(request.app[keys.PROBE_SECRET], expiry, bound_to)
     if config.advertise_udp:
         host, _, port = config.advertise_udp.rpartition(":")
         host = host.strip("[]")
@@ -61,8 +96,16 @@ def _size_parameter(request: web.Request, limit: int) -> int:
 
 async def download(request: web.Request) -> web.StreamResponse:
     """``bytes`` of incompressible data; the client may hang up early when its phase ends."""
-    _probe_agent(request)
+    agent = _probe_agent(request)
     size = _size_parameter(request, request.app[keys.CONFIG].max_download_bytes)
+    try:
+        with request.app[keys.PROBE_LIMITER].transfer(agent.token_id) as moved:
+            return await _send(request, size, moved)
+    except Refused as refused:
+        raise RateLimited(refused) from None
+
+
+async def _send(request: web.Request, size: int, moved: Callable[[int], None]) -> web.StreamResponse:
     block = memoryview(request.app[keys.RANDOM_BLOCK])
     response = web.StreamResponse(
         headers={"Content-Type": "application/octet-stream", "Cache-Control": "no-store", "Content-Encoding": "identity"}
@@ -75,6 +118,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         while remaining > 0:
             length = min(CHUNK_BYTES, remaining, len(block) - offset)
             await response.write(block[offset : offset + length])
+            moved(length)
             remaining -= length
             offset = (offset + length) % len(block)
         await response.write_eof()
@@ -85,10 +129,18 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 async def upload(request: web.Request) -> web.Response:
     """A sink: reads and discards the body, answers with what it received."""
-    _probe_agent(request)
+    agent = _probe_agent(request)
     limit = request.app[keys.CONFIG].max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"an upload may be at most {limit} bytes")
+    try:
+        with request.app[keys.PROBE_LIMITER].transfer(agent.token_id) as moved:
+            return await _sink(request, limit, moved)
+    except Refused as refused:
+        raise RateLimited(refused) from None
+
+
+async def _sink(request: web.Request, limit: int, moved: Callable[[int], None]) -> web.Response:
     received = 0
     started = time.monotonic()
     while True:
@@ -96,6 +148,7 @@ async def upload(request: web.Request) -> web.Response:
         if not chunk:
             break
         received += len(chunk)
+        moved(len(chunk))
         if received > limit:
             raise ApiError(413, "too_large", f"an upload may be at most {limit} bytes")
     return web.json_response({"received_bytes": received, "duration_s": round(time.monotonic() - started, 6)})

@@ -84,11 +84,15 @@ class Reflector:
         secret: bytes,
         *,
         max_flows: int = 4096,
+        bind_keys: bool = True,
         wall_clock_s: Callable[[], float] = time.time,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._secret = secret
         self._max_flows = max_flows
+        # Keys are bound to the address that asked for them over HTTP (wire.issue_key); off
+        # only when the monitor cannot see that address (probe_key_binding = "off").
+        self._bind_keys = bind_keys
         self._wall_clock_s = wall_clock_s
         self._clock_ns = clock_ns
         self._flows: OrderedDict[bytes, _Flow] = OrderedDict()
@@ -104,7 +108,7 @@ class Reflector:
         if header.kind not in (wire.PROBE, wire.STATS_REQUEST):
             self.counters.dropped_malformed += 1
             return None
-        if not wire.key_is_valid(self._secret, header.key, self._wall_clock_s()):
+        if not wire.key_is_valid(self._secret, header.key, self._wall_clock_s(), self._source_tag(sender)):
             self.counters.dropped_bad_key += 1
             return None
         flow = self._flow(header.key)
@@ -121,6 +125,15 @@ class Reflector:
             return bytes(wire.make_stats_reply(data, flow.distinct, flow.duplicates, flow.reordered, max(flow.highest, 0)))
         flow.record(header.seq)
         return bytes(wire.make_echo(data, recv_ns, self._clock_ns(), flow.distinct))
+
+    def _source_tag(self, sender: object) -> bytes:
+        """What a key must be bound to for a datagram from ``sender`` (a socket address)."""
+        if not self._bind_keys or not isinstance(sender, tuple) or not sender:
+            return b""
+        try:
+            return wire.address_tag(str(sender[0]))
+        except ValueError:
+            return b"?"  # matches no key
 
     def _flow(self, key: bytes) -> _Flow:
         flow_id = wire.flow_id(key)

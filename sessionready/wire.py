@@ -15,14 +15,18 @@ answered with the flow's totals. All integers are big-endian. Timestamps are nan
 the sender's own clock; the two ends' clocks are never compared directly.
 
 The probe key is issued over authenticated HTTP and checked statelessly by the reflector:
-``expiry u32 (unix s) | nonce (12 bytes) | HMAC-SHA256(secret, expiry|nonce)[:16]``. Any
-monitor holding the same secret accepts it, so several monitors can sit behind one address.
+``expiry u32 (unix s) | nonce (12 bytes) | HMAC-SHA256(secret, expiry|nonce|address)[:16]``,
+where ``address`` is the packed IP address the key was issued to (``address_tag``; empty for
+an unbound key). The reflector checks the MAC against the datagram's source address, so a key
+cannot make it echo to an address other than its requester's. Any monitor holding the same
+secret accepts it, so several monitors can sit behind one address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import struct
 from dataclasses import dataclass
@@ -59,19 +63,33 @@ class Header:
     sent_ns: int
 
 
-def issue_key(secret: bytes, expiry_unix_s: int) -> bytes:
-    """A probe key valid until ``expiry_unix_s``; 32 bytes."""
+def address_tag(host: str) -> bytes:
+    """The packed IP address a key is bound to; an IPv4-mapped IPv6 address counts as its IPv4
+    address (a dual-stack socket reports IPv4 peers that way). ``ValueError`` if not an IP."""
+    address = ipaddress.ip_address(host.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.packed
+
+
+def _mac(secret: bytes, head: bytes, bound_to: bytes) -> bytes:
+    return hmac.new(secret, head + bound_to, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def issue_key(secret: bytes, expiry_unix_s: int, bound_to: bytes = b"") -> bytes:
+    """A probe key valid until ``expiry_unix_s`` for datagrams from ``bound_to`` (an
+    ``address_tag``; empty = from anywhere); 32 bytes."""
     nonce = secrets.token_bytes(NONCE_BYTES)
     head = struct.pack("!I", expiry_unix_s) + nonce
-    return head + hmac.new(secret, head, hashlib.sha256).digest()[:MAC_BYTES]
+    return head + _mac(secret, head, bound_to)
 
 
-def key_is_valid(secret: bytes, key: bytes, now_unix_s: float) -> bool:
+def key_is_valid(secret: bytes, key: bytes, now_unix_s: float, source: bytes = b"") -> bool:
+    """Whether ``key`` is genuine, unexpired, and was issued to ``source`` (an ``address_tag``)."""
     if len(key) != KEY_BYTES:
         return False
     head, mac = key[: 4 + NONCE_BYTES], key[4 + NONCE_BYTES :]
-    expected = hmac.new(secret, head, hashlib.sha256).digest()[:MAC_BYTES]
-    if not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac, _mac(secret, head, source)):
         return False
     (expiry,) = struct.unpack("!I", key[:4])
     return now_unix_s <= expiry

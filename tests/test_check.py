@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from agents.client import TOKEN_ARGUMENT_WARNING
 from sessionready import quality
 from tests.conftest import SESSIONREADY, Monitor, run_cli, start_monitor
 
@@ -24,6 +25,7 @@ def check(monitor_url: str, token: str, *args: str, timeout: float = 60) -> subp
     return run_cli("check", "--monitor", monitor_url, *args, env={"SESSIONREADY_TOKEN": token, "COLUMNS": "200"}, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_json_output_has_the_public_fields_and_is_stored(shared_monitor: Monitor) -> None:
     token = shared_monitor.token("client", "c-json")
     result = check(shared_monitor.url, token, "--json", "--session", "s-42", *QUICK)
@@ -52,6 +54,7 @@ def test_json_output_has_the_public_fields_and_is_stored(shared_monitor: Monitor
     assert stored["report"]["network"] == network
 
 
+@pytest.mark.slow
 def test_default_check_takes_about_15_seconds_or_less(shared_monitor: Monitor) -> None:
     token = shared_monitor.token("client", "c-default")
     started = time.monotonic()
@@ -272,3 +275,36 @@ def test_ctrl_c_is_exit_130_without_stray_tracebacks(shared_monitor: Monitor) ->
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130 and "interrupted" in stderr
     assert "Traceback" not in stderr and "Task exception" not in stderr
+
+
+def test_a_check_can_be_rerun_at_once_with_the_same_token(shared_monitor: Monitor) -> None:
+    """Issue 12, Medium 5: a full check on a fast link is 100+ probe requests, and a limit on
+    requests refused the re-run a person makes after fixing their Wi-Fi. The limits now count
+    probe sessions and bytes: two full default checks back to back both measure everything."""
+    token = shared_monitor.token("client", "c-rerun")
+    for attempt in ("first", "second"):
+        result = check(shared_monitor.url, token, "--json", timeout=120)
+        assert result.returncode in (0, 1, 2), f"{attempt} check: {result.stderr}"
+        report = json.loads(result.stdout)
+        assert report["submitted"] is True, f"{attempt} check: {report['submit_error']}"
+        network = report["network"]
+        assert network["throughput_error"] is None, f"{attempt} check: {network['throughput_error']}"
+        assert network["throughput_mbps"]["down"] > 0 and network["throughput_mbps"]["up"] > 0, attempt
+        assert network["packets"]["reflected"] > 0, attempt
+    assert "rate_limited" not in result.stderr
+
+
+def test_a_token_on_the_command_line_is_warned_about_and_never_echoed(shared_monitor: Monitor) -> None:
+    """Issue 12 (Low): --token is visible to every local user in ps. The check still runs, says
+    so once on stderr, and prints the token nowhere; with SESSIONREADY_TOKEN it says nothing."""
+    token = shared_monitor.token("client", "c-argv")
+    args = ("check", "--monitor", shared_monitor.url, "--json", "--udp-seconds", "1", "--no-throughput", "--no-audio", "--no-machine")
+    result = run_cli(*args, "--token", token, env={"SESSIONREADY_TOKEN": "", "COLUMNS": "200"}, timeout=60)
+    assert result.returncode in (0, 1, 2), result.stderr
+    assert result.stderr.count(TOKEN_ARGUMENT_WARNING) == 1
+    assert token not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["submitted"] is True
+    quiet = check(shared_monitor.url, token, "--json", "--udp-seconds", "1", "--no-throughput", "--no-audio", "--no-machine")
+    assert quiet.returncode in (0, 1, 2) and TOKEN_ARGUMENT_WARNING not in quiet.stderr
+    helped = run_cli("check", "--help")
+    assert "prefer $SESSIONREADY_TOKEN" in helped.stdout

@@ -9,6 +9,8 @@ import signal
 import socket
 import struct
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -184,17 +186,53 @@ def test_token_create_rejects_names_and_bad_roles(tmp_path: Path) -> None:
     assert bad.returncode == 3 and "invalid choice" in bad.stderr
 
 
-def test_probe_rate_limit_per_token(tmp_path: Path) -> None:
+def test_probe_sessions_are_limited_per_token_with_retry_after(tmp_path: Path) -> None:
+    """A token hammering POST /probe/session gets its burst, then 429 with Retry-After."""
     config = tmp_path / "monitor.toml"
-    config.write_text("[monitor]\nprobe_requests_per_minute = 3\n")
+    config.write_text("[monitor]\nprobe_session_burst = 3\nprobe_sessions_per_hour = 1\n")
     running = start_monitor(tmp_path / "data", "--config", str(config))
     try:
         token, other = running.token(), running.token("client", "p2")
-        statuses = [running.json("POST", "/api/v1/probe/session", token)[0] for _ in range(5)]
-        assert statuses == [200, 200, 200, 429, 429]
-        assert running.json("POST", "/api/v1/probe/session", other)[0] == 200
+        answers = [running.request("POST", "/api/v1/probe/session", token, b"") for _ in range(5)]
+        assert [status for status, _ in answers] == [200, 200, 200, 429, 429]
+        assert json.loads(answers[-1][1])["error"]["code"] == "rate_limited"
+        retry = _retry_after(running, "POST", "/api/v1/probe/session", token)
+        assert 1 <= retry <= 3600, "one session an hour: at most an hour's wait"
+        assert running.json("POST", "/api/v1/probe/session", other)[0] == 200, "the limit is per token"
     finally:
         running.stop()
+
+
+def test_throughput_is_limited_by_bytes_not_by_requests(tmp_path: Path) -> None:
+    """Many small transfers are fine; a token that has moved its bytes gets 429 with Retry-After."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(f"[monitor]\nprobe_bytes_per_hour = {4 << 20}\n")
+    running = start_monitor(tmp_path / "data", "--config", str(config))
+    try:
+        token = running.token()
+        small = [running.request("GET", "/api/v1/probe/download?bytes=1000", token)[0] for _ in range(200)]
+        assert small == [200] * 200, "200 requests of 1 kB cost 0.2 MB: far more requests than the old 120 a minute"
+        status, body = running.request("POST", "/api/v1/probe/upload", token, bytes(5 << 20), {"Content-Type": "application/octet-stream"})
+        assert status == 200 and json.loads(body)["received_bytes"] == 5 << 20, "a transfer that starts in budget finishes"
+        retry = _retry_after(running, "GET", "/api/v1/probe/download?bytes=1000", token)
+        assert 1 <= retry <= 3600
+        assert _retry_after(running, "POST", "/api/v1/probe/upload", token) >= 1, "uploads share the budget"
+        assert running.request("GET", "/api/v1/probe/download?bytes=1000", running.token("client", "p2"))[0] == 200
+    finally:
+        running.stop()
+
+
+def _retry_after(running: Monitor, method: str, path: str, token: str) -> int:
+    """Expects a 429 JSON error for the request and returns its Retry-After, in seconds."""
+    request = urllib.request.Request(f"{running.url}{path}", data=b"" if method == "POST" else None, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+    except urllib.error.HTTPError as error:
+        assert error.code == 429, error.read()
+        assert json.loads(error.read())["error"]["code"] == "rate_limited"
+        return int(error.headers["Retry-After"])
+    raise AssertionError(f"{method} {path} was not refused")
 
 
 def test_logs_are_json_and_never_hold_a_token(monitor: Monitor) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from monitor.reflector import Reflector
 from sessionready import wire
+from tests.conftest import wait_for
 
 SECRET = b"s" * 32
 NOW = 1_900_000_000.0
@@ -142,18 +143,36 @@ def test_live_reflector_survives_garbage_and_keeps_answering(monitor) -> None:  
     assert monitor.process.poll() is None
 
 
-def test_a_flow_answers_only_the_address_that_started_it() -> None:
+def test_a_flow_answers_only_the_socket_that_started_it() -> None:
     r = reflector()
-    key = wire.issue_key(SECRET, int(NOW) + 60)
+    key = wire.issue_key(SECRET, int(NOW) + 60, wire.address_tag("10.0.0.1"))
     assert r.answer(probe(key, 0), 0, ("10.0.0.1", 4000)) is not None
-    assert r.answer(probe(key, 1), 20_000_000, ("192.0.2.7", 53)) is None
+    assert r.answer(probe(key, 1), 20_000_000, ("10.0.0.1", 53)) is None, "same address, another port"
     assert r.answer(probe(key, 2), 40_000_000, ("10.0.0.1", 4000)) is not None
     assert r.counters.dropped_wrong_source == 1
 
 
+def test_a_key_answers_only_the_address_it_was_issued_to() -> None:
+    """Issue 12 (Low): a key must not make the reflector echo to a spoofed source address."""
+    r = reflector()
+    key = wire.issue_key(SECRET, int(NOW) + 60, wire.address_tag("198.51.100.7"))
+    assert r.answer(probe(key, 0), 0, ("192.0.2.99", 4000)) is None, "a spoofed source gets nothing"
+    assert r.counters.dropped_bad_key == 1
+    assert r.answer(probe(key, 1), 0, ("::ffff:198.51.100.7", 4000, 0, 0)) is not None, "a dual-stack socket's view of it"
+    unbound = wire.issue_key(SECRET, int(NOW) + 60)
+    assert r.answer(probe(unbound, 0), 0, ("198.51.100.7", 4000)) is None, "an unbound key is no master key"
+    assert Reflector(SECRET, bind_keys=False, wall_clock_s=lambda: NOW).answer(probe(unbound, 0), 0, ("192.0.2.99", 1)) is not None
+
+
+def test_address_tags_are_canonical() -> None:
+    assert wire.address_tag("::ffff:192.0.2.1") == wire.address_tag("192.0.2.1") == bytes([192, 0, 2, 1])
+    assert wire.address_tag("fe80::1%eth0") == wire.address_tag("fe80::1")
+    assert len(wire.address_tag("2001:db8::1")) == 16
+
+
 def test_a_flow_is_answered_at_most_100_packets_per_second() -> None:
     r = reflector()
-    key = wire.issue_key(SECRET, int(NOW) + 60)
+    key = wire.issue_key(SECRET, int(NOW) + 60, wire.address_tag("10.0.0.1"))
     sender = ("10.0.0.1", 4000)
     # 1000 packets within 0.1 s: the burst allowance (100) and 0.1 s of refill (10) pass.
     answered = sum(r.answer(probe(key, seq), seq * 100_000, sender) is not None for seq in range(1000))
@@ -163,3 +182,37 @@ def test_a_flow_is_answered_at_most_100_packets_per_second() -> None:
     steady = reflector()
     answered = sum(steady.answer(probe(key, seq), seq * 20_000_000, sender) is not None for seq in range(500))
     assert answered == 500
+
+
+def test_live_reflector_echoes_only_to_the_address_that_asked_for_the_key(monitor) -> None:  # noqa: ANN001
+    """The attack: a key fetched over HTTP from 127.0.0.1, its probes sent from another address
+    (as a spoofed source would be). Another loopback address, 127.0.0.2, stands in for it."""
+    key, port = _key_from(monitor, monitor.token())  # HTTP from 127.0.0.1
+    metrics_token = monitor.token("metrics", "prometheus")
+    spoofed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    spoofed.bind(("127.0.0.2", 0))
+    genuine = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    genuine.bind(("127.0.0.1", 0))
+    try:
+        for seq in range(5):
+            spoofed.sendto(probe(key, seq), ("127.0.0.1", port))
+
+        def dropped() -> bool:
+            _status, text = monitor.request("GET", "/metrics", metrics_token)
+            lines = dict(line.rsplit(" ", 1) for line in text.decode().splitlines() if line.startswith("sessionready_reflector_packets_total"))
+            return float(lines['sessionready_reflector_packets_total{result="dropped_bad_key"}']) >= 5
+
+        wait_for(dropped, 30, "the reflector to drop the five probes from 127.0.0.2")
+        spoofed.setblocking(False)
+        try:
+            unexpected = spoofed.recv(4096)
+        except BlockingIOError:
+            unexpected = b""
+        assert unexpected == b"", "no echo to the other address"
+        genuine.settimeout(30)
+        genuine.sendto(probe(key, 5), ("127.0.0.1", port))
+        echo = genuine.recv(4096)
+        assert wire.parse_header(echo).kind == wire.ECHO and wire.read_echo(echo)[2] == 1, "the requester's own probes are echoed"
+    finally:
+        spoofed.close()
+        genuine.close()

@@ -221,6 +221,17 @@ def test_the_shipped_units_run_the_documented_binary() -> None:
         assert service_settings(UNITS_DIR / name)["ExecReload"] == ["/bin/kill -HUP $MAINPID"], "SIGHUP reloads the agent's config"
 
 
+def test_every_unit_raises_the_open_file_limit() -> None:
+    """Every connection is a file descriptor: at the default 1,024, 1,030 idle connections made
+    the monitor refuse real clients (issue 12). The guard caps them per address; the limit
+    must leave room for many addresses."""
+    units = sorted(path.name for path in UNITS_DIR.glob("*.service"))
+    assert set(units) == {*SYSTEM_UNITS, *USER_UNITS}, "a new unit must be added to the lists above"
+    for name in units:
+        limit = service_settings(UNITS_DIR / name).get("LimitNOFILE", [])
+        assert len(limit) == 1 and all(int(part) >= 65536 for part in limit[0].split(":")), f"{name}: LimitNOFILE={limit}"
+
+
 @pytest.mark.parametrize("name", [*SYSTEM_UNITS, *USER_UNITS])
 def test_systemd_analyze_verify_accepts_the_unit(systemd_analyze: str, units_for_verify: Path, tmp_path: Path, name: str) -> None:
     result = verify(systemd_analyze, units_for_verify / name, tmp_path / "runtime", user=name in USER_UNITS)
