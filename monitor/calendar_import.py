@@ -13,7 +13,12 @@ import hashlib
 import hmac
 import json
 import re
+import signal
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Literal
@@ -35,6 +40,16 @@ CSV_REQUIRED = ("therapist_id", "client_id", "start", "planned_duration_minutes"
 CSV_COLUMNS = ("session_id", *CSV_REQUIRED)
 LOCAL_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?")
 ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id)"
+# Work bounds of one ICS import (CPU seconds of the process that expands it). A weekly series
+# costs about a millisecond; an 8 MiB calendar of 55,000 of them about 25 s on a slow core.
+IMPORT_CPU_S = 60.0
+SERIES_CPU_S = 0.5
+MAX_SERIES_INSTANCES = 2_000  # one UID in the window: three sessions a day for 400 days is 1,200
+MAX_LISTED_SKIPS = 100  # hashed ids of UIDs skipped whole, in an answer
+SUB_DAILY = frozenset({"SECONDLY", "MINUTELY", "HOURLY"})
+LONGEST_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# Why a whole UID (a series with its moved instances) is skipped; each is counted once.
+UID_REASONS = ("no_start", "unreadable_event", "bad_recurrence_rule", "unsupported_recurrence", "recurrence_too_costly", "too_many_instances")
 
 
 class CalendarError(ValueError):
@@ -64,6 +79,8 @@ class ParsedImport:
     rows: tuple[SessionRow, ...]
     skipped: tuple[tuple[str, int], ...]  # (reason, count), e.g. ("all_day", 2)
     errors: tuple[RowError, ...]
+    # ICS: (reason, ics_event_id) of the UIDs skipped whole, the first MAX_LISTED_SKIPS
+    skipped_events: tuple[tuple[str, str], ...] = ()
 
 
 # --- shared helpers ---------------------------------------------------------------------------
@@ -264,6 +281,64 @@ def _csv_start(text: str, zone: tzinfo | None) -> int:
 # --- iCalendar --------------------------------------------------------------------------------
 
 
+class SeriesTooCostly(Exception):
+    """One UID's series used up its CPU time (raised by WorkBudget's SIGPROF handler)."""
+
+
+class WorkBudget:
+    """The CPU time one ICS import may use: in all, and on one UID's series.
+
+    Times are this process's CPU seconds (``time.process_time``, ``ITIMER_PROF``): a busy
+    machine slows an import down but does not make it fail. The per-series bound has to
+    interrupt the expander (dateutil searches a rule that never matches, 30 February, up to
+    the year 9999 without returning), so it uses SIGPROF and works only in a process's main
+    thread: the monitor runs imports in a process of their own (monitor/calendar_worker.py).
+    """
+
+    def __init__(self, import_cpu_s: float = IMPORT_CPU_S, series_cpu_s: float = SERIES_CPU_S, clock: Callable[[], float] = time.process_time) -> None:
+        self.import_cpu_s = import_cpu_s
+        self.series_cpu_s = series_cpu_s
+        self._clock = clock
+        self._started_s = clock()
+        self._armed = False
+
+    def check(self) -> None:
+        """CalendarError once the whole import has used more than ``import_cpu_s``."""
+        if self._clock() - self._started_s > self.import_cpu_s:
+            raise CalendarError(f"the calendar needs more than {self.import_cpu_s:g} s of work to read and expand; split it, or narrow the import window")
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Install the SIGPROF handler for the import's duration, and restore the previous one."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("an ICS import bounds its work with SIGPROF and must run in a process's main thread")
+        previous = signal.signal(signal.SIGPROF, self._interrupt)
+        try:
+            yield
+        finally:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
+
+    @contextmanager
+    def series(self) -> Iterator[None]:
+        """SeriesTooCostly inside the block once it has used ``series_cpu_s`` (inside ``interruptible``)."""
+        self._armed = True
+        signal.setitimer(signal.ITIMER_PROF, self.series_cpu_s)
+        try:
+            yield
+        finally:
+            # Disarm first: a signal handled after this line is ignored; one handled before it
+            # raises here, still inside the caller's ``try``.
+            self._armed = False
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        if self._armed:
+            self._armed = False
+            raise SeriesTooCostly
+
+
 def parse_ics(
     data: bytes | str,
     mapping: CalendarMapping,
@@ -271,17 +346,24 @@ def parse_ics(
     window_end_s: float,
     key: bytes,
     zone: tzinfo | None = None,
+    budget: WorkBudget | None = None,
 ) -> ParsedImport:
     """The calendar's events that overlap the window (unix seconds), recurring ones expanded.
 
     ``key`` keys the hash that turns an event's UID and recurrence id into a stable session
     id (re-importing updates, never duplicates). ``zone`` places floating times (no TZID, no
-    UTC); without it such events are skipped. Events are skipped, and counted by reason, when
-    they are all-day, too short or too long, or do not map to exactly one therapist and one
-    client. Cancelled events and instances (STATUS:CANCELLED) become cancelled sessions.
+    UTC); without it such events are skipped. Instances are skipped, and counted by reason,
+    when they are all-day, too short or too long, or do not map to exactly one therapist and
+    one client. Cancelled events and instances (STATUS:CANCELLED) become cancelled sessions.
+
+    Events are expanded one UID at a time (a series with its moved instances). A UID that
+    cannot be read or expanded is skipped whole, counted once under its reason (UID_REASONS)
+    and listed by its keyed-hash id: one odd event must not stop a practice's week. The whole
+    file is refused (CalendarError) only when it is not a calendar, the window is out of
+    bounds, the window holds more than MAX_ROWS instances, or the import needs more work than
+    ``budget`` allows. Must run in a process's main thread (see WorkBudget).
     """
     import icalendar  # imported here: only imports need it, and it is not small
-    import recurring_ical_events
 
     if not window_start_s < window_end_s:
         raise CalendarError("the import window must start before it ends")
@@ -289,6 +371,11 @@ def parse_ics(
         raise CalendarError(f"the import window may span at most {MAX_WINDOW_DAYS} days")
     if window_start_s < EARLIEST_START_S - 86_400 or window_end_s > LATEST_START_S + 86_400:
         raise CalendarError("the import window must lie within the years 2000 to 2099")
+    budget = budget if budget is not None else WorkBudget()
+    if isinstance(data, str):
+        # Text sent through the API keeps the byte-order mark Outlook writes; icalendar skips
+        # one only at the start of bytes.
+        data = data.removeprefix("\ufeff")
     try:
         calendar = icalendar.Calendar.from_ical(data)
     except Exception:  # noqa: BLE001 - the parser raises many kinds; none is the user's fault to debug from a trace
@@ -296,27 +383,161 @@ def parse_ics(
     if not isinstance(calendar, icalendar.Calendar):
         raise CalendarError("the file is not an iCalendar (ICS) calendar")
     window = (datetime.fromtimestamp(window_start_s, timezone.utc), datetime.fromtimestamp(window_end_s, timezone.utc))
-    try:
-        occurrences = []
-        for event in recurring_ical_events.of(calendar).between(*window):
-            occurrences.append(event)
-            if len(occurrences) > MAX_ROWS:
-                raise CalendarError(f"the calendar has more than {MAX_ROWS} events in the import window; narrow it")
-    except CalendarError:
-        raise
-    except Exception as error:  # noqa: BLE001 - broken recurrence rules, unknown zones: one sentence, no event text
-        raise CalendarError(f"the calendar's events cannot be expanded ({error.__class__.__name__})") from None
     addresses = {normalise_address(entry.address): entry for entry in mapping.attendees}
     skipped: Counter[str] = Counter()
+    skipped_events: list[tuple[str, str]] = []
     rows: dict[str, SessionRow] = {}
-    for event in occurrences:
-        outcome = _event_row(event, addresses, key, zone)
-        if isinstance(outcome, str):
-            skipped[outcome] += 1
-        else:
-            rows[outcome.session_id] = outcome
+    instances = 0
+    with budget.interruptible():
+        for uid, components in _events_by_uid(calendar, skipped).items():
+            budget.check()
+            outcome = _expand_uid(calendar, components, window, budget)
+            if not isinstance(outcome, str):
+                instances += len(outcome)
+                if instances > MAX_ROWS:
+                    raise CalendarError(f"the calendar has more than {MAX_ROWS} events in the import window; narrow it")
+                outcome = _uid_rows(outcome, addresses, key, zone)
+            if isinstance(outcome, str):
+                skipped[outcome] += 1
+                if len(skipped_events) < MAX_LISTED_SKIPS:
+                    skipped_events.append((outcome, ics_event_id(key, uid)))
+                continue
+            skipped.update(outcome[1])
+            rows.update((row.session_id, row) for row in outcome[0])
     ordered = sorted(rows.values(), key=lambda row: (row.start_at_s, row.session_id))
-    return ParsedImport(tuple(ordered), tuple(sorted(skipped.items())), ())
+    return ParsedImport(tuple(ordered), tuple(sorted(skipped.items())), (), tuple(skipped_events))
+
+
+def ics_event_id(key: bytes, uid: str) -> str:
+    """How an import names an event it skipped whole: ``uid-`` and 16 hex of the keyed hash of
+    its UID. Stable across imports (did a new export fix it?), never the UID itself."""
+    return f"uid-{ics_session_id(key, uid.strip(), '')[1][:16]}"
+
+
+def _events_by_uid(calendar, skipped: Counter[str]) -> dict[str, list]:  # noqa: ANN001 - an icalendar Calendar and its Events
+    """The calendar's VEVENTs by UID, in file order; events without a readable UID are counted in ``skipped``."""
+    by_uid: dict[str, list] = {}
+    for component in calendar.walk("VEVENT"):
+        uid = component.get("UID")
+        if uid is None or not str(uid).strip():
+            skipped["no_uid"] += 1
+        elif isinstance(uid, list):  # UID given twice: which series it belongs to is unknown
+            skipped["unreadable_event"] += 1
+        else:
+            by_uid.setdefault(str(uid), []).append(component)
+    return by_uid
+
+
+def _expand_uid(calendar, components: list, window: tuple[datetime, datetime], budget: WorkBudget) -> list | str:  # noqa: ANN001
+    """The instances of one UID (its series and moved instances) within the window, or why the
+    UID is skipped whole (one of UID_REASONS)."""
+    import recurring_ical_events
+
+    for component in components:
+        reason = _unreadable(component) or _rule_problem(component)
+        if reason is not None:
+            return reason
+    # A calendar of this UID alone, with the file's own properties: the expander reads
+    # X-WR-TIMEZONE and CALSCALE there. Zones need no copy: icalendar resolved each TZID (even
+    # one whose VTIMEZONE comes later, icalendar PR #792) while parsing.
+    single = type(calendar)()
+    for name, value in calendar.items():
+        single[name] = value
+    single.subcomponents = list(components)
+    try:
+        with budget.series():
+            return _instances(recurring_ical_events.of(single), window)
+    except SeriesTooCostly:
+        return "recurrence_too_costly"
+    except (recurring_ical_events.InvalidCalendar, ValueError, TypeError, OverflowError):
+        # The dates are readable (checked above): what remains is RRULE, RDATE, EXDATE or
+        # RECURRENCE-ID, e.g. RDATE;VALUE=TIME makes dateutil compare a time with a datetime.
+        return "bad_recurrence_rule"
+    except Exception:  # noqa: BLE001 - any other failure of the expander on this UID's text
+        return "unreadable_event"
+
+
+def _instances(query, window: tuple[datetime, datetime]) -> list | str:  # noqa: ANN001 - a recurring_ical_events CalendarQuery
+    """What ``query.between(*window)`` returns, made one instance at a time so that a series
+    with more than MAX_SERIES_INSTANCES stops there (``too_many_instances``)."""
+    found = []
+    for series in query.series:
+        for occurrence in series.between(*window):
+            found.append(occurrence)
+            if len(found) > MAX_SERIES_INSTANCES:
+                return "too_many_instances"
+    return [occurrence.as_component(False) for occurrence in found]
+
+
+def _uid_rows(events: list, addresses: dict[str, MappingEntry], key: bytes, zone: tzinfo | None) -> tuple[list[SessionRow], Counter[str]] | str:
+    """Session rows of one UID's instances and the instances skipped by reason, or
+    ``unreadable_event`` when an instance cannot be read (then none of the UID is kept)."""
+    rows: list[SessionRow] = []
+    skipped: Counter[str] = Counter()
+    try:
+        for event in events:
+            row = _event_row(event, addresses, key, zone)
+            if isinstance(row, str):
+                skipped[row] += 1
+            else:
+                rows.append(row)
+    except Exception:  # noqa: BLE001 - a property that reads as something else than RFC 5545 says
+        return "unreadable_event"
+    return rows, skipped
+
+
+def _unreadable(component) -> str | None:  # noqa: ANN001 - an icalendar Event
+    """``no_start`` or ``unreadable_event`` when a date the expander needs is missing, given
+    twice or broken (icalendar keeps a broken value and raises only when it is read)."""
+    if component.get("DTSTART") is None:
+        return "no_start"
+    for name, kind in (("DTSTART", date), ("DTEND", date), ("DURATION", timedelta), ("RECURRENCE-ID", date)):
+        prop = component.get(name)
+        if prop is None:
+            continue
+        if isinstance(prop, list):
+            return "unreadable_event"
+        try:
+            value = prop.dt
+        except Exception:  # noqa: BLE001 - icalendar's BrokenCalendarProperty and kin
+            return "unreadable_event"
+        if not isinstance(value, kind):  # a TIME or a PERIOD where a date belongs
+            return "unreadable_event"
+    return None
+
+
+def _rule_problem(component) -> str | None:  # noqa: ANN001 - an icalendar Event
+    """Why the event's RRULE must not reach the expander: ``unsupported_recurrence`` for a
+    frequency finer than daily (never a session pattern, and the cheapest way to make dateutil
+    search for hours), ``bad_recurrence_rule`` for one that cannot be read or never matches."""
+    from icalendar import vRecur
+
+    rules = component.get("RRULE")
+    if rules is None:
+        return None
+    for rule in rules if isinstance(rules, list) else [rules]:
+        if not isinstance(rule, vRecur):  # icalendar keeps an unparsable rule as a broken value
+            return "bad_recurrence_rule"
+        try:
+            if {str(freq).upper() for freq in rule.get("FREQ", [])} & SUB_DAILY:
+                return "unsupported_recurrence"
+            if _never_matches(rule):
+                return "bad_recurrence_rule"
+        except (ValueError, TypeError):
+            return "bad_recurrence_rule"
+    return None
+
+
+def _never_matches(rule) -> bool:  # noqa: ANN001 - an icalendar vRecur
+    """True when no month of the rule has any of its days of the month (30 February): dateutil
+    would look for one up to the year 9999. ValueError for a month that is not 1-12."""
+    days = [int(day) for day in rule.get("BYMONTHDAY", [])]
+    if not days:
+        return False
+    months = [int(str(month)) for month in rule.get("BYMONTH", [])] or list(range(1, 13))
+    if not all(1 <= month <= 12 for month in months):
+        raise ValueError("BYMONTH out of range")
+    return not any(1 <= abs(day) <= LONGEST_MONTH_DAYS[month - 1] for month in months for day in days)
 
 
 def ics_session_id(key: bytes, uid: str, recurrence_id: str) -> tuple[str, str]:

@@ -280,7 +280,7 @@ def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
         },
         "/api/v1/sessions/import": {
             "post": {
-                "summary": "Import sessions from CSV (text/csv) or CSV/ICS in JSON with a mapping (it/admin); all rows or none",
+                "summary": "Import sessions from CSV (text/csv) or CSV/ICS in JSON with a mapping (it/admin); CSV: all rows or none; ICS: events that cannot be read are skipped and counted",
                 "parameters": [{"name": "tz", "in": "query", "required": False, "description": "text/csv only: IANA zone of local start times", "schema": zone}],
                 "requestBody": {
                     "required": True,
@@ -290,9 +290,10 @@ def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _json(json_schema(ImportResultOut, components), "Imported: counts by outcome and skip reason"),
+                    "200": _json(json_schema(ImportResultOut, components), "Imported: counts by outcome and skip reason, and the hashed ids of calendar events skipped whole"),
                     **_errors(400, 401, 403, 413),
                     "415": _json(_ERROR, "Send text/csv or application/json"),
+                    "429": _json(_ERROR, "As many imports as the monitor runs at once are running already"),
                 },
             }
         },

@@ -25,12 +25,11 @@ from monitor.calendar_import import (
     check_mapping_data,
     day_bounds,
     default_window,
-    parse_csv,
-    parse_ics,
     parse_rfc3339,
     parse_zone,
     session_start,
 )
+from monitor.calendar_worker import IMPORT_WORKERS, ImportJob, run_import
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store import Store
@@ -45,6 +44,7 @@ DEFAULT_AGENT_HOURS = 24
 MAX_AGENT_HOURS = 168
 AGENT_PAST_S = 3600  # the agent also learns of sessions that ended within the last hour
 IMPORT_MAX_BYTES = 8 << 20  # a practice calendar export; larger than any report
+IMPORT_SLOTS = web.AppKey("import_slots", asyncio.Semaphore)  # imports running in worker processes
 OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
 
 
@@ -154,8 +154,13 @@ class ImportErrorOut:
 
 @dataclass(frozen=True)
 class SkipOut:
+    """Events or instances skipped for one reason. ``event_ids`` (ICS, the first 100 of an
+    import) name the events skipped whole, a UID with its moved instances, by ``uid-`` and a
+    keyed hash of the UID: stable across imports, never the UID or anything the event says."""
+
     reason: str
     count: int
+    event_ids: tuple[str, ...] = field(default=(), metadata=limits(max_len=100))
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ def import_result(parsed: ParsedImport, outcome: ImportOutcome) -> ImportResultO
         outcome.updated,
         outcome.cancelled,
         outcome.unchanged,
-        tuple(SkipOut(reason, count) for reason, count in parsed.skipped),
+        tuple(SkipOut(reason, count, tuple(i for r, i in parsed.skipped_events if r == reason)) for reason, count in parsed.skipped),
         tuple(ImportErrorOut(e.row, e.session_id, e.field, e.message) for e in errors[:100]),
         len(parsed.errors) or outcome.error_count,
     )
@@ -443,28 +448,26 @@ async def import_sessions(request: web.Request) -> web.Response:
             raise ApiError(400, "bad_parameter", "with a JSON body, give tz in the body, not in the query", "tz")
         request_body = decode_body(ImportRequest, raw)
     store = request.app[keys.STORE]
-    zone = parse_zone_param(request_body.tz)
-    try:
-        if request_body.format == "csv":
-            parsed = await asyncio.to_thread(parse_csv, request_body.data, zone)  # off the loop the reflector shares
-        else:
-            if request_body.mapping is None:
-                raise ApiError(400, "invalid_field", "an ICS import needs a mapping of calendar addresses to participants", "mapping")
-            try:
-                mapping = check_mapping_data(encode(request_body.mapping))
-            except CalendarError as error:
-                raise ApiError(400, "invalid_field", str(error), "mapping") from None
-            now = request.app[keys.CLOCK]()
-            window_start, window_end = default_window(now)
-            # Both were checked as RFC 3339 by the decoder.
-            if request_body.window_start is not None:
-                window_start = parse_rfc3339(request_body.window_start).timestamp()
-            if request_body.window_end is not None:
-                window_end = parse_rfc3339(request_body.window_end).timestamp()
-            key = await asyncio.to_thread(store.calendar_key)
-            parsed = await asyncio.to_thread(parse_ics, request_body.data, mapping, window_start, window_end, key, zone)
-    except CalendarError as error:
-        raise ApiError(400, "invalid_calendar", str(error), "data") from None
+    parse_zone_param(request_body.tz)  # a bad zone is the caller's 400 before any work starts
+    if request_body.format == "csv":
+        job = ImportJob("csv", request_body.data, request_body.tz)
+    else:
+        if request_body.mapping is None:
+            raise ApiError(400, "invalid_field", "an ICS import needs a mapping of calendar addresses to participants", "mapping")
+        try:
+            mapping = check_mapping_data(encode(request_body.mapping))
+        except CalendarError as error:
+            raise ApiError(400, "invalid_field", str(error), "mapping") from None
+        now = request.app[keys.CLOCK]()
+        window_start, window_end = default_window(now)
+        # Both were checked as RFC 3339 by the decoder.
+        if request_body.window_start is not None:
+            window_start = parse_rfc3339(request_body.window_start).timestamp()
+        if request_body.window_end is not None:
+            window_end = parse_rfc3339(request_body.window_end).timestamp()
+        key = await asyncio.to_thread(store.calendar_key)
+        job = ImportJob("ics", request_body.data, request_body.tz, mapping, (window_start, window_end), key)
+    parsed = await _parse_in_worker(request.app[IMPORT_SLOTS], job)
     if parsed.errors:
         outcome = ImportOutcome(0, 0, 0, 0, (), 0)
     else:
@@ -480,6 +483,18 @@ async def import_sessions(request: web.Request) -> web.Response:
         }
         return web.json_response(body, status=400)
     return _json(result)
+
+
+async def _parse_in_worker(slots: asyncio.Semaphore, job: ImportJob) -> ParsedImport:
+    """The import parsed in a process of its own (monitor/calendar_worker.py), never on the
+    thread pool that token look-ups use; at most IMPORT_WORKERS at once, more are refused."""
+    if slots.locked():
+        raise ApiError(429, "import_busy", f"{IMPORT_WORKERS} imports are running already; try again when one has finished")
+    async with slots:
+        try:
+            return await run_import(job)
+        except CalendarError as error:
+            raise ApiError(400, "invalid_calendar", str(error), "data") from None
 
 
 def parse_zone_param(tz: str | None) -> tzinfo | None:
@@ -499,6 +514,7 @@ def _text(raw: bytes) -> str:
 
 
 def add_routes(app: web.Application) -> None:
+    app[IMPORT_SLOTS] = asyncio.Semaphore(IMPORT_WORKERS)
     app.router.add_post("/api/v1/participants", create_participant)
     app.router.add_get("/api/v1/participants", list_participants)
     app.router.add_post("/api/v1/sessions", create_session)

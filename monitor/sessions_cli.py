@@ -164,11 +164,22 @@ def _report(parsed: ParsedImport, store: SQLiteStore) -> int:
                 f"imported {len(parsed.rows)} session(s): {outcome.created} created, {outcome.updated} updated, "
                 f"{outcome.cancelled} cancelled, {outcome.unchanged} unchanged; skipped: {skipped}"
             )
+            _report_skipped_events(parsed)
             return EXIT_OK
     for error in outcome_errors:
         where = f"row {error.row}" if error.row is not None else f"session {error.session_id}"
         print(f"  {where}, {error.field}: {error.message}", file=sys.stderr)
     return _fail(f"{count} row(s) cannot be imported (listed above); nothing was stored")
+
+
+def _report_skipped_events(parsed: ParsedImport) -> None:
+    """One line per reason naming the calendar events skipped whole by the keyed hash of their
+    UID (``uid-...``), never by anything the event says."""
+    counts = dict(parsed.skipped)
+    for reason in dict.fromkeys(reason for reason, _ in parsed.skipped_events):
+        ids = [event_id for r, event_id in parsed.skipped_events if r == reason]
+        more = counts.get(reason, len(ids)) - len(ids)
+        print(f"  events skipped whole, {reason}: {', '.join(ids)}{f' and {more} more' if more > 0 else ''}")
 
 
 def run_import_csv(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ expected start below was worked out by hand from the zone rules, not by the code
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from monitor.calendar_import import (
     CalendarError,
     day_bounds,
+    ics_event_id,
     ics_session_id,
     load_mapping,
     parse_csv,
@@ -183,6 +185,90 @@ def test_any_bytes_give_rows_or_a_calendar_error(data: bytes) -> None:
         parse_ics(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + data, mapping(), MARCH, MAY, KEY)
     except CalendarError:
         pass
+
+
+# --- one odd event does not stop the rest (issue 18) -------------------------------------------
+
+THERAPIST = "ORGANIZER:mailto:ottokar.schnabeltier@praxis.example.org\r\n"
+CLIENT = "ATTENDEE:mailto:wilhelmina.quastenflosser@example.org\r\n"
+
+
+def vevent(uid: str, *lines: str, start: str = "DTSTART:20260316T080000Z", end: str = "DTEND:20260316T085000Z") -> str:
+    body = "".join(f"{line}\r\n" for line in (start, end, *lines) if line)
+    return f"BEGIN:VEVENT\r\nUID:{uid}\r\n{body}SUMMARY:Quokka-Marmelade {uid}\r\n{THERAPIST}{CLIENT}END:VEVENT\r\n"
+
+
+def vcalendar(*parts: str) -> bytes:
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n" + "".join(parts) + "END:VCALENDAR\r\n").encode()
+
+
+ODD_EVENTS = {
+    # uid: (what is odd, the reason it is skipped under)
+    "odd-no-start@x": (vevent("odd-no-start@x", start=""), "no_start"),
+    "odd-two-starts@x": (vevent("odd-two-starts@x", "DTSTART:20260317T080000Z"), "unreadable_event"),
+    "odd-broken-start@x": (vevent("odd-broken-start@x", start="DTSTART:2026-03-16 08:00"), "unreadable_event"),
+    "odd-broken-duration@x": (vevent("odd-broken-duration@x", "DURATION:soon", end=""), "unreadable_event"),
+    "odd-rdate-time@x": (vevent("odd-rdate-time@x", "RDATE;VALUE=TIME:083000Z"), "bad_recurrence_rule"),
+    "odd-freq@x": (vevent("odd-freq@x", "RRULE:FREQ=FORTNIGHTLY"), "bad_recurrence_rule"),
+    "odd-until@x": (vevent("odd-until@x", "RRULE:FREQ=WEEKLY;UNTL=20261023"), "bad_recurrence_rule"),
+    "odd-february-30@x": (vevent("odd-february-30@x", "RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"), "bad_recurrence_rule"),
+    "odd-secondly@x": (vevent("odd-secondly@x", "RRULE:FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30"), "unsupported_recurrence"),
+    "odd-hourly@x": (vevent("odd-hourly@x", "RRULE:FREQ=HOURLY;INTERVAL=168"), "unsupported_recurrence"),
+    "odd-every-minute@x": (vevent("odd-every-minute@x", "RRULE:FREQ=DAILY;BYHOUR=9;BYMINUTE=" + ",".join(map(str, range(60)))), "too_many_instances"),
+}
+
+
+def test_each_odd_event_is_skipped_under_its_reason_and_named_by_its_hashed_id() -> None:
+    good = vevent("good-weekly@x", "RRULE:FREQ=WEEKLY;COUNT=3")
+    moved = vevent("good-weekly@x", "RECURRENCE-ID:20260323T080000Z", start="DTSTART:20260324T080000Z", end="DTEND:20260324T085000Z")
+    parsed = parse_ics(vcalendar(*(text for text, _ in ODD_EVENTS.values()), good, moved), mapping(), MARCH, MAY, KEY)
+    # The good series is whole, its moved instance included: 16, 24 (moved from 23) and 30 March.
+    assert [s[0] for s in starts(parsed)] == ["2026-03-16 08:00", "2026-03-24 08:00", "2026-03-30 08:00"]
+    expected = Counter(reason for _, reason in ODD_EVENTS.values())
+    assert dict(parsed.skipped) == dict(expected)
+    assert sorted(parsed.skipped_events) == sorted((reason, ics_event_id(KEY, uid)) for uid, (_, reason) in ODD_EVENTS.items())
+    assert parsed.errors == ()
+    assert "odd" not in repr(parsed) and "Quokka" not in repr(parsed)  # ids and counts only
+
+
+def test_a_broken_moved_instance_skips_its_series_not_the_calendar() -> None:
+    series = vevent("series@x", "RRULE:FREQ=WEEKLY;COUNT=3")
+    broken = vevent("series@x", "RECURRENCE-ID:20260323T080000Z", start="DTSTART:not-a-date")
+    other = vevent("other@x")
+    parsed = parse_ics(vcalendar(series, broken, other), mapping(), MARCH, MAY, KEY)
+    assert [r.session_id for r in parsed.rows] == [ics_session_id(KEY, "other@x", "20260316T080000Z")[0]]
+    assert parsed.skipped_events == (("unreadable_event", ics_event_id(KEY, "series@x")),)
+
+
+def test_events_without_a_uid_are_counted_and_a_file_that_is_no_calendar_is_still_refused() -> None:
+    no_uid = vevent("x").replace("UID:x\r\n", "")
+    parsed = parse_ics(vcalendar(no_uid, vevent("kept@x")), mapping(), MARCH, MAY, KEY)
+    assert len(parsed.rows) == 1 and dict(parsed.skipped) == {"no_uid": 1} and parsed.skipped_events == ()
+    with pytest.raises(CalendarError, match="not an iCalendar"):
+        parse_ics(vevent("lonely@x").encode(), mapping(), MARCH, MAY, KEY)  # a VEVENT, no VCALENDAR
+
+
+BERLIN_RULES = (
+    "BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\n"
+    "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n"
+    "BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n"
+    "TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\n"
+)
+
+
+def test_a_zone_defined_after_its_events_and_several_zones_in_one_file() -> None:
+    praxis = f"BEGIN:VTIMEZONE\r\nTZID:Praxis Zeit\r\n{BERLIN_RULES}END:VTIMEZONE\r\n"
+    tokyo = "BEGIN:VTIMEZONE\r\nTZID:Praxis Tokio\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0900\r\nTZOFFSETTO:+0900\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+    weekly = vevent("zone-later@x", "RRULE:FREQ=WEEKLY;COUNT=3", start="DTSTART;TZID=Praxis Zeit:20260323T090000", end="DTEND;TZID=Praxis Zeit:20260323T095000")
+    far = vevent("zone-tokio@x", start="DTSTART;TZID=Praxis Tokio:20260401T090000", end="DTEND;TZID=Praxis Tokio:20260401T095000")
+    parsed = parse_ics(vcalendar(weekly, far, praxis, tokyo), mapping(), MARCH, MAY, KEY)
+    assert [s[0] for s in starts(parsed)] == [
+        "2026-03-23 08:00",  # 09:00 at +01:00 (the rules of the zone defined at the end of the file)
+        "2026-03-30 07:00",  # 09:00 at +02:00 from 29 March, the last Sunday
+        "2026-04-01 00:00",  # 09:00 at +09:00 in the second zone
+        "2026-04-06 07:00",
+    ]
+    assert parsed.skipped == ()
 
 
 # --- CSV ----------------------------------------------------------------------------------------
