@@ -120,9 +120,25 @@ class MonitorApi:
     def revoke_enrollment(self, token: str, code_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/v1/enrollments/{quote(code_id, safe='')}", token)
 
+    def caseload(self, token: str) -> list[dict[str, Any]]:
+        """Every assignment an it/admin login may see (a therapist's login: their own)."""
+        return list(self._call("GET", "/api/v1/caseload", token)["caseload"])
+
+    def assign_client(self, token: str, therapist_id: str, client_id: str) -> bool:
+        """Put a client on a therapist's caseload; True when new (201), False when it was there (200)."""
+        status, _ = self._exchange("POST", "/api/v1/caseload", token, {"therapist_id": therapist_id, "client_id": client_id})
+        return status == 201
+
+    def unassign_client(self, token: str, therapist_id: str, client_id: str) -> None:
+        self._call("DELETE", f"/api/v1/caseload/{quote(therapist_id, safe='')}/{quote(client_id, safe='')}", token)
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False, headers: dict[str, str] | None = None) -> Any:
+        return self._exchange(method, path, token, payload, login=login, headers=headers)[1]
+
+    def _exchange(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """The HTTP status of a successful answer and its body (``{}`` when empty)."""
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
         request.add_header("Accept", "application/json")
@@ -132,7 +148,7 @@ class MonitorApi:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as response:
-                raw = response.read()
+                status, raw = response.status, response.read()
         except urllib.error.HTTPError as error:
             raise _failure(error.code, error.read(), login=login) from None
         except (urllib.error.URLError, OSError, TimeoutError) as error:
@@ -141,9 +157,9 @@ class MonitorApi:
                 raise ApiFailure(0, "tls", "The monitor's certificate could not be verified; ask IT to check the dashboard's ca_file.") from None
             raise ApiFailure(0, "unreachable", "The monitor is not reachable right now; try again shortly.") from None
         if not raw:
-            return {}
+            return status, {}
         try:
-            return json.loads(raw)
+            return status, json.loads(raw)
         except ValueError:
             raise ApiFailure(0, "bad_answer", "The monitor gave an answer the dashboard cannot read.") from None
 
