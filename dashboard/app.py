@@ -27,6 +27,7 @@ from dashboard.errors import callback_error
 from dashboard.hardening import content_security_policy, guard_callback_requests
 from dashboard.config import DashboardConfig, monitor_base_url, secret_key
 from dashboard.pages import agents as agents_page
+from dashboard.pages import caseloads as caseloads_page
 from dashboard.pages import check as check_page
 from dashboard.pages import session as session_page
 from dashboard.pages import today as today_page
@@ -41,7 +42,8 @@ log = logging.getLogger("sessionready.dashboard")
 ASSETS = Path(__file__).parent / "assets"
 SESSION_PATH = re.compile(r"/session/([A-Za-z0-9._-]{1,64})")
 CHECK_PATH = re.compile(r"/check/([0-9a-f]{32})")
-STAFF_ROLES = ("it", "admin")  # who sees Trends and Agents (the monitor enforces it as well)
+STAFF_ROLES = ("it", "admin")  # who sees Trends, Agents and Caseloads (the monitor enforces it as well)
+STAFF_PAGES = ("/trends", "/agents", "/caseloads")
 
 
 @dataclass
@@ -123,6 +125,7 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
     check_page.register(app, context)
     trends_page.register(app, context)
     agents_page.register(app, context)
+    caseloads_page.register(app, context)
     # Last: the policy names every inline script by hash, so every callback must exist by now.
     auth_module.install(server, auth, content_security_policy(app.csp_hashes()))
     guard_callback_requests(app)
@@ -132,7 +135,7 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
 def page_for(pathname: str, role: str) -> Any:
     """The layout for a path; an unknown path gets a page that says so and links home, and a
     staff page asked for by someone else says whose it is (the monitor refuses the data too)."""
-    if pathname in ("/trends", "/agents") and role not in STAFF_ROLES:
+    if pathname in STAFF_PAGES and role not in STAFF_ROLES:
         return html.Div([html.H1("For IT staff"), html.P(["This page is for IT staff and admins. ", dcc.Link("Back to today's sessions", href="/")])], className="page", id="staff-only")
     if pathname in ("/", ""):
         return today_page.layout()
@@ -144,6 +147,8 @@ def page_for(pathname: str, role: str) -> Any:
         return trends_page.layout()
     if pathname == "/agents":
         return agents_page.layout()
+    if pathname == "/caseloads":
+        return caseloads_page.layout()
     return html.Div([html.H1("Page not found"), html.P(["There is no page at this address. ", dcc.Link("Back to today's sessions", href="/")])], className="page")
 
 
@@ -155,6 +160,7 @@ def shell(context: Context) -> html.Div:
     if session is not None and session.role in STAFF_ROLES:
         links.append(dcc.Link("Trends", href="/trends", className="nav-link", id="shell-nav-trends"))
         links.append(dcc.Link("Agents", href="/agents", className="nav-link", id="shell-nav-agents"))
+        links.append(dcc.Link("Caseloads", href="/caseloads", className="nav-link", id="shell-nav-caseloads"))
     if session is not None:
         who = [
             html.Span(f"{session.username} · {session.role}", className="nav-user", id="shell-user"),
