@@ -15,7 +15,7 @@ EXIT_CANNOT_RUN = 3
 def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "dashboard",
-        help="serve the web dashboard (Today, Live, check results, Trends, Agents) for therapists and IT",
+        help="serve the web dashboard (Today, Live, check results, Trends, Agents, Caseloads) for therapists and IT",
         description="Serve the dashboard. It talks only to the monitor's HTTP API: logins, sessions and "
         "measurements all come from there. Put it behind a TLS proxy when it is reached from other machines "
         "(docs/dashboard.md).",
