@@ -70,7 +70,12 @@ class Product:
         self.token = lines[-1].strip()
         args = [cli, "monitor", "--host", MONITOR_ADDR, "--port", str(port), "--data-dir", str(self.data_dir)]
         if advertise_udp:
-            args += ["--advertise-udp", advertise_udp]
+            # The lab's relay forwards UDP from its own address, as a UDP load balancer that does
+            # not keep source addresses would: probe keys cannot be bound to the client's IP
+            # there (docs/monitor.md, "UDP reflector").
+            config = workdir / "monitor.toml"
+            config.write_text('[monitor]\nprobe_key_binding = "off"\n')
+            args += ["--advertise-udp", advertise_udp, "--config", str(config)]
         self.log_path = workdir / "monitor.log"
         self.proc = lab.start(lab.monitor, args, log_path=str(self.log_path), env=self.env)
         wait_for(self._healthy, timeout=30, interval=0.2, what=f"monitor health at {self.url}/healthz")
