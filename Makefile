@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/sessionready demo --data-dir .demo $(DEMO_ARGS)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist). Most tests wait on real time
+# (processes, sockets, sleeps of the thing under test), so more workers than cores pays;
+# files that own something machine-wide share one worker (tests/conftest.py, SHARED_GROUPS).
+# The 15 slowest tests are listed at the end. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 # Everything but the network-namespace lab, the real-Prometheus test and the audio lab.
 test-fast: install

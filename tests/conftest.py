@@ -42,6 +42,61 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.line(nodeid)
 
 
+# --- Parallel runs (pytest-xdist, `make test`): what shares a worker ---------------------------
+#
+# `--dist loadgroup` sends each group to one worker, whole and in file order. By default a
+# group is one test file, so module-scoped monitors are started once and tests that build on
+# an earlier test of their file still see it. Files that own something machine-wide or that
+# measure real time against ground truth share a group, so they never run beside each other:
+# the network lab (namespaces, tbf queues, kernel counters), the audio lab (one PulseAudio
+# server and its virtual microphone) and every file with a browser test (dash_duo hands out
+# ports from 8050 in every worker, and each Chromium takes most of a core).
+SHARED_GROUPS = {"tests/lab/": "netlab", "tests/audio/": "audio"}
+BROWSER_GROUP = "browser"
+
+
+def worker_group(path: str, browser_files: set[str]) -> str:
+    """The xdist group of a test file (a path relative to the project)."""
+    if path in browser_files:
+        return BROWSER_GROUP
+    return next((group for prefix, group in SHARED_GROUPS.items() if path.startswith(prefix)), path)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def path(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    browser_files = {path(item) for item in items if "dash_duo" in getattr(item, "fixturenames", ())}
+    groups = {item.nodeid: worker_group(path(item), browser_files) for item in items}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    # Longest first, so no long group starts last and runs alone at the end: the shared groups,
+    # then files with a test marked slow, then the rest, each in collection order. (xdist's own
+    # reordering, by number of tests, is turned off in `make test`: --no-loadscope-reorder.)
+    slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
+    shared = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP]
+
+    def rank(item: pytest.Item) -> int:
+        group = groups[item.nodeid]
+        return shared.index(group) if group in shared else len(shared) + (group not in slow)
+
+    items.sort(key=rank)
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has put the group into each node id
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist schedules by node id: a test whose id another test shares would run once for both,
+    and a group missing from an id would scatter its files over workers. Both happened
+    silently with pytest 9.2 (pyproject.toml pins below it); fail loudly if they come back."""
+    ids = [item.nodeid for item in session.items]
+    if len(set(ids)) != len(ids):
+        raise pytest.UsageError(f"{len(ids) - len(set(ids))} tests share a node id with another; xdist would run them once")
+    if session.config.getvalue("loadgroup") and not all("@" in nodeid for nodeid in ids):
+        raise pytest.UsageError("xdist's loadgroup did not mark the node ids with their groups (pytest and pytest-xdist out of step)")
+
+
 # --- Running the product ---------------------------------------------------------------------
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:

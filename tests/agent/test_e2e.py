@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from yarl import URL
 
 from agents.daemon.spool import Spool
@@ -26,6 +27,7 @@ from tests.agent.test_spool import make_sample
 from tests.conftest import Monitor, start_monitor
 
 start_agent = test_daemon.start_agent  # the fixture that starts (and at the end kills) agents
+pytestmark = pytest.mark.slow
 
 # Small intervals: two machine samples a second, a network burst every second.
 FAST = "machine_interval_s = 0.5\nbackground_interval_s = 1\nburst_seconds = 0.5\nsessions_poll_s = 0.5\n"
