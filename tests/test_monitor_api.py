@@ -98,7 +98,9 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("body,code,field", BAD_BODIES)
+# Ids by position: the bodies hold random check ids, and xdist needs every worker to collect
+# the same node ids.
+@pytest.mark.parametrize("body,code,field", BAD_BODIES, ids=[f"{n}-{code}-{field}" for n, (_, code, field) in enumerate(BAD_BODIES)])
 def test_bad_reports_get_400_naming_the_field_and_change_nothing(shared_monitor: Monitor, body: bytes, code: str, field: str | None) -> None:
     token = shared_monitor.token("client", "c-bad")
     before = count_checks(shared_monitor, token)
@@ -300,7 +302,7 @@ HOSTILE_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("body,code", HOSTILE_BODIES)
+@pytest.mark.parametrize("body,code", HOSTILE_BODIES, ids=[f"{n}-{code}" for n, (_, code) in enumerate(HOSTILE_BODIES)])
 def test_hostile_bodies_are_400_not_500(shared_monitor: Monitor, body: bytes, code: str) -> None:
     token = shared_monitor.token("client", "c-hostile")
     status, raw = shared_monitor.request("POST", "/api/v1/checks", token, body)
