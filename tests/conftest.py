@@ -93,7 +93,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ids = [item.nodeid for item in session.items]
     if len(set(ids)) != len(ids):
         raise pytest.UsageError(f"{len(ids) - len(set(ids))} tests share a node id with another; xdist would run them once")
-    if session.config.getvalue("loadgroup") and not all("@" in nodeid for nodeid in ids):
+    if session.config.getoption("loadgroup", default=False) and not all("@" in nodeid for nodeid in ids):
         raise pytest.UsageError("xdist's loadgroup did not mark the node ids with their groups (pytest and pytest-xdist out of step)")
 
 
