@@ -9,28 +9,17 @@ import copy
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from monitor.store import open_store
 from monitor.store_caseload import CHECK_WINDOW_AFTER_S, CHECK_WINDOW_BEFORE_S
 from sessionready.typed import rfc3339
 from tests.agent.test_spool import CHECK
 from tests.conftest import run_cli
-from tests.dashboard.conftest import Practice, start_practice
+from tests.dashboard.conftest import Practice, practice  # noqa: F401 - the module-scoped practice fixture
 
 HOUR = 3600
-
-
-@pytest.fixture(scope="module")
-def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Practice]:
-    running = start_practice(tmp_path_factory.mktemp("caseload"), "it-caseload")
-    try:
-        yield running
-    finally:
-        running.monitor.stop()
 
 
 def book(practice: Practice, token: str, therapist: str, client: str, start_s: float, **extra: object) -> tuple[int, dict]:
