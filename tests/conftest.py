@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,9 +81,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
     shared = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP]
 
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, bool]:
         group = groups[item.nodeid]
-        return shared.index(group) if group in shared else len(shared) + (group not in slow)
+        # Within a group, tests that need the machine to themselves first: at the start of a
+        # run the other workers hold back once, not again and again (see machine_share).
+        quiet_last = item.get_closest_marker("quiet_machine") is None
+        return (shared.index(group) if group in shared else len(shared) + (group not in slow), quiet_last)
 
     items.sort(key=rank)
 
@@ -95,6 +101,41 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(f"{len(ids) - len(set(ids))} tests share a node id with another; xdist would run them once")
     if session.config.getoption("loadgroup", default=False) and not all("@" in nodeid for nodeid in ids):
         raise pytest.UsageError("xdist's loadgroup did not mark the node ids with their groups (pytest and pytest-xdist out of step)")
+
+
+# --- A quiet machine for the few tests that time real queues ----------------------------------
+#
+# Tests marked quiet_machine compare timing through real queues with ground truth (iperf3 and
+# irtt under tbf shaping). Beside two other workers on a 2-core machine, a descheduled irtt or
+# iperf3 once made two streams that saw the same queue differ 2:1. Such a test waits until the
+# tests running in other workers end, and holds new ones back while it runs: every test holds
+# a shared lock, a quiet_machine test an exclusive one. The gate gives the exclusive side
+# priority (flock alone would let a stream of shared holders starve it).
+QUIET_LOCKS = Path(tempfile.gettempdir()) / "sessionready-tests-quiet"  # .gate and .lock
+
+
+@contextmanager
+def machine_share(exclusive: bool, locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    with locks.with_suffix(".gate").open("a") as gate, locks.with_suffix(".lock").open("a") as lock:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)  # no new test starts...
+            fcntl.flock(lock, fcntl.LOCK_EX)  # ...and the running ones finish
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    with machine_share(request.node.get_closest_marker("quiet_machine") is not None):
+        yield
 
 
 # --- Running the product ---------------------------------------------------------------------

@@ -248,6 +248,7 @@ def test_loss_interval_coverage(lab: Lab, product_cli, tmp_path):
 # --- throughput and latency under load -------------------------------------------------------
 
 
+@pytest.mark.quiet_machine
 @pytest.mark.parametrize(("queue", "latency_ms"), [("shallow", 10), ("deep", 300)])
 def test_throughput_and_loaded_latency(lab: Lab, product_cli, tmp_path, queue, latency_ms):
     down_kbit, up_kbit = 20_000, 8_000

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 GOODPUT_MIN, GOODPUT_MAX = 0.90, 1.0
 
 
+@pytest.mark.quiet_machine
 @pytest.mark.parametrize(("direction", "rate_kbit"), [("down", 20_000), ("up", 8_000)])
 def test_tbf_rate_is_what_iperf3_achieves(lab: Lab, tmp_path, direction, rate_kbit):
     lab.shape(direction, Tbf(rate_kbit, latency_ms=50))
@@ -86,6 +87,7 @@ def test_relay_adds_the_delay_and_jitter_it_logs(lab: Lab, tmp_path):
         assert abs(seen - truth.jitter_ms) <= max(0.5, 0.10 * truth.jitter_ms)
 
 
+@pytest.mark.quiet_machine
 @pytest.mark.parametrize(("queue", "latency_ms"), [("shallow", 10), ("deep", 300)])
 def test_loaded_latency_physics(lab: Lab, tmp_path, queue, latency_ms):
     """What is physically true under load, seen by irtt under iperf3 load.
