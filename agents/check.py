@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Literal
 
 from agents.client import MonitorClient, MonitorError, ProbeSession
 from agents.probes import throughput
@@ -95,6 +96,7 @@ async def run_check(
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
     machine: MachineResult | None = None
+    machine_failure: str | None = None  # the phase's code when it did not finish
     if options.measure_machine:
         # First, before this check sends anything: the traffic seen now is someone else's.
         outcome = await run_phase(
@@ -105,7 +107,7 @@ async def run_check(
             timeout_s=options.machine_window_s + 15,
             progress=progress,
         )
-        machine = outcome.value
+        machine, machine_failure = outcome.value, outcome.failure
     # One key per phase, fetched as the phase starts: the reflector counts each phase
     # separately, and a key never has to outlive its own phase (keys are short-lived).
     first = await _probe_key(client, options.udp_seconds)
@@ -147,7 +149,8 @@ async def run_check(
         flows = {flow.name: flow for flow in await stream.finish()}
         progress.phase_finished("finish", "done")
     target_results: list[TargetResult] = list(await targets_task) if targets_task is not None else []
-    room: RoomResult | None = await room_task if room_task is not None else None
+    heard = await room_task if room_task is not None else None
+    room = heard.value if heard is not None else None
 
     speed: SpeedtestResult | None = None
     if options.speedtest:
@@ -162,8 +165,14 @@ async def run_check(
         speed = outcome.value or SpeedtestResult(False, None, None, None, None, outcome.error, outcome.duration_s)
 
     network = _network(flows, loads, options, udp_host, udp_port)
-    machine_wire = _machine(machine) if machine is not None else None
-    room_wire = _room(room) if room is not None else (_room_not_allowed() if options.room_not_allowed else None)
+    # A phase that did not finish is kept as its code: unlike --no-machine or --no-audio.
+    machine_wire = _machine(machine) if machine is not None else (_machine_failed(machine_failure) if machine_failure else None)
+    if room is not None:
+        room_wire: schema.Room | None = _room(room)
+    elif heard is not None and heard.failure is not None:
+        room_wire = _room_unavailable(heard.failure)
+    else:
+        room_wire = _room_unavailable("not_allowed") if options.room_not_allowed else None
     assessment = assess_check(network, machine_wire, room_wire, options.thresholds)
     report = schema.CheckReport(
         schema_version=1,
@@ -193,10 +202,11 @@ async def run_check(
         machine=machine_wire,
         room=room_wire,
     )
-    return CheckRun(report, machine.local_hints if machine is not None else None, room.error if room is not None else None)
+    room_error = room.error if room is not None else (heard.error if heard is not None else None)
+    return CheckRun(report, machine.local_hints if machine is not None else None, room_error)
 
 
-async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: Progress) -> RoomResult | None:
+async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: Progress) -> PhaseOutcome[RoomResult]:
     # Interactive mode needs the person to see the prompts; without a prompter, listen passively.
     if prompter is None and settings.interactive:
         settings = replace(settings, interactive=False)
@@ -205,7 +215,7 @@ async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: P
     # probes of the idle phase for a fifth of a second.
     await asyncio.to_thread(_preload_audio)
     # Opening a first stream can take 2 s and a dead microphone is only given up after 6 s.
-    outcome = await run_phase(
+    return await run_phase(
         "room",
         "Listening to the room",
         measure_room(settings, prompter=prompter),
@@ -213,7 +223,6 @@ async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: P
         timeout_s=duration + 15,
         progress=progress,
     )
-    return outcome.value
 
 
 def _preload_audio() -> None:
@@ -247,11 +256,22 @@ def _room(result: RoomResult) -> schema.Room:
     )
 
 
-def _room_not_allowed() -> schema.Room:
+def _room_unavailable(problem: Literal["not_allowed", "probe_timeout", "probe_failed"]) -> schema.Room:
+    """No room numbers, and why: the person's config forbids the microphone, or the check's own
+    listening phase did not finish."""
     return schema.Room(
-        available=False, problem="not_allowed", mode="passive", laeq_dbfs=None, l90_dbfs=None, l10_dbfs=None,
+        available=False, problem=problem, mode="passive", laeq_dbfs=None, l90_dbfs=None, l10_dbfs=None,
         lmax_dbfs=None, voice_ratio=None, snr_db=None, speech_detected=None, calibrated=False, silent=False,
         clipping_ratio=None,
+    )  # fmt: skip
+
+
+def _machine_failed(failure: str) -> schema.Machine:
+    """The machine phase did not finish: no numbers, the failure's code as the error."""
+    return schema.Machine(
+        cpu_pct=None, memory_available_pct=None, swap_bytes_per_s=None, battery_pct=None, battery_charging=None,
+        battery_time_left_s=None, link=schema.Link(type="unknown", speed_mbps=None, wifi_signal_dbm=None),
+        background_traffic_mbps=schema.Throughput(down=None, up=None), error=failure,
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("sessionready.agent")
@@ -32,8 +32,10 @@ class QuietProgress:
 class PhaseOutcome(Generic[T]):
     name: str
     value: T | None
-    error: str | None
+    error: str | None  # a sentence for the person at this machine
     duration_s: float
+    # The same failure as a code a report may carry: probe_timeout or probe_failed.
+    failure: Literal["probe_timeout", "probe_failed"] | None = None
 
 
 async def run_phase(
@@ -50,15 +52,16 @@ async def run_phase(
     started = time.monotonic()
     value: T | None = None
     error: str | None = None
+    failure: Literal["probe_timeout", "probe_failed"] | None = None
     try:
         value = await asyncio.wait_for(work, timeout_s)
     except TimeoutError:
-        error = f"{label} did not finish within {timeout_s:g} s"
+        error, failure = f"{label} did not finish within {timeout_s:g} s", "probe_timeout"
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a probe bug must not take the whole check down
         log.debug("phase %s failed", name, exc_info=True)
-        error = f"{label} failed unexpectedly ({exc.__class__.__name__})"
+        error, failure = f"{label} failed unexpectedly ({exc.__class__.__name__})", "probe_failed"
     duration = time.monotonic() - started
     progress.phase_finished(name, error or "done")
-    return PhaseOutcome(name, value, error, duration)
+    return PhaseOutcome(name, value, error, duration, failure)

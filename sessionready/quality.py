@@ -403,8 +403,8 @@ class RoomFacts:
 
     ``available`` False with ``problem`` "no_portaudio" | "no_device" | "device_busy" |
     "device_error" when no microphone could be used; "not_allowed" (the person's config does
-    not allow the microphone) and "not_installed" (no audio support in this install) are not
-    judged. ``voice_ratio`` is the share of
+    not allow the microphone), "not_installed" (no audio support in this install) and
+    "probe_timeout" / "probe_failed" (the check's listening phase broke) are not judged. ``voice_ratio`` is the share of
     frames with voices while the person was quiet (others talking); ``snr_db`` the person's
     speech over the noise floor (interactive mode only); ``speech_detected`` whether their
     speech registered at all (interactive mode only).
@@ -915,8 +915,10 @@ def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds
 
 def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
     if not room.available:
-        if room.problem in ("not_allowed", "not_installed"):
-            return []  # not measured by choice or by install: nothing to judge
+        if room.problem in ("not_allowed", "not_installed", "probe_timeout", "probe_failed"):
+            # Not measured by choice or by install, or the check's own listening phase broke:
+            # nothing about this room to judge (the report keeps the code for staff).
+            return []
         if room.problem == "device_busy":
             return [_reason("microphone_busy", "warning", "Another program is using your microphone, so the check could not listen.")]
         return [_reason("no_microphone", "warning", "The check found no microphone it could use.")]

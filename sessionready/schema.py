@@ -179,6 +179,8 @@ class Machine:
     battery_time_left_s: float | None = field(metadata=limits(ge=0, le=1e7))
     link: Link
     background_traffic_mbps: Throughput
+    # What went wrong reading the machine; "probe_timeout" or "probe_failed" (and every number
+    # null) when the check's machine phase did not finish, unlike a check run without it.
     error: str | None = field(metadata=_text)
 
 
@@ -191,8 +193,9 @@ class Room:
     available: bool
     # not_installed: this install has no audio support (the 'audio' extra); not_allowed: the
     # person's config does not allow the microphone. device_error with available=True: the
-    # microphone stopped part-way and the numbers cover what was heard.
-    problem: Literal["not_installed", "no_portaudio", "no_device", "device_busy", "device_error", "not_allowed"] | None
+    # microphone stopped part-way and the numbers cover what was heard. probe_timeout,
+    # probe_failed: the check's own listening phase did not finish (not the microphone's fault).
+    problem: Literal["not_installed", "no_portaudio", "no_device", "device_busy", "device_error", "not_allowed", "probe_timeout", "probe_failed"] | None
     mode: Literal["passive", "interactive"]
     laeq_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
     l90_dbfs: float | None = field(metadata=limits(ge=-200, le=200))
