@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -257,13 +258,18 @@ def shared_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor
     running.stop()
 
 
-def require_or_fail(condition: bool, reason: str) -> None:
-    """Skip outside CI when the machine lacks something; in CI the same gap is a failure."""
-    if condition:
-        return
+def unavailable(reason: str) -> NoReturn:
+    """The machine lacks a tool or a permission a test needs: skip outside CI; in CI (which runs
+    as root with `make system-deps` done) the same gap is a failure, not a reason to be green."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI must provide it: see 'make system-deps')")
+        pytest.fail(f"{reason} (CI must provide it: see 'make system-deps')", pytrace=False)
     pytest.skip(reason)
+
+
+def require_or_fail(condition: bool, reason: str) -> None:
+    """``unavailable(reason)`` unless ``condition`` holds."""
+    if not condition:
+        unavailable(reason)
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.5) -> object:

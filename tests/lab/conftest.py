@@ -8,25 +8,18 @@ build, not a reason to report green.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.conftest import unavailable
 
 from .netlab import Lab, missing_requirements, remove_stale_namespaces
 from .product import product_cli_problem
 
 
-def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"lab cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def require_lab() -> None:
     problems = missing_requirements()
     if problems:
-        unavailable("; ".join(problems))
+        unavailable("the network lab cannot run: " + "; ".join(problems))
 
 
 @pytest.fixture(scope="session")

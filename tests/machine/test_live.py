@@ -24,17 +24,13 @@ import pytest
 
 from agents.probes.machine import LinuxLinkProbe, MachineResult, measure_machine
 from agents.probes.machine.link import CommandFailed, run_command
+from tests.conftest import unavailable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the live checks read Linux's /proc and /sys")
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def unavailable(reason: str) -> None:
-    """Skip here, fail in CI (where the tools are installed and tests run as root)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def ip_json(*args: str) -> list[dict]:

@@ -131,7 +131,11 @@ class SoundDeviceSource:
             timeout = self._first_block_timeout_s
             while True:
                 try:
-                    block = await asyncio.wait_for(queue.get(), timeout)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a block
+                    # that arrived just as the probe was cancelled and drop the cancellation
+                    # (CPython bpo-42130), and the microphone then kept being read.
+                    async with asyncio.timeout(timeout):
+                        block = await queue.get()
                 except TimeoutError:
                     raise AudioUnavailable("device_error", STOPPED) from None
                 timeout = self._block_timeout_s
