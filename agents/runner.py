@@ -54,7 +54,10 @@ async def run_phase(
     error: str | None = None
     failure: Literal["probe_timeout", "probe_failed"] | None = None
     try:
-        value = await asyncio.wait_for(work, timeout_s)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a cancellation that
+        # arrives as the phase ends (bpo-42130): a check stopped with Ctrl-C could go on.
+        async with asyncio.timeout(timeout_s):
+            value = await work
     except TimeoutError:
         error, failure = f"{label} did not finish within {timeout_s:g} s", "probe_timeout"
     except asyncio.CancelledError:
