@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from dashboard.present import Flag, clock_time, date_time, day_in, span
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import DEFAULT_TTL_HOURS, ENROLL_ROLES, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS  # as the monitor's POST /api/v1/enrollments
 
 # An agent's state. Offline needs a look (a machine that stopped reporting); a revoked one is
 # history, so it is grey like a machine never heard from.
@@ -34,8 +34,6 @@ ROLE_LABEL = {"client": "Client", "therapist": "Therapist"}
 OS_LABEL = {"linux": "Linux", "macos": "macOS", "windows": "Windows", "other": "Other"}
 LINK_LABEL = {"wired": "Wired", "wifi": "Wi-Fi", "cellular": "Mobile data", "other": "Other", "unknown": "Unknown"}
 
-DEFAULT_TTL_HOURS, MAX_TTL_HOURS = 72, 720  # as the monitor's POST /api/v1/enrollments
-ENROLL_ROLES = ("client", "therapist")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -209,6 +207,6 @@ def check_enrollment(role: Any, participant_id: Any, ttl_hours: Any) -> Enrollme
     if not re.fullmatch(ID_PATTERN, participant):
         return "A participant id is 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit (no spaces), e.g. c-0042. Never use a name."
     ttl = ttl_of(ttl_hours)  # the field starts at DEFAULT_TTL_HOURS; out of range the browser gives None
-    if ttl is None or not 1 <= ttl <= MAX_TTL_HOURS:
-        return f"The code's lifetime is a whole number of hours from 1 to {MAX_TTL_HOURS} (30 days)."
+    if ttl is None or not MIN_TTL_HOURS <= ttl <= MAX_TTL_HOURS:
+        return f"The code's lifetime is a whole number of hours from {MIN_TTL_HOURS} to {MAX_TTL_HOURS} (30 days)."
     return EnrollmentRequest(role, participant, ttl)

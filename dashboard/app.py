@@ -36,13 +36,13 @@ from dashboard.present import zone_of
 from dashboard.websession import SessionTable, WebSession
 from sessionready import client_address
 from sessionready.ratelimit import RateLimiter
+from sessionready.terms import STAFF_ROLES  # who sees Trends, Agents and Caseloads (the monitor enforces it as well)
 
 log = logging.getLogger("sessionready.dashboard")
 
 ASSETS = Path(__file__).parent / "assets"
 SESSION_PATH = re.compile(r"/session/([A-Za-z0-9._-]{1,64})")
 CHECK_PATH = re.compile(r"/check/([0-9a-f]{32})")
-STAFF_ROLES = ("it", "admin")  # who sees Trends, Agents and Caseloads (the monitor enforces it as well)
 STAFF_PAGES = ("/trends", "/agents", "/caseloads")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dashboard.present import date_time, unix_of
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ID_PATTERN
 
 # The filter's values: "all", or "therapist:ID" (a ":" is never in an id), so a therapist
 # whose id happens to be "all" is still one therapist, not everyone.

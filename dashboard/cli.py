@@ -8,8 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 3
+from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK
 
 
 def add_dashboard_parser(commands: argparse._SubParsersAction) -> None:

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import plotly.graph_objects as go
 
 from dashboard.present import number
+from sessionready.terms import PARTICIPANT_ROLES
 
-ENDS = ("client", "therapist")
+ENDS = PARTICIPANT_ROLES
 # Okabe-Ito blue and vermilion: told apart with every common colour-vision deficiency; the
 # therapist's line is also dashed, so the two ends differ without colour too.
 GRAPH_HEIGHT_PX = 190

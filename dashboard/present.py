@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sessionready.terms import PARTICIPANT_ROLES
+
 
 @dataclass(frozen=True)
 class Flag:
@@ -205,7 +207,7 @@ def today_rows(sessions: list[dict[str, Any]], zone: ZoneInfo, now_s: float) -> 
 def end_views(risk: dict[str, Any] | None, now_s: float | None = None) -> list[EndView]:
     """Each end's own state and check age, from a session's ``risk`` (in the list or the detail)."""
     views = []
-    for role in ("client", "therapist"):
+    for role in PARTICIPANT_ROLES:
         end = (risk or {}).get(role)
         if end:
             views.append(EndView(role, end["participant_id"], flag(end["state"]), check_age(end_check_age_s(end, now_s)), end.get("check_id")))

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 from dashboard.figures import END_STYLE
 from dashboard.present import day_in, number
-from sessionready.schema import ID_PATTERN, LINK_TYPES, OS_NAMES
+from sessionready.schema import LINK_TYPES, OS_NAMES
+from sessionready.terms import ID_PATTERN
 
 MAX_DAYS = 90  # the monitor refuses longer periods
 DEFAULT_DAYS = 28

@@ -36,13 +36,12 @@ from monitor.alerts_config import KINDS, AlertKind, AlertsConfig, WebhookConfig
 from monitor.metrics import AlertMetrics
 from monitor.store import Store
 from monitor.store_alerts import AlertRecord, AttemptOutcome, PendingDelivery
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ENDS, ID_PATTERN
 from sessionready.typed import rfc3339
 
 log = logging.getLogger("sessionready.monitor.alerts")
 
 CAUSE_PATTERN = r"[a-z][a-z0-9_]{0,63}"
-ENDS = ("client", "therapist", "session")
 USER_AGENT = "sessionready-monitor"
 SIGNATURE_HEADER = "X-Sessionready-Signature"
 TIMESTAMP_HEADER = "X-Sessionready-Timestamp"

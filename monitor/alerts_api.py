@@ -23,10 +23,10 @@ from monitor.auth import require_role
 from monitor.errors import ApiError, only_params
 from monitor.metrics import build_alert_metrics
 from monitor.store_alerts import StoredAlert
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ID_PATTERN, STAFF_ROLES
 from sessionready.typed import encode, limits, rfc3339
 
-STAFF = ("it", "admin")
+STAFF = STAFF_ROLES
 DEFAULT_LIST = 100
 MAX_LIST = 500
 

@@ -16,7 +16,7 @@ from yarl import URL
 
 from sessionready.config import ConfigError, decode_section
 from sessionready.netaddr import is_loopback_host
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ID_PATTERN
 from sessionready.typed import limits
 
 AlertKind = Literal["session_at_risk", "session_not_ready", "live_degraded", "live_recovered", "agent_offline"]

@@ -13,13 +13,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import keys
-from monitor.auth import STAFF_ROLES, require_role
+from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, read_body
 from monitor.openapi import openapi_document
 from monitor.store import Store, StoredCheck
 from monitor.store_users import UserPrincipal
 from monitor.words import in_own_words
-from sessionready.schema import CHECK_ID_PATTERN, ID_PATTERN, CheckReport
+from sessionready.schema import CheckReport
+from sessionready.terms import CHECK_ID_PATTERN, ID_PATTERN, PARTICIPANT_ROLES, STAFF_ROLES
 from sessionready.typed import encode
 
 MAX_LIST = 500
@@ -115,7 +116,7 @@ def _check_json(check: StoredCheck) -> dict[str, object]:
 
 async def get_check(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
-    require_role(agent, "client", "therapist", *STAFF_ROLES, users=True)
+    require_role(agent, *PARTICIPANT_ROLES, *STAFF_ROLES, users=True)
     check_id = request.match_info["check_id"]
     if not _matches(CHECK_ID_PATTERN, check_id):
         raise ApiError(400, "bad_parameter", "a check id is 32 lowercase hex characters", "check_id")

@@ -11,14 +11,13 @@ from monitor.errors import ApiError, json_error
 from monitor.store import Store, TokenInfo, hash_token
 from monitor.store_users import USER_TOKEN_PREFIX, UserPrincipal
 from sessionready.ratelimit import RateLimiter  # noqa: F401  (its home before the dashboard needed it too)
+from sessionready.terms import STAFF_ROLES  # the same for a token and a dashboard user: staff who see every session
 
 # Paths that need no token: liveness, the API description, enrollment (how an agent gets
 # its token; the one-time code is its credential) and login (how a dashboard user gets one).
 PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login"})
 # Who a request comes from: an agent's token, or a dashboard user's login session.
 Principal = TokenInfo | UserPrincipal
-# Roles that mean the same for a token and a dashboard user: staff who see every session.
-STAFF_ROLES = ("it", "admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -25,7 +25,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.store_sessions import RowError, SessionRow
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ID_PATTERN
 from sessionready.typed import LEAP_SECOND, RFC3339, SchemaError, decode, limits
 
 MAX_ROWS = 20_000  # CSV rows and expanded ICS occurrences per import

@@ -16,11 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from monitor import keys
-from monitor.auth import STAFF_ROLES, require_role
+from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.store_caseload import CaseloadEntry
 from monitor.store_sessions import SessionConflict, SessionStoreError
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import ID_PATTERN, STAFF_ROLES
 from sessionready.typed import encode, json_schema, limits, rfc3339
 
 log = logging.getLogger("sessionready.monitor")

@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from monitor.cli import PARTICIPANT, _add_location, _fail, _utc, _with_store
-from sessionready.cli import EXIT_OK
+from sessionready.terms import EXIT_OK
 
 if TYPE_CHECKING:
     from monitor.store import SQLiteStore

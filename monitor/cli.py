@@ -11,18 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
+from sessionready.terms import AGENT_ROLES, DEFAULT_TTL_HOURS, ENROLL_ROLES, EXIT_CANNOT_RUN, EXIT_OK, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS
 
 if TYPE_CHECKING:  # the store is imported when a command runs, not when the CLI is built
     from monitor.store import SQLiteStore
 
-PARTICIPANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_TTL_HOURS = 720  # keep in step with monitor.enroll.MAX_TTL_HOURS (not imported: parsing stays light)
+PARTICIPANT = re.compile(ID_PATTERN)
 
 
 def _ttl_hours(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_HOURS:
-        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to {MAX_TTL_HOURS}, got '{text}'")
+    if not text.isdigit() or not MIN_TTL_HOURS <= int(text) <= MAX_TTL_HOURS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours from {MIN_TTL_HOURS} to {MAX_TTL_HOURS}, got '{text}'")
     return int(text)
 
 
@@ -52,7 +51,7 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
         description="Create an agent token. It is printed once, as the last line of stdout; "
         "only its hash is stored. Role 'metrics' is for Prometheus scraping /metrics.",
     )
-    create.add_argument("--role", required=True, choices=("client", "therapist", "metrics", "it", "admin"))
+    create.add_argument("--role", required=True, choices=AGENT_ROLES)
     create.add_argument("--participant", required=True, metavar="ID", help="pseudonymous participant id (never a name)")
     _add_location(create)
     create.set_defaults(run=run_token_create)
@@ -89,9 +88,9 @@ def _add_enroll_parser(actions: argparse._SubParsersAction, parser_class: type) 
         description="Create a one-time enrollment code. It is printed once, as the last line of stdout; "
         "only its hash is stored. It works once, until it expires.",
     )
-    create.add_argument("--role", required=True, choices=("client", "therapist"))
+    create.add_argument("--role", required=True, choices=ENROLL_ROLES)
     create.add_argument("--participant", required=True, metavar="ID", help="pseudonymous participant id (never a name)")
-    create.add_argument("--ttl-hours", type=_ttl_hours, default=72, metavar="H", help=f"hours until the code expires, 1 to {MAX_TTL_HOURS} (default 72)")
+    create.add_argument("--ttl-hours", type=_ttl_hours, default=DEFAULT_TTL_HOURS, metavar="H", help=f"hours until the code expires, {MIN_TTL_HOURS} to {MAX_TTL_HOURS} (default {DEFAULT_TTL_HOURS})")
     _add_location(create)
     create.set_defaults(run=run_enroll_create)
     listing = enroll_actions.add_parser("list", help="list codes (ids, roles, participants, states; never the codes)")

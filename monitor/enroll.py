@@ -23,13 +23,12 @@ from monitor import keys
 from monitor.auth import RateLimiter
 from monitor.errors import ApiError, decode_body, json_error, read_body
 from monitor.store import EnrollmentInfo, Store
+from sessionready.terms import MAX_TTL_HOURS, MIN_TTL_HOURS
 from sessionready.typed import encode, limits
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: 5 bits a character
 CODE_CHARS = 16  # 80 bits
 GROUP_CHARS = 4
-DEFAULT_TTL_HOURS = 72
-MAX_TTL_HOURS = 720  # 30 days
 # Per remote address. 80-bit codes cannot be guessed at any rate; the limit keeps a
 # misbehaving script from hammering the store. Behind a TLS proxy every client shares the
 # proxy's address and so one budget; enrollment is rare enough for that.
@@ -65,8 +64,8 @@ def hash_code(normalised: str) -> str:
 
 def create_code(store: Store, role: str, participant_id: str, ttl_hours: int) -> tuple[EnrollmentInfo, str]:
     """A new code (returned once, here) and what the store keeps about it (its hash only)."""
-    if not 1 <= ttl_hours <= MAX_TTL_HOURS:
-        raise ValueError(f"the lifetime must be 1 to {MAX_TTL_HOURS} hours")
+    if not MIN_TTL_HOURS <= ttl_hours <= MAX_TTL_HOURS:
+        raise ValueError(f"the lifetime must be {MIN_TTL_HOURS} to {MAX_TTL_HOURS} hours")
     code = new_code()
     normalised = normalise_code(code)
     assert normalised is not None

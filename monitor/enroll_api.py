@@ -17,11 +17,11 @@ from aiohttp import web
 
 from monitor import keys
 from monitor.auth import require_role
-from monitor.enroll import DEFAULT_TTL_HOURS, MAX_TTL_HOURS, create_code
+from monitor.enroll import create_code
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.store import EnrollmentInfo
 from monitor.store_sessions import SessionConflict
-from sessionready.schema import ID_PATTERN
+from sessionready.terms import DEFAULT_TTL_HOURS, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS
 from sessionready.typed import encode, json_schema, limits
 
 CODE_ID_PATTERN = r"[0-9a-f]{12}"
@@ -35,7 +35,7 @@ class EnrollmentCreate:
 
     role: Literal["client", "therapist"]
     participant_id: str = field(metadata=limits(pattern=ID_PATTERN, doc="pseudonymous id, never a name"))
-    ttl_hours: int = field(default=DEFAULT_TTL_HOURS, metadata=limits(ge=1, le=MAX_TTL_HOURS))
+    ttl_hours: int = field(default=DEFAULT_TTL_HOURS, metadata=limits(ge=MIN_TTL_HOURS, le=MAX_TTL_HOURS))
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sessionready import schema
+from sessionready.terms import PARTICIPANT_ROLES
 
 LIVE_STATES = ("ready", "at_risk")
 LIVE_CAUSES = ("live_low_audio_quality", "live_loss_burst", "live_agent_dropped")
-LIVE_ENDS = ("client", "therapist")
+LIVE_ENDS = PARTICIPANT_ROLES
 
 
 def _is_number(value: object) -> bool:

@@ -17,8 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from monitor.reflector import ReflectorCounters
 from monitor.store import StoredCheck
 from monitor.store_reports import AgentStatus
-
-VERDICTS = ("ready", "at_risk", "not_ready")
+from sessionready.terms import VERDICTS
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from monitor.sessions import (
 )
 from monitor.users import LoginRequest, LoginResponse
 from sessionready import __version__
-from sessionready.schema import ID_PATTERN, MAX_BATCH, CheckReport, ReportEnvelope, SpoolStatus
+from sessionready.schema import MAX_BATCH, CheckReport, ReportEnvelope, SpoolStatus
+from sessionready.terms import ID_PATTERN
 from sessionready.typed import json_schema
 
 _ERROR = {"$ref": "#/components/schemas/Error"}

@@ -21,7 +21,8 @@ from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
 from monitor.store_reports import AgentStatus, StoredSample
 from monitor.words import plain_report
-from sessionready.schema import ID_PATTERN, MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
+from sessionready.schema import MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
+from sessionready.terms import ID_PATTERN, PARTICIPANT_ROLES
 from sessionready.typed import SchemaError, decode, encode
 
 KINDS = ("background", "live", "check")
@@ -189,7 +190,7 @@ async def agent_samples(request: web.Request) -> web.Response:
     if agent_id != agent.token_id:
         tokens = await asyncio.to_thread(store.list_tokens)
         owner = next((t for t in tokens if t.token_id == agent_id), None)
-        if owner is None or (agent.role in ("client", "therapist") and owner.participant_id != agent.participant_id):
+        if owner is None or (agent.role in PARTICIPANT_ROLES and owner.participant_id != agent.participant_id):
             raise ApiError(404, "not_found", "no such agent")
     samples = await asyncio.to_thread(store.samples_for_agent, agent_id, since, kind, int(raw_limit))
     return web.json_response({"agent_id": agent_id, "samples": [_sample_json(s) for s in samples]})

@@ -25,6 +25,7 @@ from sessionready import quality, schema
 from sessionready.facts import machine_facts, network_facts, room_facts
 from sessionready.quality import check_finite, check_non_negative, check_ratio
 from sessionready.stats import percentile
+from sessionready.terms import ENDS, PARTICIPANT_ROLES
 from sessionready.typed import decode
 
 # --------------------------------------------------------------------------------------------
@@ -34,8 +35,7 @@ from sessionready.typed import decode
 # Least to most severe. A session takes the worst state of its parts. "unknown" (no evidence
 # either way) ranks above "ready" and below any measured problem.
 STATES = ("ready", "unknown", "at_risk", "not_ready")
-ENDS = ("client", "therapist", "session")
-ROLES = ("client", "therapist")
+ROLES = PARTICIPANT_ROLES
 
 # Causes of the engine's own (the check's findings keep the quality model's codes).
 SESSION_CAUSES: frozenset[str] = frozenset(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monitor.store_risk import RiskSummary, StoredRisk
-from sessionready.schema import CHECK_ID_PATTERN
+from sessionready.terms import CHECK_ID_PATTERN
 from sessionready.typed import limits, rfc3339
 
 _text = limits(max_len=600)

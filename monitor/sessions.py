@@ -34,10 +34,11 @@ from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store import Store
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
-from sessionready.schema import ID_PATTERN, AgentSession
+from sessionready.schema import AgentSession
+from sessionready.terms import ID_PATTERN, STAFF_ROLES
 from sessionready.typed import encode, limits, rfc3339
 
-STAFF = ("it", "admin")
+STAFF = STAFF_ROLES
 DEFAULT_LIST = 200
 MAX_LIST = 1000
 DEFAULT_AGENT_HOURS = 24

@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
+from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK, ID_PATTERN
 
 if TYPE_CHECKING:
     from monitor.calendar_import import ParsedImport
     from monitor.store import SQLiteStore
 
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ID = re.compile(ID_PATTERN)
 ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)"
 FETCH_TIMEOUT_S = 30.0
 FETCH_MAX_BYTES = 8 << 20  # as the API's import limit

@@ -27,12 +27,12 @@ from monitor.store_sessions import ImportOutcome, ParticipantInfo, SessionInfo, 
 from monitor.store_trends import RollupRow, SessionBucket, TrendFilter, TrendStoreMixin
 from monitor.store_users import UserInfo, UserPrincipal, UserSession, UserStoreMixin
 from sessionready.schema import CheckReport, ReportEnvelope, SpoolStatus
+from sessionready.terms import AGENT_ROLES, ENROLL_ROLES
 
 # client/therapist: an agent on a person's machine; metrics: a Prometheus scraper; it/admin:
 # staff who see every session (the dashboard's users get these roles too).
-ROLES = ("client", "therapist", "metrics", "it", "admin")
+ROLES = AGENT_ROLES
 # Enrollment is how an agent (a person's machine) gets its token; Prometheus never enrolls.
-ENROLL_ROLES = ("client", "therapist")
 TOKEN_PREFIX = "sr1"
 
 

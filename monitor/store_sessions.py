@@ -19,7 +19,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-PARTICIPANT_ROLES = ("therapist", "client")
+from sessionready.terms import PARTICIPANT_ROLES
+
 SESSION_STATES = ("scheduled", "live", "ended", "cancelled")
 SESSION_SOURCES = ("api", "csv", "ics")
 # What may follow what. Ended is final; a live session cannot be called off after the fact;

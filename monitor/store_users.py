@@ -18,7 +18,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-USER_ROLES = ("therapist", "it", "admin")
+from sessionready.terms import USER_ROLES
+
 # User session tokens start "sru1_", agent tokens "sr1_": the prefix says which table to look in.
 USER_TOKEN_PREFIX = "sru1"
 # Expired and revoked sessions are kept this long (who was logged in when), then deleted.

@@ -25,7 +25,8 @@ from monitor.errors import ApiError, only_params
 from monitor.sessions import query_zone
 from monitor.store import Store
 from monitor.store_trends import JITTER, LOSS, MOS, RTT, HistogramSpec, RollupRow, TrendFilter, percentile
-from sessionready.schema import ID_PATTERN, LINK_TYPES, OS_NAMES
+from sessionready.schema import LINK_TYPES, OS_NAMES
+from sessionready.terms import ID_PATTERN
 from sessionready.typed import encode, json_schema
 
 MAX_DAYS = 90

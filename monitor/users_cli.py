@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from monitor.cli import PARTICIPANT, _add_location, _fail, _utc, _with_store
-from sessionready.cli import EXIT_OK
+from sessionready.terms import EXIT_OK, USER_ROLES
 
 if TYPE_CHECKING:
     from monitor.store import SQLiteStore
@@ -42,7 +42,7 @@ def add_user_parser(actions: argparse._SubParsersAction, parser_class: type) -> 
         "from stdin with --password-stdin.",
     )
     create.add_argument("--username", required=True, metavar="NAME", help="login name: 3-64 of a-z, 0-9, '.', '_', '-'")
-    create.add_argument("--role", required=True, choices=("therapist", "it", "admin"))
+    create.add_argument("--role", required=True, choices=USER_ROLES)
     create.add_argument("--participant", metavar="ID", help="therapist only: the pseudonymous therapist id (never a name)")
     _add_password_arguments(create)
     _add_location(create)

@@ -9,12 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from sessionready import __version__
+from sessionready.terms import EXIT_AT_RISK, EXIT_CANNOT_RUN, EXIT_NOT_READY, EXIT_OK, EXIT_READY
 
-EXIT_OK = 0
-EXIT_READY = 0
-EXIT_AT_RISK = 1
-EXIT_NOT_READY = 2
-EXIT_CANNOT_RUN = 3  # also bad arguments: the command could not do what was asked
+__all__ = ["EXIT_AT_RISK", "EXIT_CANNOT_RUN", "EXIT_NOT_READY", "EXIT_OK", "EXIT_READY", "Parser", "build_parser", "main"]  # the exit codes for agents/, which imports them from here
 
 
 class Parser(argparse.ArgumentParser):

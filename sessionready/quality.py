@@ -26,13 +26,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
+from sessionready.terms import SEVERITIES, VERDICTS
+
 # --------------------------------------------------------------------------------------------
 # 1. Public constants
 # --------------------------------------------------------------------------------------------
-
-VERDICTS = ("ready", "at_risk", "not_ready")
-
-SEVERITIES = ("critical", "warning", "info")  # most severe first
 
 # Best first. "unknown" is not a rank: it means no throughput was measured in either direction.
 VIDEO_TIERS = ("1080p", "720p", "360p", "audio_only", "none", "unknown")

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from sessionready.quality import REASON_CODES
+from sessionready.terms import CHECK_ID_PATTERN, ID_PATTERN
 from sessionready.typed import limits
 
 SCHEMA_VERSION = 1
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # pseudonymous ids: sessions, participants
-CHECK_ID_PATTERN = r"[0-9a-f]{32}"
 LinkType = Literal["wired", "wifi", "cellular", "other", "unknown"]
 OsName = Literal["linux", "macos", "windows", "other"]
 LINK_TYPES: tuple[LinkType, ...] = get_args(LinkType)  # for filters and enums elsewhere

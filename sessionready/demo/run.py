@@ -19,10 +19,10 @@ from sessionready.demo import DemoError, files, practice, shaping
 from sessionready.demo.files import Layout
 from sessionready.demo.practice import Login, MonitorApi
 from sessionready.demo.processes import Child, Children, Stopper, product_command
+from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK
 
-EXIT_STOPPED = 0
-EXIT_PART_STOPPED = 1
-EXIT_CANNOT_RUN = 3
+EXIT_STOPPED = EXIT_OK
+EXIT_PART_STOPPED = 1  # the demo ran, but one of its parts stopped on its own
 LOOPBACK = "127.0.0.1"
 MONITOR_START_S = 30.0
 AGENT_START_S = 30.0
