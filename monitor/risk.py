@@ -27,6 +27,7 @@ from sessionready.quality import check_finite, check_non_negative, check_ratio
 from sessionready.stats import percentile
 from sessionready.terms import ENDS, PARTICIPANT_ROLES
 from sessionready.typed import decode
+from sessionready.words import TIER_WORDS, percent
 
 # --------------------------------------------------------------------------------------------
 # Public constants
@@ -596,19 +597,19 @@ def _sample_reasons(role: str, samples: RecentSamples, t: quality.Thresholds) ->
         )
         reasons.append(_make(role, "recent_probe_failed", "warning", message))
     for direction, loss in (("upstream", samples.loss_up_ratio), ("downstream", samples.loss_down_ratio)):
-        severity = None if loss is None else _grade(loss, t.loss_warning_ratio, t.loss_critical_ratio)
+        severity = None if loss is None else quality.grade(loss, t.loss_warning_ratio, t.loss_critical_ratio)
         if severity:
             message = f"{whose} connection has lost {_pct(loss)} of packets {direction} in recent background measurements."
             reasons.append(_make(role, "recent_loss", severity, message))
     for direction, jitter in (("upstream", samples.jitter_up_ms), ("downstream", samples.jitter_down_ms)):
-        severity = None if jitter is None else _grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)
+        severity = None if jitter is None else quality.grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)
         if severity:
             message = f"{whose} connection has been uneven {direction} (jitter {jitter:.0f} ms) in recent background measurements."
             reasons.append(_make(role, "recent_jitter", severity, message))
     if samples.rtt_p50_ms is not None:
         jitters = [j for j in (samples.jitter_up_ms, samples.jitter_down_ms) if j is not None]
         delay = quality.mouth_to_ear_delay_ms(samples.rtt_p50_ms, max(jitters, default=0.0))
-        severity = _grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
+        severity = quality.grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
         if samples.rtt_p50_ms > t.rtt_critical_ms:
             severity = "critical"
         if severity:
@@ -655,7 +656,7 @@ def _e2e_reasons(e2e: EndToEnd, end_reasons: Sequence[RiskReason], t: quality.Th
     candidates: list[RiskReason] = []
     directions = (("client", "therapist", e2e.client_to_therapist), ("therapist", "client", e2e.therapist_to_client))
     worst_delay = max(directions, key=lambda d: d[2].mouth_to_ear_ms)
-    severity = _grade(worst_delay[2].mouth_to_ear_ms, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
+    severity = quality.grade(worst_delay[2].mouth_to_ear_ms, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
     if severity:
         message = (
             f"Together the two connections delay speech by about {worst_delay[2].mouth_to_ear_ms:.0f} ms from the "
@@ -665,7 +666,7 @@ def _e2e_reasons(e2e: EndToEnd, end_reasons: Sequence[RiskReason], t: quality.Th
     lossy = [d for d in directions if d[2].loss_ratio is not None]
     if lossy:
         sender, receiver, worst = max(lossy, key=lambda d: d[2].loss_ratio or 0.0)
-        severity = _grade(worst.loss_ratio or 0.0, t.loss_warning_ratio, t.loss_critical_ratio)
+        severity = quality.grade(worst.loss_ratio or 0.0, t.loss_warning_ratio, t.loss_critical_ratio)
         if severity:
             message = (
                 f"Together the two connections are expected to lose {_pct(worst.loss_ratio or 0.0)} of sound and picture "
@@ -703,18 +704,10 @@ def _ordered(reasons: Iterable[RiskReason]) -> tuple[RiskReason, ...]:
 # The words: messages name the end; actions speak to the therapist.
 # --------------------------------------------------------------------------------------------
 
-_TIER_WORDS: Mapping[str, str] = {
-    "1080p": "full HD video",
-    "720p": "HD video",
-    "360p": "basic video",
-    "audio_only": "sound only (no video)",
-}
-
-
 def _enough_for(tier: str) -> str:
     if tier == "none":
         return "too slow even for steady sound"
-    return f"enough for {_TIER_WORDS.get(tier, 'an unknown quality')} at most"
+    return f"enough for {TIER_WORDS.get(tier, 'an unknown quality')} at most"
 
 
 # What to do, as a verb phrase: "Ask the client to <phrase>." for the client's end,
@@ -883,14 +876,7 @@ def _num(value: float | None, unit: str, digits: int = 0) -> str:
 
 
 def _pct(ratio: float | None) -> str:
-    if ratio is None:
-        return "an unmeasured share"
-    percent = 100 * ratio
-    if percent == 0:
-        return "0 %"
-    if percent < 0.1:
-        return "under 0.1 %"
-    return f"{percent:.1f} %" if percent < 10 else f"{percent:.0f} %"
+    return "an unmeasured share" if ratio is None else percent(ratio)
 
 
 def _duration(seconds: float) -> str:
@@ -907,15 +893,6 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _grade(value: float, warning: float, critical: float) -> str | None:
-    # The quality model's rule: strictly above a threshold triggers it.
-    if value > critical:
-        return "critical"
-    if value > warning:
-        return "warning"
-    return None
 
 
 def _hour_of_day(unix: float) -> int:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
-from sessionready.terms import SEVERITIES, VERDICTS
+from sessionready.terms import SEVERITIES, VERDICTS  # public here too: the model's outcomes
+from sessionready.words import TIER_WORDS, percent
 
 # --------------------------------------------------------------------------------------------
 # 1. Public constants
@@ -712,7 +713,9 @@ def _network_reasons(network: NetworkFacts, t: Thresholds, speech: _Speech | Non
     return reasons
 
 
-def _grade(value: float, warning: float, critical: float) -> str | None:
+def grade(value: float, warning: float, critical: float) -> str | None:
+    """"critical", "warning" or None: strictly above a threshold triggers it (the model's rule,
+    which the monitor's risk engine grades by as well)."""
     if value > critical:
         return "critical"
     if value > warning:
@@ -741,7 +744,7 @@ def _delay_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
         return []
     jitters = [j for j in (network.jitter_up_ms, network.jitter_down_ms) if j is not None]
     delay = mouth_to_ear_delay_ms(rtt, max(jitters, default=0.0))
-    severity = _grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
+    severity = grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
     if rtt > t.rtt_critical_ms:
         severity = "critical"
     if severity is None:
@@ -766,7 +769,7 @@ def _loss_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
     ):
         if loss is None:
             continue
-        severity = _grade(loss, t.loss_warning_ratio, t.loss_critical_ratio)
+        severity = grade(loss, t.loss_warning_ratio, t.loss_critical_ratio)
         if severity is not None:
             reasons.append(_reason(f"high_{direction}_loss", severity, _loss_message(direction, loss)))
         # The verdict follows the point estimate; a short test cannot rule out a critical loss,
@@ -793,7 +796,7 @@ def _jitter_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
     for direction, jitter in (("upload", network.jitter_up_ms), ("download", network.jitter_down_ms)):
         if jitter is None:
             continue
-        severity = _grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)
+        severity = grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)
         if severity is None:
             continue
         message = (
@@ -830,7 +833,7 @@ def _loaded_latency_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason
     ):
         if increase is None:
             continue
-        severity = _grade(increase, t.loaded_latency_warning_ms, t.loaded_latency_critical_ms)
+        severity = grade(increase, t.loaded_latency_warning_ms, t.loaded_latency_critical_ms)
         if severity is None:
             continue
         message = (
@@ -861,8 +864,8 @@ def _throughput_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
         severity, target = ("warning", "720p") if tier == "360p" else ("critical", "360p")
         need = TIER_NEEDS_MBPS[target][index] * t.throughput_headroom_factor
         message = (
-            f"Your {direction} speed is {_mbps(mbps)}, enough for {_TIER_WORDS[tier]}. "
-            f"{_sentence_case(_TIER_WORDS[target])} needs at least {_mbps(need)}, including room to spare."
+            f"Your {direction} speed is {_mbps(mbps)}, enough for {TIER_WORDS[tier]}. "
+            f"{_sentence_case(TIER_WORDS[target])} needs at least {_mbps(need)}, including room to spare."
         )
         reasons.append(_reason(f"low_{direction}_throughput", severity, message))
     if missing and network.throughput_error is None:
@@ -875,7 +878,7 @@ def _throughput_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
 def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds) -> list[Reason]:
     reasons: list[Reason] = []
     if machine.cpu_pct is not None:
-        severity = _grade(machine.cpu_pct, t.cpu_warning_pct, t.cpu_critical_pct)
+        severity = grade(machine.cpu_pct, t.cpu_warning_pct, t.cpu_critical_pct)
         if severity:
             reasons.append(_reason("high_cpu", severity, f"Your computer's processor is {machine.cpu_pct:.0f} % busy with other work."))
     if machine.memory_available_pct is not None:
@@ -903,7 +906,7 @@ def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds
     for direction, mbps in (("upload", machine.background_up_mbps), ("download", machine.background_down_mbps)):
         if mbps is None:
             continue
-        severity = _grade(mbps, t.background_warning_mbps, t.background_critical_mbps)
+        severity = grade(mbps, t.background_warning_mbps, t.background_critical_mbps)
         if severity:
             verb = "uploading" if direction == "upload" else "downloading"
             message = f"Something on this computer is {verb} at {_mbps(mbps)} before the check started."
@@ -929,7 +932,7 @@ def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
         reasons.append(_reason("microphone_clipping", "warning", message))
     if room.l90_dbfs is not None:
         warning, critical = (t.noise_floor_warning_dba, t.noise_floor_critical_dba) if room.calibrated else (t.noise_floor_warning_dbfs, t.noise_floor_critical_dbfs)
-        severity = _grade(room.l90_dbfs, warning, critical)
+        severity = grade(room.l90_dbfs, warning, critical)
         if severity:
             unit = "dBA" if room.calibrated else "dB on your microphone's scale"
             reasons.append(_reason("noisy_room", severity, f"Your room has steady background noise (noise floor {room.l90_dbfs:.0f} {unit})."))
@@ -965,16 +968,6 @@ def _grade_below(value: float, warning: float, critical: float) -> str | None:
 # 6. The words. Fixes speak to a non-technical client: no jargon, one or two concrete steps.
 # Messages and fixes are built from numbers only; error texts are never copied into them.
 # --------------------------------------------------------------------------------------------
-
-_TIER_WORDS: Mapping[str, str] = MappingProxyType(
-    {
-        "1080p": "full HD video",
-        "720p": "smooth HD video (720p)",
-        "360p": "basic video",
-        "audio_only": "sound only, not video",
-        "none": "not even steady sound",
-    }
-)
 
 _FIXES: Mapping[str, str] = MappingProxyType(
     {
@@ -1113,12 +1106,7 @@ def _ms(value: float) -> str:
 
 
 def _pct(ratio: float) -> str:
-    percent = 100 * ratio
-    if percent == 0:
-        return "0%"
-    if percent < 0.1:
-        return "under 0.1%"
-    return f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"
+    return percent(ratio, sep="")  # "8.0%": the form a client reads (the risk engine writes "8.0 %")
 
 
 def _mbps(value: float) -> str:
