@@ -20,10 +20,10 @@ from monitor import keys
 from monitor.alerts import Alerter
 from monitor.alerts_config import AlertKind
 from monitor.auth import require_role
-from monitor.errors import ApiError, only_params
+from monitor.errors import ApiError, id_param, only_params
 from monitor.metrics import build_alert_metrics
 from monitor.store_alerts import StoredAlert
-from sessionready.terms import ID_PATTERN, STAFF_ROLES
+from sessionready.terms import STAFF_ROLES
 from sessionready.typed import encode, limits, rfc3339
 
 STAFF = STAFF_ROLES
@@ -57,8 +57,8 @@ async def list_alerts(request: web.Request) -> web.Response:
     limit_text = request.query.get("limit", str(DEFAULT_LIST))
     if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_LIST}", "limit")
-    session_id = _id_param(request, "session_id")
-    therapist_id = _id_param(request, "therapist_id")
+    session_id = id_param(request.query.get("session_id"), "session_id")
+    therapist_id = id_param(request.query.get("therapist_id"), "therapist_id")
     if principal.role == "therapist":
         if therapist_id is not None and therapist_id != principal.participant_id:
             # Asking for another therapist's alerts finds none: the filter is the token's.
@@ -66,13 +66,6 @@ async def list_alerts(request: web.Request) -> web.Response:
         therapist_id = principal.participant_id
     rows = await asyncio.to_thread(request.app[keys.STORE].list_alerts, therapist_id, session_id, int(limit_text))
     return web.json_response(encode(AlertList(tuple(alert_out(row) for row in rows))))
-
-
-def _id_param(request: web.Request, name: str) -> str | None:
-    value = request.query.get(name)
-    if value is not None and not re.fullmatch(ID_PATTERN, value):
-        raise ApiError(400, "bad_parameter", f"'{name}' must be an id: letters, digits, '.', '_' or '-'", name)
-    return value
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from monitor import keys
 from monitor.auth import require_role
-from monitor.errors import ApiError, decode_body, only_params, read_body
+from monitor.errors import ApiError, decode_body, id_param, only_params, read_body
 from monitor.store_caseload import CaseloadEntry
 from monitor.store_sessions import SessionConflict, SessionStoreError
 from sessionready.terms import ID_PATTERN, STAFF_ROLES
@@ -60,20 +59,11 @@ def caseload_out(entry: CaseloadEntry) -> CaseloadOut:
     return CaseloadOut(entry.therapist_id, entry.client_id, rfc3339(entry.assigned_at), entry.source)
 
 
-def _path_id(request: web.Request, name: str) -> str:
-    value = request.match_info[name]
-    if not re.fullmatch(ID_PATTERN, value):
-        raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
-    return value
-
-
 async def list_caseload(request: web.Request) -> web.Response:
     principal = request[keys.AGENT]
     require_role(principal, "therapist", *STAFF_ROLES, users=True)
     only_params(request, "therapist")
-    therapist = request.query.get("therapist")
-    if therapist is not None and not re.fullmatch(ID_PATTERN, therapist):
-        raise ApiError(400, "bad_parameter", "'therapist' must be 1-64 letters, digits, '.', '_' or '-'", "therapist")
+    therapist = id_param(request.query.get("therapist"), "therapist")
     if principal.role == "therapist":
         if therapist not in (None, principal.participant_id):
             raise ApiError(403, "forbidden", "a therapist sees only their own caseload", "therapist")
@@ -100,7 +90,7 @@ async def unassign(request: web.Request) -> web.Response:
     principal = request[keys.AGENT]
     require_role(principal, *STAFF_ROLES, users=True)
     only_params(request)
-    therapist_id, client_id = _path_id(request, "therapist_id"), _path_id(request, "client_id")
+    therapist_id, client_id = id_param(request.match_info["therapist_id"], "therapist_id"), id_param(request.match_info["client_id"], "client_id")
     if not await asyncio.to_thread(request.app[keys.STORE].unassign_client, therapist_id, client_id):
         raise ApiError(404, "not_found", "this client is not on this therapist's caseload")
     log.info("client unassigned", extra={"fields": {"therapist_id": therapist_id, "client_id": client_id, "by_role": principal.role}})

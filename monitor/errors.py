@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import TypeVar
 
 from aiohttp import web
 
+from sessionready.terms import ID_PATTERN
 from sessionready.typed import SchemaError, decode
 
 T = TypeVar("T")
+MaybeId = TypeVar("MaybeId", str, None)
 
 
 def json_error(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
@@ -76,3 +79,11 @@ def only_params(request: web.Request, *allowed: str) -> None:
         if name not in allowed:
             expected = f"use {', '.join(allowed)}" if allowed else "this endpoint takes none"
             raise ApiError(400, "bad_parameter", f"unknown query parameter '{name[:40]}': {expected}", name[:40])
+
+
+def id_param(value: MaybeId, name: str) -> MaybeId:
+    """A query or path parameter ``name`` that must be an id (``sessionready.terms.ID_PATTERN``):
+    ``value`` itself (an absent one, None, stays None), else ApiError 400 ``bad_parameter``."""
+    if value is not None and not re.fullmatch(ID_PATTERN, value):
+        raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
+    return value

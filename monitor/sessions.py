@@ -30,7 +30,7 @@ from monitor.calendar_import import (
     session_start,
 )
 from monitor.calendar_worker import IMPORT_WORKERS, ImportJob, run_import
-from monitor.errors import ApiError, decode_body, only_params, read_body
+from monitor.errors import ApiError, decode_body, id_param, only_params, read_body
 from monitor.risk_api import RiskDetail, RiskOut, risk_detail, risk_out
 from monitor.store import Store
 from monitor.store_sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
@@ -211,9 +211,11 @@ def import_result(parsed: ParsedImport, outcome: ImportOutcome) -> ImportResultO
     )
 
 
-def query_zone(text: str) -> tzinfo:
-    """``tz`` as an IANA zone (Europe/Berlin) or a fixed offset (+02:00)."""
-    match = OFFSET.fullmatch(text)
+def zone_param(text: str, *, imported: bool = False) -> tzinfo:
+    """``tz`` as an IANA zone (Europe/Berlin) or a fixed offset (+02:00); ApiError 400 naming
+    ``tz`` when it is neither. A calendar import's ``tz`` (``imported``) takes IANA names only
+    and is ``invalid_field`` like the import's other fields; a listing's is ``bad_parameter``."""
+    match = None if imported else OFFSET.fullmatch(text)
     if match:
         sign, hours, minutes = match.groups()
         if int(hours) > 23 or int(minutes) > 59:
@@ -223,6 +225,8 @@ def query_zone(text: str) -> tzinfo:
     try:
         return parse_zone(text)
     except CalendarError as error:
+        if imported:
+            raise ApiError(400, "invalid_field", str(error), "tz") from None
         raise ApiError(400, "bad_parameter", f"'tz': {error}", "tz") from None
 
 
@@ -241,12 +245,6 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
         raise ApiError(400, "bad_parameter", f"'{name}' must be a whole number from {low} to {high}", name)
     return int(text)
-
-
-def _id(value: str, name: str) -> str:
-    if not re.fullmatch(ID_PATTERN, value):
-        raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
-    return value
 
 
 def _store_error(error: SessionStoreError) -> ApiError:
@@ -324,9 +322,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "therapist", *STAFF, users=True)
     only_params(request, "therapist", "day", "tz", "state", "from", "to", "limit")
-    therapist = request.query.get("therapist")
-    if therapist is not None:
-        _id(therapist, "therapist")
+    therapist = id_param(request.query.get("therapist"), "therapist")
     if agent.role == "therapist":
         if therapist is not None and therapist != agent.participant_id:
             # Asking for someone else's sessions finds none: the filter is the token's.
@@ -341,7 +337,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     if day is not None:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
             raise ApiError(400, "bad_parameter", "'day' must be a date, YYYY-MM-DD", "day")
-        zone = query_zone(request.query.get("tz", "UTC"))
+        zone = zone_param(request.query.get("tz", "UTC"))
         try:
             day_from, day_to = day_bounds(day, zone)
         except (ValueError, OverflowError):
@@ -349,7 +345,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         start_from = day_from if start_from is None else max(start_from, day_from)
         start_to = day_to if start_to is None else min(start_to, day_to)
     elif "tz" in request.query:
-        query_zone(request.query["tz"])  # still validated: a typo should not pass silently
+        zone_param(request.query["tz"])  # still validated: a typo should not pass silently
     limit = _int_param(request, "limit", DEFAULT_LIST, 1, MAX_LIST)
     store = request.app[keys.STORE]
     rows = await asyncio.to_thread(
@@ -370,7 +366,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def visible_session(request: web.Request) -> SessionInfo:
     agent: keys.TokenInfo = request[keys.AGENT]
-    session_id = _id(request.match_info["session_id"], "session_id")
+    session_id = id_param(request.match_info["session_id"], "session_id")
     info = await asyncio.to_thread(request.app[keys.STORE].get_session, session_id)
     if info is None or not _visible(agent, info):
         # One answer for "absent" and "not yours": others' session ids do not leak.
@@ -449,7 +445,8 @@ async def import_sessions(request: web.Request) -> web.Response:
             raise ApiError(400, "bad_parameter", "with a JSON body, give tz in the body, not in the query", "tz")
         request_body = decode_body(ImportRequest, raw)
     store = request.app[keys.STORE]
-    parse_zone_param(request_body.tz)  # a bad zone is the caller's 400 before any work starts
+    if request_body.tz is not None:
+        zone_param(request_body.tz, imported=True)  # a bad zone is the caller's 400 before any work starts
     if request_body.format == "csv":
         job = ImportJob("csv", request_body.data, request_body.tz)
     else:
@@ -496,15 +493,6 @@ async def _parse_in_worker(slots: asyncio.Semaphore, job: ImportJob) -> ParsedIm
             return await run_import(job)
         except CalendarError as error:
             raise ApiError(400, "invalid_calendar", str(error), "data") from None
-
-
-def parse_zone_param(tz: str | None) -> tzinfo | None:
-    if tz is None:
-        return None
-    try:
-        return parse_zone(tz)
-    except CalendarError as error:
-        raise ApiError(400, "invalid_field", str(error), "tz") from None
 
 
 def _text(raw: bytes) -> str:

@@ -21,8 +21,8 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import require_role
 from monitor.calendar_import import day_bounds
-from monitor.errors import ApiError, only_params
-from monitor.sessions import query_zone
+from monitor.errors import ApiError, id_param, only_params
+from monitor.sessions import zone_param
 from monitor.store import Store
 from monitor.store_trends import JITTER, LOSS, MOS, RTT, HistogramSpec, RollupRow, TrendFilter, percentile
 from sessionready.schema import LINK_TYPES, OS_NAMES
@@ -137,15 +137,6 @@ async def get_trends(request: web.Request) -> web.Response:
     return web.json_response(encode(result))
 
 
-def _id_param(query: Mapping[str, str], name: str) -> str | None:
-    value = query.get(name)
-    if value is None:
-        return None
-    if not re.fullmatch(ID_PATTERN, value):
-        raise ApiError(400, "bad_parameter", f"'{name}' must be 1-64 letters, digits, '.', '_' or '-'", name)
-    return value
-
-
 def _choice_param(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
     value = query.get(name)
     if value is None:
@@ -175,7 +166,7 @@ def parse_query(query: Mapping[str, str], clock: Callable[[], float]) -> TrendQu
     zone_name = query.get("tz", "UTC")
     if len(zone_name) > 64:
         raise ApiError(400, "bad_parameter", "'tz' is an IANA zone such as Europe/Berlin, or an offset such as +02:00", "tz")
-    zone = query_zone(zone_name)
+    zone = zone_param(zone_name)
     first, last = _day_param(query, "from"), _day_param(query, "to")
     if last is None:
         last = datetime.fromtimestamp(clock(), zone).date() if first is None else min(first + timedelta(days=DEFAULT_DAYS - 1), LAST_DAY)
@@ -185,7 +176,7 @@ def parse_query(query: Mapping[str, str], clock: Callable[[], float]) -> TrendQu
         raise ApiError(400, "bad_parameter", "'to' must not be before 'from'", "to")
     if (last - first).days + 1 > MAX_DAYS:
         raise ApiError(400, "bad_parameter", f"the period may be at most {MAX_DAYS} days", "to")
-    therapist, client, agent = _id_param(query, "therapist"), _id_param(query, "client"), _id_param(query, "agent")
+    therapist, client, agent = (id_param(query.get(name), name) for name in ("therapist", "client", "agent"))
     where = TrendFilter(
         agent_id=agent,
         participants=tuple(p for p in (therapist, client) if p is not None),
