@@ -15,17 +15,18 @@ import importlib
 import platform
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Literal
 
 from agents.client import MonitorClient, MonitorError, ProbeSession
+from agents.config import AgentConfig, RoomSection
 from agents.probes import throughput
 from agents.probes.machine import LocalHints, MachineResult, measure_machine
 from agents.probes.room import Prompter, RoomResult, RoomSettings, measure_room
 from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
-from agents.probes.targets import TargetResult, TargetSettings, measure_target
+from agents.probes.targets import TargetResult, TargetSettings, measure_target, parse_target
 from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream, UdpUnavailable
 from agents.runner import PhaseOutcome, Progress, run_phase
 from sessionready import __version__, quality, schema
@@ -50,6 +51,76 @@ class CheckOptions:
     # None: the microphone is not opened at all (--no-audio, or not allowed by config).
     room: RoomSettings | None = None
     room_not_allowed: bool = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: AgentConfig,
+        *,
+        session_id: str | None = None,
+        udp_seconds: float | None = None,
+        load_seconds: float | None = None,
+        streams: int | None = None,
+        targets: Sequence[str] | None = None,
+        speedtest: bool = False,
+        measure_throughput: bool = True,
+        measure_machine: bool = True,
+        audio: bool = True,
+        interactive: bool = False,
+    ) -> CheckOptions:
+        """The check as the config describes it, for ``sessionready check`` and the daemon alike.
+
+        A keyword that is given (not None) wins over the config, as a command-line option does;
+        ``speedtest=True`` adds the speedtest to a config without it. ``audio=False`` keeps the
+        microphone closed whatever the config allows; ``interactive`` asks the person to stay
+        quiet and read a sentence. ValueError, one sentence, for a target that is not HOST:PORT
+        or more than MAX_TARGETS of them.
+        """
+        check = config.check
+        raw_targets = check.targets if targets is None else targets
+        if len(raw_targets) > MAX_TARGETS:
+            raise ValueError(f"at most {MAX_TARGETS} targets, got {len(raw_targets)}")
+        udp_s = udp_seconds or check.udp_seconds
+        load_s = load_seconds or check.load_seconds
+        # A short phase keeps at least half of itself for the measurement window.
+        load = throughput.ThroughputSettings(seconds=load_s, ramp_seconds=min(check.ramp_seconds, load_s / 2), streams=streams or check.streams)
+        room = None
+        if audio and config.room.microphone:
+            # Passive listening lasts as long as the network phases, which run meanwhile.
+            network_s = udp_s + (2 * load.seconds if measure_throughput else 0)
+            room = room_settings(config.room, seconds=max(1.0, network_s - 1.0), interactive=interactive)
+        return cls(
+            udp_seconds=udp_s,
+            measure_throughput=measure_throughput,
+            throughput=load,
+            # Normalised (no stray spaces), in the form the monitor's schema accepts.
+            targets=tuple(_host_port(*parse_target(target)) for target in raw_targets),
+            speedtest=speedtest or check.speedtest,
+            speedtest_config=SpeedtestConfig(servers=tuple(check.speedtest_servers)),
+            session_id=session_id,
+            thresholds=config.thresholds,
+            measure_machine=measure_machine,
+            room=room,
+            room_not_allowed=audio and not config.room.microphone,
+        )
+
+
+MAX_TARGETS = 16
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def room_settings(room: RoomSection, **more: object) -> RoomSettings:
+    """The microphone as the config's ``[room]`` names it: digits are a device index, other text
+    a device name, "" the default. ``more``: further RoomSettings fields (seconds, interactive)."""
+    device = room.device or None
+    return RoomSettings(
+        device=int(device) if device and device.isdigit() else device,  # type: ignore[arg-type]
+        calibration_offset_db=room.calibration_offset_db,
+        **more,  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ variable SESSIONREADY_TOKEN. --token works but every user of the machine can see
 
 VERDICT_EXIT = {"ready": EXIT_READY, "at_risk": EXIT_AT_RISK, "not_ready": EXIT_NOT_READY}
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_TARGETS = 16
 
 
 def _positive(text: str) -> float:
@@ -106,9 +105,6 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
     from yarl import URL
 
     from agents.client import resolve_connection
-    from agents.probes.speedtest import SpeedtestConfig
-    from agents.probes.targets import parse_target
-    from agents.probes.throughput import ThroughputSettings
 
     connection = resolve_connection(
         config, monitor=args.monitor, token=args.token, ca_file=args.ca_file, allow_insecure_http=args.allow_insecure_http
@@ -116,52 +112,21 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
     url, token = URL(connection.url), connection.token
     if args.session is not None and not SESSION_ID.fullmatch(args.session):
         raise ValueError("--session must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
-    raw_targets = args.target if args.target is not None else config.check.targets
-    if len(raw_targets) > MAX_TARGETS:
-        raise ValueError(f"at most {MAX_TARGETS} targets, got {len(raw_targets)}")
-    # Normalised (no stray spaces), in the form the monitor's schema accepts.
-    targets = tuple(_host_port(*parse_target(target)) for target in raw_targets)
-    check = config.check
-    udp_seconds = args.udp_seconds or check.udp_seconds
-    load_seconds = args.load_seconds or check.load_seconds
-    # A short phase keeps at least half of itself for the measurement window.
-    throughput = ThroughputSettings(seconds=load_seconds, ramp_seconds=min(check.ramp_seconds, load_seconds / 2), streams=args.streams or check.streams)
-    options = CheckOptions(
-        udp_seconds=udp_seconds,
-        measure_throughput=not args.no_throughput,
-        throughput=throughput,
-        targets=targets,
-        speedtest=args.speedtest or check.speedtest,
-        speedtest_config=SpeedtestConfig(servers=tuple(check.speedtest_servers)),
+    options = CheckOptions.from_config(
+        config,
         session_id=args.session,
-        thresholds=config.thresholds,
+        udp_seconds=args.udp_seconds,
+        load_seconds=args.load_seconds,
+        streams=args.streams,
+        targets=args.target,
+        speedtest=args.speedtest,
+        measure_throughput=not args.no_throughput,
         measure_machine=not args.no_machine,
-        room=_room_settings(args, config, udp_seconds=udp_seconds, throughput=throughput),
-        room_not_allowed=not config.room.microphone and not args.no_audio,
+        audio=not args.no_audio,
+        # The room is measured passively unless a person is at a terminal.
+        interactive=not args.no_prompt and sys.stdin.isatty() and sys.stderr.isatty(),
     )
     return options, url, token
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _room_settings(args: argparse.Namespace, config, *, udp_seconds: float, throughput):  # noqa: ANN001, ANN202
-    """None when the microphone must stay closed; passive unless a person is at a terminal."""
-    from agents.probes.room import RoomSettings
-
-    if args.no_audio or not config.room.microphone:
-        return None
-    interactive = not args.no_prompt and sys.stdin.isatty() and sys.stderr.isatty()
-    # Passive listening lasts as long as the network phases, which run meanwhile.
-    network_s = udp_seconds + (0 if args.no_throughput else 2 * throughput.seconds)
-    device = config.room.device or None
-    return RoomSettings(
-        seconds=max(1.0, network_s - 1.0),
-        device=int(device) if device and device.isdigit() else device,
-        calibration_offset_db=config.room.calibration_offset_db,
-        interactive=interactive,
-    )
 
 
 async def _check(args: argparse.Namespace, options, url, token: str, ca_file: str | None) -> int:  # noqa: ANN001

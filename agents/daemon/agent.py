@@ -30,7 +30,6 @@ from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
 if TYPE_CHECKING:
     import asyncio
 
-    from agents.check import CheckOptions
     from agents.client import Connection, MonitorClient
     from agents.config import AgentConfig
     from agents.daemon.forward import Forwarder
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from agents.daemon.samplers import Sampler
     from agents.daemon.schedule import Action, KnownSession
     from agents.daemon.spool import Spool
-    from agents.probes.room import RoomSettings
 
 EXIT_FAILED = 1  # stopped on an unexpected error (a service manager restarts it)
 FLUSH_TIMEOUT_S = 5.0  # on SIGTERM: how long to keep delivering what is pending
@@ -93,11 +91,12 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:
 
 def load(args: argparse.Namespace) -> tuple[AgentConfig, Connection]:
     """The config and connection, validated; ConfigError/UsageError/ValueError with one sentence."""
+    from agents.check import CheckOptions
     from agents.config import load_agent_config
 
     config = load_agent_config(args.config)
     connection = connection_for(config, args)
-    check_options(config, None)  # a bad [check] target fails now, not at the first session
+    CheckOptions.from_config(config)  # a bad [check] target fails now, not at the first session
     return config, connection
 
 
@@ -105,48 +104,6 @@ def connection_for(config: AgentConfig, args: argparse.Namespace) -> Connection:
     from agents.client import resolve_connection
 
     return resolve_connection(config, monitor=args.monitor, token=args.token, ca_file=args.ca_file, allow_insecure_http=args.allow_insecure_http)
-
-
-def check_options(config: AgentConfig, session_id: str | None) -> CheckOptions:
-    """The full pre-session check as the config describes it: throughput included, the room
-    only if the microphone is allowed, and passively (nobody is asked to read a sentence)."""
-    from agents.check import CheckOptions
-    from agents.probes.speedtest import SpeedtestConfig
-    from agents.probes.targets import parse_target
-    from agents.probes.throughput import ThroughputSettings
-
-    check = config.check
-    throughput = ThroughputSettings(seconds=check.load_seconds, ramp_seconds=min(check.ramp_seconds, check.load_seconds / 2), streams=check.streams)
-    targets = []
-    for raw in check.targets:
-        host, port = parse_target(raw)
-        targets.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    # Passive listening lasts as long as the network phases, which run meanwhile.
-    room = room_settings(config, seconds=max(1.0, check.udp_seconds + 2 * throughput.seconds - 1.0)) if config.room.microphone else None
-    return CheckOptions(
-        udp_seconds=check.udp_seconds,
-        throughput=throughput,
-        targets=tuple(targets),
-        speedtest=check.speedtest,
-        speedtest_config=SpeedtestConfig(servers=tuple(check.speedtest_servers)),
-        session_id=session_id,
-        thresholds=config.thresholds,
-        room=room,
-        room_not_allowed=not config.room.microphone,
-    )
-
-
-def room_settings(config: AgentConfig, **more: object) -> RoomSettings:
-    """The microphone as the config names it; passive (nobody is asked to do anything)."""
-    from agents.probes.room import RoomSettings
-
-    device = config.room.device or None
-    return RoomSettings(
-        device=int(device) if device and device.isdigit() else device,  # type: ignore[arg-type]
-        calibration_offset_db=config.room.calibration_offset_db,
-        interactive=False,
-        **more,  # type: ignore[arg-type]
-    )
 
 
 # --- Time ---------------------------------------------------------------------------------
@@ -422,14 +379,14 @@ class Daemon:
     async def _check(self, client: MonitorClient, forwarder: Forwarder, session_id: str | None) -> None:
         import asyncio
 
-        from agents.check import run_check
+        from agents.check import CheckOptions, run_check
         from agents.client import MonitorError
         from agents.runner import QuietProgress
 
         started = self._clock.time()
         self._log.info("pre-session check started", extra={"fields": {"session_id": session_id}})
         try:
-            run = await run_check(client, check_options(self.config, session_id), QuietProgress())
+            run = await run_check(client, CheckOptions.from_config(self.config, session_id=session_id), QuietProgress())
         except MonitorError as error:
             # Once per session: a check that cannot run now is not retried in a loop.
             self._log.warning("pre-session check could not run: %s", error.message, extra={"fields": {"session_id": session_id}})
@@ -450,13 +407,14 @@ class Daemon:
     async def _live(self, client: MonitorClient, forwarder: Forwarder, session: KnownSession) -> None:
         """Stream live reports for ``session`` until it is no longer the live one, or the live
         settings change."""
+        from agents.check import room_settings
         from agents.daemon.samplers import LiveSampler
         from agents.daemon.schedule import live_session
 
         interval_s, room_allowed = self.config.agent.live_interval_s, self.config.room.microphone
         count = 0
         try:
-            settings = room_settings(self.config) if room_allowed else None
+            settings = room_settings(self.config.room) if room_allowed else None
             async with LiveSampler(client, room_allowed, interval_s=interval_s, room_settings=settings) as live:
                 while True:
                     sample = await live.next_sample(session.session_id)
