@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from agents.cli import add_check_parser
-    from agents.daemon.agent import add_agent_parser
+    from agents.daemon_cli import add_agent_parser
     from agents.enroll import add_enroll_parser
     from dashboard.cli import add_dashboard_parser
     from monitor.cli import add_monitor_parser
