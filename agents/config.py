@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sessionready import quality
 from sessionready.config import ConfigError, decode_section, read_toml
+from sessionready.state_dir import state_dir
 from sessionready.typed import limits
 
 SECTIONS = {"monitor", "check", "room", "thresholds", "agent"}
@@ -129,19 +130,7 @@ def default_spool_path(environ: Mapping[str, str] | None = None, platform: str |
 
     Under systemd (``StateDirectory=``) the unit's own state directory wins.
     """
-    environ = os.environ if environ is None else environ
-    platform = sys.platform if platform is None else platform
-    if environ.get("STATE_DIRECTORY"):
-        # systemd passes a colon-separated list when a unit names several directories.
-        return Path(environ["STATE_DIRECTORY"].split(":")[0]) / "spool.sqlite3"
-    home = Path(environ.get("HOME") or Path.home())
-    if platform == "win32":
-        base = Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
-    return base / "sessionready" / "spool.sqlite3"
+    return state_dir(environ=environ, platform=platform) / "spool.sqlite3"
 
 
 def load_agent_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:

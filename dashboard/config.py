@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sessionready import client_address
 from sessionready.config import ConfigError, decode_section, read_toml, section_of
 from sessionready.netaddr import is_loopback_host
+from sessionready.state_dir import state_dir
 from sessionready.typed import limits
 
 SECRET_BYTES = 32  # 256 bits for HMAC-signing cookies
@@ -59,11 +60,8 @@ class DashboardConfig:
 
 def default_state_dir() -> Path:
     """systemd's StateDirectory when run as a service, else the user's state directory."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0])
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "sessionready" / "dashboard"
+    # The XDG layout on every platform, as docs/dashboard.md says (the agent's follows the platform).
+    return state_dir("dashboard", platform="linux")
 
 
 def load_dashboard_config(path: Path | None, **overrides: object) -> DashboardConfig:
