@@ -28,8 +28,8 @@ from dashboard.agents_view import (
     online_summary,
 )
 from dashboard.api import ApiFailure
+from dashboard.components import flag_badge
 from dashboard.errors import clear_error
-from dashboard.pages.today import flag_badge
 from dashboard.present import clock_time, date_time
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard.api import ApiFailure
+from dashboard.components import flag_badge
 from dashboard.errors import clear_error
-from dashboard.pages.today import flag_badge
 from dashboard.present import check_numbers, check_reasons, date_time, flag, unix_of
 
 if TYPE_CHECKING:

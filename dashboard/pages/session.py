@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard.api import ApiFailure
+from dashboard.components import flag_badge
 from dashboard.errors import clear_error
 from dashboard.figures import GRAPH_HEIGHT_PX, METRICS, figure, last_seen, latest
 from dashboard.present import STATE_LABEL, date_time, end_views, flag, relative_start, session_banner, span, timeline, unix_of
-from dashboard.pages.today import flag_badge
 
 if TYPE_CHECKING:
     from dashboard.app import Context

@@ -6,12 +6,13 @@ live flag and reasons, and each end's own flag and check time, however many sess
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dash import Dash, Input, Output, dcc, html, no_update
 
+from dashboard.components import flag_badge
 from dashboard.errors import clear_error
-from dashboard.present import Flag, TodayRow, clock_time, day_in, today_rows
+from dashboard.present import TodayRow, clock_time, day_in, today_rows
 
 if TYPE_CHECKING:
     from dashboard.app import Context
@@ -50,10 +51,6 @@ def register(app: Dash, context: Context) -> None:
         if not rows:
             return empty_state(context.user().role), subtitle
         return [card(row, context.user().role != "therapist") for row in rows], subtitle
-
-
-def flag_badge(flag: Flag, prefix: str = "", **attrs: Any) -> html.Span:
-    return html.Span([html.Span(flag.icon, className="flag-icon", **{"aria-hidden": "true"}), f" {prefix}{flag.label}"], className=flag.css_class, **attrs)
 
 
 def card(row: TodayRow, show_therapist: bool) -> dcc.Link:
