@@ -9,6 +9,7 @@ import pytest
 
 from agents.check import MAX_TARGETS, CheckOptions, room_settings
 from agents.config import AgentConfig, CheckSection, RoomSection
+from agents.probes.room import RoomSettings
 
 SERVER = "https://speed.example/speedtest/upload.php"
 
@@ -70,15 +71,16 @@ def test_the_microphone() -> None:
     assert CheckOptions.from_config(AgentConfig(), audio=False).room is None
 
 
-INDEX_REFUSED = pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="[room] device documents an index, but RoomSettings takes only a name: found while moving, not changed here"
-)
-
-
-@pytest.mark.parametrize(("device", "expected"), [("", None), pytest.param("3", 3, marks=INDEX_REFUSED), ("pulse", "pulse"), ("USB Mic 2", "USB Mic 2")])
+@pytest.mark.parametrize(("device", "expected"), [("", None), ("3", 3), ("pulse", "pulse"), ("USB Mic 2", "USB Mic 2")])
 def test_the_device_is_an_index_or_a_name(device: str, expected: object) -> None:
     room = RoomSection(device=device, calibration_offset_db=94.0)
     settings = room_settings(room)
     assert settings.device == expected and settings.calibration_offset_db == 94.0 and not settings.interactive
     options = CheckOptions.from_config(config_with(room=room))
     assert options.room is not None and options.room.device == expected
+
+
+@pytest.mark.parametrize("device", [-1, True, 10_001, "", "x" * 201, 2.0])
+def test_a_device_that_is_neither_a_name_nor_an_index_is_refused(device: object) -> None:
+    with pytest.raises(ValueError, match="device"):
+        RoomSettings(device=device)  # type: ignore[arg-type]

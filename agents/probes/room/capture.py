@@ -86,7 +86,7 @@ class SoundDeviceSource:
 
     def __init__(
         self,
-        device: str | None = None,
+        device: str | int | None = None,
         *,
         importer: Callable[[], ModuleType] = import_sounddevice,
         queue_blocks: int = 32,

@@ -40,7 +40,9 @@ class RoomSettings:
 
     seconds: float = 12.0  # passive mode only: how long to listen (after the settling time)
     sample_rate_hz: int = 16000
-    device: str | None = None  # None: PortAudio's "pulse" device when present, else the default input
+    # A device name (sounddevice matches part of it) or PortAudio's index of the device; None:
+    # PortAudio's "pulse" device when present, else the default input.
+    device: str | int | None = None
     calibration_offset_db: float | None = None  # dBFS(A) + offset = dB(A) SPL for this device
     interactive: bool = False  # prompt for quiet, then a sentence read aloud (quiet + speech seconds)
     quiet_seconds: float = 3.0
@@ -61,7 +63,10 @@ class RoomSettings:
 
         check("seconds", number(self.seconds) and 1.0 <= self.seconds <= 600.0, "between 1 and 600")
         check("sample_rate_hz", self.sample_rate_hz in SAMPLE_RATES_HZ, f"one of {SAMPLE_RATES_HZ}")
-        check("device", self.device is None or (isinstance(self.device, str) and 0 < len(self.device) <= 200), "a device name or None")
+        device = self.device
+        named = isinstance(device, str) and 0 < len(device) <= 200
+        indexed = isinstance(device, int) and not isinstance(device, bool) and 0 <= device <= 10_000
+        check("device", device is None or named or indexed, "a device name, a device index or None")
         check(
             "calibration_offset_db",
             self.calibration_offset_db is None or (number(self.calibration_offset_db) and -200 <= self.calibration_offset_db <= 200),
