@@ -101,10 +101,9 @@ def _visible(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> bool:
 def _for_reader(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> StoredCheck:
     """The check as ``agent`` may read it: a therapist reading a client's check made for
     another therapist's session does not learn that session's id."""
-    session_id = check.session_id or check.report.get("session_id")
-    if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id or not session_id:
+    if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id or check.session_id is None:
         return check
-    session = store.get_session(str(session_id))
+    session = store.get_session(check.session_id)  # the column holds the report's session_id
     if session is not None and session.therapist_id == agent.participant_id:
         return check
     return replace(check, session_id=None, report={**check.report, "session_id": None})

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from monitor.store_sessions import SessionStoreError  # one error type for participants and caseloads
+
 # A check counts for a session from 24 hours before its start (the oldest check the risk engine
 # uses: monitor.risk.RiskConfig.check_max_age_s) until an hour after its planned end (a
 # session may overrun, and the session page keeps linking to its check afterwards).
@@ -66,8 +68,6 @@ SELECT DISTINCT therapist_id, client_id, ?, 'upgrade' FROM sessions WHERE source
             return self._assign(db, therapist_id, client_id, source)
 
     def _assign(self, db: sqlite3.Connection, therapist_id: str, client_id: str, source: str) -> tuple[CaseloadEntry, bool]:
-        from monitor.store_sessions import SessionStoreError  # one error type for participants and caseloads
-
         if therapist_id == client_id:
             raise SessionStoreError("invalid_field", "the therapist and the client must be different participants", "client_id")
         self._ensure_participant(db, therapist_id, "therapist", "therapist_id")
