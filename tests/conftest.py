@@ -73,9 +73,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     browser_files = {path(item) for item in items if "dash_duo" in getattr(item, "fixturenames", ())}
     groups = {item.nodeid: worker_group(path(item), browser_files) for item in items}
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    if config.pluginmanager.hasplugin("xdist"):  # absent under `-p no:xdist`: one process, no groups
+        for item in items:
+            if item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     # Longest first, so no long group starts last and runs alone at the end: the shared groups,
     # then files with a test marked slow, then the rest, each in collection order. (xdist's own
     # reordering, by number of tests, is turned off in `make test`: --no-loadscope-reorder.)

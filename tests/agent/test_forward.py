@@ -90,7 +90,9 @@ def test_outage_and_restart_deliver_every_report_once_in_order(tmp_path: Path, c
             await until(lambda: forwarder.failures >= 3)
             assert spool.stats().pending == 20 and forwarder.state == "backing_off"
             restarted.append(await asyncio.to_thread(start_monitor, monitor.data_dir, "--port", str(port)))
-            await until(lambda: spool.stats().pending == 0)
+            # Idle comes after the forwarder finds the spool empty and says what it delivered;
+            # "pending == 0" alone comes one acknowledgement earlier, before that line is logged.
+            await until(lambda: spool.stats().pending == 0 and forwarder.state == "idle")
             assert forwarder.failures == 0
             task.cancel()
 
