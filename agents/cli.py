@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from sessionready.cli import EXIT_AT_RISK, EXIT_CANNOT_RUN, EXIT_NOT_READY, EXIT_READY
+from sessionready.terms import EXIT_AT_RISK, EXIT_CANNOT_RUN, EXIT_NOT_READY, EXIT_READY
 
 CHECK_EPILOG = """\
 exit codes:
@@ -79,8 +79,8 @@ def _fail(message: str) -> int:
 def run_check_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agents.config import load_agent_config
     from agents.client import UsageError, warn_token_argument
+    from agents.config import load_agent_config
     from sessionready.config import ConfigError
 
     warn_token_argument(args.token)
@@ -101,9 +101,9 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
-    from agents.check import CheckOptions
     from yarl import URL
 
+    from agents.check import CheckOptions
     from agents.client import resolve_connection
 
     connection = resolve_connection(

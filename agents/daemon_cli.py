@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessionready.cli import EXIT_CANNOT_RUN
+from sessionready.terms import EXIT_CANNOT_RUN
 
 if TYPE_CHECKING:
     from agents.client import Connection

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessionready.cli import EXIT_CANNOT_RUN, EXIT_OK
+from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK
 
 ENROLL_EPILOG = """\
 The code comes from whoever runs the monitor ('sessionready monitor enroll create'). It works

@@ -625,7 +625,7 @@ def load_today(args: argparse.Namespace, store: object, history: dict[str, objec
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from monitor.store import open_store
+    from monitor.store.core import open_store
 
     summary_path = args.data_dir / SUMMARY_FILE
     store = open_store(args.data_dir)

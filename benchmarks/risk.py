@@ -8,18 +8,18 @@ than the rest of ``make bench`` together, and the evaluation never goes through 
 from __future__ import annotations
 
 import json
-from collections import Counter
 import random
 import secrets
 import statistics
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.core import Context, Section, spread, table
-from monitor.risk import RiskConfig
-from monitor.risk_service import RiskService, RiskTimes
-from monitor.store import SQLiteStore, open_store
+from monitor.risk.engine import RiskConfig
+from monitor.risk.service import RiskService, RiskTimes
+from monitor.store.core import SQLiteStore, open_store
 from sessionready import schema
 from sessionready.typed import decode, rfc3339
 

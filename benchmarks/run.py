@@ -24,8 +24,8 @@ from pathlib import Path
 
 from benchmarks.agent_footprint import agent_footprint
 from benchmarks.check_time import check_wall_time
-from benchmarks.dashboard_pages import dashboard_pages
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
+from benchmarks.dashboard_pages import dashboard_pages
 from benchmarks.ingest import ingest_rate
 from benchmarks.risk import risk_evaluation
 from benchmarks.room import room_analysis

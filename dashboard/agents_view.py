@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from dashboard.present import Flag, clock_time, date_time, day_in, span
-from sessionready.terms import DEFAULT_TTL_HOURS, ENROLL_ROLES, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS  # as the monitor's POST /api/v1/enrollments
+from sessionready.terms import ENROLL_ROLES, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS  # as the monitor's POST /api/v1/enrollments
 
 # An agent's state. Offline needs a look (a machine that stopped reporting); a revoked one is
 # history, so it is grey like a machine never heard from.

@@ -23,9 +23,9 @@ from werkzeug.exceptions import HTTPException
 
 from dashboard import auth as auth_module
 from dashboard.api import LoggedOut, MonitorApi
+from dashboard.config import DashboardConfig, monitor_base_url, secret_key
 from dashboard.errors import callback_error
 from dashboard.hardening import content_security_policy, guard_callback_requests
-from dashboard.config import DashboardConfig, monitor_base_url, secret_key
 from dashboard.pages import agents as agents_page
 from dashboard.pages import caseloads as caseloads_page
 from dashboard.pages import check as check_page

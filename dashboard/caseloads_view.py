@@ -18,7 +18,7 @@ from sessionready.terms import ID_PATTERN
 ALL = "all"
 THERAPIST_PREFIX = "therapist:"
 
-# The monitor's caseload `source` values (monitor/caseload_api.py CaseloadOut), in words.
+# The monitor's caseload `source` values (monitor/http/caseloads.py CaseloadOut), in words.
 SOURCE_WORDS = {
     "api": "assigned by staff",
     "cli": "assigned by staff",

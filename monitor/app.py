@@ -13,17 +13,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from monitor import alerts_api, api, caseload_api, enroll, enroll_api, guard, keys, probe, reports, session_samples, sessions, trends, users
+from monitor import guard, keys
+from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
+from monitor.http import alerts, caseloads, checks, enroll, enrollments, probe, reports, service, session_samples, sessions, trends, users
 from monitor.logs import JsonAccessLogger
-from monitor.metrics import build_metrics, register_session_metrics
+from monitor.metrics import build_alert_metrics, build_metrics, register_session_metrics
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
-from monitor.risk import RiskConfig
-from monitor.risk_service import RiskService, RiskTimes
-from monitor.store import Store, open_store
+from monitor.risk.engine import RiskConfig
+from monitor.risk.service import RiskService, RiskTimes
+from monitor.store.core import Store, open_store
 
 log = logging.getLogger("sessionready.monitor")
 
@@ -84,28 +86,29 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
         bytes_per_hour=config.probe_bytes_per_hour,
         streams_per_token=config.probe_streams_per_token,
     )
-    app.cleanup_ctx.append(_store_context(config, store))
-    app.cleanup_ctx.append(_reflector_context)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/metrics", api.metrics)
-    app.router.add_get("/api/v1/openapi.json", api.openapi)
-    app.router.add_get("/api/v1/whoami", api.whoami)
+    # What the application holds open, in the order it opens (and the reverse it closes):
+    # each needs what comes before it.
+    for context in (
+        _store_context(config, store),  # the store; the probe secret kept in it
+        _reflector_context,  # UDP echoes for probe keys signed with that secret
+        _metrics_context,  # the registry; reads the store and the reflector's counters
+        _alerts_context,  # webhook deliveries: store and metrics
+        _risk_context,  # risk passes: store, metrics, and the alerter for risk changes
+    ):
+        app.cleanup_ctx.append(context)
+    app.router.add_get("/healthz", service.healthz)
+    app.router.add_get("/metrics", service.metrics)
+    app.router.add_get("/api/v1/openapi.json", service.openapi)
+    app.router.add_get("/api/v1/whoami", service.whoami)
     app.router.add_post("/api/v1/enroll", enroll.redeem_handler())
-    app.router.add_post("/api/v1/checks", api.post_check)
-    app.router.add_get("/api/v1/checks/{check_id}", api.get_check)
-    app.router.add_get("/api/v1/agents/{agent_id}/checks", api.agent_checks)
+    app.router.add_post("/api/v1/checks", checks.post_check)
+    app.router.add_get("/api/v1/checks/{check_id}", checks.get_check)
+    app.router.add_get("/api/v1/agents/{agent_id}/checks", checks.agent_checks)
     app.router.add_post("/api/v1/probe/session", probe.probe_session)
     app.router.add_get("/api/v1/probe/download", probe.download)
     app.router.add_post("/api/v1/probe/upload", probe.upload)
-    users.add_routes(app)
-    sessions.add_routes(app)
-    session_samples.add_routes(app)
-    reports.add_routes(app)
-    trends.add_routes(app)
-    enroll_api.add_routes(app)
-    caseload_api.add_routes(app)
-    alerts_api.add_routes(app)  # after the store and metrics contexts: its worker needs both
-    app.cleanup_ctx.append(_risk_context)  # after the alerter: risk changes become alerts
+    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts):
+        area.add_routes(app)
     return app
 
 
@@ -128,9 +131,26 @@ async def _reflector_context(app: web.Application) -> AsyncIterator[None]:
     server = ReflectorServer(reflector, config.host, config.port)
     app[keys.REFLECTOR] = reflector
     app[keys.REFLECTOR_SERVER] = server
-    app[keys.METRICS] = build_metrics(lambda: reflector.counters, app[keys.STORE].latest_check_per_agent, app[keys.STORE].agent_statuses)
     yield
     server.close()
+
+
+async def _metrics_context(app: web.Application) -> AsyncIterator[None]:
+    reflector, store = app[keys.REFLECTOR], app[keys.STORE]
+    app[keys.METRICS] = build_metrics(lambda: reflector.counters, store.latest_check_per_agent, store.agent_statuses)
+    yield
+
+
+async def _alerts_context(app: web.Application) -> AsyncIterator[None]:
+    store = app[keys.STORE]
+    metrics = build_alert_metrics(app[keys.METRICS].registry, store.pending_alert_deliveries)
+    alerter = Alerter(store, app[keys.CONFIG].alerts, clock=app[keys.CLOCK], metrics=metrics)
+    app[keys.ALERTER] = alerter
+    worker = asyncio.create_task(alerter.run(), name="alert-delivery")
+    yield
+    worker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
 
 
 async def _risk_context(app: web.Application) -> AsyncIterator[None]:

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from monitor.errors import ApiError, json_error
-from monitor.store import Store, TokenInfo, hash_token
-from monitor.store_users import USER_TOKEN_PREFIX, UserPrincipal
+from monitor.store.core import Store, TokenInfo, hash_token
+from monitor.store.users import USER_TOKEN_PREFIX, UserPrincipal
 from sessionready.ratelimit import RateLimiter  # noqa: F401  (its home before the dashboard needed it too)
 from sessionready.terms import STAFF_ROLES  # the same for a token and a dashboard user: staff who see every session
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from monitor.alerts_config import AlertsConfig, load_alerts
+from monitor.alerts.config import AlertsConfig, load_alerts
 from sessionready.config import ConfigError, decode_section, read_toml, section_of
 from sessionready.typed import limits
 
@@ -60,7 +60,7 @@ class MonitorConfig:
     # share one NAT address (a check takes 5, an agent 1-2, a browser 6), so the default is
     # roomy; 0 = no cap, for a monitor behind a TLS proxy (every connection is the proxy's).
     max_connections_per_address: int = field(default=256, metadata=limits(ge=0, le=65_536))
-    # Dashboard users (monitor/users.py): a login lasts at most user_session_hours, and ends
+    # Dashboard users (monitor/http/users.py): a login lasts at most user_session_hours, and ends
     # sooner when unused for user_idle_minutes. Login attempts per minute per address: the
     # peer's, or the browser's as the dashboard signs it with the secret in
     # client_address_secret_file (the same file the dashboard reads; "" = no signed addresses).
@@ -73,7 +73,7 @@ class MonitorConfig:
     # every risk_interval_s seconds; live sessions are followed every 2 s regardless.
     risk_horizon_minutes: int = field(default=120, metadata=limits(ge=5, le=7 * 24 * 60))
     risk_interval_s: float = field(default=15.0, metadata=limits(ge=1, le=3600))
-    # The top-level [alerts] table (monitor/alerts_config.py); not a key of [monitor].
+    # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,7 +111,7 @@ def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
         document = read_toml(path)
         table = dict(section_of(document, path, "monitor", {"monitor", "alerts"}))
         if "alerts" in table:
-            raise ConfigError(f"config file {path}: key 'monitor.alerts': alerts go in their own top-level [alerts] table")
+            raise ConfigError(f"config file {path}: key 'monitor.alerts.delivery': alerts go in their own top-level [alerts] table")
         if "probe_requests_per_minute" in table:
             raise ConfigError(
                 f"config file {path}: key 'monitor.probe_requests_per_minute' was replaced by probe_session_burst, "

@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from monitor.alerts import Alerter
+from monitor.alerts.delivery import Alerter
 from monitor.config import MonitorConfig
 from monitor.metrics import MonitorMetrics
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
-from monitor.risk_service import RiskService
-from monitor.store import Store, TokenInfo
-from monitor.store_users import UserPrincipal
+from monitor.risk.service import RiskService
+from monitor.store.core import Store, TokenInfo
+from monitor.store.users import UserPrincipal
 
 CONFIG = web.AppKey("config", MonitorConfig)
 STORE = web.AppKey("store", Store)

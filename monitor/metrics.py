@@ -8,15 +8,15 @@ sharing a store exports the same latest values.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor.reflector import ReflectorCounters
-from monitor.store import StoredCheck
-from monitor.store_reports import AgentStatus
+from monitor.store.core import StoredCheck
+from monitor.store.reports import AgentStatus
 from sessionready.terms import VERDICTS
 
 

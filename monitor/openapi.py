@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from monitor import caseload_api, enroll_api, trends
-from monitor.alerts_api import MAX_LIST as MAX_ALERTS
-from monitor.alerts_api import AlertList
-from monitor.enroll import EnrollRequest, EnrollResponse
-from monitor.session_samples import SessionSamples
-from monitor.reports import MAX_SAMPLES, MAX_SINCE, AgentList, ReportBatchAnswer, SampleList
-from monitor.sessions import (
+from monitor.http import caseloads, enrollments, trends
+from monitor.http.alerts import MAX_LIST as MAX_ALERTS
+from monitor.http.alerts import AlertList
+from monitor.http.enroll import EnrollRequest, EnrollResponse
+from monitor.http.reports import MAX_SAMPLES, MAX_SINCE, AgentList, ReportBatchAnswer, SampleList
+from monitor.http.session_samples import SessionSamples
+from monitor.http.sessions import (
     MAX_AGENT_HOURS,
     MAX_LIST,
     AgentSessionList,
@@ -25,7 +25,7 @@ from monitor.sessions import (
     SessionList,
     StateRequest,
 )
-from monitor.users import LoginRequest, LoginResponse
+from monitor.http.users import LoginRequest, LoginResponse
 from sessionready import __version__
 from sessionready.schema import MAX_BATCH, CheckReport, ReportEnvelope, SpoolStatus
 from sessionready.terms import ID_PATTERN
@@ -171,8 +171,8 @@ def _document() -> dict[str, Any]:
             **_user_paths(components),
             **_alert_paths(components),
             **trends.openapi_paths(components),
-            **enroll_api.openapi_paths(components),
-            **caseload_api.openapi_paths(components),
+            **enrollments.openapi_paths(components),
+            **caseloads.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },
@@ -181,7 +181,7 @@ def _document() -> dict[str, Any]:
 
 
 def _report_paths(components: dict[str, Any]) -> dict[str, Any]:
-    """The agents' spooled reports (monitor/reports.py, docs/reports.md)."""
+    """The agents' spooled reports (monitor/http/reports.py, docs/reports.md)."""
     agent_param = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}}
     # The outer object is strict; each report is any JSON value here because the monitor
     # validates it on its own and answers an invalid one "rejected" (200), not 400.
@@ -233,7 +233,7 @@ def _report_paths(components: dict[str, Any]) -> dict[str, Any]:
 
 
 def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
-    """Participants, sessions and calendar imports (monitor/sessions.py, docs/sessions.md)."""
+    """Participants, sessions and calendar imports (monitor/http/sessions.py, docs/sessions.md)."""
     detail = json_schema(SessionDetail, components)
     participant = json_schema(ParticipantOut, components)
     session_param = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{ID_PATTERN}$"}}
@@ -334,7 +334,7 @@ def _session_paths(components: dict[str, Any]) -> dict[str, Any]:
 
 
 def _user_paths(components: dict[str, Any]) -> dict[str, Any]:
-    """Dashboard logins (monitor/users.py, docs/users.md)."""
+    """Dashboard logins (monitor/http/users.py, docs/users.md)."""
     return {
         "/api/v1/login": {
             "post": {
@@ -359,7 +359,7 @@ def _user_paths(components: dict[str, Any]) -> dict[str, Any]:
 
 
 def _alert_paths(components: dict[str, Any]) -> dict[str, Any]:
-    """Alerts raised from risk changes, with their webhook delivery status (monitor/alerts_api.py, docs/alerts.md)."""
+    """Alerts raised from risk changes, with their webhook delivery status (monitor/http/alerts.py, docs/alerts.md)."""
     id_schema = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
     return {
         "/api/v1/alerts": {

@@ -9,9 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from sessionready import __version__
-from sessionready.terms import EXIT_AT_RISK, EXIT_CANNOT_RUN, EXIT_NOT_READY, EXIT_OK, EXIT_READY
-
-__all__ = ["EXIT_AT_RISK", "EXIT_CANNOT_RUN", "EXIT_NOT_READY", "EXIT_OK", "EXIT_READY", "Parser", "build_parser", "main"]  # the exit codes for agents/, which imports them from here
+from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,7 +24,7 @@ def build_parser() -> Parser:
     from agents.daemon_cli import add_agent_parser
     from agents.enroll import add_enroll_parser
     from dashboard.cli import add_dashboard_parser
-    from monitor.cli import add_monitor_parser
+    from monitor.cli.main import add_monitor_parser
     from sessionready.demo import add_demo_parser
 
     parser = Parser(

@@ -1,7 +1,7 @@
 """From a check report's wire form to the facts the quality model judges.
 
 One mapping for both ends: the agent judges its own check with it, and the monitor re-judges
-stored checks with its thresholds (monitor/risk.py). Dependency-free, like the schema.
+stored checks with its thresholds (monitor/risk/engine.py). Dependency-free, like the schema.
 """
 
 from __future__ import annotations

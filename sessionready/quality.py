@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
+from typing import Any
 
 from sessionready.terms import SEVERITIES, VERDICTS  # public here too: the model's outcomes
+from sessionready.typed import limits, validate
 from sessionready.words import TIER_WORDS, percent
 
 # --------------------------------------------------------------------------------------------
@@ -111,31 +113,6 @@ def _interval(name: str, value: object) -> tuple[float, float]:
     if low > high:
         raise ValueError(f"{name} must have lo <= hi, got {value!r}")
     return (low, high)
-
-
-def _threshold_range(name: str) -> tuple[float, float]:
-    # The unit suffix of a threshold's name decides its valid range.
-    if name.endswith("_ms"):
-        return (0.0, 600_000.0)
-    if name.endswith("_ratio"):
-        return (0.0, 1.0)
-    if name.startswith("mos_"):
-        return (1.0, 4.5)
-    if name.endswith("_factor"):
-        return (1.0, 10.0)
-    if name.endswith("_pct"):
-        return (0.0, 100.0)
-    if name.endswith("_dbm"):
-        return (-150.0, 0.0)
-    if name.endswith("_dbfs"):
-        return (-200.0, 0.0)
-    if name.endswith(("_dba", "_db")):
-        return (0.0, 200.0)
-    if name.endswith(("_bytes_per_s", "_mbps")):
-        return (0.0, 1e12)
-    if name.endswith("_s"):
-        return (0.0, 86_400.0)
-    raise AssertionError(f"threshold {name!r} has no unit suffix")
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,6 +426,48 @@ class Reason:
             raise ValueError("a reason needs a message and a fix")
 
 
+# A threshold's valid range follows from its unit; each field names its unit below, and
+# ``typed.validate`` checks the range as it checks every config.
+def _ms_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=0.0, le=600_000.0))
+
+
+def _ratio_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=0.0, le=1.0))
+
+
+def _mos_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=1.0, le=4.5))
+
+
+def _factor_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=1.0, le=10.0))
+
+
+def _pct_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=0.0, le=100.0))
+
+
+def _dbm_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=-150.0, le=0.0))
+
+
+def _dbfs_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=-200.0, le=0.0))
+
+
+def _db_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=0.0, le=200.0))
+
+
+def _rate_field(default: float) -> Any:  # bytes/s or Mbit/s
+    return field(default=default, metadata=limits(ge=0.0, le=1e12))
+
+
+def _seconds_field(default: float) -> Any:
+    return field(default=default, metadata=limits(ge=0.0, le=86_400.0))
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Where a measurement turns into a warning (verdict at most "at_risk") or a critical
@@ -459,94 +478,87 @@ class Thresholds:
 
     # ITU-T G.114: one-way (mouth-to-ear) delay below 150 ms is preferred for interactive
     # speech; above 400 ms is unacceptable for network planning.
-    mouth_to_ear_warning_ms: float = 150.0
-    mouth_to_ear_critical_ms: float = 400.0
+    mouth_to_ear_warning_ms: float = _ms_field(150.0)
+    mouth_to_ear_critical_ms: float = _ms_field(400.0)
     # Microsoft Teams, "Stream classification in Call Quality Dashboard": an audio stream with
     # an average round trip above 500 ms is classified poor.
-    rtt_critical_ms: float = 500.0
+    rtt_critical_ms: float = _ms_field(500.0)
     # Jitter above 30 ms: Cisco's voice guidance (keep jitter under 30 ms), the Teams network
     # target (< 30 ms per 15 s) and the Teams CQD "poor" audio line (> 30 ms) agree.
-    jitter_warning_ms: float = 30.0
+    jitter_warning_ms: float = _ms_field(30.0)
     # ITU-T Y.1541 classes 0/1 bound packet delay variation at 50 ms. RFC 3550 jitter is a
     # mean deviation, below that quantile-based measure, so > 50 ms surely breaks the bound.
-    jitter_critical_ms: float = 50.0
+    jitter_critical_ms: float = _ms_field(50.0)
     # ITU-T G.1010: videophone tolerates < 1 % packet loss; Cisco voice guidance and the Teams
     # network target say the same for audio.
-    loss_warning_ratio: float = 0.01
+    loss_warning_ratio: float = _ratio_field(0.01)
     # ITU-T G.1010: conversational voice tolerates < 3 % packet loss. Stricter than the Teams
     # CQD "poor" line (10 %) on purpose: a pre-session check sees a short sample and must
     # leave room for a whole session.
-    loss_critical_ratio: float = 0.03
+    loss_critical_ratio: float = _ratio_field(0.03)
     # MOS bands from G.107 Annex B / G.109 categories: >= 4.0 (R >= 80) users satisfied;
     # 3.6-4.0 (R 70-80) some dissatisfied; below 3.6 (R < 70) many dissatisfied; < 3.1 poor.
-    mos_warning_below: float = 4.0
-    mos_critical_below: float = 3.6
+    mos_warning_below: float = _mos_field(4.0)
+    mos_critical_below: float = _mos_field(3.6)
     # Bufferbloat grades of the DSLReports and Waveform bufferbloat tests (increase of round
     # trip under load): A < 30 ms, B < 60, C < 200, D < 400, F >= 400. bufferbloat.net advises
     # action below grade B, so > 60 ms (C or worse) warns and > 200 ms (D or worse) is critical.
-    loaded_latency_warning_ms: float = 60.0
-    loaded_latency_critical_ms: float = 200.0
+    loaded_latency_warning_ms: float = _ms_field(60.0)
+    loaded_latency_critical_ms: float = _ms_field(200.0)
     # Margin over the platforms' published bandwidth needs (see TIER_NEEDS_MBPS).
-    throughput_headroom_factor: float = DEFAULT_HEADROOM_FACTOR
+    throughput_headroom_factor: float = _factor_field(DEFAULT_HEADROOM_FACTOR)
 
     # --- The machine ---
     # Video calls encode and decode video on the CPU; Zoom's and Teams' clients warn about
     # high CPU use and ask to close other apps. Above 85 % over the window there is no room
     # left for the call's own work; above 95 % it will stutter.
-    cpu_warning_pct: float = 85.0
-    cpu_critical_pct: float = 95.0
+    cpu_warning_pct: float = _pct_field(85.0)
+    cpu_critical_pct: float = _pct_field(95.0)
     # Less than 10 % of memory free means the system starts evicting the call's pages;
     # below 5 % it swaps heavily (Linux's default low-memory watermarks sit in this range).
-    memory_low_warning_pct: float = 10.0
-    memory_low_critical_pct: float = 5.0
+    memory_low_warning_pct: float = _pct_field(10.0)
+    memory_low_critical_pct: float = _pct_field(5.0)
     # Sustained swapping of more than 1 MB/s (in + out) stalls interactive programs.
-    swap_warning_bytes_per_s: float = 1_000_000.0
+    swap_warning_bytes_per_s: float = _rate_field(1_000_000.0)
     # A session is 50 minutes: on battery, below 25 % (or less than a session's time left)
     # is a warning; below 10 % the laptop may shut down mid-session.
-    battery_warning_pct: float = 25.0
-    battery_critical_pct: float = 10.0
-    session_length_s: float = 3000.0
+    battery_warning_pct: float = _pct_field(25.0)
+    battery_critical_pct: float = _pct_field(10.0)
+    session_length_s: float = _seconds_field(3000.0)
     # Wi-Fi design guides for voice (Cisco's and Apple's enterprise voice-over-Wi-Fi guidance)
     # ask for -67 dBm or stronger; below -75 dBm retries and rate drops break calls.
-    wifi_signal_warning_dbm: float = -67.0
-    wifi_signal_critical_dbm: float = -75.0
+    wifi_signal_warning_dbm: float = _dbm_field(-67.0)
+    wifi_signal_critical_dbm: float = _dbm_field(-75.0)
     # Traffic the check did not cause, on this computer's link: a backup or a sync that
     # competes with the call. More than 1 Mbit/s (a video call's own upstream need) is worth
     # a warning, more than 3 Mbit/s is critical.
-    background_warning_mbps: float = 1.0
-    background_critical_mbps: float = 3.0
+    background_warning_mbps: float = _rate_field(1.0)
+    background_critical_mbps: float = _rate_field(3.0)
 
     # --- The room ---
     # Uncalibrated noise floor (L90) in dBFS(A). A laptop microphone maps 94 dB SPL to about
     # -26..-38 dBFS, so -50 dBFS(A) is roughly a 45-55 dBA room (a running TV or fan; ANSI
     # S12.60 asks 35 dBA for rooms where speech must be understood) and -40 dBFS(A) a loud one.
-    noise_floor_warning_dbfs: float = -50.0
-    noise_floor_critical_dbfs: float = -40.0
+    noise_floor_warning_dbfs: float = _dbfs_field(-50.0)
+    noise_floor_critical_dbfs: float = _dbfs_field(-40.0)
     # The same for a calibrated microphone, in dBA (WHO and ANSI S12.60: 35 dBA for speech
     # rooms; 45 dBA is where raised voices begin; 55 dBA makes speech effortful).
-    noise_floor_warning_dba: float = 45.0
-    noise_floor_critical_dba: float = 55.0
+    noise_floor_warning_dba: float = _db_field(45.0)
+    noise_floor_critical_dba: float = _db_field(55.0)
     # L10 - L90 above 15 dB: the level swings a lot, noise that comes and goes (a common
     # indicator of fluctuating noise in environmental acoustics).
-    intermittent_noise_warning_db: float = 15.0
+    intermittent_noise_warning_db: float = _db_field(15.0)
     # Voices in more than 10 % of the frames while the person is quiet: someone else talks.
-    voices_warning_ratio: float = 0.10
+    voices_warning_ratio: float = _ratio_field(0.10)
     # Speech at least 15 dB above the noise floor is the usual target for understanding
     # complex speech (ANSI S12.60, classroom acoustics); below 6 dB it is a strain.
-    snr_warning_db: float = 15.0
-    snr_critical_db: float = 6.0
+    snr_warning_db: float = _db_field(15.0)
+    snr_critical_db: float = _db_field(6.0)
     # More than 0.1 % of samples at full scale: audible distortion.
-    clipping_warning_ratio: float = 0.001
+    clipping_warning_ratio: float = _ratio_field(0.001)
 
     def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"quality threshold '{spec.name}' must be a number, got {type(value).__name__}")
-            low, high = _threshold_range(spec.name)
-            if not (math.isfinite(value) and low <= value <= high):
-                raise ValueError(f"quality threshold '{spec.name}' must be within {low:g}..{high:g}, got {value!r}")
-            object.__setattr__(self, spec.name, float(value))
+        validate(self, "thresholds")
         for warning, critical in (
             ("mouth_to_ear_warning_ms", "mouth_to_ear_critical_ms"),
             ("jitter_warning_ms", "jitter_critical_ms"),

@@ -32,3 +32,4 @@ EXIT_READY = 0
 EXIT_AT_RISK = 1
 EXIT_NOT_READY = 2
 EXIT_CANNOT_RUN = 3  # also bad arguments: the command could not do what was asked
+EXIT_FAILED = 1  # the agent daemon stopped on an unexpected error (its service manager restarts it)

@@ -62,6 +62,22 @@ def decode(cls: type[T], data: object, path: str = "") -> T:
     return _decode_dataclass(cls, data, path)
 
 
+def validate(instance: object, path: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Check a dataclass built in code against its fields' types and ``limits``: the rules
+    ``decode`` applies to input, so a config is valid the same way however it was made.
+    Whole numbers in ``float`` fields become floats; nested dataclasses check themselves;
+    fields in ``skip`` are the caller's to check (a type ``decode`` does not know)."""
+    cls = type(instance)
+    hints = _hints(cls)
+    for name, spec in _fields(cls).items():
+        value = getattr(instance, name)
+        if name in skip or dataclasses.is_dataclass(value):
+            continue
+        checked = _decode_value(hints[name], value, _join(path, name), spec.metadata)
+        if type(checked) is not type(value):
+            object.__setattr__(instance, name, checked)
+
+
 def encode(value: object) -> object:
     """The JSON-ready form of a dataclass instance: dicts, lists and scalars."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

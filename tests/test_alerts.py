@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts import Alerter, AlertEvent, AlertReason
-from monitor.alerts_config import AlertsConfig, WebhookConfig
+from monitor.alerts.config import AlertsConfig, WebhookConfig
+from monitor.alerts.delivery import Alerter, AlertEvent, AlertReason
 from monitor.config import load_config
 from monitor.metrics import build_alert_metrics
-from monitor.store import SQLiteStore, open_store
+from monitor.store.core import SQLiteStore, open_store
 from sessionready.config import ConfigError
 from tests.conftest import run_cli, start_monitor
 from tests.webhook_receiver import WebhookReceiver
@@ -115,7 +115,7 @@ secret = "{SECRET}"
         ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\naudience = "therapist"\n', "needs therapist_id"),
         ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\nformat = "slack"\nsecret = "0123456789abcdefXYZ"\n', "generic payloads only"),
         ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\n[[alerts.webhook]]\nname = "a"\nurl = "https://y.example"\n', "'a' is used twice"),
-        ('[monitor]\n[monitor.alerts]\nmax_attempts = 2\n', "own top-level [alerts] table"),
+        ('[monitor]\n[monitor.alerts.delivery]\nmax_attempts = 2\n', "own top-level [alerts] table"),
     ],
 )
 def test_bad_alerts_config_is_rejected_by_name(tmp_path: Path, body: str, expected: str) -> None:

@@ -20,7 +20,7 @@ import icalendar
 import pytest
 import recurring_ical_events
 
-from monitor.calendar_import import UID_REASONS
+from monitor.calendars.imports import UID_REASONS
 from tests.conftest import start_monitor
 
 DATA = Path(__file__).parent / "data" / "calendar"

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from monitor.calendar_import import CalendarError, WorkBudget, ics_event_id, load_mapping, parse_ics
-from monitor.calendar_worker import ImportJob, run_import
+from monitor.calendars.imports import CalendarError, WorkBudget, ics_event_id, load_mapping, parse_ics
+from monitor.calendars.worker import ImportJob, run_import
 from tests.conftest import Monitor, run_cli, start_monitor, wait_for
 
 DATA = Path(__file__).parent / "data" / "calendar"
@@ -109,7 +109,7 @@ def test_the_worker_process_is_killed_at_its_wall_clock_timeout() -> None:
     with pytest.raises(CalendarError, match=r"could not be read and expanded within 1 s"):
         asyncio.run(run_import(job, timeout_s=1.0))
     assert time.monotonic() - started < 10.0
-    workers = [p for p in psutil.Process().children(recursive=True) if "monitor.calendar_worker" in " ".join(p.cmdline())]
+    workers = [p for p in psutil.Process().children(recursive=True) if "monitor.calendars.worker" in " ".join(p.cmdline())]
     assert workers == []
 
 
@@ -141,7 +141,7 @@ def test_the_issues_rule_through_the_api_is_answered_in_under_a_second(hostile_m
 
 def worker_pids(monitor: Monitor) -> set[int]:
     children = psutil.Process(monitor.process.pid).children(recursive=True)
-    return {p.pid for p in children if "monitor.calendar_worker" in " ".join(p.cmdline())}
+    return {p.pid for p in children if "monitor.calendars.worker" in " ".join(p.cmdline())}
 
 
 def test_token_look_ups_are_served_promptly_while_large_hostile_imports_run(hostile_monitor: Monitor) -> None:

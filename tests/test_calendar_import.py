@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.calendar_import import (
+from monitor.calendars.imports import (
     CalendarError,
     day_bounds,
     ics_event_id,
@@ -25,8 +25,8 @@ from monitor.calendar_import import (
     parse_csv,
     parse_ics,
 )
-from monitor.sessions_cli import fetch_calendar
-from monitor.store import SQLiteStore
+from monitor.cli.sessions import fetch_calendar
+from monitor.store.core import SQLiteStore
 
 DATA = Path(__file__).parent / "data" / "calendar"
 KEY = b"k" * 32

@@ -11,9 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-
-from monitor.store import open_store
-from monitor.store_caseload import CHECK_WINDOW_AFTER_S, CHECK_WINDOW_BEFORE_S
+from monitor.store.caseloads import CHECK_WINDOW_AFTER_S, CHECK_WINDOW_BEFORE_S
+from monitor.store.core import open_store
 from sessionready.typed import rfc3339
 from tests.agent.test_spool import CHECK
 from tests.conftest import run_cli

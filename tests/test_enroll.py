@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agents.config import load_agent_config
-from monitor.enroll import hash_code, normalise_code
-from monitor.enroll import create_code as create_code_in_store
+from monitor.http.enroll import create_code as create_code_in_store
+from monitor.http.enroll import hash_code, normalise_code
 from monitor.openapi import openapi_document
-from monitor.store import SQLiteStore, TokenInfo
+from monitor.store.core import SQLiteStore, TokenInfo
 from tests.conftest import Monitor, run_cli
 
 INVALID_CODE = {"error": {"code": "invalid_code", "message": "the enrollment code is not valid; ask for a new one"}}

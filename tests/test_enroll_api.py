@@ -8,8 +8,6 @@ import pytest
 from tests.conftest import Monitor, run_cli
 
 
-
-
 def test_it_login_creates_lists_and_revokes_codes(monitor: Monitor) -> None:
     staff = monitor.login("it.agents", "it")
     status, created = monitor.json("POST", "/api/v1/enrollments", staff, {"role": "client", "participant_id": "c-enrol", "ttl_hours": 2})

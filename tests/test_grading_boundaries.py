@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from monitor.risk import RecentSamples, assess_session
+from monitor.risk.engine import RecentSamples, assess_session
 from sessionready import quality as q
 from tests.test_quality_machine_room import CLEAN_NETWORK, HEALTHY, QUIET
 from tests.test_risk import CONFIG, NOW, end, fine, session

@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,8 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-import subprocess
 
 from tests.conftest import SESSIONREADY, Monitor, run_cli, start_monitor
 
@@ -276,7 +275,7 @@ def test_port_in_use_is_one_sentence(shared_monitor: Monitor) -> None:
 
 
 def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
-    from monitor.store import open_store
+    from monitor.store.core import open_store
 
     store = open_store(tmp_path)
     for _ in range(1500):  # about 130 KB of listing: more than a pipe holds, so writing blocks

@@ -9,10 +9,10 @@ import copy
 import secrets
 import time
 
+from monitor.words import code_message, in_own_words
 from sessionready import quality, schema
 from sessionready.plaintext import plain, plain_strings
 from sessionready.typed import decode, rfc3339
-from monitor.words import code_message, in_own_words
 from tests.agent.test_reports_api import new_token
 from tests.agent.test_spool import CHECK, make_sample
 from tests.conftest import Monitor

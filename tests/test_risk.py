@@ -19,11 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.live_risk import LiveConfig, LiveSample, LiveState, LiveTracker
-from monitor.risk import (
-    ACTIONS,
+from monitor.risk.engine import (
     CAUSES,
-    FALLBACK_ACTION,
     STATES,
     CheckSummary,
     EndInputs,
@@ -36,8 +33,9 @@ from monitor.risk import (
     assess_session,
     estimate_end_to_end,
     lower_tier,
-    render_action,
 )
+from monitor.risk.live import LiveConfig, LiveSample, LiveState, LiveTracker
+from monitor.risk.words import ACTIONS, FALLBACK_ACTION, render_action
 from sessionready import quality, schema
 from sessionready.typed import SchemaError, decode, encode
 

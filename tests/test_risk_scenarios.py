@@ -25,10 +25,10 @@ import pytest
 from aiohttp import web
 
 from monitor import keys
-from monitor.alerts_config import AlertsConfig, WebhookConfig
+from monitor.alerts.config import AlertsConfig, WebhookConfig
 from monitor.app import create_app
 from monitor.config import MonitorConfig
-from monitor.store import SQLiteStore
+from monitor.store.core import SQLiteStore
 from sessionready import schema
 from sessionready.typed import encode
 from tests.agent.test_spool import CHECK, make_sample

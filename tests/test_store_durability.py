@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.store import open_store
+from monitor.store.core import open_store
 
 FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 

@@ -18,10 +18,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from monitor.http.trends import TrendQuery, build_trends
 from monitor.openapi import openapi_document
-from monitor.store import SQLiteStore, TokenInfo, open_store
-from monitor.store_trends import HISTOGRAMS, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
-from monitor.trends import TrendQuery, build_trends
+from monitor.store.core import SQLiteStore, TokenInfo, open_store
+from monitor.store.trends import HISTOGRAMS, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode
 from tests.conftest import Monitor, fuzz_auth

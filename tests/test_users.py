@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from monitor.store import SQLiteStore, hash_token
-from monitor.users import FAILURE_MEMORY_S, FREE_FAILURES, MAX_WAIT_S, failure_wait_s, pair_hash
+from monitor.http.users import FAILURE_MEMORY_S, FREE_FAILURES, MAX_WAIT_S, failure_wait_s, pair_hash
+from monitor.store.core import SQLiteStore, hash_token
 from sessionready import client_address
 from tests.conftest import Monitor, run_cli, start_monitor
 

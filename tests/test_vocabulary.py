@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from monitor.errors import ApiError, id_param
-from monitor.sessions import zone_param
+from monitor.http.sessions import zone_param
 from sessionready import quality, terms
 from sessionready.words import TIER_WORDS, percent
 
@@ -43,8 +43,8 @@ def test_the_roles_nest() -> None:
 
 
 def test_the_monitor_cli_does_not_import_the_top_level_cli() -> None:
-    # sessionready.cli builds its parser from monitor.cli: the other way round was a cycle.
-    code = "import sys, monitor.cli, monitor.users_cli, monitor.caseload_cli, monitor.sessions_cli, dashboard.cli; print('sessionready.cli' in sys.modules)"
+    # sessionready.cli builds its parser from monitor.cli.main: the other way round was a cycle.
+    code = "import sys, monitor.cli.main, monitor.cli.users, monitor.cli.caseloads, monitor.cli.sessions, dashboard.cli; print('sessionready.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from sessionready.cli import EXIT_OK
+from sessionready.terms import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from agents.daemon.schedule import Action, KnownSession
     from agents.daemon.spool import Spool
 
-EXIT_FAILED = 1  # stopped on an unexpected error (a service manager restarts it)
 FLUSH_TIMEOUT_S = 5.0  # on SIGTERM: how long to keep delivering what is pending
 ERROR_PAUSE_S = 5.0  # after an activity failed unexpectedly, before trying again
 LOGGER = "sessionready.agent"
@@ -202,8 +201,8 @@ class Daemon:
 
     def _apply_reload(self) -> bool:
         """Read the config again; True when the monitor connection changed."""
-        from sessionready.config import ConfigError
         from agents.client import UsageError
+        from sessionready.config import ConfigError
 
         try:
             config, connection = self._reload_config()

@@ -28,6 +28,7 @@ from typing import Literal
 
 from agents.client import MonitorClient, MonitorError
 from agents.daemon.spool import Spool, Spooled
+from sessionready.backoff import full_jitter_s
 from sessionready.schema import MAX_BATCH, ReportResult
 from sessionready.typed import SchemaError, decode, encode
 
@@ -122,8 +123,7 @@ class Forwarder:
 
     def backoff_s(self, failures: int) -> float:
         """The wait after the ``failures``-th failure in a row (1, 2, ...)."""
-        ceiling = min(self._max_backoff_s, self._min_backoff_s * 2 ** min(failures - 1, 64))
-        return self._min_backoff_s + self._random() * (ceiling - self._min_backoff_s)
+        return full_jitter_s(failures, self._min_backoff_s, self._max_backoff_s, self._random())
 
     async def _attempt(self) -> Outcome:
         try:

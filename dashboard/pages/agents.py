@@ -15,8 +15,6 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard.agents_view import (
-    DEFAULT_TTL_HOURS,
-    MAX_TTL_HOURS,
     AgentRow,
     CodeRow,
     EnrollmentRequest,
@@ -31,6 +29,7 @@ from dashboard.api import ApiFailure
 from dashboard.components import flag_badge
 from dashboard.errors import clear_error
 from dashboard.present import clock_time, date_time
+from sessionready.terms import DEFAULT_TTL_HOURS, MAX_TTL_HOURS
 
 if TYPE_CHECKING:
     from dashboard.app import Context

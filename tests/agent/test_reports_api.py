@@ -7,8 +7,8 @@ import json
 import time
 import uuid
 
-from monitor.reports import AgentList, ReportBatchAnswer, SampleList
-from monitor.store import open_store
+from monitor.http.reports import AgentList, ReportBatchAnswer, SampleList
+from monitor.store.core import open_store
 from sessionready.typed import decode, encode
 from tests.agent.test_spool import CHECK, make_sample
 from tests.conftest import Monitor

@@ -17,10 +17,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.store import open_store
-from sessionready.typed import encode
+from monitor.store.core import open_store
+from sessionready.typed import encode, rfc3339
 from tests.agent.test_spool import CHECK, make_sample
-from sessionready.typed import rfc3339
 from tests.conftest import Monitor, require_or_fail, run_cli, start_monitor, wait_for
 
 CHROMIUM = "/usr/bin/chromium"

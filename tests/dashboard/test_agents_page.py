@@ -32,7 +32,7 @@ from dashboard.agents_view import (
     seen,
     spool_text,
 )
-from monitor.store import open_store
+from monitor.store.core import open_store
 from tests.conftest import run_cli
 from tests.dashboard.conftest import PASSWORD, Practice
 from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard

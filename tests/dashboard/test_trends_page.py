@@ -39,9 +39,8 @@ from dashboard.trends_view import (
     week_records,
     weeks_figure,
 )
-from sessionready.typed import encode
+from sessionready.typed import encode, rfc3339
 from tests.agent.test_spool import make_sample
-from sessionready.typed import rfc3339
 from tests.conftest import wait_for
 from tests.dashboard.conftest import MINUTE, Practice
 from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard, risk_state

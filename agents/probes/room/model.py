@@ -6,10 +6,11 @@ machine without the ``audio`` extra and still get a clear ``not_installed`` resu
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+from sessionready.typed import limits, validate
 
 if TYPE_CHECKING:  # numpy is only needed once audio flows
     import numpy as np
@@ -38,45 +39,32 @@ class RoomSettings:
     second or more before sound arrives, and that time is not counted.
     """
 
-    seconds: float = 12.0  # passive mode only: how long to listen (after the settling time)
-    sample_rate_hz: int = 16000
+    seconds: float = field(default=12.0, metadata=limits(ge=1.0, le=600.0))  # passive mode only: how long to listen (after the settling time)
+    sample_rate_hz: int = field(default=16000, metadata=limits(ge=8000, le=48000))  # and one of SAMPLE_RATES_HZ
     # A device name (sounddevice matches part of it) or PortAudio's index of the device; None:
     # PortAudio's "pulse" device when present, else the default input.
     device: str | int | None = None
-    calibration_offset_db: float | None = None  # dBFS(A) + offset = dB(A) SPL for this device
+    calibration_offset_db: float | None = field(default=None, metadata=limits(ge=-200.0, le=200.0))  # dBFS(A) + offset = dB(A) SPL for this device
     interactive: bool = False  # prompt for quiet, then a sentence read aloud (quiet + speech seconds)
-    quiet_seconds: float = 3.0
-    speech_seconds: float = 5.0
+    quiet_seconds: float = field(default=3.0, metadata=limits(ge=1.0, le=60.0))
+    speech_seconds: float = field(default=5.0, metadata=limits(ge=2.0, le=60.0))
     # webrtcvad mode 0..3. 2, because together with the level gate (a frame must stand 3 dB
     # above the running noise floor) steady noise is never taken for voice at any mode, and
     # mode 3 then only loses quiet and noisy speech (see docs/room.md, "Voice activity").
-    vad_aggressiveness: int = 2
-    settle_seconds: float = 0.5  # discarded at the start: filter, time weighting and device settle
+    vad_aggressiveness: int = field(default=2, metadata=limits(ge=0, le=3))
+    settle_seconds: float = field(default=0.5, metadata=limits(ge=0.1, le=5.0))  # discarded at the start: filter, time weighting and device settle
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, rule: str) -> None:
-            if not ok:
-                raise ValueError(f"room setting {name} must be {rule}, got {getattr(self, name)!r}")
-
-        def number(value: object) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        check("seconds", number(self.seconds) and 1.0 <= self.seconds <= 600.0, "between 1 and 600")
-        check("sample_rate_hz", self.sample_rate_hz in SAMPLE_RATES_HZ, f"one of {SAMPLE_RATES_HZ}")
+        # Numbers, booleans and ranges as every config; the device (a name or an index) and the
+        # rates webrtcvad accepts are rules of their own.
         device = self.device
         named = isinstance(device, str) and 0 < len(device) <= 200
         indexed = isinstance(device, int) and not isinstance(device, bool) and 0 <= device <= 10_000
-        check("device", device is None or named or indexed, "a device name, a device index or None")
-        check(
-            "calibration_offset_db",
-            self.calibration_offset_db is None or (number(self.calibration_offset_db) and -200 <= self.calibration_offset_db <= 200),
-            "a number of dB between -200 and 200, or None",
-        )
-        check("interactive", isinstance(self.interactive, bool), "true or false")
-        check("quiet_seconds", number(self.quiet_seconds) and 1.0 <= self.quiet_seconds <= 60.0, "between 1 and 60")
-        check("speech_seconds", number(self.speech_seconds) and 2.0 <= self.speech_seconds <= 60.0, "between 2 and 60")
-        check("vad_aggressiveness", self.vad_aggressiveness in (0, 1, 2, 3), "0, 1, 2 or 3")
-        check("settle_seconds", number(self.settle_seconds) and 0.1 <= self.settle_seconds <= 5.0, "between 0.1 and 5")
+        if not (device is None or named or indexed):
+            raise ValueError(f"room.device: must be a device name, a device index or None, got {device!r}")
+        validate(self, "room", skip=("device",))
+        if self.sample_rate_hz not in SAMPLE_RATES_HZ:
+            raise ValueError(f"room.sample_rate_hz: must be one of {SAMPLE_RATES_HZ}, got {self.sample_rate_hz!r}")
 
 
 @dataclass(frozen=True)

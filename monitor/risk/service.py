@@ -1,0 +1,267 @@
+"""The risk engine at work in the monitor: assess upcoming sessions, track live ones, move
+sessions between scheduled, live and ended as their agents report, store every change of
+risk with its reasons, and hand changes worth telling someone about to the alerter.
+
+The engine itself (``monitor.risk.engine``, ``monitor.risk.live``) is pure; this module reads its
+inputs from the store in one snapshot, runs it with the service's clock, and writes back.
+Everything here is synchronous and runs in a worker thread; ``run`` schedules it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.alerts.delivery import AlertEvent, AlertReason
+from monitor.risk.engine import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
+from monitor.risk.live import LiveSample, LiveState, LiveTracker, LiveTransition
+from monitor.store.core import Store
+from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot
+from sessionready.typed import SchemaError, decode, encode
+
+log = logging.getLogger("sessionready.monitor.risk")
+
+HISTORY_S = 90 * 86400.0  # past sessions the engine looks at (it keeps the newest few)
+LIVE_ACTIVITY_S = 10.0  # a session goes live when both ends sent a live sample this recently
+END_QUIET_S = 60.0  # a live session past its planned end ends after this long without samples
+ABANDONED_S = 900.0  # ... and at any time after this long without samples from either end
+MAX_CHECK_CACHE = 20_000
+# Agents start their pre-session check at T-15 min and it takes up to a minute or so: a
+# "no check yet" at the deadline is shown at once, but alerted only once this has passed too.
+NO_CHECK_ALERT_GRACE_S = 120.0
+
+
+@dataclass(frozen=True)
+class RiskTimes:
+    """How often the service works, and how far ahead it looks (MonitorConfig sets these)."""
+
+    horizon_s: float = 7200.0  # sessions starting within this are assessed
+    interval_s: float = 15.0  # upcoming sessions are re-assessed this often
+    live_interval_s: float = 2.0  # live sessions are stepped this often (agents report every 2 s)
+    alert_lead_s: float = 7200.0  # pre-session alerts only for sessions starting within this
+
+
+class RiskService:
+    def __init__(
+        self,
+        store: Store,
+        config: RiskConfig = RiskConfig(),
+        times: RiskTimes = RiskTimes(),
+        submit: Callable[[AlertEvent], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``submit`` receives alert events (the alerter's ``submit``); ``clock`` gives unix seconds."""
+        self._store = store
+        self._config = config
+        self._times = times
+        self._submit = submit
+        self._clock = clock
+        self._tracker = LiveTracker(config.live)
+        self._summaries: dict[str, CheckSummary | None] = {}  # by check id: a check never changes
+        self._busy = threading.Lock()  # one pass at a time: the loop's, or a caller's (tests, benchmarks)
+        self.evaluations = 0  # passes over the upcoming sessions so far
+
+    # --- upcoming sessions ------------------------------------------------------------------
+
+    def evaluate(self) -> list[SessionRisk]:
+        """Assess every session starting within the horizon or under way; store what changed."""
+        with self._busy:
+            results = self._evaluate()
+            self.evaluations += 1
+            return results
+
+    def _evaluate(self) -> list[SessionRisk]:
+        now = self._clock()
+        snapshot = self._store.risk_snapshot(
+            now, self._times.horizon_s, now - self._config.samples_window_s, now - HISTORY_S
+        )
+        ends: dict[tuple[str, str], EndInputs] = {}  # a therapist's end is the same in all their sessions
+        results = [assess_session(self._inputs(session, snapshot, ends), self._config, now) for session in snapshot.sessions]
+        rows = [
+            RiskRow(risk.session_id, risk.state, [f"{r.end}:{r.cause}" for r in risk.reasons], encode(risk), [encode(r) for r in risk.reasons])
+            for risk in results
+        ]
+        changed = self._store.save_risks(rows, now)  # one transaction for the whole pass
+        for session, risk, row in zip(snapshot.sessions, results, rows):
+            if session.session_id in changed:
+                log.info(
+                    "session risk changed",
+                    extra={"fields": {"session_id": session.session_id, "state": risk.state, "causes": row.causes}},
+                )
+            if session.state == "scheduled" and session.start_at_s - now <= self._times.alert_lead_s:
+                self._alert_upcoming(session, risk, now)
+        return results
+
+    def _inputs(self, session: RiskSession, snapshot: RiskSnapshot, ends: dict[tuple[str, str], EndInputs]) -> SessionInputs:
+        def end(participant: str, role: str) -> EndInputs:
+            if (participant, role) in ends:
+                return ends[participant, role]
+            background = snapshot.background.get(participant)
+            history = snapshot.history.get(participant)
+            ends[participant, role] = EndInputs(
+                participant_id=participant,
+                role=role,  # type: ignore[arg-type]
+                last_seen_unix=snapshot.last_seen.get(participant),
+                check=self._summary(snapshot, participant),
+                samples=RecentSamples.from_samples(background) if background else None,
+                history=HistorySummary.from_records(history, limit=self._config.history_sessions * 12) if history else None,
+            )
+            return ends[participant, role]
+
+        return SessionInputs(
+            session_id=session.session_id,
+            start_unix=float(session.start_at_s),
+            planned_duration_s=float(session.planned_duration_s),
+            state=session.state,  # type: ignore[arg-type]
+            client=end(session.client_id, "client"),
+            therapist=end(session.therapist_id, "therapist"),
+        )
+
+    def _summary(self, snapshot: RiskSnapshot, participant: str) -> CheckSummary | None:
+        latest = snapshot.latest_checks.get(participant)
+        if latest is None:
+            return None
+        if latest.check_id not in self._summaries:
+            if len(self._summaries) >= MAX_CHECK_CACHE:
+                self._summaries.pop(next(iter(self._summaries)))
+            try:
+                summary = CheckSummary.from_report(json.loads(latest.report_json), latest.received_at, self._config.quality)
+            except (SchemaError, ValueError):
+                # Stored reports were validated on ingest; one that no longer decodes came from
+                # an older schema and says nothing the engine can use.
+                log.warning("stored check does not decode", extra={"fields": {"check_id": latest.check_id}})
+                summary = None
+            self._summaries[latest.check_id] = summary
+        return self._summaries[latest.check_id]
+
+    def _alert_upcoming(self, session: RiskSession, risk: SessionRisk, now: float) -> None:
+        if self._submit is None:
+            return
+        check_due = session.start_at_s - self._config.check_deadline_s + NO_CHECK_ALERT_GRACE_S
+        current: dict[str, RiskReason] = {}
+        for r in risk.reasons:  # most severe first: an end's worst reason of a cause is the one kept
+            if r.severity in ("warning", "critical") and not (r.cause == "no_check" and now < check_due):
+                current.setdefault(f"{r.end}_{r.cause}", r)
+        for previous in session.risk_causes:
+            end, _, cause = previous.partition(":")
+            if f"{end}_{cause}" not in current:
+                # Gone: should it come back, it is news again.
+                self._store.forget_alert_cause(session.session_id, f"{end}_{cause}")
+        for key, reason in current.items():
+            if reason.cause == "agent_offline":
+                kind = "agent_offline"
+            else:
+                kind = "session_not_ready" if reason.severity == "critical" else "session_at_risk"
+            self._submit(
+                AlertEvent(
+                    session_id=session.session_id,
+                    therapist_id=session.therapist_id,
+                    client_id=session.client_id,
+                    kind=kind,  # type: ignore[arg-type]
+                    cause=key,
+                    end=reason.end,  # type: ignore[arg-type]
+                    state="not_ready" if reason.severity == "critical" else "at_risk",
+                    reasons=(_alert_reason(reason),),
+                    at=now,
+                    starts_at=float(session.start_at_s),
+                )
+            )
+
+    # --- live sessions ------------------------------------------------------------------------
+
+    def track_live(self) -> None:
+        """Start sessions both agents report, step live ones, end those whose agents stopped."""
+        with self._busy:
+            self._track_live()
+
+    def _track_live(self) -> None:
+        now = self._clock()
+        activity = self._store.live_activity(now - LIVE_ACTIVITY_S)
+        for session_id, participants in activity.items():
+            info = self._store.get_session(session_id)
+            if info is not None and info.state == "scheduled" and {info.therapist_id, info.client_id} <= participants:
+                self._store.set_session_state(session_id, "live", now, "both_agents_live")
+                log.info("session live", extra={"fields": {"session_id": session_id}})
+        for session in self._store.live_sessions():
+            self._step_live(session, now)
+
+    def _step_live(self, session: RiskSession, now: float) -> None:
+        state = self._live_state(session, now)
+        last = [e.last_received_at_unix for e in (state.client, state.therapist) if e.last_received_at_unix is not None]
+        since = min(last) - LIVE_ACTIVITY_S if len(last) == 2 else state.started_at_unix - 60.0
+        samples = []
+        for participant, received_at, sample in self._store.live_samples(session.session_id, since):
+            end = "client" if participant == session.client_id else "therapist" if participant == session.therapist_id else None
+            if end is not None:
+                samples.append(LiveSample.from_sample(end, sample, received_at))  # type: ignore[arg-type]
+        step = self._tracker.step(state, samples, now)
+        new = step.state
+        self._store.save_live(
+            session.session_id, json.dumps(encode(new)), new.state, new.client.last_mos, new.therapist.last_mos, now
+        )
+        for transition in step.transitions:
+            self._alert_live(session, transition, new)
+        quiet = [now - t for t in (new.client.last_received_at_unix, new.therapist.last_received_at_unix) if t is not None]
+        quiet_s = min(quiet) if quiet else now - new.started_at_unix
+        planned_end = session.start_at_s + session.planned_duration_s
+        if (now >= planned_end and quiet_s >= END_QUIET_S) or quiet_s >= ABANDONED_S:
+            self._store.set_session_state(session.session_id, "ended", now, "agents_stopped")
+            log.info("session ended", extra={"fields": {"session_id": session.session_id}})
+
+    def _live_state(self, session: RiskSession, now: float) -> LiveState:
+        if session.live_state:
+            try:
+                return decode(LiveState, json.loads(session.live_state))
+            except (SchemaError, ValueError):
+                log.warning("live tracker state does not decode; starting afresh", extra={"fields": {"session_id": session.session_id}})
+        return self._tracker.start(session.session_id, now)
+
+    def _alert_live(self, session: RiskSession, transition: LiveTransition, state: LiveState) -> None:
+        log.info(
+            "live session changed",
+            extra={"fields": {"session_id": session.session_id, "end": transition.end, "cause": transition.cause, "kind": transition.kind}},
+        )
+        if self._submit is None:
+            return
+        self._submit(
+            AlertEvent(
+                session_id=session.session_id,
+                therapist_id=session.therapist_id,
+                client_id=session.client_id,
+                kind="live_degraded" if transition.kind == "degraded" else "live_recovered",
+                cause=f"{transition.end}_{transition.cause}",
+                end=transition.end,  # type: ignore[arg-type]
+                state="at_risk" if transition.kind == "degraded" else "ready",
+                reasons=(AlertReason(transition.cause, transition.end, transition.message, transition.action),),  # type: ignore[arg-type]
+                at=transition.at_unix,
+                starts_at=float(session.start_at_s),
+            )
+        )
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Step live sessions every ``live_interval_s`` and assess upcoming ones every ``interval_s``."""
+        next_evaluation = 0.0
+        while True:
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(self.track_live)
+                if started >= next_evaluation:
+                    await asyncio.to_thread(self.evaluate)
+                    next_evaluation = started + self._times.interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One bad pass must not stop risk tracking for every other session.
+                log.exception("risk evaluation failed; trying again at the next interval")
+            await asyncio.sleep(max(0.0, self._times.live_interval_s - (time.monotonic() - started)))
+
+
+def _alert_reason(reason: RiskReason) -> AlertReason:
+    return AlertReason(reason.cause, reason.end, reason.message, reason.action)  # type: ignore[arg-type]

@@ -1,0 +1,422 @@
+"""The monitor's store: an interface and its embedded SQLite implementation.
+
+Everything the monitor keeps goes through ``Store``, so that several monitor processes can
+later share one PostgreSQL database without the rest of the code knowing. Methods are
+synchronous and short; the web handlers call them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from monitor.store.alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, PendingDelivery, StoredAlert
+from monitor.store.caseloads import CaseloadEntry, CaseloadStoreMixin
+from monitor.store.reports import AgentStatus, ReportStoreMixin, StoredSample
+from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot, RiskStoreMixin, RiskSummary, StoredRisk
+from monitor.store.sessions import ImportOutcome, ParticipantInfo, SessionInfo, SessionRow, SessionStoreMixin, StateChange
+from monitor.store.trends import RollupRow, SessionBucket, TrendFilter, TrendStoreMixin
+from monitor.store.users import UserInfo, UserPrincipal, UserSession, UserStoreMixin
+from sessionready.schema import CheckReport, ReportEnvelope, SpoolStatus
+from sessionready.terms import AGENT_ROLES, ENROLL_ROLES
+
+# client/therapist: an agent on a person's machine; metrics: a Prometheus scraper; it/admin:
+# staff who see every session (the dashboard's users get these roles too).
+ROLES = AGENT_ROLES
+# Enrollment is how an agent (a person's machine) gets its token; Prometheus never enrolls.
+TOKEN_PREFIX = "sr1"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An agent's credential, minus the secret. ``token_id`` doubles as the agent id."""
+
+    token_id: str
+    role: str
+    participant_id: str
+    created_at: float  # unix seconds
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    check_id: str
+    agent_id: str
+    participant_id: str
+    session_id: str | None
+    received_at: float  # unix seconds, the monitor's clock
+    report: dict[str, object]  # the validated report as JSON
+
+
+@dataclass(frozen=True)
+class EnrollmentInfo:
+    """A one-time enrollment code, minus the code. ``token_id`` is the agent it created, once used."""
+
+    code_id: str
+    role: str
+    participant_id: str
+    created_at: float  # unix seconds
+    expires_at: float  # unix seconds
+    used_at: float | None
+    revoked_at: float | None
+    token_id: str | None
+
+    def state(self, now: float) -> str:
+        """pending, used, revoked or expired (at unix time ``now``)."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if now >= self.expires_at else "pending"
+
+
+class Store(Protocol):
+    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]: ...
+    def revoke_token(self, token_id: str) -> bool: ...
+    def list_tokens(self) -> list[TokenInfo]: ...
+    def authenticate(self, token: str) -> TokenInfo | None: ...
+    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo: ...
+    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None: ...
+    def revoke_enrollment(self, code_id: str) -> bool: ...
+    def list_enrollments(self) -> list[EnrollmentInfo]: ...
+    def probe_secret(self) -> bytes: ...
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None: ...
+    def get_check(self, check_id: str) -> StoredCheck | None: ...
+    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]: ...
+    def latest_check_per_agent(self) -> list[StoredCheck]: ...
+    # reports (agent spools: monitor/store/reports.py)
+    def add_reports(self, agent: TokenInfo, reports: Sequence[ReportEnvelope], spool: SpoolStatus, received_at: float) -> list[bool | None]: ...
+    def samples_for_agent(self, agent_id: str, since: float, kind: str | None, limit: int) -> list[StoredSample]: ...
+    def samples_for_session(self, session_id: str, since: float, limit: int = 100_000) -> list[StoredSample]: ...
+    def latest_samples(self, participant_id: str, since: float, limit: int = 100_000) -> list[StoredSample]: ...
+    def agent_statuses(self) -> list[AgentStatus]: ...
+    # sessions and participants (monitor/store/sessions.py)
+    def add_participant(self, participant_id: str, role: str) -> tuple[ParticipantInfo, bool]: ...
+    def get_participant(self, participant_id: str) -> ParticipantInfo | None: ...
+    def list_participants(self) -> list[ParticipantInfo]: ...
+    def create_session(self, session_id: str | None, therapist_id: str, client_id: str, start_at_s: int, planned_duration_s: int) -> tuple[SessionInfo, bool]: ...
+    def get_session(self, session_id: str) -> SessionInfo | None: ...
+    def list_sessions(self, *, therapist_id: str | None = None, state: str | None = None, start_from_s: float | None = None, start_to_s: float | None = None, limit: int = 200) -> list[SessionInfo]: ...
+    def sessions_for_participant(self, participant_id: str, start_before_s: float, end_after_s: float) -> list[tuple[SessionInfo, str]]: ...
+    def set_session_state(self, session_id: str, state: str, at_s: float, reason: str) -> SessionInfo | None: ...
+    def session_history(self, session_id: str) -> list[StateChange]: ...
+    def calendar_key(self) -> bytes: ...
+    def import_sessions(self, rows: Sequence[SessionRow]) -> ImportOutcome: ...
+    # caseloads (which clients each therapist works with: monitor/store/caseloads.py)
+    def assign_client(self, therapist_id: str, client_id: str, source: str) -> tuple[CaseloadEntry, bool]: ...
+    def unassign_client(self, therapist_id: str, client_id: str) -> bool: ...
+    def caseload(self, therapist_id: str | None = None) -> list[CaseloadEntry]: ...
+    def on_caseload(self, therapist_id: str, client_id: str) -> bool: ...
+    def check_visible_to_therapist(self, therapist_id: str, client_id: str, received_at: float) -> bool: ...
+    # users (dashboard logins: monitor/store/users.py)
+    def create_user(self, username: str, role: str, participant_id: str | None, password_hash: str) -> UserInfo: ...
+    def user_for_login(self, username: str) -> tuple[UserInfo, str] | None: ...
+    def list_users(self) -> list[UserInfo]: ...
+    def disable_user(self, username: str) -> bool: ...
+    def set_user_password(self, username: str, password_hash: str) -> bool: ...
+    def login_failures(self, pair_hash: str, forget_after_s: float) -> tuple[int, float]: ...
+    def record_login_failure(self, pair_hash: str, user_id: str | None, forget_after_s: float) -> None: ...
+    def clear_login_failures(self, pair_hash: str) -> None: ...
+    def start_user_session(self, user_id: str, token_hash: str, lifetime_s: float, idle_s: float, new_password_hash: str | None = None) -> tuple[UserInfo, UserSession] | None: ...
+    def authenticate_user(self, token_hash: str) -> UserPrincipal | None: ...
+    def revoke_user_session(self, session_id: str) -> bool: ...
+    # risk (monitor/store/risk.py)
+    def risk_snapshot(self, now: float, horizon_s: float, samples_since: float, history_since: float) -> RiskSnapshot: ...
+    def save_risk(self, session_id: str, state: str, causes: Iterable[str], assessment: dict[str, object], reasons: list[dict[str, object]], at: float) -> bool: ...
+    def save_risks(self, rows: Iterable[RiskRow], at: float) -> set[str]: ...
+    def save_live(self, session_id: str, tracker_json: str, live_state: str, client_mos: float | None, therapist_mos: float | None, at: float) -> None: ...
+    def live_activity(self, since: float) -> dict[str, set[str]]: ...
+    def live_samples(self, session_id: str, since: float) -> list[tuple[str, float, dict[str, object]]]: ...
+    def live_sessions(self) -> list[RiskSession]: ...
+    def stored_risk(self, session_id: str) -> StoredRisk | None: ...
+    def risk_states(self, session_ids: Iterable[str]) -> dict[str, RiskSummary]: ...
+    def session_counts(self) -> list[tuple[str, str, int]]: ...
+    def live_mos(self) -> list[tuple[str, str, str, float | None, float | None]]: ...
+    # trends (hourly rollups kept at ingest: monitor/store/trends.py)
+    def rebuild_rollups(self) -> int: ...
+    def trend_hours(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]: ...
+    def trend_days(self, segments: Sequence[tuple[int, int, int]], where: TrendFilter) -> list[RollupRow]: ...
+    def trend_agents(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]: ...
+    def trend_sessions(self, start_s: float, end_s: float, where: TrendFilter) -> list[SessionBucket]: ...
+    def degraded_by_participant(self, start_s: float, end_s: float, where: TrendFilter) -> dict[str, int]: ...
+    def agent_participant(self, agent_id: str) -> str | None: ...
+    # alerts (dedup, outbox, delivery status: monitor/store/alerts.py)
+    def forget_alert_cause(self, session_id: str, cause: str) -> None: ...
+    def add_alert(self, alert: AlertRecord, payloads: Sequence[tuple[str, str]]) -> bool: ...
+    def claim_alert_deliveries(self, webhooks: Sequence[str], now: float, lease_s: float, limit: int) -> list[PendingDelivery]: ...
+    def finish_alert_attempt(self, delivery_id: int, at: float, duration_s: float, outcome: AttemptOutcome, status_code: int | None, error: str | None, next_attempt_at: float) -> None: ...
+    def expire_alert_deliveries(self, created_before: float, webhooks: Sequence[str]) -> int: ...
+    def next_alert_attempt_at(self, webhooks: Sequence[str]) -> float | None: ...
+    def pending_alert_deliveries(self) -> int: ...
+    def list_alerts(self, therapist_id: str | None, session_id: str | None, limit: int) -> list[StoredAlert]: ...
+    def alert_attempts(self, alert_id: str) -> list[tuple[str, int, float, str, int | None, str | None]]: ...
+    def close(self) -> None: ...
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 bits of randomness, so a plain SHA-256 is enough: there is nothing to
+    # brute-force that a slow KDF would protect.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checks (
+    check_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES tokens(token_id),
+    participant_id TEXT NOT NULL,
+    session_id TEXT,
+    received_at REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+-- One-time enrollment codes: only a hash of the code is kept (see monitor/http/enroll.py).
+CREATE TABLE IF NOT EXISTS enrollments (
+    code_id TEXT PRIMARY KEY,
+    code_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL,
+    revoked_at REAL,
+    token_id TEXT REFERENCES tokens(token_id)
+);
+CREATE INDEX IF NOT EXISTS checks_by_agent ON checks (agent_id, received_at);
+-- The newest check of each agent, kept on insert: /metrics reads it on every scrape, and
+-- finding it in the checks table would grow with the history.
+CREATE TABLE IF NOT EXISTS latest_checks (
+    agent_id TEXT PRIMARY KEY,
+    check_id TEXT NOT NULL REFERENCES checks(check_id),
+    received_at REAL NOT NULL
+);
+"""
+
+
+class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin):
+    """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
+
+    Other processes (the token command while the monitor runs) may open the same file: WAL
+    lets them read and write without blocking the monitor for long.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        """``clock`` gives unix seconds for created/expiry/revocation times (tests move it)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the monitor answers. An agent deletes a report from
+        # its spool once the monitor acknowledges it, so NORMAL (WAL synced only at checkpoints)
+        # could lose acknowledged reports to a power cut: acknowledged must mean durable.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        had_caseload = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'caseload'").fetchone() is not None
+        self._db.executescript(
+            _SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + CaseloadStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA
+            + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA
+        )  # fmt: skip
+        with self._transaction() as db:
+            self._upgrade_caseload(db, had_caseload)
+        self._ensure_rollups()  # trends: a one-off backfill for samples older than the rollups
+        path.chmod(0o600)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self._transaction() as db:
+            return self._insert_token(db, role, participant_id)
+
+    def _insert_token(self, db: sqlite3.Connection, role: str, participant_id: str) -> tuple[TokenInfo, str]:
+        token_id = secrets.token_hex(6)
+        token = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+        info = TokenInfo(token_id, role, participant_id, self._clock(), None)
+        db.execute(
+            "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_id, hash_token(token), role, participant_id, info.created_at),
+        )
+        return info, token
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (self._clock(), token_id)
+            )
+            return cursor.rowcount == 1
+
+    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo:
+        """Keep a new code by its hash (the store never sees the code itself)."""
+        if role not in ENROLL_ROLES:
+            raise ValueError(f"role must be one of {', '.join(ENROLL_ROLES)}")
+        now = self._clock()
+        info = EnrollmentInfo(secrets.token_hex(6), role, participant_id, now, now + ttl_s, None, None, None)
+        with self._transaction() as db:
+            # The registry holds each id's one role: a code for a known client's id cannot make
+            # a therapist's machine (SessionConflict, 409), and a new id is registered now.
+            self._ensure_participant(db, participant_id, role, "participant_id")
+            db.execute(
+                "INSERT INTO enrollments (code_id, code_hash, role, participant_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (info.code_id, code_hash, role, participant_id, info.created_at, info.expires_at),
+            )
+        return info
+
+    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None:
+        """Consume a pending code and create its token, or None (unknown, used, revoked, expired).
+
+        One write transaction: BEGIN IMMEDIATE takes SQLite's write lock before the code is
+        read, so of two redemptions of one code, in this process or another, only one finds
+        it unused.
+        """
+        with self._transaction() as db:
+            now = self._clock()
+            row = db.execute(
+                "SELECT code_id, role, participant_id, created_at, expires_at FROM enrollments"
+                " WHERE code_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+                (code_hash, now),
+            ).fetchone()
+            if row is None:
+                return None
+            code_id, role, participant_id, created_at, expires_at = row
+            token_info, token = self._insert_token(db, role, participant_id)
+            db.execute("UPDATE enrollments SET used_at = ?, token_id = ? WHERE code_id = ?", (now, token_info.token_id, code_id))
+        return EnrollmentInfo(code_id, role, participant_id, created_at, expires_at, now, None, token_info.token_id), token_info, token
+
+    def revoke_enrollment(self, code_id: str) -> bool:
+        """Revoke a code that has not been used; False when there is none with that id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE enrollments SET revoked_at = ? WHERE code_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                (self._clock(), code_id),
+            )
+            return cursor.rowcount == 1
+
+    def list_enrollments(self) -> list[EnrollmentInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code_id, role, participant_id, created_at, expires_at, used_at, revoked_at, token_id"
+                " FROM enrollments ORDER BY created_at"
+            ).fetchall()
+        return [EnrollmentInfo(*row) for row in rows]
+
+    def list_tokens(self) -> list[TokenInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens ORDER BY created_at"
+            ).fetchall()
+        return [TokenInfo(*row) for row in rows]
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens"
+                " WHERE token_hash = ? AND revoked_at IS NULL",
+                (hash_token(token),),
+            ).fetchone()
+        return TokenInfo(*row) if row else None
+
+    def probe_secret(self) -> bytes:
+        # Kept in the store, not in a local file, so every monitor sharing the store accepts
+        # the probe keys any of them issued.
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = 'probe_key'").fetchone()
+            if row:
+                return bytes(row[0])
+            value = secrets.token_bytes(32)
+            db.execute("INSERT INTO secrets (name, value) VALUES ('probe_key', ?)", (value,))
+            return value
+
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None:
+        """Store a check. False: this agent already stored this check id (a retry; nothing
+        changes). None: another agent holds the id (nothing changes either)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO checks (check_id, agent_id, participant_id, session_id, received_at, verdict, report)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.check_id,
+                    agent.token_id,
+                    agent.participant_id,
+                    report.session_id,
+                    received_at,
+                    report.verdict,
+                    report_json,
+                ),
+            )
+            if cursor.rowcount != 1:
+                owner = db.execute("SELECT agent_id FROM checks WHERE check_id = ?", (report.check_id,)).fetchone()
+                return False if owner and owner[0] == agent.token_id else None
+            db.execute(
+                "INSERT INTO latest_checks (agent_id, check_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (agent_id) DO UPDATE SET check_id = excluded.check_id, received_at = excluded.received_at"
+                " WHERE excluded.received_at >= latest_checks.received_at",
+                (agent.token_id, report.check_id, received_at),
+            )
+            return True
+
+    def get_check(self, check_id: str) -> StoredCheck | None:
+        rows = self._select_checks("WHERE check_id = ?", (check_id,))
+        return rows[0] if rows else None
+
+    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]:
+        return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (agent_id, limit))
+
+    def latest_check_per_agent(self) -> list[StoredCheck]:
+        return self._select_checks(
+            "WHERE check_id IN (SELECT l.check_id FROM latest_checks l JOIN tokens t ON t.token_id = l.agent_id"
+            " WHERE t.revoked_at IS NULL)",
+            (),
+        )
+
+    def _select_checks(self, where: str, parameters: tuple[object, ...]) -> list[StoredCheck]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT check_id, agent_id, participant_id, session_id, received_at, report FROM checks " + where,
+                parameters,
+            ).fetchall()
+        return [StoredCheck(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(data_dir: Path) -> SQLiteStore:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The WAL and shared-memory files SQLite creates next to the database get the process
+    # umask; a private directory keeps reports, token hashes and the probe-key secret private.
+    data_dir.chmod(0o700)
+    return SQLiteStore(data_dir / "sessionready.sqlite3")
