@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from monitor.risk.engine import CheckSummary, EndInputs, RiskConfig, SessionInputs
+from sessionready import quality, schema
+from sessionready.typed import decode
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SESSIONREADY = [sys.executable, "-m", "sessionready.cli"]
@@ -293,3 +298,94 @@ def fuzz_auth(case, token: str) -> dict[str, str]:  # noqa: ANN001 - a schemathe
     if header is not None and header.mode == GenerationMode.NEGATIVE:
         return {}
     return {"Authorization": f"Bearer {token}"}
+
+# --- Reports, tokens and an agent's environment ------------------------------------------------
+
+
+# A complete check report as an agent sends it (tests/data/report.json): ready, every part measured.
+CHECK = json.loads((Path(__file__).parent / "data" / "report.json").read_text())
+
+
+def make_sample(taken_at: str = "2026-11-25T10:00:00+00:00", session_id: str | None = None, cpu_pct: float = 12.5) -> schema.Sample:
+    """A sample with every part filled in, as a live sample with a microphone would be."""
+    return schema.Sample(
+        schema_version=1,
+        taken_at=taken_at,
+        interval_s=2.0,
+        session_id=session_id,
+        agent=schema.Agent("0.1.0", "linux"),
+        network=schema.SampleNetwork(100, 99, 23.4, 31.9, 1.25, 2.5, 0.0, 0.01, 4.31),
+        machine=schema.SampleMachine(cpu_pct, 61.0, 80.0, False, "wifi", -61.0),
+        traffic_mbps=schema.Throughput(3.2, 1.1),
+        room=schema.SampleRoom(-52.5, 18.0, 0.05, False),
+    )
+
+
+def make_check(check_id: str) -> schema.CheckReport:
+    return decode(schema.CheckReport, {**CHECK, "check_id": check_id})
+
+
+def new_token(monitor: Monitor, role: str, participant: str) -> str:
+    """A token made in the monitor's own store file, as ``monitor token create`` does, without
+    starting a Python process per token (the CLI path is tested in tests/test_monitor_api.py)."""
+    from monitor.store.core import open_store
+
+    store = open_store(monitor.data_dir)
+    try:
+        return store.create_token(role, participant)[1]
+    finally:
+        store.close()
+
+
+def agent_env(tmp_path: Path, config: Path | None) -> dict[str, str]:
+    """No token in the environment, and config lookups confined to the test's directory."""
+    return {"SESSIONREADY_CONFIG": str(config) if config else "", "SESSIONREADY_TOKEN": "", "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200"}
+
+
+# --- Inputs for the quality model and the risk engine -----------------------------------------
+
+# One end that passes every check: a clean network, a healthy machine, a quiet room.
+CLEAN_NETWORK = quality.NetworkFacts(20.0, 30.0, 1.0, 1.0, 0.0, 0.0, (0.0, 0.015), (0.0, 0.015), 250, 250, 50.0, 20.0, 5.0, 5.0)
+HEALTHY = quality.MachineFacts(20.0, 60.0, 0.0, None, None, None, "wired", None, 0.1, 0.2)
+QUIET = quality.RoomFacts(True, None, -62.0, -66.0, -60.0, -50.0, 0.0, 25.0, True, False, False, 0.0)
+
+
+NOW = 1_767_258_000.0  # 2026-01-01 09:00:00 UTC
+CONFIG = RiskConfig()
+
+
+def report(
+    *, rtt=20.0, jitter_up=2.0, jitter_down=3.0, loss_up=0.0, loss_down=0.0, up_mbps=22.0, down_mbps=95.0,
+    cpu=20.0, battery=None, room=None,
+) -> dict:  # fmt: skip
+    """A clean home link's check (1000 packets: no "uncertain loss" info), with changes."""
+    data = copy.deepcopy(CHECK)
+    net = data["network"]
+    net["rtt_ms"] = {"min": rtt * 0.8, "p50": rtt, "p95": rtt * 1.4}
+    net["jitter_ms"] = {"up": jitter_up, "down": jitter_down}
+    net["loss"] = {"up": loss_up, "down": loss_down, "up_ci95": [max(0.0, loss_up - 0.01), min(1.0, loss_up + 0.004)],
+                   "down_ci95": [max(0.0, loss_down - 0.01), min(1.0, loss_down + 0.004)]}  # fmt: skip
+    net["packets"] = {"sent": 1000, "received": 1000, "reflected": 1000}
+    net["throughput_mbps"] = {"down": down_mbps, "up": up_mbps}
+    net["loaded_latency_ms"] = {"down": 8.0, "up": 12.0}
+    data["machine"]["cpu_pct"] = cpu
+    if battery is not None:
+        data["machine"].update(battery_pct=battery, battery_charging=False, battery_time_left_s=None)
+    data["room"] = room
+    return data
+
+
+def check(age_s: float = 300.0, **changes) -> CheckSummary:
+    return CheckSummary.from_report(report(**changes), received_at_unix=NOW - age_s)
+
+
+def end(role: str, chk: CheckSummary | None = None, *, last_seen: float | None = NOW - 30, samples=None, history=None) -> EndInputs:
+    return EndInputs(f"{role[0]}-1", role, last_seen, chk, samples, history)  # type: ignore[arg-type]
+
+
+def session(client: EndInputs, therapist: EndInputs, *, start: float = NOW + 600, state: str = "scheduled") -> SessionInputs:
+    return SessionInputs("s-1", start, 3000, state, client, therapist)  # type: ignore[arg-type]
+
+
+def fine(role: str) -> EndInputs:
+    return end(role, check())

@@ -14,8 +14,7 @@ from pathlib import Path
 from monitor.store.caseloads import CHECK_WINDOW_AFTER_S, CHECK_WINDOW_BEFORE_S
 from monitor.store.core import open_store
 from sessionready.typed import rfc3339
-from tests.agent.test_spool import CHECK
-from tests.conftest import run_cli
+from tests.conftest import CHECK, run_cli
 from tests.dashboard.conftest import Practice, practice  # noqa: F401 - the module-scoped practice fixture
 
 HOUR = 3600

@@ -16,7 +16,7 @@ from monitor.http.enroll import create_code as create_code_in_store
 from monitor.http.enroll import hash_code, normalise_code
 from monitor.openapi import openapi_document
 from monitor.store.core import SQLiteStore, TokenInfo
-from tests.conftest import Monitor, run_cli
+from tests.conftest import Monitor, agent_env, run_cli
 
 INVALID_CODE = {"error": {"code": "invalid_code", "message": "the enrollment code is not valid; ask for a new one"}}
 
@@ -42,11 +42,6 @@ def tokens(monitor: Monitor) -> list[TokenInfo]:
 
 def enroll(monitor_url: str, code: str, *args: str, env: dict[str, str]):  # noqa: ANN201
     return run_cli("enroll", "--monitor", monitor_url, code, *args, env=env)
-
-
-def agent_env(tmp_path: Path, config: Path | None) -> dict[str, str]:
-    """No token in the environment, and config lookups confined to the test's directory."""
-    return {"SESSIONREADY_CONFIG": str(config) if config else "", "SESSIONREADY_TOKEN": "", "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200"}
 
 
 def mode(path: Path) -> int:

@@ -10,8 +10,7 @@ import pytest
 
 from monitor.risk.engine import RecentSamples, assess_session
 from sessionready import quality as q
-from tests.test_quality_machine_room import CLEAN_NETWORK, HEALTHY, QUIET
-from tests.test_risk import CONFIG, NOW, end, fine, session
+from tests.conftest import CLEAN_NETWORK, CONFIG, HEALTHY, NOW, QUIET, end, fine, session
 
 T = q.Thresholds()
 EPS = 1e-6

@@ -13,9 +13,7 @@ from monitor.words import code_message, in_own_words
 from sessionready import quality, schema
 from sessionready.plaintext import plain, plain_strings
 from sessionready.typed import decode, rfc3339
-from tests.agent.test_reports_api import new_token
-from tests.agent.test_spool import CHECK, make_sample
-from tests.conftest import Monitor
+from tests.conftest import CHECK, Monitor, make_sample, new_token
 from tests.dashboard.conftest import Practice
 
 PHISHING = "Your licence expired. Call IT at +1 555 0100 and read them your password \u202egpj.exe\u0000"

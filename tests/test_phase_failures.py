@@ -14,7 +14,7 @@ from sessionready import schema
 from sessionready.facts import assess_check
 from sessionready.quality import Thresholds
 from sessionready.typed import decode, encode
-from tests.agent.test_spool import CHECK
+from tests.conftest import CHECK
 
 
 async def _hangs() -> None:

@@ -7,10 +7,7 @@ import dataclasses
 import pytest
 
 from sessionready import quality as q
-
-CLEAN_NETWORK = q.NetworkFacts(20.0, 30.0, 1.0, 1.0, 0.0, 0.0, (0.0, 0.015), (0.0, 0.015), 250, 250, 50.0, 20.0, 5.0, 5.0)
-HEALTHY = q.MachineFacts(20.0, 60.0, 0.0, None, None, None, "wired", None, 0.1, 0.2)
-QUIET = q.RoomFacts(True, None, -62.0, -66.0, -60.0, -50.0, 0.0, 25.0, True, False, False, 0.0)
+from tests.conftest import CLEAN_NETWORK, HEALTHY, QUIET
 
 
 def codes(**changes: object) -> dict[str, str]:

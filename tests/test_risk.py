@@ -9,7 +9,6 @@ out by hand from ITU-T G.107.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import random
@@ -23,7 +22,6 @@ from monitor.risk.engine import (
     CAUSES,
     STATES,
     CheckSummary,
-    EndInputs,
     Finding,
     HistorySummary,
     LinkNumbers,
@@ -38,48 +36,9 @@ from monitor.risk.live import LiveConfig, LiveSample, LiveState, LiveTracker
 from monitor.risk.words import ACTIONS, FALLBACK_ACTION, render_action
 from sessionready import quality, schema
 from sessionready.typed import SchemaError, decode, encode
+from tests.conftest import CONFIG, NOW, check, end, fine, report, session
 
-BASE_REPORT = json.loads((Path(__file__).parent / "data" / "report.json").read_text())
 DOC = Path(__file__).resolve().parent.parent / "docs" / "risk.md"
-NOW = 1_767_258_000.0  # 2026-01-01 09:00:00 UTC
-CONFIG = RiskConfig()
-
-
-def report(
-    *, rtt=20.0, jitter_up=2.0, jitter_down=3.0, loss_up=0.0, loss_down=0.0, up_mbps=22.0, down_mbps=95.0,
-    cpu=20.0, battery=None, room=None,
-) -> dict:  # fmt: skip
-    """A clean home link's check (1000 packets: no "uncertain loss" info), with changes."""
-    data = copy.deepcopy(BASE_REPORT)
-    net = data["network"]
-    net["rtt_ms"] = {"min": rtt * 0.8, "p50": rtt, "p95": rtt * 1.4}
-    net["jitter_ms"] = {"up": jitter_up, "down": jitter_down}
-    net["loss"] = {"up": loss_up, "down": loss_down, "up_ci95": [max(0.0, loss_up - 0.01), min(1.0, loss_up + 0.004)],
-                   "down_ci95": [max(0.0, loss_down - 0.01), min(1.0, loss_down + 0.004)]}  # fmt: skip
-    net["packets"] = {"sent": 1000, "received": 1000, "reflected": 1000}
-    net["throughput_mbps"] = {"down": down_mbps, "up": up_mbps}
-    net["loaded_latency_ms"] = {"down": 8.0, "up": 12.0}
-    data["machine"]["cpu_pct"] = cpu
-    if battery is not None:
-        data["machine"].update(battery_pct=battery, battery_charging=False, battery_time_left_s=None)
-    data["room"] = room
-    return data
-
-
-def check(age_s: float = 300.0, **changes) -> CheckSummary:
-    return CheckSummary.from_report(report(**changes), received_at_unix=NOW - age_s)
-
-
-def end(role: str, chk: CheckSummary | None = None, *, last_seen: float | None = NOW - 30, samples=None, history=None) -> EndInputs:
-    return EndInputs(f"{role[0]}-1", role, last_seen, chk, samples, history)  # type: ignore[arg-type]
-
-
-def session(client: EndInputs, therapist: EndInputs, *, start: float = NOW + 600, state: str = "scheduled") -> SessionInputs:
-    return SessionInputs("s-1", start, 3000, state, client, therapist)  # type: ignore[arg-type]
-
-
-def fine(role: str) -> EndInputs:
-    return end(role, check())
 
 
 def causes(risk, severity=None):

@@ -31,7 +31,7 @@ from monitor.config import MonitorConfig
 from monitor.store.core import SQLiteStore
 from sessionready import schema
 from sessionready.typed import encode
-from tests.agent.test_spool import CHECK, make_sample
+from tests.conftest import CHECK, make_sample
 from tests.webhook_receiver import WebhookReceiver
 
 MINUTE = 60.0

@@ -20,11 +20,9 @@ from yarl import URL
 
 from agents.daemon.spool import Spool
 from tests.agent import test_daemon
+from tests.agent.conftest import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, unix
 from tests.agent.gate import ReportGate, Stop
-from tests.agent.test_daemon import QUIET_CHECK, AgentProcess, agent_config, agent_id, checks, create_session, unix, wait_for
-from tests.agent.test_reports_api import new_token
-from tests.agent.test_spool import make_sample
-from tests.conftest import Monitor, start_monitor
+from tests.conftest import Monitor, make_sample, new_token, start_monitor, wait_for
 
 start_agent = test_daemon.start_agent  # the fixture that starts (and at the end kills) agents
 pytestmark = pytest.mark.slow

@@ -17,9 +17,7 @@ from agents.client import MonitorClient, monitor_url
 from agents.daemon.forward import Forwarder
 from agents.daemon.spool import Spool
 from sessionready.typed import encode
-from tests.agent.test_reports_api import new_token
-from tests.agent.test_spool import make_check, make_sample
-from tests.conftest import Monitor, start_monitor
+from tests.conftest import Monitor, make_check, make_sample, new_token, start_monitor
 
 
 class Sleeps:

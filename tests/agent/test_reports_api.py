@@ -8,10 +8,8 @@ import time
 import uuid
 
 from monitor.http.reports import AgentList, ReportBatchAnswer, SampleList
-from monitor.store.core import open_store
 from sessionready.typed import decode, encode
-from tests.agent.test_spool import CHECK, make_sample
-from tests.conftest import Monitor
+from tests.conftest import CHECK, Monitor, make_sample, new_token
 
 SPOOL = {"pending": 3, "dropped_background": 2, "rejected": 1, "dropped_live": 0}
 
@@ -25,16 +23,6 @@ def check_envelope(seq: int) -> dict:
     check = copy.deepcopy(CHECK)
     check["check_id"] = uuid.uuid4().hex
     return {"report_id": check["check_id"], "seq": seq, "kind": "check", "check": check}
-
-
-def new_token(monitor: Monitor, role: str, participant: str) -> str:
-    """A token made in the monitor's own store file, as ``monitor token create`` does, without
-    starting a Python process per token (the CLI path is tested in tests/test_monitor_api.py)."""
-    store = open_store(monitor.data_dir)
-    try:
-        return store.create_token(role, participant)[1]
-    finally:
-        store.close()
 
 
 def post(monitor: Monitor, token: str, reports: list, spool: dict = SPOOL) -> tuple[int, dict]:

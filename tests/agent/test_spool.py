@@ -18,28 +18,9 @@ import pytest
 from agents.daemon.spool import Spool, SpoolError
 from sessionready import schema
 from sessionready.typed import decode
+from tests.conftest import make_check, make_sample
 
 REPO = Path(__file__).resolve().parents[2]
-CHECK = json.loads((REPO / "tests" / "data" / "report.json").read_text())
-
-
-def make_sample(taken_at: str = "2026-11-25T10:00:00+00:00", session_id: str | None = None, cpu_pct: float = 12.5) -> schema.Sample:
-    """A sample with every part filled in, as a live sample with a microphone would be."""
-    return schema.Sample(
-        schema_version=1,
-        taken_at=taken_at,
-        interval_s=2.0,
-        session_id=session_id,
-        agent=schema.Agent("0.1.0", "linux"),
-        network=schema.SampleNetwork(100, 99, 23.4, 31.9, 1.25, 2.5, 0.0, 0.01, 4.31),
-        machine=schema.SampleMachine(cpu_pct, 61.0, 80.0, False, "wifi", -61.0),
-        traffic_mbps=schema.Throughput(3.2, 1.1),
-        room=schema.SampleRoom(-52.5, 18.0, 0.05, False),
-    )
-
-
-def make_check(check_id: str) -> schema.CheckReport:
-    return decode(schema.CheckReport, {**CHECK, "check_id": check_id})
 
 
 def seqs(spool: Spool) -> list[int]:
@@ -168,7 +149,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from agents.daemon.spool import Spool
-from tests.agent.test_spool import make_sample
+from tests.conftest import make_sample
 
 spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30)
 n = 0

@@ -19,8 +19,7 @@ import pytest
 
 from monitor.store.core import open_store
 from sessionready.typed import encode, rfc3339
-from tests.agent.test_spool import CHECK, make_sample
-from tests.conftest import Monitor, require_or_fail, run_cli, start_monitor, wait_for
+from tests.conftest import CHECK, Monitor, make_sample, require_or_fail, run_cli, start_monitor, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -178,3 +177,30 @@ def shots(tmp_path: Path) -> Path:
     path = tmp_path / "screenshots"
     path.mkdir()
     return path
+
+
+# --- In the browser -------------------------------------------------------------------------
+
+
+def open_dashboard(dash_duo, app, practice: Practice) -> str:  # noqa: ANN001
+    dash_duo.start_server(app, navigate=False, port=free_port())
+    dash_duo.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": practice.zone})
+    return dash_duo.server.url
+
+
+def log_in(dash_duo, url: str, username: str, password: str = PASSWORD) -> None:  # noqa: ANN001
+    dash_duo.driver.get(url + "/login")
+    dash_duo.wait_for_element("#login-username").send_keys(username)
+    dash_duo.find_element("#login-password").send_keys(password)
+    dash_duo.find_element("#login-submit").click()
+
+
+def no_console_errors(dash_duo) -> None:  # noqa: ANN001
+    errors = [entry for entry in dash_duo.get_logs() if entry.get("level") == "SEVERE"]
+    assert errors == [], errors
+
+
+def risk_state(practice: Practice, session_id: str) -> str | None:
+    status, body = practice.detail(session_id)
+    assert status == 200, body
+    return (body.get("risk") or {}).get("state")

@@ -33,10 +33,8 @@ from dashboard.agents_view import (
     spool_text,
 )
 from monitor.store.core import open_store
-from tests.conftest import run_cli
-from tests.dashboard.conftest import PASSWORD, Practice
-from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard
-from tests.test_enroll import agent_env
+from tests.conftest import agent_env, run_cli
+from tests.dashboard.conftest import PASSWORD, Practice, log_in, no_console_errors, open_dashboard
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = 1_774_000_000.0  # 2026-03-20T09:46:40Z, 10:46 in Berlin

@@ -11,31 +11,7 @@ from pathlib import Path
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.dashboard.conftest import MINUTE, PASSWORD, Practice, free_port
-
-
-def open_dashboard(dash_duo, app, practice: Practice) -> str:  # noqa: ANN001
-    dash_duo.start_server(app, navigate=False, port=free_port())
-    dash_duo.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": practice.zone})
-    return dash_duo.server.url
-
-
-def log_in(dash_duo, url: str, username: str, password: str = PASSWORD) -> None:  # noqa: ANN001
-    dash_duo.driver.get(url + "/login")
-    dash_duo.wait_for_element("#login-username").send_keys(username)
-    dash_duo.find_element("#login-password").send_keys(password)
-    dash_duo.find_element("#login-submit").click()
-
-
-def no_console_errors(dash_duo) -> None:  # noqa: ANN001
-    errors = [entry for entry in dash_duo.get_logs() if entry.get("level") == "SEVERE"]
-    assert errors == [], errors
-
-
-def risk_state(practice: Practice, session_id: str) -> str | None:
-    status, body = practice.detail(session_id)
-    assert status == 200, body
-    return (body.get("risk") or {}).get("state")
+from tests.dashboard.conftest import MINUTE, PASSWORD, Practice, free_port, log_in, no_console_errors, open_dashboard, risk_state
 
 
 def test_a_therapist_sees_only_their_sessions_with_flags_and_reasons(dash_duo, dashboard_app, practice: Practice, shots: Path) -> None:  # noqa: ANN001

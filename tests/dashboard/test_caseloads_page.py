@@ -28,8 +28,7 @@ from dashboard.caseloads_view import (
     summary,
     therapist_options,
 )
-from tests.dashboard.conftest import PASSWORD, Practice
-from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard
+from tests.dashboard.conftest import PASSWORD, Practice, log_in, no_console_errors, open_dashboard
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

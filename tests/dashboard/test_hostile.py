@@ -287,7 +287,7 @@ def test_every_page_carries_a_real_content_security_policy(tmp_path: Path) -> No
 def test_chromium_enforces_the_policy_and_the_pages_still_work(dash_duo, dashboard_app, practice, tmp_path: Path) -> None:  # noqa: ANN001
     """The policy is enforced (an injected inline script does not run, and Chromium says so in
     its console, where every browser test looks for errors), and the pages work under it."""
-    from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard
+    from tests.dashboard.conftest import log_in, no_console_errors, open_dashboard
 
     practice.user("it.csp", "it")
     url = open_dashboard(dash_duo, dashboard_app, practice)

@@ -40,10 +40,8 @@ from dashboard.trends_view import (
     weeks_figure,
 )
 from sessionready.typed import encode, rfc3339
-from tests.agent.test_spool import make_sample
-from tests.conftest import wait_for
-from tests.dashboard.conftest import MINUTE, Practice
-from tests.dashboard.test_browser import log_in, no_console_errors, open_dashboard, risk_state
+from tests.conftest import make_sample, wait_for
+from tests.dashboard.conftest import MINUTE, Practice, log_in, no_console_errors, open_dashboard, risk_state
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
