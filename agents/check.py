@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from agents.client import MonitorClient, MonitorError, ProbeSession
@@ -26,12 +26,22 @@ from agents.probes import throughput
 from agents.probes.machine import LocalHints, MachineResult, measure_machine
 from agents.probes.room import Prompter, RoomResult, RoomSettings, measure_room
 from agents.probes.speedtest import SpeedtestConfig, SpeedtestResult, measure_speedtest
-from agents.probes.targets import TargetResult, TargetSettings, measure_target, parse_target
-from agents.probes.udp_stream import FlowResult, StreamSettings, UdpStream, UdpUnavailable
+from agents.probes.targets import (
+    TargetResult,
+    TargetSettings,
+    measure_target,
+    parse_target,
+)
+from agents.probes.udp_stream import (
+    FlowResult,
+    StreamSettings,
+    UdpStream,
+    UdpUnavailable,
+)
 from agents.runner import PhaseOutcome, Progress, run_phase
 from sessionready import __version__, quality, schema
 from sessionready.facts import assess_check
-from sessionready.stats import percentile
+from sessionready.flow import loaded_increase_ms, network
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,7 @@ def agent_os() -> str:
 async def run_check(
     client: MonitorClient, options: CheckOptions, progress: Progress, prompter: Prompter | None = None
 ) -> CheckRun:
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     started = time.monotonic()
     machine: MachineResult | None = None
     machine_failure: str | None = None  # the phase's code when it did not finish
@@ -387,39 +397,22 @@ def _network(
     udp_port: int,
 ) -> schema.Network:
     idle = flows["idle"]
-    summary = idle.rtt_summary()
     udp_error = None
     if idle.sent and not idle.received:
         udp_error = f"no UDP answer from the monitor's reflector at {udp_host}:{udp_port}"
-    loss = None
-    if idle.loss_up is not None and idle.loss_down is not None and idle.loss_up_ci95 and idle.loss_down_ci95:
-        loss = schema.Loss(
-            up=round(idle.loss_up, 6),
-            down=round(idle.loss_down, 6),
-            up_ci95=(round(idle.loss_up_ci95[0], 6), round(idle.loss_up_ci95[1], 6)),
-            down_ci95=(round(idle.loss_down_ci95[0], 6), round(idle.loss_down_ci95[1], 6)),
-        )
-    idle_p50 = summary[1] if summary else None
     # Latency under load: the median RTT of each load phase once its ramp-up is over, minus idle.
-
     loaded: dict[str, float | None] = {"download": None, "upload": None}
     for name in loaded:
         flow = flows.get(name)
         rtts = flow.rtts_ms(after_s=options.throughput.ramp_seconds) if flow else []
-        if rtts and idle_p50 is not None:
-            loaded[name] = percentile(rtts, 50) - idle_p50
+        loaded[name] = loaded_increase_ms(idle.rtts_ms(), rtts)
     down, up = loads.get("download"), loads.get("upload")
     errors = [o.error or (o.value.error if o.value else None) for o in (down, up) if o is not None]
-    return schema.Network(
-        path="monitor",
-        rtt_ms=schema.RttMs(*(round(v, 3) for v in summary)) if summary else None,
-        jitter_ms=schema.DirectionMs(up=_ms(idle.jitter_up_ms), down=_ms(idle.jitter_down_ms)) if idle.received >= 2 else None,
-        loss=loss,
-        packets=schema.Packets(sent=idle.sent, received=idle.received, reflected=idle.reflected),
-        reordered=schema.Counts(up=idle.reordered_up, down=idle.reordered_down),
-        duplicates=schema.Counts(up=idle.duplicates_up, down=idle.duplicates_down),
-        throughput_mbps=schema.Throughput(down=_mbps(_rate(down)), up=_mbps(_rate(up))),
-        loaded_latency_ms=schema.LoadedLatency(down=_ms(loaded["download"]), up=_ms(loaded["upload"])),
+    return network(
+        idle,
+        loaded_down_ms=loaded["download"],
+        loaded_up_ms=loaded["upload"],
+        throughput=schema.Throughput(down=_mbps(_rate(down)), up=_mbps(_rate(up))),
         udp_error=udp_error,
         throughput_error=next((e for e in errors if e), None),
     )

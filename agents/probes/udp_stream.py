@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sessionready import wire
-from sessionready.stats import percentile, rfc3550_jitter, wilson_interval
+from sessionready.flow import Echo, FlowResult, ReflectorTotals, analyse
 from sessionready.udp import open_udp_socket, recv_timestamped
 
 STATS_ATTEMPTS = 5
@@ -55,41 +55,6 @@ class _Flow:
     reordered_echoes: int = 0
     highest_echo: int = -1
     stats: tuple[int, int, int, int] | None = None  # reflector: distinct, duplicates, reordered, highest
-
-
-@dataclass(frozen=True)
-class FlowResult:
-    """What one flow (phase) measured. Times in ms, loss as ratios."""
-
-    name: str
-    sent: int
-    received: int  # distinct echoes back at the client
-    reflected: int | None  # distinct probes the reflector got (None: its totals never arrived)
-    # (seconds after the flow's first probe was sent, RTT ms) per echoed packet, in seq order,
-    # reflector hold time removed. Time, not sequence number, places a sample in its phase:
-    # a busy event loop sends fewer probes than the nominal rate.
-    rtt_samples: tuple[tuple[float, float], ...]
-    jitter_up_ms: float | None
-    jitter_down_ms: float | None
-    loss_up: float | None
-    loss_down: float | None
-    loss_up_ci95: tuple[float, float] | None
-    loss_down_ci95: tuple[float, float] | None
-    reordered_up: int
-    reordered_down: int
-    duplicates_up: int
-    duplicates_down: int
-
-    def rtts_ms(self, after_s: float = 0.0) -> list[float]:
-        """RTTs of the probes sent at least ``after_s`` seconds into the flow."""
-        return [rtt for sent_s, rtt in self.rtt_samples if sent_s >= after_s]
-
-    def rtt_summary(self) -> tuple[float, float, float] | None:
-        """(min, p50, p95) in ms, or None when nothing came back."""
-        rtts = self.rtts_ms()
-        if not rtts:
-            return None
-        return (min(rtts), percentile(rtts, 50), percentile(rtts, 95))
 
 
 @dataclass(frozen=True)
@@ -305,56 +270,17 @@ class UdpStream:
 
 
 def analyse_flow(flow: _Flow) -> FlowResult:
-    sent = len(flow.sent_ns)
-    received = len(flow.echoes)
-    rtts: list[tuple[float, float]] = []
-    for seq in sorted(flow.echoes):
-        echo = flow.echoes[seq]
-        rtt_ns = (echo.client_recv_ns - flow.sent_ns[seq]) - (echo.reflector_send_ns - echo.reflector_recv_ns)
-        if rtt_ns >= 0:  # a negative RTT means the wall clock stepped mid-packet: drop that sample
-            rtts.append(((flow.sent_ns[seq] - flow.sent_ns[0]) / 1e9, rtt_ns / 1e6))
-
-    # Upstream: sender = this machine, receiver = reflector, in the reflector's arrival order.
-    up_order = sorted(flow.echoes, key=lambda seq: flow.echoes[seq].reflector_recv_ns)
-    jitter_up = rfc3550_jitter([(flow.sent_ns[s], flow.echoes[s].reflector_recv_ns) for s in up_order])
-    # Downstream: sender = reflector, receiver = this machine, in our arrival order.
-    jitter_down = rfc3550_jitter(
-        [(flow.echoes[s].reflector_send_ns, flow.echoes[s].client_recv_ns) for s in flow.arrival_order]
-    )
-
-    reflected: int | None = None
-    duplicates_up = reordered_up = 0
+    """The flow's numbers, by the analysis every probe stream shares (``sessionready.flow``)."""
+    totals = None
     if flow.stats is not None:
-        reflected, duplicates_up, reordered_up, _highest = flow.stats
-        reflected = min(reflected, sent)
-    elif received:
-        # Without the reflector's totals, echoes prove at least this many arrived; the split is
-        # then an estimate that puts all unexplained loss upstream.
-        reflected = received
-    loss_up = loss_down = None
-    ci_up = ci_down = None
-    if reflected is not None and sent:
-        lost_up = sent - reflected
-        lost_down = max(0, reflected - received)
-        loss_up = lost_up / sent
-        ci_up = wilson_interval(lost_up, sent)
-        if reflected:
-            loss_down = lost_down / reflected
-            ci_down = wilson_interval(lost_down, reflected)
-    return FlowResult(
-        name=flow.name,
-        sent=sent,
-        received=received,
-        reflected=reflected if flow.stats is not None else None,
-        rtt_samples=tuple(rtts),
-        jitter_up_ms=None if jitter_up is None else jitter_up / 1e6,
-        jitter_down_ms=None if jitter_down is None else jitter_down / 1e6,
-        loss_up=loss_up,
-        loss_down=loss_down,
-        loss_up_ci95=ci_up,
-        loss_down_ci95=ci_down,
-        reordered_up=reordered_up,
-        reordered_down=max(0, flow.reordered_echoes - reordered_up),
-        duplicates_up=duplicates_up,
-        duplicates_down=max(0, flow.duplicate_echoes - duplicates_up),
+        totals = ReflectorTotals(*flow.stats)
+    return analyse(
+        flow.name,
+        len(flow.sent_ns),
+        flow.sent_ns,
+        {seq: Echo(e.client_recv_ns, e.reflector_recv_ns, e.reflector_send_ns) for seq, e in flow.echoes.items()},
+        flow.arrival_order,
+        duplicate_echoes=flow.duplicate_echoes,
+        reordered_echoes=flow.reordered_echoes,
+        totals=totals,
     )
