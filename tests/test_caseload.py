@@ -200,7 +200,8 @@ def test_a_store_from_before_caseloads_assigns_its_imported_pairs_once(tmp_path:
     finally:
         store.close()
     with sqlite3.connect(tmp_path / "sessionready.sqlite3") as db:
-        db.execute("DROP TABLE caseload")  # as the store was before this version
+        db.execute("DROP TABLE caseload")  # as the store was before caseloads...
+        db.execute("PRAGMA user_version = 0")  # ...and so before schema versions
     store = open_store(tmp_path)
     try:
         assert [(e.therapist_id, e.client_id, e.source) for e in store.caseload()] == [("up-t1", "up-c1", "upgrade")]

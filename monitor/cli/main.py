@@ -72,6 +72,9 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     from monitor.cli import caseloads
 
     caseloads.add_caseload_parser(actions, type(parser))
+    from monitor.cli.migrate import add_migrate_parser
+
+    add_migrate_parser(actions)
 
 
 def _add_enroll_parser(actions: argparse._SubParsersAction, parser_class: type) -> None:
@@ -119,6 +122,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from monitor.app import serve
     from monitor.logs import configure_logging
+    from monitor.store.migrations import StoreTooNew
     from sessionready.config import ConfigError
 
     try:
@@ -135,7 +139,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(config, ready))
-    except ConfigError as error:  # found while building the app, e.g. an unreadable secret file
+    except (ConfigError, StoreTooNew) as error:  # found while building the app, e.g. an unreadable secret file
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot start: {error.strerror or error} (address {config.host}:{config.port})")
@@ -148,11 +152,12 @@ def run_serve(args: argparse.Namespace) -> int:
 def _with_store(args: argparse.Namespace, action: Callable[[SQLiteStore], int]) -> int:
     """Open the configured store, run ``action`` on it, close it; one sentence if it cannot open."""
     from monitor.store.core import open_store
+    from monitor.store.migrations import StoreTooNew
     from sessionready.config import ConfigError
 
     try:
         store = open_store(_config(args).data_path)
-    except (ConfigError, OSError) as error:
+    except (ConfigError, OSError, StoreTooNew) as error:
         return _fail(str(error))
     try:
         return action(store)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from monitor.store import migrations
 from monitor.store.alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, PendingDelivery, StoredAlert
 from monitor.store.caseloads import CaseloadEntry, CaseloadStoreMixin
 from monitor.store.reports import AgentStatus, ReportStoreMixin, StoredSample
@@ -227,19 +228,29 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Alert
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        try:
+            version = migrations.check_not_newer(self._db, path)  # before anything writes to it
+        except BaseException:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the monitor answers. An agent deletes a report from
         # its spool once the monitor acknowledges it, so NORMAL (WAL synced only at checkpoints)
         # could lose acknowledged reports to a power cut: acknowledged must mean durable.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        had_caseload = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'caseload'").fetchone() is not None
-        self._db.executescript(
-            _SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + CaseloadStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA
-            + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA
-        )  # fmt: skip
-        with self._transaction() as db:
-            self._upgrade_caseload(db, had_caseload)
+        if version < migrations.BASELINE:
+            # A new store, or one from before schema versions: the baseline schema, and the
+            # caseloads that stores older than caseloads derive from their sessions.
+            had_caseload = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'caseload'").fetchone() is not None
+            self._db.executescript(
+                _SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + CaseloadStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA
+                + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA
+            )  # fmt: skip
+            with self._transaction() as db:
+                self._upgrade_caseload(db, had_caseload)
+        with self._lock:
+            self.migrations_applied = migrations.upgrade(self._db, path)
         self._ensure_rollups()  # trends: a one-off backfill for samples older than the rollups
         path.chmod(0o600)
 
