@@ -1,0 +1,329 @@
+"""Per-stream records of the browser's probe stream, and the echo the monitor answers with.
+
+Wire format (docs/browser-check.md section 3), big-endian, each message padded by the page:
+
+* probe, page -> monitor: ``u8 kind=1 | u8 0 | u16 0 | u32 seq | f64 sent_ms`` then padding;
+* echo, monitor -> page: ``u8 kind=2 | u8 0 | u16 0 | u32 seq | f64 sent_ms (copied) |
+  f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct_received`` then the probe's own
+  padding: exactly as long as the probe, never longer.
+
+The monitor's times are its monotonic clock; the page's are ``performance.now()``. The two
+clocks are never compared: only differences taken on one side enter the analysis
+(``sessionready.flow``), as with the CLI's UDP stream. Nothing here does I/O but the
+registry's closing of peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import secrets
+import struct
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sessionready import flow, schema
+
+PROBE_KIND = 1
+ECHO_KIND = 2
+PROBE_HEAD = struct.Struct("!BBHId")  # kind, 0, 0, seq, sent_ms
+ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, 0, 0, seq, sent_ms, recv_ms, send_ms, distinct
+# A probe must be long enough to carry its echo: an echo is never longer than what caused it.
+MIN_PROBE_BYTES = ECHO_HEAD.size
+# Far above a voice packet (172 bytes) and below any path MTU: SCTP never fragments a probe.
+MAX_PROBE_BYTES = 1200
+MAX_PROBES = 65_536  # sequence numbers a stream records: 21 minutes at 50 packets/s
+# A stream sends 50 probes/s; at most twice that is answered (with a burst allowance), so a
+# page cannot turn the monitor into a traffic source, exactly like the UDP reflector.
+MAX_PPS = 100.0
+BURST = 100.0
+# A page that retries after a failure opens a new stream while the old one waits out its
+# lifetime; beyond a few, one link would only be taking the slots of others.
+MAX_STREAMS_PER_OWNER = 3
+
+
+@dataclass
+class StreamRecords:
+    """Everything the monitor keeps about one stream. Times in ns of the monitor's monotonic
+    clock, except ``sent_ns`` (the page's ``sent_ms`` carried in the probe, converted to ns)."""
+
+    rtc_id: str
+    owner: str  # the link id (a client agent's token id until check links exist)
+    sent_ns: dict[int, int] = field(default_factory=dict)  # seq -> page send time, first copy
+    recv_ns: dict[int, int] = field(default_factory=dict)  # seq -> monitor receive time, first copy
+    send_ns: dict[int, int] = field(default_factory=dict)  # seq -> monitor send time of its echo
+    duplicate_seqs: dict[int, int] = field(default_factory=dict)  # seq -> copies beyond the first
+    reordered_seqs: set[int] = field(default_factory=set)  # seqs that arrived after a higher one
+    distinct: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    highest: int = -1
+    ignored: int = 0  # malformed, out of range, or over the rate: not echoed
+    _allowance: float = BURST
+    _last_ns: int = 0
+
+    def answer(self, message: bytes, recv_ns: int, clock_ns) -> bytes | None:
+        """Record a probe received at ``recv_ns``; the echo to send at once, or None to drop it.
+
+        ``clock_ns`` is read right before the echo is built: its time is the echo's send time.
+        """
+        if not isinstance(message, bytes | bytearray) or not MIN_PROBE_BYTES <= len(message) <= MAX_PROBE_BYTES:
+            self.ignored += 1
+            return None
+        kind, _flags, _reserved, seq, sent_ms = PROBE_HEAD.unpack_from(message)
+        if kind != PROBE_KIND or seq >= MAX_PROBES or not math.isfinite(sent_ms) or not self._admit(recv_ns):
+            self.ignored += 1
+            return None
+        if seq in self.recv_ns:
+            self.duplicates += 1
+            self.duplicate_seqs[seq] = self.duplicate_seqs.get(seq, 0) + 1
+        else:
+            self.distinct += 1
+            self.sent_ns[seq] = round(sent_ms * 1e6)
+            self.recv_ns[seq] = recv_ns
+            if seq < self.highest:
+                self.reordered += 1
+                self.reordered_seqs.add(seq)
+            else:
+                self.highest = seq
+        send_ns = clock_ns()
+        self.send_ns.setdefault(seq, send_ns)
+        echo = bytearray(message)
+        ECHO_HEAD.pack_into(echo, 0, ECHO_KIND, 0, 0, seq, sent_ms, recv_ns / 1e6, send_ns / 1e6, self.distinct)
+        return bytes(echo)
+
+    def snapshot(self) -> StreamRecords:
+        """A copy that later probes do not change."""
+        return StreamRecords(
+            self.rtc_id, self.owner, self.sent_ns.copy(), self.recv_ns.copy(), self.send_ns.copy(),
+            self.duplicate_seqs.copy(), self.reordered_seqs.copy(), self.distinct, self.duplicates, self.reordered,
+            self.highest, self.ignored,
+        )  # fmt: skip
+
+    def _admit(self, now_ns: int) -> bool:
+        if self._last_ns:
+            self._allowance = min(BURST, self._allowance + max(0, now_ns - self._last_ns) / 1e9 * MAX_PPS)
+        self._last_ns = now_ns
+        if self._allowance < 1:
+            return False
+        self._allowance -= 1
+        return True
+
+    def send_times(self, sent: int) -> list[int]:
+        """A send time (page clock, ns) for every seq below ``sent``: the probe's own where the
+        monitor received it, else interpolated between the nearest received neighbours (the page
+        sends at a fixed interval), extrapolated at the edges with the median spacing. Only to
+        place a lost probe in its phase; no RTT is ever computed from an estimated time."""
+        known = sorted(seq for seq in self.sent_ns if seq < sent)
+        if not known:
+            return [0] * sent
+        steps = sorted((self.sent_ns[b] - self.sent_ns[a]) / (b - a) for a, b in itertools.pairwise(known))
+        spacing = steps[len(steps) // 2] if steps else 0.0
+        times = [0] * sent
+        for seq in range(known[0]):
+            times[seq] = round(self.sent_ns[known[0]] - (known[0] - seq) * spacing)
+        for a, b in itertools.pairwise(known):
+            times[a] = self.sent_ns[a]
+            for seq in range(a + 1, b):
+                times[seq] = round(self.sent_ns[a] + (seq - a) * (self.sent_ns[b] - self.sent_ns[a]) / (b - a))
+        last = known[-1]
+        times[last] = self.sent_ns[last]
+        for seq in range(last + 1, sent):
+            times[seq] = round(self.sent_ns[last] + (seq - last) * spacing)
+        return times
+
+    def flow_result(self, name: str, seqs: range, echoes: Iterable[tuple[int, float]], origin_ns: int) -> flow.FlowResult:
+        """Analyse the probes ``seqs`` (renumbered from 0) with the page's ``[seq, arrival_ms]``
+        echoes, in the order the page received them."""
+        first = seqs.start
+        sent_ns: dict[int, int] = {}
+        found: dict[int, flow.Echo] = {}
+        order: list[int] = []
+        duplicate_echoes = reordered_echoes = 0
+        highest = -1
+        for seq, arrival_ms in echoes:
+            if seq not in seqs or seq not in self.send_ns:
+                continue  # outside this window, or an echo the monitor never sent
+            index = seq - first
+            if index in found:
+                duplicate_echoes += 1
+                continue
+            sent_ns[index] = self.sent_ns[seq]
+            found[index] = flow.Echo(round(arrival_ms * 1e6), self.recv_ns[seq], self.send_ns[seq])
+            order.append(index)
+            if index < highest:
+                reordered_echoes += 1
+            else:
+                highest = index
+        received_here = [seq for seq in seqs if seq in self.recv_ns]
+        for seq in received_here:
+            sent_ns.setdefault(seq - first, self.sent_ns[seq])
+        totals = flow.ReflectorTotals(
+            distinct=len(received_here),
+            duplicates=sum(self.duplicate_seqs.get(seq, 0) for seq in received_here),
+            reordered=sum(1 for seq in received_here if seq in self.reordered_seqs),
+            highest=max((seq - first for seq in received_here), default=0),
+        )
+        return flow.analyse(
+            name, len(seqs), sent_ns, found, order,
+            duplicate_echoes=duplicate_echoes, reordered_echoes=reordered_echoes, totals=totals, origin_ns=origin_ns,
+        )  # fmt: skip
+
+
+def _window(times: list[int], span: tuple[float, float] | None, skip_s: float = 0.0) -> range | None:
+    """The seqs whose send time falls within ``span`` (page ms), the first ``skip_s`` excluded."""
+    if span is None:
+        return None
+    start_ns, end_ns = round((span[0] + skip_s * 1000) * 1e6), round(span[1] * 1e6)
+    inside = [seq for seq, t in enumerate(times) if start_ns <= t < end_ns]
+    return range(inside[0], inside[-1] + 1) if inside else None
+
+
+def network_of(
+    records: StreamRecords,
+    sent: int,
+    echoes: list[tuple[int, float]],
+    phases: Mapping[str, tuple[float, float] | None],
+    *,
+    ramp_s: float,
+) -> schema.Network:
+    """The check's network part from the monitor's records and the page's.
+
+    Like the CLI: RTT, jitter, loss and counts from the idle phase (the whole stream when the
+    page marked no idle phase); delay under load = median RTT of the probes sent during each load
+    phase after its first ``ramp_s`` seconds (the throughput ramp, excluded as the CLI excludes
+    it) minus the idle median. A probe's phase is decided by its send time on the page's clock.
+    """
+    sent = max(0, min(sent, MAX_PROBES))
+    times = records.send_times(sent)
+    origin = times[0] if times else 0
+    idle_seqs = _window(times, phases.get("idle")) if phases.get("idle") is not None else range(sent)
+    idle = records.flow_result("idle", idle_seqs or range(0), echoes, origin)
+    loaded: dict[str, float | None] = {}
+    for name in ("download", "upload"):
+        seqs = _window(times, phases.get(name), ramp_s)
+        rtts = records.flow_result(name, seqs, echoes, origin).rtts_ms() if seqs else []
+        loaded[name] = flow.loaded_increase_ms(idle.rtts_ms(), rtts)
+    udp_error = None
+    if idle.sent and not idle.received:
+        udp_error = "no echo came back over the WebRTC data channel"
+    return flow.network(idle, loaded_down_ms=loaded["download"], loaded_up_ms=loaded["upload"], udp_error=udp_error)
+
+
+class RtcRefused(Exception):
+    """A stream cannot start. ``status`` and ``code`` for the HTTP answer; ``str()`` one sentence."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Peer(Protocol):
+    answer_sdp: str
+
+    async def close(self) -> None: ...
+
+
+# (records, offer SDP, call when the peer ends by itself) -> the answered peer; raises RtcRefused.
+PeerOpener = Callable[[StreamRecords, str, Callable[[], None]], Awaitable[Peer]]
+
+
+@dataclass
+class _Stream:
+    records: StreamRecords
+    peer: Peer | None = None
+    expiry: asyncio.Task[None] | None = None
+
+
+class RtcStreams:
+    """The monitor's WebRTC probe streams: ``app[keys.RTC]``.
+
+    At most ``max_peers`` at once (a new one beyond is refused, 503); each lives at most
+    ``max_seconds``, after which its peer is closed and its records are forgotten. Peers come
+    from ``open_peer`` (monitor.rtc.peer in the monitor; tests may hand in their own).
+    """
+
+    def __init__(self, open_peer: PeerOpener, *, max_peers: int, max_seconds: float, ramp_s: float) -> None:
+        self._open_peer = open_peer
+        self.max_peers = max_peers
+        self.max_seconds = max_seconds
+        self.ramp_s = ramp_s
+        self._streams: dict[str, _Stream] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def records(self, rtc_id: str) -> StreamRecords | None:
+        stream = self._streams.get(rtc_id)
+        return stream.records if stream is not None else None
+
+    async def start(self, owner: str, offer_sdp: str) -> tuple[str, str]:
+        """Answer the page's offer: ``(rtc_id, answer SDP)``. Raises RtcRefused."""
+        if sum(1 for stream in self._streams.values() if stream.records.owner == owner) >= MAX_STREAMS_PER_OWNER:
+            raise RtcRefused(429, "rtc_too_many", f"this link has {MAX_STREAMS_PER_OWNER} probe streams open already; they end within {self.max_seconds:g} s")
+        if len(self._streams) >= self.max_peers:
+            raise RtcRefused(503, "rtc_busy", f"the monitor runs {self.max_peers} probe streams already; try again in a minute")
+        rtc_id = secrets.token_hex(16)
+        stream = _Stream(StreamRecords(rtc_id, owner))
+        self._streams[rtc_id] = stream  # the slot is taken while the answer is being made
+        try:
+            stream.peer = await self._open_peer(stream.records, offer_sdp, lambda: self._peer_ended(rtc_id))
+        except BaseException:
+            self._streams.pop(rtc_id, None)
+            raise
+        if self._streams.get(rtc_id) is not stream:  # closed while answering (shutdown)
+            self._close_peer(stream)
+            raise RtcRefused(503, "rtc_closed", "the monitor is shutting down")
+        stream.expiry = asyncio.get_running_loop().create_task(self._expire(rtc_id), name=f"rtc-expiry-{rtc_id}")
+        return rtc_id, stream.peer.answer_sdp
+
+    async def _expire(self, rtc_id: str) -> None:
+        await asyncio.sleep(self.max_seconds)
+        self.close(rtc_id)
+
+    def network_for(
+        self, rtc_id: str, link_id: str, sent: int, echoes: list[tuple[int, float]], phases: Mapping[str, tuple[float, float] | None]
+    ) -> schema.Network | None:
+        """The check's network part (see ``network_of``); None when the stream is unknown (never
+        started, expired, closed) or belongs to another link."""
+        stream = self._streams.get(rtc_id)
+        if stream is None or not secrets.compare_digest(stream.records.owner, link_id):
+            return None
+        # Called from a worker thread while the event loop may still record late probes: work
+        # on a copy (each dict and set copy is one C call under the GIL, so it is consistent).
+        return network_of(stream.records.snapshot(), sent, echoes, phases, ramp_s=self.ramp_s)
+
+    def _peer_ended(self, rtc_id: str) -> None:
+        """The page went away (or its connection failed): free the port, keep the records for
+        the check the page may still submit (until ``close`` or the stream's lifetime ends)."""
+        stream = self._streams.get(rtc_id)
+        if stream is not None:
+            self._close_peer(stream)
+
+    def close(self, rtc_id: str) -> None:
+        """End the stream and forget its records; nothing happens for an unknown id."""
+        stream = self._streams.pop(rtc_id, None)
+        if stream is None:
+            return
+        if stream.expiry is not None and stream.expiry is not asyncio.current_task():
+            stream.expiry.cancel()
+        self._close_peer(stream)
+
+    def _close_peer(self, stream: _Stream) -> None:
+        peer, stream.peer = stream.peer, None
+        if peer is None:
+            return
+        task = asyncio.get_running_loop().create_task(peer.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close every peer (the monitor is stopping) and wait until they are closed."""
+        for rtc_id in list(self._streams):
+            self.close(rtc_id)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
