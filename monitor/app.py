@@ -20,12 +20,14 @@ from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
 from monitor.http import alerts, caseloads, checks, enroll, enrollments, probe, reports, service, session_samples, sessions, trends, users
 from monitor.logs import JsonAccessLogger
-from monitor.metrics import build_alert_metrics, build_metrics, register_session_metrics
+from monitor.metrics import build_alert_metrics, build_metrics, build_retention_metrics, register_session_metrics
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
+from monitor.retention import RetentionJob
 from monitor.risk.engine import RiskConfig
 from monitor.risk.service import RiskService, RiskTimes
 from monitor.store.core import Store, open_store
+from monitor.store.retention import KINDS as RETENTION_KINDS
 
 log = logging.getLogger("sessionready.monitor")
 
@@ -94,6 +96,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
         _metrics_context,  # the registry; reads the store and the reflector's counters
         _alerts_context,  # webhook deliveries: store and metrics
         _risk_context,  # risk passes: store, metrics, and the alerter for risk changes
+        _retention_context,  # deletes what outlived its purpose: store and metrics
     ):
         app.cleanup_ctx.append(context)
     app.router.add_get("/healthz", service.healthz)
@@ -151,6 +154,16 @@ async def _alerts_context(app: web.Application) -> AsyncIterator[None]:
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
+
+
+async def _retention_context(app: web.Application) -> AsyncIterator[None]:
+    counted = build_retention_metrics(app[keys.METRICS].registry, RETENTION_KINDS)
+    job = RetentionJob(app[keys.STORE], app[keys.CONFIG].retention, app[keys.CLOCK], counted)
+    task = asyncio.create_task(job.run(), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _risk_context(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from monitor.alerts.config import AlertsConfig, load_alerts
+from monitor.retention import RetentionConfig, load_retention
 from sessionready.config import ConfigError, decode_section, read_toml, section_of
 from sessionready.typed import limits
 
@@ -75,6 +76,8 @@ class MonitorConfig:
     risk_interval_s: float = field(default=15.0, metadata=limits(ge=1, le=3600))
     # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
+    # The top-level [retention] table (monitor/retention.py): how long each kind of row is kept.
+    retention: RetentionConfig = field(default_factory=RetentionConfig, repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -107,9 +110,10 @@ def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
     """The config file's ``[monitor]`` table (if a file is given) with non-None overrides applied."""
     table: dict[str, object] = {}
     alerts = AlertsConfig()
+    retention = RetentionConfig()
     if path is not None:
         document = read_toml(path)
-        table = dict(section_of(document, path, "monitor", {"monitor", "alerts"}))
+        table = dict(section_of(document, path, "monitor", {"monitor", "alerts", "retention"}))
         if "alerts" in table:
             raise ConfigError(f"config file {path}: key 'monitor.alerts.delivery': alerts go in their own top-level [alerts] table")
         if "probe_requests_per_minute" in table:
@@ -118,9 +122,10 @@ def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
                 "probe_sessions_per_hour, probe_bytes_per_hour and probe_streams_per_token (docs/monitor.md)"
             )
         alerts = load_alerts(document.get("alerts", {}), path)
+        retention = load_retention(document.get("retention", {}), path)
     table.update({key: value for key, value in overrides.items() if value is not None})
     source = path if path is not None else "command line"
-    return replace(decode_section(MonitorConfig, table, source, "monitor"), alerts=alerts)
+    return replace(decode_section(MonitorConfig, table, source, "monitor"), alerts=alerts, retention=retention)
 
 
 def with_port(config: MonitorConfig, port: int) -> MonitorConfig:

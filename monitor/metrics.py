@@ -244,6 +244,14 @@ def build_alert_metrics(registry: CollectorRegistry, pending_deliveries: Callabl
     return AlertMetrics(events, deliveries)
 
 
+def build_retention_metrics(registry: CollectorRegistry, kinds: Iterable[str]) -> Callable[[str, int], None]:
+    """Rows the retention job deleted, per kind: how it tells it ``counted(kind, rows)``."""
+    deleted = Counter("sessionready_retention_deleted_rows", "Rows deleted because they outlived their retention, per kind.", ["kind"], registry=registry)
+    for kind in kinds:
+        deleted.labels(kind)
+    return lambda kind, rows: deleted.labels(kind).inc(rows)
+
+
 class PendingDeliveriesCollector:
     """Webhook deliveries not yet sent or given up, read from the store (shared by all monitors)."""
 

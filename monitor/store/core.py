@@ -23,6 +23,7 @@ from monitor.store import migrations
 from monitor.store.alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, PendingDelivery, StoredAlert
 from monitor.store.caseloads import CaseloadEntry, CaseloadStoreMixin
 from monitor.store.reports import AgentStatus, ReportStoreMixin, StoredSample
+from monitor.store.retention import RetentionStoreMixin
 from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot, RiskStoreMixin, RiskSummary, StoredRisk
 from monitor.store.sessions import ImportOutcome, ParticipantInfo, SessionInfo, SessionRow, SessionStoreMixin, StateChange
 from monitor.store.trends import RollupRow, SessionBucket, TrendFilter, TrendStoreMixin
@@ -160,6 +161,8 @@ class Store(Protocol):
     def pending_alert_deliveries(self) -> int: ...
     def list_alerts(self, therapist_id: str | None, session_id: str | None, limit: int) -> list[StoredAlert]: ...
     def alert_attempts(self, alert_id: str) -> list[tuple[str, int, float, str, int | None, str | None]]: ...
+    # retention (monitor/store/retention.py)
+    def expire_batch(self, kind: str, before: float, limit: int) -> int: ...
     def close(self) -> None: ...
 
 
@@ -214,7 +217,7 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin):
+class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
     Other processes (the token command while the monitor runs) may open the same file: WAL

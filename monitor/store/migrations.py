@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.store.retention import SCHEMA_INDEXES as RETENTION_INDEXES
+
 BASELINE = 1
 
 
@@ -35,8 +37,18 @@ class Migration:
     apply: Callable[[sqlite3.Connection], None]
 
 
+def _statements(*sql: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(db: sqlite3.Connection) -> None:
+        for statement in sql:
+            db.execute(statement)
+
+    return apply
+
+
 # Add a migration at the end: version = the previous one + 1. Never edit one that has shipped.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "index each kind's age, for retention's batches", _statements(*RETENTION_INDEXES)),
+)
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:
