@@ -128,6 +128,9 @@ def number(value: float | None, unit: str, digits: int = 0) -> str:
     ms, %, Mbit/s, dBFS, dB, MOS out of 5."""
     if value is None:
         return "—"
+    if unit == "MOS":
+        digits = 2
+    value = round(value, digits) + 0.0  # -0.3 ms shows as "0 ms", never "-0 ms"
     if unit == "%":
         return f"{value:.{digits}f} %"
     if unit == "MOS":

@@ -65,6 +65,8 @@ def test_units_are_consistent() -> None:
     assert percent(0.08) == "8.0 %"
     assert number(4.312, "MOS") == "4.31 / 5"
     assert number(-52.5, "dBFS") == "-52 dBFS"
+    assert number(-0.3, "ms") == "0 ms" and number(-0.04, "%", 1) == "0.0 %", "never a negative zero (delay under load)"
+    assert number(-0.6, "ms") == "-1 ms"
 
 
 def session(session_id: str, start: str, state: str = "scheduled", risk: dict | None = None) -> dict:
