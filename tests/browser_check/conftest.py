@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ CSP = (
     "connect-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+SESSION = web.AppKey("session", ClientSession)
 TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
 
 # The BrowserCheck body of docs/browser-check.md section 4: the fake refuses anything else (400),
@@ -95,6 +97,7 @@ class PageServer:
     refused: list[list[str]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     answer_status: int = 201
+    revoked: bool = False  # the link endpoints answer 401, as for a link revoked after the page loaded
 
     def page(self, secret: str = SECRET) -> str:
         return f"{self.url}/c/{secret}"
@@ -112,7 +115,7 @@ def _app(server: PageServer, monitor: Monitor, token: str) -> web.Application:
     }
 
     def authorised(request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Link {SECRET}"
+        return not server.revoked and request.headers.get("Authorization") == f"Link {SECRET}"
 
     def unauthorised() -> web.Response:
         return web.json_response({"error": {"code": "unauthorized", "message": "no valid credential"}}, status=401)
@@ -168,7 +171,7 @@ def _app(server: PageServer, monitor: Monitor, token: str) -> web.Application:
         """A pass-through to the real monitor's probe endpoint, the body streamed both ways."""
         if not authorised(request):
             return unauthorised()
-        session: ClientSession = request.app["session"]
+        session: ClientSession = request.app[SESSION]
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
         if request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
@@ -187,9 +190,9 @@ def _app(server: PageServer, monitor: Monitor, token: str) -> web.Application:
             return response
 
     async def session_ctx(app: web.Application):  # noqa: ANN202
-        app["session"] = ClientSession(timeout=ClientTimeout(total=None))
+        app[SESSION] = ClientSession(timeout=ClientTimeout(total=None))
         yield
-        await app["session"].close()
+        await app[SESSION].close()
 
     app = web.Application(middlewares=[record], client_max_size=64 << 20)
     app.cleanup_ctx.append(session_ctx)
@@ -211,8 +214,9 @@ def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
         running.stop()
 
 
-@pytest.fixture
-def page_server(monitor: Monitor) -> Iterator[PageServer]:
+@contextmanager
+def _serve(monitor: Monitor) -> Iterator[PageServer]:
+    """The page's origin in a thread with its own event loop, on an ephemeral port."""
     token = new_token(monitor, "client", "p1")
     loop = asyncio.new_event_loop()
     with socket.socket() as sock:
@@ -241,6 +245,12 @@ def page_server(monitor: Monitor) -> Iterator[PageServer]:
         loop.close()
 
 
+@pytest.fixture
+def page_server(monitor: Monitor) -> Iterator[PageServer]:
+    with _serve(monitor) as server:
+        yield server
+
+
 def run(*command: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stderr
 
@@ -257,8 +267,11 @@ def make_pink(path: Path, level_db: float, rate: int = 48000, seconds: int = 20)
     return path
 
 
-def chrome(audio_file: Path, *, window: tuple[int, int] = (1280, 800), fps: int | None = None):  # noqa: ANN201
-    """Debian's Chromium through the system chromedriver, headless, with fake media devices."""
+def chrome(audio_file: Path, *, window: tuple[int, int] = (1280, 800), fps: int | None = None, fake_ui: bool = True):  # noqa: ANN201
+    """Debian's Chromium through the system chromedriver, headless, with fake media devices.
+
+    ``fake_ui``: every permission prompt is answered "allow"; without it, the test sets each
+    permission itself (DevTools Browser.setPermission), e.g. to deny the microphone."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -276,7 +289,7 @@ def chrome(audio_file: Path, *, window: tuple[int, int] = (1280, 800), fps: int 
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--use-fake-ui-for-media-stream",
+        *(["--use-fake-ui-for-media-stream"] if fake_ui else []),
         fake_device,
         f"--use-file-for-fake-audio-capture={audio_file}",
         f"--window-size={window[0]},{window[1]}",
@@ -310,3 +323,29 @@ def network_requests(driver) -> list[str]:  # noqa: ANN001
         if message.get("method") == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
     return urls
+
+
+def make_talk_over_noise(directory: Path, talk_db: float = -30.0, noise_db: float = -45.0, rate: int = 48000) -> Path:
+    """espeak-ng speech with short pauses, about 20 s, at ``talk_db`` (sox RMS) over pink noise at
+    ``noise_db``: voices in the background, all the time (the fake microphone loops the file)."""
+    from tests.audio import reference
+
+    require_or_fail(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
+    parts = []
+    for index, sentence in enumerate(("The weather was mild for the time of year.", "Please remember to bring the blue folder tomorrow morning.")):
+        spoken = directory / f"espeak{index}.wav"
+        subprocess.run(["espeak-ng", "-v", "en", "-w", str(spoken), sentence], check=True, capture_output=True)
+        resampled = directory / f"speech{index}.wav"
+        run("sox", str(spoken), "-r", str(rate), "-c", "1", "-b", "16", str(resampled))
+        parts.append(str(resampled))
+    pause = directory / "pause.wav"
+    run("sox", "-n", "-r", str(rate), "-c", "1", "-b", "16", str(pause), "trim", "0", "0.3")
+    talk = directory / "talk-raw.wav"
+    run("sox", *([parts[0], str(pause), parts[1], str(pause)] * 3), str(talk))
+    scaled = directory / "talk.wav"
+    run("sox", str(talk), "-b", "16", str(scaled), "vol", f"{10 ** ((talk_db - reference.sox_rms_db(talk)) / 20):.9f}")
+    seconds = float(subprocess.run(["soxi", "-D", str(scaled)], capture_output=True, text=True, check=True).stdout)
+    noise = make_pink(directory / "bed.wav", noise_db, rate=rate, seconds=int(seconds) + 1)
+    mixed = directory / "talk-over-noise.wav"
+    run("sox", "-m", "-v", "1", str(scaled), "-v", "1", str(noise), "-b", "16", str(mixed), "trim", "0", str(seconds))
+    return mixed
