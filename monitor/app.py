@@ -18,8 +18,8 @@ from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
-from monitor.http import alerts, caseloads, checks, enroll, enrollments, probe, reports, service, session_samples, sessions, trends, users
-from monitor.logs import JsonAccessLogger
+from monitor.http import alerts, caseloads, check_links, checks, enroll, enrollments, link_page, probe, reports, service, session_samples, sessions, trends, users
+from monitor.logs import JsonAccessLogger, loggable_path
 from monitor.metrics import build_alert_metrics, build_metrics, build_retention_metrics, register_session_metrics
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
@@ -61,12 +61,12 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     except ConnectionError:
         # The client went away mid-request (the check aborts its upload streams at their
         # deadline): nothing went wrong here, and nobody is left to read an answer.
-        log.info("client went away during %s %s", request.method, request.path)
+        log.info("client went away during %s %s", request.method, loggable_path(request.path))
         response = json_error(400, "connection_lost", "the connection was lost before the request was read")
         response.force_close()
         return response
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, loggable_path(request.path))
         return json_error(500, "internal_error", "the monitor hit an internal error; it has been logged")
 
 
@@ -78,7 +78,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     """
     app = web.Application(
         client_max_size=config.max_report_bytes,
-        middlewares=[error_middleware, auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT)],
+        middlewares=[error_middleware, auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT, links=check_links.authenticate)],
     )
     app[keys.CONFIG] = config
     app[keys.CLOCK] = clock
@@ -110,7 +110,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     app.router.add_post("/api/v1/probe/session", probe.probe_session)
     app.router.add_get("/api/v1/probe/download", probe.download)
     app.router.add_post("/api/v1/probe/upload", probe.upload)
-    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts):
+    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts, check_links, link_page):
         area.add_routes(app)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -16,32 +17,70 @@ from sessionready.terms import STAFF_ROLES  # the same for a token and a dashboa
 # Paths that need no token: liveness, the API description, enrollment (how an agent gets
 # its token; the one-time code is its credential) and login (how a dashboard user gets one).
 PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login"})
-# Who a request comes from: an agent's token, or a dashboard user's login session.
-Principal = TokenInfo | UserPrincipal
+# The browser check's page and its assets: the link's secret in the path is the page's own
+# credential, judged by its handler (monitor/http/link_page.py).
+PUBLIC_PREFIX = "/c/"
+# All that a check link's holder may call (docs/browser-check.md section 2). Any other route
+# answers a Link credential as if there were none.
+LINK_ROUTES = frozenset(
+    {
+        ("GET", "/api/v1/link"),
+        ("POST", "/api/v1/link/rtc"),
+        ("GET", "/api/v1/probe/download"),
+        ("POST", "/api/v1/probe/upload"),
+        ("POST", "/api/v1/link/checks"),
+        ("GET", "/api/v1/link/checks"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class LinkPrincipal:
+    """Whoever holds a check link's secret: a client who may run checks for one participant
+    and read the checks made through this link, nothing else."""
+
+    link_id: str
+    participant_id: str
+    session_id: str | None
+    expires_at: float  # unix seconds
+    role: str = "client"
+
+    @property
+    def token_id(self) -> str:
+        """The key of the link's probe limits: its link id (link ids and agent token ids are one
+        namespace, since each link has a row in the tokens table: monitor/store/check_links.py)."""
+        return self.link_id
+
+
+# Who a request comes from: an agent's token, a dashboard user's login session, or a check link.
+Principal = TokenInfo | UserPrincipal | LinkPrincipal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Looks up a link's secret for a request: its principal, or the answer to give (401, 429).
+LinkAuthenticator = Callable[[web.Request, str], Awaitable["LinkPrincipal | web.Response"]]
+
+_NO_CREDENTIAL = "this endpoint needs a token (an agent's, or a dashboard login's): send 'Authorization: Bearer <token>'"
 
 
-def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.AppKey) -> Callable:
+def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.AppKey, links: LinkAuthenticator | None = None) -> Callable:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
             # Decompressing a request body would let a small upload cost the server a lot
             # of time on the event loop the UDP reflector shares.
             return _unread(json_error(415, "unsupported_encoding", "send request bodies without Content-Encoding"))
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        if scheme.lower() == "link" and token.strip() and links is not None and (request.method, request.path) in LINK_ROUTES:
+            found = await links(request, token.strip())
+            if isinstance(found, web.Response):
+                return _unread(found)
+            request[agent_key] = found
+            return await handler(request)
         if scheme.lower() != "bearer" or not token.strip():
-            return _unread(
-                json_error(
-                    401,
-                    "unauthenticated",
-                    "this endpoint needs a token (an agent's, or a dashboard login's): send 'Authorization: Bearer <token>'",
-                    headers={"WWW-Authenticate": 'Bearer realm="sessionready"'},
-                )
-            )
+            return _unread(json_error(401, "unauthenticated", _NO_CREDENTIAL, headers={"WWW-Authenticate": 'Bearer realm="sessionready"'}))
         token = token.strip()
         info: Principal | None
         if token.startswith(USER_TOKEN_PREFIX + "_"):
@@ -69,14 +108,18 @@ def _unread(response: web.Response) -> web.Response:
     return response
 
 
-def require_role(info: Principal, *roles: str, users: bool = False) -> None:
+def require_role(info: Principal, *roles: str, users: bool = False, links: bool = False) -> None:
     """403 unless ``info`` has one of ``roles``.
 
     An it or admin dashboard user passes like a token of that role: staff are staff. A
     therapist *user* has role "therapist" like a therapist's *agent* (a machine), so it passes
     only where the endpoint admits users with ``users=True``: it must never post checks or
-    reports or run probes as if it were a machine.
+    reports or run probes as if it were a machine. A check link has role "client" but passes
+    only where the endpoint admits links with ``links=True`` (the middleware lets it reach no
+    other route; this is the second lock): elsewhere it is answered as no credential, 401.
     """
+    if isinstance(info, LinkPrincipal) and not links:
+        raise ApiError(401, "unauthenticated", _NO_CREDENTIAL)
     if isinstance(info, UserPrincipal) and not users and info.role not in STAFF_ROLES:
         raise ApiError(403, "forbidden", f"this endpoint is for agent tokens, not dashboard logins (needs: {', '.join(roles)})")
     if info.role not in roles:

@@ -34,6 +34,9 @@ class MonitorConfig:
     # a TLS proxy that sets it; "off" = the first address that uses the key (the reflector
     # then echoes to whoever holds a key, as before).
     probe_key_binding: Literal["address", "forwarded", "off"] = "address"
+    # The address people open the monitor at (https://monitor.example.org), for the full check
+    # link URLs `monitor link create` prints; "" = print the path only.
+    public_url: str = field(default="", metadata=limits(max_len=2048, pattern=r"(https?://[^\s?#]+)?"))
     # HTTPS: both or neither. Without them the monitor serves plain HTTP and should stay on
     # loopback or behind a TLS proxy (docs/deployment.md).
     tls_cert: str = field(default="", metadata=limits(max_len=4096))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from monitor.alerts.delivery import Alerter
+from monitor.auth import LinkPrincipal
 from monitor.config import MonitorConfig
 from monitor.metrics import MonitorMetrics
 from monitor.probe_limits import ProbeLimits
@@ -14,6 +16,7 @@ from monitor.reflector import Reflector, ReflectorServer
 from monitor.risk.service import RiskService
 from monitor.store.core import Store, TokenInfo
 from monitor.store.users import UserPrincipal
+from sessionready.schema import Network
 
 CONFIG = web.AppKey("config", MonitorConfig)
 STORE = web.AppKey("store", Store)
@@ -26,6 +29,26 @@ RANDOM_BLOCK = web.AppKey("random_block", bytes)
 ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # unix seconds; tests inject their own
 RISK = web.AppKey("risk", RiskService)
-AGENT: web.RequestKey[TokenInfo | UserPrincipal] = web.RequestKey("agent")  # who sent the request: an agent token or a dashboard login
+AGENT: web.RequestKey[TokenInfo | UserPrincipal | LinkPrincipal] = web.RequestKey("agent")  # who sent the request: an agent token, a dashboard login or a check link
 
-__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "AGENT", "TokenInfo"]
+
+class RtcStreams(Protocol):
+    """The WebRTC probe streams of browser checks (monitor/rtc/, docs/browser-check.md section 3),
+    as the check submission uses them."""
+
+    def network_for(
+        self, rtc_id: str, link_id: str, sent: int, echoes: list[tuple[int, float]], phases: dict[str, tuple[float, float] | None]
+    ) -> Network | None:
+        """The network part of a check from the monitor's records of stream ``rtc_id`` and the
+        page's (probes sent, ``[seq, arrival_ms]`` echoes, phase spans on the page's clock);
+        None when the stream is unknown or not this link's."""
+        ...
+
+    def close(self, rtc_id: str) -> None:
+        """End the stream and forget its records."""
+        ...
+
+
+RTC: web.AppKey[RtcStreams] = web.AppKey("rtc")  # absent while the monitor runs no WebRTC peer
+
+__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "AGENT", "RTC", "RtcStreams", "TokenInfo"]

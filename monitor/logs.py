@@ -75,8 +75,21 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
+LINK_PAGE_PREFIX = "/c/"
+LINK_ASSETS_PREFIX = "/c/static/"
+
+
+def loggable_path(path: str) -> str:
+    """``path`` as it may be logged: a check link's page address holds its secret, so it is
+    ``/c/…`` (its assets, under ``/c/static/``, hold none)."""
+    if path.startswith(LINK_PAGE_PREFIX) and not path.startswith(LINK_ASSETS_PREFIX):
+        return LINK_PAGE_PREFIX + "\u2026"
+    return path
+
+
 class JsonAccessLogger(AbstractAccessLogger):
-    """Method, path (no query string), status, time. Headers are never logged: they hold tokens."""
+    """Method, path (no query string, no link secret), status, time. Headers are never logged:
+    they hold tokens."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
@@ -84,7 +97,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             extra={
                 "fields": {
                     "method": request.method,
-                    "path": request.path,
+                    "path": loggable_path(request.path),
                     "status": response.status,
                     "duration_s": round(time, 6),
                     "remote": request.remote,

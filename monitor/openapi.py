@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from monitor.http import caseloads, enrollments, trends
+from monitor.http import caseloads, check_links, enrollments, trends
 from monitor.http.alerts import MAX_LIST as MAX_ALERTS
 from monitor.http.alerts import AlertList
 from monitor.http.enroll import EnrollRequest, EnrollResponse
@@ -95,7 +95,8 @@ def _document() -> dict[str, Any]:
         "info": {"title": "sessionready monitor", "version": __version__},
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            # A check link's holder sends "Authorization: Link <secret>" (docs/browser-check.md).
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "link": {"type": "apiKey", "in": "header", "name": "Authorization"}},
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -173,6 +174,7 @@ def _document() -> dict[str, Any]:
             **trends.openapi_paths(components),
             **enrollments.openapi_paths(components),
             **caseloads.openapi_paths(components),
+            **check_links.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },

@@ -228,6 +228,48 @@ class Agent:
     os: OsName
 
 
+BrowserFamily = Literal["chrome", "edge", "firefox", "safari", "other"]
+BROWSER_FAMILIES: tuple[BrowserFamily, ...] = get_args(BrowserFamily)
+# A browser check keeps only the browser's family and major version, e.g. "chrome 131".
+BROWSER_PATTERN = rf"({'|'.join(BROWSER_FAMILIES)}) [1-9][0-9]{{0,2}}"
+
+
+@dataclass(frozen=True)
+class Camera:
+    """The camera as a browser check found it: whether it opened, and what it delivered
+    (pixels, frames per second, whether the picture was black). Nothing of the picture itself."""
+
+    state: Literal["ok", "denied", "absent", "error", "not_tested"]
+    width: int | None = field(default=None, metadata=limits(ge=1, le=16_384))
+    height: int | None = field(default=None, metadata=limits(ge=1, le=16_384))
+    fps: float | None = field(default=None, metadata=limits(ge=0, le=1000))
+    black: bool | None = None
+
+
+@dataclass(frozen=True)
+class Microphone:
+    """Whether the microphone opened and carried a signal above the floor (not muted)."""
+
+    state: Literal["ok", "denied", "absent", "error", "not_tested"]
+    signal: bool | None = None
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """Whether the person confirmed hearing a test tone."""
+
+    state: Literal["heard", "not_heard", "not_tested"]
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Camera, microphone and speaker, as a browser check tested them (no media is kept)."""
+
+    camera: Camera
+    microphone: Microphone
+    speaker: Speaker
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """One pre-session check of one end of a session."""
@@ -247,6 +289,10 @@ class CheckReport:
     settings: CheckSettings
     machine: Machine | None = None
     room: Room | None = None
+    # Where the check ran: the command line (an agent), or a browser from a check link.
+    source: Literal["cli", "browser"] = "cli"
+    browser: str | None = field(default=None, metadata=limits(max_len=16, pattern=BROWSER_PATTERN))
+    devices: Devices | None = None
 
 
 # ---------------------------------------------------------------------------------------

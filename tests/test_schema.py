@@ -72,7 +72,7 @@ def test_json_schema_describes_every_component() -> None:
     assert ref == {"$ref": "#/components/schemas/CheckReport"}
     report = components["CheckReport"]
     assert report["additionalProperties"] is False
-    assert set(report["required"]) == set(REPORT) - {"machine", "room"}
+    assert set(report["required"]) == set(REPORT) - {"machine", "room", "source", "browser", "devices"}
     assert {"Network", "Loss", "RttMs", "Reason", "Quality"} <= set(components)
     assert components["Loss"]["properties"]["up"]["maximum"] == 1
 

@@ -33,7 +33,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "monitor",
-        help="run the central monitor, or manage its agent tokens, enrollment codes, dashboard users and caseloads",
+        help="run the central monitor, or manage its agent tokens, enrollment codes, dashboard users, caseloads and check links",
         description="Run the sessionready monitor: UDP reflector, throughput endpoints, ingest API, /metrics. "
         "Flags override the config file. Stops cleanly on SIGTERM or Ctrl-C.",
     )
@@ -72,6 +72,9 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     from monitor.cli import caseloads
 
     caseloads.add_caseload_parser(actions, type(parser))
+    from monitor.cli import links
+
+    links.add_link_parser(actions, type(parser))
     from monitor.cli.migrate import add_migrate_parser
 
     add_migrate_parser(actions)

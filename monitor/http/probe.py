@@ -31,9 +31,11 @@ class RateLimited(ApiError):
         return response
 
 
-def _probe_agent(request: web.Request) -> keys.TokenInfo:
-    agent: keys.TokenInfo = request[keys.AGENT]
-    require_role(agent, "client", "therapist")
+def _probe_agent(request: web.Request, links: bool = False) -> keys.TokenInfo:
+    """The agent (or, for the throughput endpoints, ``links=True``, a check link) asking; its
+    ``token_id`` keys its probe limits (a link's is its link id)."""
+    agent: keys.TokenInfo = request[keys.AGENT]  # type: ignore[assignment]
+    require_role(agent, "client", "therapist", links=links)
     return agent
 
 
@@ -96,7 +98,7 @@ def _size_parameter(request: web.Request, limit: int) -> int:
 
 async def download(request: web.Request) -> web.StreamResponse:
     """``bytes`` of incompressible data; the client may hang up early when its phase ends."""
-    agent = _probe_agent(request)
+    agent = _probe_agent(request, links=True)
     size = _size_parameter(request, request.app[keys.CONFIG].max_download_bytes)
     try:
         with request.app[keys.PROBE_LIMITER].transfer(agent.token_id) as moved:
@@ -129,7 +131,7 @@ async def _send(request: web.Request, size: int, moved: Callable[[int], None]) -
 
 async def upload(request: web.Request) -> web.Response:
     """A sink: reads and discards the body, answers with what it received."""
-    agent = _probe_agent(request)
+    agent = _probe_agent(request, links=True)
     limit = request.app[keys.CONFIG].max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"an upload may be at most {limit} bytes")
