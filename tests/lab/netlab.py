@@ -172,18 +172,23 @@ class Lab:
 
     # --- loss ---------------------------------------------------------------------------
 
-    def add_loss(self, direction: str, percent: float, ports: Sequence[int]) -> None:
+    def add_loss(self, direction: str, percent: float, ports: Sequence[int], udp_length: tuple[int, int] | None = None) -> None:
         """Drop ``percent`` % of the probe's UDP packets at random, at the receiver's input.
 
         ``up``: at the monitor, UDP to one of ``ports`` (the reflector's, or irtt's server).
         ``down``: at the client, UDP from one of ``ports`` (the reflector's or the relay's).
-        ``percent`` has a resolution of 0.01 %.
+        ``percent`` has a resolution of 0.01 %. ``udp_length`` (UDP header included, inclusive)
+        narrows the rule and its counters to packets of that size: inside an encrypted WebRTC
+        flow the probes are the only packets of their length, while handshakes, SCTP
+        acknowledgements and ICE checks share their ports.
         """
         if direction not in ("up", "down"):
             raise ValueError(direction)
         ns = self.monitor if direction == "up" else self.client
         match = "dport" if direction == "up" else "sport"
         port_set = "{ " + ", ".join(str(p) for p in ports) + " }"
+        if udp_length is not None:
+            port_set += f" udp length {udp_length[0]}-{udp_length[1]}"
         threshold = round(percent * 100)
         table = f"srlab_{direction}"
         ns.nft(

@@ -1,0 +1,107 @@
+"""``POST /api/v1/link/rtc``: start a browser check's WebRTC probe stream (docs/browser-check.md
+section 3), and the application context that holds the streams (``app[keys.RTC]``).
+
+Only a check link's holder (role ``client``; an enrolled client agent passes too) may start
+one. The streams need aiortc (the ``monitor`` extra); without it the monitor runs without them
+and the route answers 503, which the page reports as ``rtc_unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from monitor import keys
+from monitor.auth import require_role
+from monitor.errors import ApiError, decode_body, only_params, read_body
+from monitor.rtc.records import RtcRefused, RtcStreams, StreamRecords
+from sessionready.typed import encode, json_schema, limits
+
+log = logging.getLogger("sessionready.monitor.rtc")
+
+PATH = "/api/v1/link/rtc"
+MAX_SDP_CHARS = 16 * 1024
+RTC_ID_PATTERN = r"[0-9a-f]{32}"
+
+
+@dataclass(frozen=True)
+class RtcOffer:
+    """The page's offer: one data channel labelled ``probe``, unordered, no retransmissions."""
+
+    type: Literal["offer"]
+    sdp: str = field(metadata=limits(max_len=MAX_SDP_CHARS))
+
+
+@dataclass(frozen=True)
+class RtcAnswer:
+    """The monitor's answer, with the id the page quotes when it submits the check."""
+
+    type: Literal["answer"]
+    sdp: str
+    rtc_id: str = field(metadata=limits(pattern=RTC_ID_PATTERN))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(PATH, start_stream)
+
+
+async def start_stream(request: web.Request) -> web.Response:
+    principal = request[keys.AGENT]
+    require_role(principal, "client", links=True)
+    only_params(request)
+    offer = decode_body(RtcOffer, await read_body(request))
+    streams = request.app.get(keys.RTC)
+    if not isinstance(streams, RtcStreams):
+        raise ApiError(503, "rtc_unavailable", "this monitor runs no WebRTC probe streams (aiortc is not installed)")
+    try:
+        # A link principal's token_id is its link id: the stream belongs to that link.
+        rtc_id, sdp = await streams.start(principal.token_id, offer.sdp)
+    except RtcRefused as error:
+        raise ApiError(error.status, error.code, str(error)) from None
+    log.info("probe stream started", extra={"fields": {"rtc_id": rtc_id, "streams": len(streams)}})
+    return web.json_response(encode(RtcAnswer("answer", sdp, rtc_id)), status=201)
+
+
+async def streams_context(app: web.Application) -> AsyncIterator[None]:
+    """``app[keys.RTC]`` while the app runs; every peer closed on shutdown."""
+    config = app[keys.CONFIG]
+    try:
+        from monitor.rtc import peer  # aiortc: the monitor extra
+    except ImportError as error:
+        log.warning("WebRTC probe streams are off: %s (install sessionready[monitor])", error)
+        yield
+        return
+    from agents.config import (
+        CheckSection,  # the CLI's ramp: both checks leave out the same
+    )
+
+    peer.check_aioice()
+    settings = peer.IceSettings(config.host, config.rtc_port_min, config.rtc_port_max, config.rtc_advertise_ip)
+
+    async def open_peer(records: StreamRecords, offer_sdp: str, ended) -> peer.RtcPeer:
+        return await peer.RtcPeer.answer(records, offer_sdp, settings, on_closed=ended)
+
+    streams = RtcStreams(open_peer, max_peers=config.rtc_max_peers, max_seconds=config.rtc_max_seconds, ramp_s=CheckSection().ramp_seconds)
+    app[keys.RTC] = streams
+    yield
+    await streams.aclose()
+
+
+def openapi_paths(components: dict[str, Any]) -> dict[str, Any]:
+    error = {"description": "Error", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        PATH: {
+            "post": {
+                "summary": "Start the browser check's WebRTC probe stream (a check link's holder)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_schema(RtcOffer, components)}}},
+                "responses": {
+                    "201": {"description": "The answer", "content": {"application/json": {"schema": json_schema(RtcAnswer, components)}}},
+                    **{str(status): error for status in (400, 401, 403, 413, 429, 503)},
+                },
+            }
+        }
+    }

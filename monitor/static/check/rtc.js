@@ -1,0 +1,221 @@
+// The browser check's probe stream over a WebRTC data channel (docs/browser-check.md section 3).
+//
+//   import { startProbeStream } from "./rtc.js";
+//   const stream = await startProbeStream({ secret, intervalMs: 20, packetBytes: 172 });
+//   // probes flow; the "idle" phase began with the first one
+//   stream.markPhase("download");   // ends the current phase, starts "download"
+//   stream.markPhase("upload");
+//   const rtc = await stream.stop(); // ends the phase, waits for late echoes, closes the peer
+//   // rtc = { rtc_id, sent, echoes: [[seq, arrival_ms], ...], phases: { idle, download, upload } }
+//   // is the "rtc" object of the check the page posts (section 4), as it is.
+//
+// startProbeStream({ secret, intervalMs = 20, packetBytes = 172, onEcho, openTimeoutMs = 10000 })
+//   resolves once the data channel is open and the first probe is sent, to
+//   { rtcId, markPhase(name | null), stop(), stats() }:
+//   - markPhase(name): name is "idle", "download", "upload" (or null: no phase from now on);
+//     a phase's span is [start, end) on performance.now(); marking a phase again replaces it.
+//   - stop(): Promise of the records above; call it once.
+//   - stats(): { sent, received } so far, for a progress display.
+//   - onEcho(seq, rttMs): optional, called for each first echo (RTT without the monitor's hold).
+//   It rejects with an Error whose .code is the check's rtc_error: "rtc_unsupported" (no WebRTC
+//   in this browser), "rtc_blocked" (the connection did not open: UDP blocked on the way),
+//   "rtc_failed" (the monitor refused or answered an error; .status holds the HTTP status).
+//
+// Requests go to this origin only, with "Authorization: Link <secret>"; no ICE servers: the
+// monitor is reached directly, as the CLI's UDP stream reaches the reflector.
+
+const PROBE_KIND = 1;
+const ECHO_KIND = 2;
+const PROBE_HEAD_BYTES = 16; // u8 kind | u8 0 | u16 0 | u32 seq | f64 sent_ms
+const ECHO_HEAD_BYTES = 36; // ... | f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct
+const MAX_PROBES = 65536;
+const GATHER_TIMEOUT_MS = 3000;
+// Beyond this much unsent data the channel is congested: a probe is not queued behind it (it
+// would arrive late as a burst) but counted as sent and lost, like a full socket buffer in the CLI.
+const MAX_BUFFERED_BYTES = 64 * 1024;
+
+function rtcError(code, message, status) {
+  const error = new Error(message);
+  error.code = code;
+  if (status !== undefined) error.status = status;
+  return error;
+}
+
+function waitForGathering(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function waitForOpen(pc, channel, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail("the probe connection did not open in time"), timeoutMs);
+    function cleanup() {
+      clearTimeout(timer);
+      channel.removeEventListener("open", opened);
+      pc.removeEventListener("connectionstatechange", state);
+    }
+    function opened() {
+      cleanup();
+      resolve();
+    }
+    function fail(message) {
+      cleanup();
+      reject(rtcError("rtc_blocked", message));
+    }
+    function state() {
+      if (pc.connectionState === "failed") fail("the probe connection failed");
+    }
+    channel.addEventListener("open", opened);
+    pc.addEventListener("connectionstatechange", state);
+  });
+}
+
+export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 172, onEcho, openTimeoutMs = 10000 }) {
+  if (typeof RTCPeerConnection !== "function") {
+    throw rtcError("rtc_unsupported", "this browser has no WebRTC");
+  }
+  if (packetBytes < ECHO_HEAD_BYTES) throw new RangeError(`packetBytes must be at least ${ECHO_HEAD_BYTES}`);
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  let channel;
+  try {
+    channel = pc.createDataChannel("probe", { ordered: false, maxRetransmits: 0 });
+    channel.binaryType = "arraybuffer";
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc);
+  } catch (error) {
+    pc.close();
+    throw rtcError("rtc_unsupported", `WebRTC could not start: ${error.message}`);
+  }
+  let answer;
+  try {
+    const response = await fetch("/api/v1/link/rtc", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Link ${secret}` },
+      body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    answer = await response.json().catch(() => ({}));
+    if (response.status !== 201) {
+      throw rtcError("rtc_failed", (answer.error && answer.error.message) || `the monitor answered ${response.status}`, response.status);
+    }
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  } catch (error) {
+    pc.close();
+    throw error.code ? error : rtcError("rtc_failed", `the monitor could not be asked: ${error.message}`);
+  }
+  try {
+    await waitForOpen(pc, channel, openTimeoutMs);
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+
+  const sentAt = []; // index = seq: performance.now() when sent
+  const echoed = new Set();
+  const echoes = [];
+  const phases = { idle: null, download: null, upload: null };
+  let current = null;
+  let maxRttMs = 0;
+  let stopped = false;
+  let timer = null;
+
+  channel.addEventListener("message", (event) => {
+    const arrival = performance.now();
+    const data = event.data;
+    if (!(data instanceof ArrayBuffer) || data.byteLength < ECHO_HEAD_BYTES) return;
+    const view = new DataView(data);
+    if (view.getUint8(0) !== ECHO_KIND) return;
+    const seq = view.getUint32(4);
+    if (seq >= sentAt.length || echoed.has(seq)) return;
+    echoed.add(seq);
+    echoes.push([seq, arrival]);
+    const hold = view.getFloat64(24) - view.getFloat64(16);
+    const rtt = arrival - sentAt[seq] - hold;
+    if (rtt > maxRttMs) maxRttMs = rtt;
+    if (onEcho) onEcho(seq, rtt);
+  });
+
+  function markPhase(name) {
+    const now = performance.now();
+    if (current) phases[current][1] = now;
+    current = name;
+    if (name) {
+      if (!(name in phases)) throw new RangeError(`unknown phase ${name}`);
+      phases[name] = [now, now];
+    }
+  }
+
+  const probe = new ArrayBuffer(packetBytes);
+  const view = new DataView(probe);
+  view.setUint8(0, PROBE_KIND);
+  function send() {
+    const seq = sentAt.length;
+    const now = performance.now();
+    sentAt.push(now);
+    view.setUint32(4, seq);
+    view.setFloat64(8, now);
+    if (channel.readyState === "open" && channel.bufferedAmount <= MAX_BUFFERED_BYTES) {
+      try {
+        channel.send(probe);
+      } catch {
+        // counted as sent and lost, like any probe that does not arrive
+      }
+    }
+  }
+
+  // An absolute schedule: timers fire late, and a late one must not shift every later probe.
+  let next = performance.now();
+  function tick() {
+    if (stopped || sentAt.length >= MAX_PROBES) return;
+    send();
+    next += intervalMs;
+    let delay = next - performance.now();
+    if (delay < -intervalMs) {
+      // The page stalled for more than a packet (a busy tab): resume the rhythm from now
+      // instead of sending a burst no call would send.
+      next = performance.now();
+      delay = 0;
+    }
+    timer = setTimeout(tick, Math.max(0, delay));
+  }
+  markPhase("idle");
+  tick();
+
+  async function stop() {
+    if (stopped) throw new Error("stop() was called already");
+    stopped = true;
+    clearTimeout(timer);
+    markPhase(null);
+    // Late echoes: as long as three of the slowest round trips seen, within 0.5 to 3 s (the CLI's).
+    const drainMs = Math.min(3000, Math.max(500, 3 * maxRttMs));
+    await new Promise((resolve) => setTimeout(resolve, drainMs));
+    channel.close();
+    pc.close();
+    const round = (ms) => Math.round(ms * 1000) / 1000;
+    return {
+      rtc_id: answer.rtc_id,
+      sent: sentAt.length,
+      echoes: echoes.map(([seq, ms]) => [seq, round(ms)]),
+      phases: Object.fromEntries(Object.entries(phases).map(([name, span]) => [name, span && span.map(round)])),
+    };
+  }
+
+  return {
+    rtcId: answer.rtc_id,
+    markPhase,
+    stop,
+    stats: () => ({ sent: sentAt.length, received: echoes.length }),
+  };
+}
