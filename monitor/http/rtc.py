@@ -9,7 +9,7 @@ and the route answers 503, which the page reports as ``rtc_unavailable``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,11 +59,17 @@ async def start_stream(request: web.Request) -> web.Response:
         raise ApiError(503, "rtc_unavailable", "this monitor runs no WebRTC probe streams (aiortc is not installed)")
     try:
         # A link principal's token_id is its link id: the stream belongs to that link.
-        rtc_id, sdp = await streams.start(principal.token_id, offer.sdp)
+        rtc_id, sdp = await streams.start(principal.token_id, offer.sdp, _reached(request))
     except RtcRefused as error:
         raise ApiError(error.status, error.code, str(error)) from None
     log.info("probe stream started", extra={"fields": {"rtc_id": rtc_id, "streams": len(streams)}})
     return web.json_response(encode(RtcAnswer("answer", sdp, rtc_id)), status=201)
+
+
+def _reached(request: web.Request) -> str | None:
+    """The monitor's own address this request arrived at."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[0] if isinstance(sockname, tuple) and sockname else None
 
 
 async def streams_context(app: web.Application) -> AsyncIterator[None]:
@@ -82,8 +88,8 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
     peer.check_aioice()
     settings = peer.IceSettings(config.host, config.rtc_port_min, config.rtc_port_max, config.rtc_advertise_ip)
 
-    async def open_peer(records: StreamRecords, offer_sdp: str, ended) -> peer.RtcPeer:
-        return await peer.RtcPeer.answer(records, offer_sdp, settings, on_closed=ended)
+    async def open_peer(records: StreamRecords, offer_sdp: str, reached: str | None, ended: Callable[[], None]) -> peer.RtcPeer:
+        return await peer.RtcPeer.answer(records, offer_sdp, settings, reached=reached, on_closed=ended)
 
     streams = RtcStreams(open_peer, max_peers=config.rtc_max_peers, max_seconds=config.rtc_max_seconds, ramp_s=CheckSection().ramp_seconds)
     app[keys.RTC] = streams

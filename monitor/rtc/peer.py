@@ -6,10 +6,11 @@ monitor directly, as the CLI reaches the reflector), bound within the configured
 so that a firewall needs to open only that range.
 
 aioice 0.13 always binds host candidates to port 0 (any port): restricting the range is an open
-request upstream (aiortc/aioice#47, pull request #112). Until it ships, ``_bind_host_candidates``
+request upstream (aiortc/aioice#47, pull request #112). Until it ships, ``_restrict_gathering``
 replaces the gathering step of the peer's own ICE connection (one instance, not the class):
-it does what aioice's does for host candidates, with the port taken from the range. The import
-check below fails at start-up, with the reason, if a future aioice moves what it relies on.
+it does what aioice's does for host candidates, on our addresses, with the port taken from the
+range. ``check_aioice`` fails at start-up, with the reason, if a future aioice moves what this
+relies on (the version is pinned below 0.14 in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import Connection, StunProtocol, get_host_addresses
+from aioice.ice import Connection, StunProtocol
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -52,18 +53,22 @@ class IceSettings:
     advertise_ip: str = ""  # also offered as a candidate (the public side of a 1:1 NAT), same port
 
 
-def gather_addresses(host: str) -> list[str]:
+def gather_addresses(host: str, reached: str | None) -> list[str]:
     """Addresses to gather host candidates on: the monitor's own listening address when it is a
-    specific IP (loopback included: aioice leaves loopback out), else every interface's."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
-    if address is not None and not address.is_unspecified:
-        return [str(address)]
-    if address is not None:  # 0.0.0.0: IPv4 only; "::" is dual-stack
-        return get_host_addresses(use_ipv4=True, use_ipv6=address.version == 6)
-    return get_host_addresses(use_ipv4=True, use_ipv6=True)
+    specific IP (loopback included, which aioice's own gathering leaves out); for a wildcard
+    ``host``, the address the page's HTTP request reached, which the page can evidently reach.
+    Never every interface's: that needs a netlink socket, which the systemd unit does not allow,
+    and would offer addresses (container bridges, VPNs) the page has no route to."""
+    for candidate in (host, reached):
+        try:
+            address = ipaddress.ip_address((candidate or "").strip("[]"))
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+        if not address.is_unspecified:
+            return [str(address)]
+    return []
 
 
 async def _bind(connection: Connection, address: str, ports: range) -> StunProtocol | None:
@@ -86,13 +91,13 @@ async def _bind(connection: Connection, address: str, ports: range) -> StunProto
     return None
 
 
-def _restrict_gathering(connection: Connection, settings: IceSettings) -> None:
+def _restrict_gathering(connection: Connection, settings: IceSettings, reached: str | None) -> None:
     """Make ``connection`` gather host candidates on our addresses, within our port range."""
     ports = range(settings.port_min, settings.port_max + 1) if settings.port_min else range(1)
 
-    async def host_candidates(component: int, addresses: list[str], timeout: int = 5) -> list[Candidate]:
+    async def host_candidates(component: int) -> list[Candidate]:
         found: list[Candidate] = []
-        for address in gather_addresses(settings.host):
+        for address in gather_addresses(settings.host, reached):
             protocol = await _bind(connection, address, ports)
             if protocol is None:
                 log.warning("no free UDP port for WebRTC on %s in %d-%d", address, settings.port_min, settings.port_max)
@@ -125,13 +130,29 @@ def _restrict_gathering(connection: Connection, settings: IceSettings) -> None:
                 )
         return found
 
-    connection.get_component_candidates = host_candidates  # type: ignore[method-assign]
+    async def gather_candidates() -> None:
+        # aioice's own gather_candidates lists every interface first (ifaddr, a netlink socket
+        # the systemd unit does not allow), even for addresses it is then not asked to use.
+        if connection._local_candidates_start:
+            return
+        connection._local_candidates_start = True
+        for component in sorted(connection._components):
+            connection._local_candidates += await host_candidates(component)
+        connection._local_candidates_end = True
+
+    connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
+
+
+_AIOICE_STATE = ("_local_candidates_start", "_local_candidates_end", "_local_candidates", "_components", "_protocols")
 
 
 def check_aioice() -> None:
-    """Fail at start-up, not at the first browser check, if aioice changed under us."""
-    if not hasattr(Connection, "get_component_candidates") or not hasattr(StunProtocol, "connection_made"):
-        raise RuntimeError("this aioice version lacks Connection.get_component_candidates: WebRTC port ranges cannot be applied")
+    """Fail at start-up, not at the first browser check, if aioice changed what the gathering
+    above relies on."""
+    connection = Connection(ice_controlling=False)
+    missing = [name for name in _AIOICE_STATE if not hasattr(connection, name)]
+    if missing or not hasattr(StunProtocol, "connection_made"):
+        raise RuntimeError(f"this aioice version lacks {', '.join(missing) or 'StunProtocol'}: WebRTC port ranges cannot be applied")
 
 
 class RtcPeer:
@@ -149,10 +170,14 @@ class RtcPeer:
         offer_sdp: str,
         settings: IceSettings,
         *,
+        reached: str | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         on_closed: Callable[[], None] | None = None,
     ) -> RtcPeer:
-        """Answer ``offer_sdp``; raises RtcRefused when the offer is not one data channel."""
+        """Answer ``offer_sdp``; raises RtcRefused when the offer is not one data channel.
+
+        ``reached`` is the monitor's address the page's HTTP request arrived at (see
+        ``gather_addresses``)."""
         if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
             raise RtcRefused(413, "offer_too_large", f"the offer is larger than {MAX_OFFER_BYTES} bytes")
         if "\nm=audio" in offer_sdp or "\nm=video" in offer_sdp:
@@ -165,7 +190,7 @@ class RtcPeer:
                 raise RtcRefused(400, "invalid_offer", f"the offer is not a valid SDP offer ({error.__class__.__name__})") from None
             if pc.sctp is None:
                 raise RtcRefused(400, "invalid_offer", "the offer has no data channel")
-            _restrict_gathering(pc.sctp.transport.transport.iceGatherer._connection, settings)
+            _restrict_gathering(pc.sctp.transport.transport.iceGatherer._connection, settings, reached)
             pc.on("datachannel", lambda channel: _serve(channel, records, clock_ns))
             if on_closed is not None:
 

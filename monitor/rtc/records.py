@@ -227,8 +227,9 @@ class Peer(Protocol):
     async def close(self) -> None: ...
 
 
-# (records, offer SDP, call when the peer ends by itself) -> the answered peer; raises RtcRefused.
-PeerOpener = Callable[[StreamRecords, str, Callable[[], None]], Awaitable[Peer]]
+# (records, offer SDP, the monitor's address the page reached or None, call when the peer ends
+# by itself) -> the answered peer; raises RtcRefused.
+PeerOpener = Callable[[StreamRecords, str, str | None, Callable[[], None]], Awaitable[Peer]]
 
 
 @dataclass
@@ -261,8 +262,9 @@ class RtcStreams:
         stream = self._streams.get(rtc_id)
         return stream.records if stream is not None else None
 
-    async def start(self, owner: str, offer_sdp: str) -> tuple[str, str]:
-        """Answer the page's offer: ``(rtc_id, answer SDP)``. Raises RtcRefused."""
+    async def start(self, owner: str, offer_sdp: str, reached: str | None = None) -> tuple[str, str]:
+        """Answer the page's offer: ``(rtc_id, answer SDP)``. Raises RtcRefused. ``reached`` is
+        the monitor's address the page's request arrived at."""
         if sum(1 for stream in self._streams.values() if stream.records.owner == owner) >= MAX_STREAMS_PER_OWNER:
             raise RtcRefused(429, "rtc_too_many", f"this link has {MAX_STREAMS_PER_OWNER} probe streams open already; they end within {self.max_seconds:g} s")
         if len(self._streams) >= self.max_peers:
@@ -271,7 +273,7 @@ class RtcStreams:
         stream = _Stream(StreamRecords(rtc_id, owner))
         self._streams[rtc_id] = stream  # the slot is taken while the answer is being made
         try:
-            stream.peer = await self._open_peer(stream.records, offer_sdp, lambda: self._peer_ended(rtc_id))
+            stream.peer = await self._open_peer(stream.records, offer_sdp, reached, lambda: self._peer_ended(rtc_id))
         except BaseException:
             self._streams.pop(rtc_id, None)
             raise

@@ -179,7 +179,7 @@ def test_registry_bounds_and_lifetime() -> None:
     async def scenario() -> None:
         peers: list[FakePeer] = []
 
-        async def open_peer(records, offer, ended):
+        async def open_peer(records, offer, reached, ended):
             peers.append(FakePeer())
             return peers[-1]
 
@@ -337,3 +337,15 @@ def test_network_for_after_a_loopback_stream(tmp_path: Path) -> None:
         assert len(app[keys.RTC]) == 0
 
     asyncio.run(scenario())
+
+
+def test_candidate_addresses() -> None:
+    from monitor.rtc.peer import gather_addresses
+
+    # A specific listening address is the one offered, loopback included.
+    assert gather_addresses("127.0.0.1", "127.0.0.1") == ["127.0.0.1"]
+    assert gather_addresses("10.0.0.5", "192.0.2.1") == ["10.0.0.5"]
+    # A wildcard: the address the page reached, IPv4 seen through a dual-stack socket unwrapped.
+    assert gather_addresses("0.0.0.0", "192.0.2.7") == ["192.0.2.7"]
+    assert gather_addresses("::", "::ffff:192.0.2.7") == ["192.0.2.7"]
+    assert gather_addresses("::", None) == []
