@@ -18,7 +18,7 @@ from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
-from monitor.http import alerts, caseloads, check_links, checks, enroll, enrollments, link_page, probe, reports, service, session_samples, sessions, trends, users
+from monitor.http import alerts, caseloads, check_links, checks, enroll, enrollments, link_page, probe, reports, rtc, service, session_samples, sessions, trends, users
 from monitor.logs import JsonAccessLogger, loggable_path
 from monitor.metrics import build_alert_metrics, build_metrics, build_retention_metrics, register_session_metrics
 from monitor.probe_limits import ProbeLimits
@@ -93,6 +93,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     for context in (
         _store_context(config, store),  # the store; the probe secret kept in it
         _reflector_context,  # UDP echoes for probe keys signed with that secret
+        rtc.streams_context,  # the browser checks' WebRTC probe streams (app[keys.RTC]), all closed on the way out
         _metrics_context,  # the registry; reads the store and the reflector's counters
         _alerts_context,  # webhook deliveries: store and metrics
         _risk_context,  # risk passes: store, metrics, and the alerter for risk changes
@@ -110,7 +111,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     app.router.add_post("/api/v1/probe/session", probe.probe_session)
     app.router.add_get("/api/v1/probe/download", probe.download)
     app.router.add_post("/api/v1/probe/upload", probe.upload)
-    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts, check_links, link_page):
+    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts, check_links, link_page, rtc):
         area.add_routes(app)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,19 @@ class MonitorConfig:
     # every risk_interval_s seconds; live sessions are followed every 2 s regardless.
     risk_horizon_minutes: int = field(default=120, metadata=limits(ge=5, le=7 * 24 * 60))
     risk_interval_s: float = field(default=15.0, metadata=limits(ge=1, le=3600))
+    # The browser check's WebRTC probe streams (docs/browser-check.md section 3, docs/deployment.md).
+    # ICE binds one UDP port per stream (on one address) within rtc_port_min..rtc_port_max,
+    # inclusive: the range a firewall must open; 0 and 0 = any port the OS picks. One port
+    # (advertise_udp) is the reflector's; a range is needed here, one port per stream.
+    rtc_port_min: int = field(default=20000, metadata=limits(ge=0, le=65535))
+    rtc_port_max: int = field(default=20255, metadata=limits(ge=0, le=65535))
+    # An IP address to offer the page as well as the monitor's own: the public side of a NAT that
+    # forwards the range port for port. An address, not a name: browsers resolve no names in ICE.
+    rtc_advertise_ip: str = field(default="", metadata=limits(max_len=45, pattern=r"([0-9A-Fa-f:.]+)?"))
+    # A stream (its peer and its records) lasts at most this long; a browser check needs about 30 s.
+    rtc_max_seconds: int = field(default=120, metadata=limits(ge=10, le=3600))
+    # Streams at once; more are refused (503) until one ends. Each costs a UDP port and some CPU.
+    rtc_max_peers: int = field(default=64, metadata=limits(ge=1, le=10_000))
     # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
     # The top-level [retention] table (monitor/retention.py): how long each kind of row is kept.
@@ -89,6 +103,15 @@ class MonitorConfig:
             host, _, port = self.advertise_udp.rpartition(":")
             if not 1 <= int(port) <= 65535 or host.startswith("-") or host.endswith("-"):
                 raise ConfigError(f"advertise_udp must be HOST:PORT with a port from 1 to 65535, got '{self.advertise_udp}'")
+        if (self.rtc_port_min == 0) != (self.rtc_port_max == 0) or self.rtc_port_min > self.rtc_port_max:
+            raise ConfigError(
+                f"rtc_port_min..rtc_port_max must be a range of UDP ports (min <= max), or both 0 for any port; got {self.rtc_port_min}..{self.rtc_port_max}"
+            )
+        if self.rtc_advertise_ip:
+            try:
+                ipaddress.ip_address(self.rtc_advertise_ip)
+            except ValueError:
+                raise ConfigError(f"rtc_advertise_ip must be an IP address, got '{self.rtc_advertise_ip}'") from None
 
     @property
     def data_path(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from monitor.http import caseloads, check_links, enrollments, trends
+from monitor.http import caseloads, check_links, enrollments, rtc, trends
 from monitor.http.alerts import MAX_LIST as MAX_ALERTS
 from monitor.http.alerts import AlertList
 from monitor.http.enroll import EnrollRequest, EnrollResponse
@@ -175,6 +175,7 @@ def _document() -> dict[str, Any]:
             **enrollments.openapi_paths(components),
             **caseloads.openapi_paths(components),
             **check_links.openapi_paths(components),
+            **rtc.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },

@@ -202,11 +202,11 @@ def test_sample_monitor_config_loads() -> None:
 def test_client_install_stays_light() -> None:
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
     base = " ".join(project["dependencies"]).lower()
-    for heavy in ("dash", "flask", "pandas", "plotly", "prometheus"):
+    for heavy in ("dash", "flask", "pandas", "plotly", "prometheus", "aiortc"):
         assert heavy not in base
     code = (
         "import sys, agents.cli, agents.check\n"
-        "loaded = [m for m in ('dash', 'flask', 'pandas', 'prometheus_client', 'monitor') if m in sys.modules]\n"
+        "loaded = [m for m in ('dash', 'flask', 'pandas', 'prometheus_client', 'monitor', 'aiortc', 'av') if m in sys.modules]\n"
         "sys.exit(f'loaded: {loaded}' if loaded else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -349,3 +349,25 @@ def test_candidate_addresses() -> None:
     assert gather_addresses("0.0.0.0", "192.0.2.7") == ["192.0.2.7"]
     assert gather_addresses("::", "::ffff:192.0.2.7") == ["192.0.2.7"]
     assert gather_addresses("::", None) == []
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [
+        "",
+        "v=0",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
+        "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sctp-port:x\r\n",
+        "\x00" * 100,
+    ],
+)
+def test_malformed_offers_are_400_not_500(sdp: str, tmp_path: Path) -> None:
+    from monitor.rtc.peer import IceSettings, RtcPeer
+
+    async def answer() -> None:
+        with pytest.raises(RtcRefused) as refused:
+            await RtcPeer.answer(StreamRecords("a" * 32, "link1"), sdp, IceSettings("127.0.0.1", 21440, 21449))
+        assert refused.value.status == 400
+
+    asyncio.run(answer())
