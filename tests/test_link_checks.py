@@ -253,3 +253,29 @@ def test_the_network_comes_from_the_links_own_stream_through_the_seam(known: boo
         assert network.throughput_mbps == schema.Throughput(95.1, 21.7), "throughput is the page's"
     else:  # unknown, or another link's stream: nothing of it is used
         assert network.udp_error == "rtc_failed" and network.rtt_ms is None and network.packets.sent == 4
+
+
+@pytest.mark.slow
+def test_a_real_probe_stream_gives_the_checks_network(monitor: Monitor, setting: dict[str, str]) -> None:
+    """Needs the WebRTC part (monitor/rtc/, POST /api/v1/link/rtc): the page's stream, run by the
+    Python stand-in for rtc.js, then the check posted with its records, end to end."""
+    from tests.rtc.page_client import run_stream
+
+    secret = setting["other"]
+    phases = {"idle": (0.0, 1.0), "download": (1.0, 2.0), "upload": (2.0, 3.0)}
+    records = asyncio.run(run_stream(monitor.url, f"Link {secret}", seconds=3.0, phases=phases))
+    assert records["sent"] >= 100 and records["bad_echo_lengths"] == 0
+    rtc = {"rtc_id": records["rtc_id"], "sent": records["sent"], "echoes": records["echoes"], "phases": records["phases"]}
+    status, answer = submit(monitor, secret, body(rtc=rtc))
+    assert status == 201, answer
+    network = answer["report"]["network"]
+    # Loopback: every probe and every echo arrives, within milliseconds. The packets, loss and
+    # jitter are the idle phase's (1 s: about 50 probes), as the CLI's are its idle stream's.
+    assert network["udp_error"] is None and 40 <= network["packets"]["sent"] < records["sent"]
+    assert network["loss"]["up"] == 0.0 and network["loss"]["down"] == 0.0
+    assert 0 < network["rtt_ms"]["p50"] < 50 and network["jitter_ms"]["up"] is not None
+    assert network["throughput_mbps"] == {"down": 95.1, "up": 21.7}
+    assert "udp_blocked" not in {r["code"] for r in answer["report"]["reasons"]}
+    # The stream ended with its check: its id now opens nothing, and another link cannot use it.
+    status, again = submit(monitor, setting["session"], body(rtc=rtc))
+    assert status == 201 and again["report"]["network"]["udp_error"] == "rtc_failed"
