@@ -8,6 +8,12 @@ import { measureRoom, QUIET_PROMPT, SENTENCE, SPEECH_PROMPT } from "./room.js";
 
 const SECRET_PATTERN = /^\/c\/([A-Za-z0-9_-]{16,128})\/?$/;
 const RTC_CODES = new Set(["rtc_unsupported", "rtc_failed", "rtc_blocked"]);
+const THROUGHPUT_WORDS = {
+  no_data: "no data moved",
+  link_refused: "the check link was refused",
+  rate_limited: "the server asked to slow down",
+  network_error: "the connection failed",
+};
 
 // The verdict in the CLI's words (agents/render.py VERDICT_STYLE); symbol + word, never colour alone.
 const VERDICTS = {
@@ -26,6 +32,8 @@ const SENTENCES = {
 };
 
 const $ = (id) => document.getElementById(id);
+// Words for the Network Information API's connection types (sent as the API says them).
+const CONNECTION_WORDS = { ethernet: "cable", wifi: "Wi-Fi", cellular: "mobile data", wimax: "mobile data", bluetooth: "Bluetooth", mixed: "mixed", other: "other", none: "none", unknown: "unknown" };
 
 class ApiError extends Error {
   constructor(status, sentence) {
@@ -124,20 +132,34 @@ function hidePrompt() {
 // --- the probe stream (monitor/static/check/rtc.js, another part's module) ------------------
 
 /**
- * Start the WebRTC probe stream. rtc.js exports startProbeStream({authorization, settings});
- * it resolves to a stream whose stop() resolves to {rtc_id, sent, echoes}. Anything else (the
- * module missing, a throw, a malformed record) is rtc_error "rtc_failed" and the check goes on.
+ * Start the WebRTC probe stream (rtc.js, the probe stream's own module: docs/browser-check.md
+ * section 3). Its "idle" phase starts with the first probe; markPhase moves it on; stop()
+ * resolves to the "rtc" object of the check as it is posted. A missing module, a throw without
+ * one of the contract's codes, or a malformed record is rtc_error "rtc_failed"; the check goes on.
  */
-async function startRtc(authorization, link) {
+async function startRtc(secret, link) {
   if (typeof RTCPeerConnection !== "function") return { error: "rtc_unsupported" };
   if (!link.rtc || !link.rtc.available) return { error: "rtc_failed" };
   try {
     const module = await import("./rtc.js");
-    const stream = await module.startProbeStream({ authorization, settings: link.settings });
-    if (!stream || typeof stream.stop !== "function") return { error: "rtc_failed" };
+    const stream = await module.startProbeStream({
+      secret,
+      intervalMs: link.settings.packet_interval_ms,
+      packetBytes: link.settings.packet_bytes,
+    });
+    if (!stream || typeof stream.stop !== "function" || typeof stream.markPhase !== "function") return { error: "rtc_failed" };
     return { stream };
   } catch (error) {
     return { error: error && RTC_CODES.has(error.code) ? error.code : "rtc_failed" };
+  }
+}
+
+function markPhase(started, name) {
+  if (!started.stream) return;
+  try {
+    started.stream.markPhase(name);
+  } catch {
+    // a stream that broke part-way says so when it stops
   }
 }
 
@@ -145,7 +167,7 @@ async function stopRtc(started) {
   if (!started.stream) return { record: null, error: started.error };
   try {
     const record = await started.stream.stop();
-    const valid = record && /^[0-9a-f]{32}$/.test(record.rtc_id) && Number.isInteger(record.sent) && Array.isArray(record.echoes);
+    const valid = record && /^[0-9a-f]{32}$/.test(record.rtc_id) && Number.isInteger(record.sent) && Array.isArray(record.echoes) && record.phases;
     return valid ? { record, error: null } : { record: null, error: "rtc_failed" };
   } catch (error) {
     return { record: null, error: error && RTC_CODES.has(error.code) ? error.code : "rtc_failed" };
@@ -171,12 +193,9 @@ async function run(state) {
 
   // 1. Connection: the idle probe stream.
   setStep("connection", "running", "measuring…");
-  const rtc = await startRtc(authorization, link);
-  const phases = {};
+  const rtc = await startRtc(state.secret, link);
   if (rtc.stream) {
-    const idleStart = performance.now();
     await sleep(settings.udp_seconds * 1000);
-    phases.idle = [idleStart, performance.now()];
     setStep("connection", "done", "done");
   } else {
     setStep("connection", "problem", rtcText(rtc.error));
@@ -187,12 +206,14 @@ async function run(state) {
   const result = {};
   for (const [step, direction, phase] of [["down", "down", "download"], ["up", "up", "upload"]]) {
     setStep(step, "running", "measuring…");
-    const phaseStart = performance.now();
+    markPhase(rtc, phase);
     result[direction] = await measureThroughput(direction, options);
-    phases[phase] = [phaseStart, performance.now()];
     const r = result[direction];
-    if (r.status === 401) throw new ApiError(401, SENTENCES.expired);
-    setStep(step, r.mbps === null ? "problem" : "done", r.mbps === null ? `not measured: ${r.error}` : fmt(r.mbps, "Mbit/s"));
+    if (r.status === 401) {
+      await stopRtc(rtc);
+      throw new ApiError(401, SENTENCES.expired);
+    }
+    setStep(step, r.mbps === null ? "problem" : "done", r.mbps === null ? `not measured: ${THROUGHPUT_WORDS[r.error] || r.error}` : fmt(r.mbps, "Mbit/s"));
   }
   const rtcDone = await stopRtc(rtc);
 
@@ -232,14 +253,15 @@ async function run(state) {
   }
   setStep("speaker", speaker === "heard" ? "done" : "problem", { heard: "heard", not_heard: "not heard", not_tested: "not tested" }[speaker]);
 
-  const throughputError = [result.down.error && `download: ${result.down.error}`, result.up.error && `upload: ${result.up.error}`].filter(Boolean).join("; ") || null;
+  // One short code (the contract's throughput.error); which direction failed shows as its null rate.
+  const throughputError = result.down.error || result.up.error || null;
   const browser = browserFamily();
   const body = {
     schema_version: 1,
     started_at: startedWall.toISOString().replace(/\.\d{3}Z$/, "Z"),
     duration_s: Math.round((performance.now() - started) / 100) / 10,
     browser,
-    rtc: rtcDone.record ? { rtc_id: rtcDone.record.rtc_id, sent: rtcDone.record.sent, echoes: rtcDone.record.echoes, phases } : null,
+    rtc: rtcDone.record ? { rtc_id: rtcDone.record.rtc_id, sent: rtcDone.record.sent, echoes: rtcDone.record.echoes, phases: rtcDone.record.phases } : null,
     rtc_error: rtcDone.record ? null : rtcDone.error,
     throughput: {
       down_mbps: result.down.mbps === null ? null : Math.round(result.down.mbps * 100) / 100,
@@ -292,8 +314,10 @@ function pct(value) {
   return typeof value === "number" ? `${(value * 100).toFixed(2)} %` : "not measured";
 }
 
-function render({ body, answer }) {
+function render({ body, answer: stored }) {
   $("progress").hidden = true;
+  // 201 {"check_id", "received_at", "report"}: the stored report in the monitor's own words.
+  const answer = stored && stored.report ? stored.report : {};
   const verdict = VERDICTS[answer.verdict];
   const box = $("verdict");
   box.className = `verdict ${verdict ? answer.verdict : "unknown"}`;
@@ -338,7 +362,7 @@ function render({ body, answer }) {
   const d = body.device;
   row(list, "Computer", `${d.cores === null ? "cores not measured" : `${d.cores} cores`}, ${d.memory_gb === null ? "memory not measured" : `${d.memory_gb} GB memory`}`);
   row(list, "Battery", d.battery_pct === null ? "not measured" : `${d.battery_pct.toFixed(0)} % (${d.battery_charging ? "charging" : "on battery"})`);
-  row(list, "Connection type", d.connection_type === null ? "not measured" : d.connection_type);
+  row(list, "Connection type", d.connection_type === null ? "not measured" : CONNECTION_WORDS[d.connection_type] || d.connection_type);
   $("result").hidden = false;
   $("verdict-title").focus();
   announce(`${verdict ? verdict[1] : "Done"}. ${verdict ? verdict[2] : ""}`);
@@ -359,11 +383,12 @@ async function loadLink(state) {
 
 function init() {
   const secret = secretFromPath();
-  const state = { authorization: null, link: null, audio: null, running: false };
+  const state = { secret: null, authorization: null, link: null, audio: null, running: false };
   if (!secret) {
     showError(SENTENCES.badLink);
     return;
   }
+  state.secret = secret;
   state.authorization = `Link ${secret}`;
   loadLink(state);
 

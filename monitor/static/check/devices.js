@@ -158,7 +158,9 @@ export async function playTone(audioContext) {
   gain.disconnect();
 }
 
-const LINK_TYPES = { ethernet: "wired", wifi: "wifi", cellular: "cellular", bluetooth: "other", wimax: "other", other: "other", mixed: "other" };
+// The Network Information API's types, sent as it says them (Chromium only; the monitor maps
+// them onto the report's link types).
+const CONNECTION_TYPES = new Set(["bluetooth", "cellular", "ethernet", "mixed", "none", "other", "unknown", "wifi", "wimax"]);
 
 /** Compute Pressure: the first state the observer reports, within 1.5 s; null without it. */
 async function computePressure() {
@@ -201,8 +203,8 @@ export async function deviceFacts() {
     }
   }
   const connection = navigator.connection;
-  if (connection && typeof connection.type === "string" && connection.type in LINK_TYPES) {
-    facts.connection_type = LINK_TYPES[connection.type];
+  if (connection && typeof connection.type === "string" && CONNECTION_TYPES.has(connection.type)) {
+    facts.connection_type = connection.type;
   }
   facts.compute_pressure = await computePressure();
   return facts;
@@ -242,5 +244,8 @@ export function parseUserAgent(ua) {
       if (major >= 1 && major <= 999) return { family, major };
     }
   }
-  return { family: "other", major: null };
+  // Another browser: the major version of the last product token that has one (the contract
+  // needs a major from 1 to 999); null when the string has none at all.
+  const tokens = [...ua.matchAll(/\b[A-Za-z][A-Za-z0-9_-]*\/(\d+)/g)].map((m) => parseInt(m[1], 10)).filter((n) => n >= 1 && n <= 999);
+  return { family: "other", major: tokens.length ? tokens[tokens.length - 1] : null };
 }

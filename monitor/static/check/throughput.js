@@ -11,7 +11,8 @@
 //
 // Upload: a streamed request body (fetch with a ReadableStream and duplex: "half") is not
 // universal (Chromium only, and only over HTTP/2 or later), so each stream sends a sequence of
-// sized POSTs of incompressible bytes, and a POST's bytes count when the monitor's answer arrives.
+// sized POSTs of incompressible bytes (slices of one Blob), and a POST's bytes count when the
+// monitor's answer arrives.
 // The request size grows (256 KiB doubling to 16 MiB) until one POST takes about 250 ms. The
 // error of counting at completion: a request's bytes land at its end instead of spread over it,
 // so the cumulative series is a staircase; steadyRate interpolates linearly between completions
@@ -73,13 +74,14 @@ class HttpStatusError extends Error {
   }
 }
 
+/** The contract's short code for why a direction could not be measured ([a-z][a-z0-9_]*). */
 function describe(error) {
   if (error instanceof HttpStatusError) {
-    if (error.status === 401) return "the check link was refused (expired or revoked)";
-    if (error.status === 429) return "the monitor asked to slow down (too many measurements)";
-    return `the monitor answered ${error.status}`;
+    if (error.status === 401) return "link_refused";
+    if (error.status === 429) return "rate_limited";
+    return `http_${error.status}`;
   }
-  return "the connection to the monitor failed";
+  return "network_error";
 }
 
 function randomBlock(bytes) {
@@ -140,8 +142,8 @@ async function uploadStream(authorization, meter, deadline, now, signal, block) 
 }
 
 /**
- * Measure one direction. Returns {mbps, bytes, seconds, error, samples}; never throws for
- * network trouble (a failed measurement is data: mbps null and a short error).
+ * Measure one direction. Returns {mbps, bytes, seconds, error, status}; never throws for
+ * network trouble (a failed measurement is data: mbps null and a short code in error).
  * @param {"down"|"up"} direction
  * @param {{streams: number, loadSeconds: number, rampSeconds: number, authorization: string}} options
  */
@@ -174,7 +176,7 @@ export async function measureThroughput(direction, { streams, loadSeconds, rampS
   let rate = steadyRate(meter.samples, rampSeconds, loadSeconds);
   let error = null;
   if (rate === null || meter.total === 0) {
-    error = errors.length ? describe(errors[0]) : "no data moved during the measurement";
+    error = errors.length ? describe(errors[0]) : "no_data";
     rate = null;
   } else if (errors.length === streams) {
     error = describe(errors[0]);
