@@ -371,3 +371,17 @@ def test_malformed_offers_are_400_not_500(sdp: str, tmp_path: Path) -> None:
         assert refused.value.status == 400
 
     asyncio.run(answer())
+
+
+@pytest.mark.slow
+def test_a_check_links_holder_starts_a_stream_and_a_revoked_link_cannot(rtc_monitor: Monitor) -> None:
+    staff = rtc_monitor.token("it", "it-1")
+    assert rtc_monitor.json("POST", "/api/v1/participants", staff, {"participant_id": "c-rtc", "role": "client"})[0] == 201
+    status, link = rtc_monitor.json("POST", "/api/v1/check-links", staff, {"participant_id": "c-rtc"})
+    assert status == 201, link
+    result = asyncio.run(run_stream(rtc_monitor.url, f"Link {link['secret']}", seconds=1.0))
+    assert result["sent"] >= 30 and len(result["echoes"]) == result["sent"]
+    assert rtc_monitor.request("DELETE", f"/api/v1/check-links/{link['link_id']}", staff)[0] == 204
+    with pytest.raises(Refused) as refused:
+        asyncio.run(run_stream(rtc_monitor.url, f"Link {link['secret']}", seconds=1.0))
+    assert refused.value.status == 401
