@@ -258,7 +258,7 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Check
             had_caseload = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'caseload'").fetchone() is not None
             self._db.executescript(
                 _SCHEMA + ReportStoreMixin.SCHEMA + SessionStoreMixin.SCHEMA + CaseloadStoreMixin.SCHEMA + AlertStoreMixin.SCHEMA
-                + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA + CheckLinkStoreMixin.SCHEMA
+                + UserStoreMixin.SCHEMA + RiskStoreMixin.SCHEMA + TrendStoreMixin.SCHEMA
             )  # fmt: skip
             with self._transaction() as db:
                 self._upgrade_caseload(db, had_caseload)

@@ -48,6 +48,23 @@ def _statements(*sql: str) -> Callable[[sqlite3.Connection], None]:
 # Add a migration at the end: version = the previous one + 1. Never edit one that has shipped.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index each kind's age, for retention's batches", _statements(*RETENTION_INDEXES)),
+    Migration(
+        3,
+        "check links: a client's browser check (monitor/store/check_links.py)",
+        _statements(
+            """CREATE TABLE check_links (
+                link_id TEXT PRIMARY KEY REFERENCES tokens(token_id),
+                secret_hash TEXT NOT NULL UNIQUE,
+                participant_id TEXT NOT NULL REFERENCES participants(participant_id),
+                session_id TEXT,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                revoked_at REAL,
+                last_used_at REAL
+            )""",
+            "CREATE INDEX check_links_by_participant ON check_links (participant_id, created_at)",
+        ),
+    ),
 )
 
 
