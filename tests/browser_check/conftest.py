@@ -9,10 +9,12 @@ import json
 import shutil
 import subprocess
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sessionready.typed import rfc3339
@@ -306,3 +308,53 @@ def make_talk_over_noise(
         str(seconds),
     )
     return mixed
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    pcm = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(pcm.tobytes())
+    return path
+
+
+def make_reading(
+    directory: Path,
+    snr_db: float,
+    speech_at_s: float,
+    noise_db: float = -45.0,
+    rate: int = 48000,
+) -> tuple[Path, float]:
+    """Pink noise with one sentence read into it at ``speech_at_s``, the speech scaled so that it
+    stands ``snr_db`` above the noise floor as docs/room.md defines it (the CLI tests' reference:
+    webrtcvad speaking time, A-weighted, over the noise's L90). Returns the file and the
+    constructed ratio."""
+    from tests.audio import reference
+
+    require_or_fail(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
+    spoken = directory / "sentence-raw.wav"
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en",
+            "-w",
+            str(spoken),
+            "A bright morning light came through the window and fell across the table.",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    resampled = directory / "sentence.wav"
+    run("sox", str(spoken), "-r", str(rate), "-c", "1", "-b", "16", str(resampled))
+    speech, _ = reference.read_wav(resampled)
+    noise, _ = reference.read_wav(
+        make_pink(directory / "reading-bed.wav", noise_db, rate=rate, seconds=16)
+    )
+    gain_db = reference.gain_for_snr_db(speech, noise, rate, snr_db, aggressiveness=2)
+    mixed = noise.copy()
+    start = round(speech_at_s * rate)
+    mixed[start : start + speech.size] += speech * 10 ** (gain_db / 20)
+    return write_wav(directory / f"reading-{snr_db:g}.wav", mixed, rate), snr_db

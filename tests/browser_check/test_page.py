@@ -24,6 +24,7 @@ from tests.browser_check.conftest import (
     chrome,
     make_link,
     make_pink,
+    make_reading,
     make_talk_over_noise,
     network_requests,
     wait_text,
@@ -107,6 +108,18 @@ def run_check(
     return checks[0]["report"]
 
 
+def wait_for_text(
+    driver, element_id: str, texts: tuple[str, ...], timeout_s: float
+) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = driver.find_element("id", element_id).text
+        if text in texts:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"#{element_id} never said one of {texts}")
+
+
 def console_errors(driver) -> list[str]:
     return [
         entry["message"]
@@ -156,6 +169,21 @@ def test_desktop_end_to_end(link: CheckLink, tmp_path: Path) -> None:
             "return performance.getEntries().map(e => e.name).filter(n => /^[a-z]+:/.test(n));"
         )
         sample_rate = driver.execute_script("return new AudioContext().sampleRate;")
+        # "Hear yourself": recorded and played back on the device; not one request meanwhile.
+        driver.find_element("id", "hear-start").click()
+        heard = wait_for_text(
+            driver,
+            "hear-state",
+            (
+                "Done. The recording is deleted.",
+                "The recording could not be made or played.",
+            ),
+            30,
+        )
+        hear_requests = [
+            u for u in network_requests(driver) if not u.startswith(("blob:", "data:"))
+        ]
+        csp_after = driver.execute_script("return window.__csp;")
     finally:
         driver.quit()
     print(
@@ -248,8 +276,10 @@ def test_desktop_end_to_end(link: CheckLink, tmp_path: Path) -> None:
     assert any("/api/v1/link/rtc" in u for u in urls), (
         "the DevTools log missed requests"
     )
-    assert csp == [], csp
+    assert csp == [] and csp_after == [], (csp, csp_after)
     assert errors == [], errors
+    assert heard == "Done. The recording is deleted."
+    assert hear_requests == [], hear_requests
     assert not [
         v
         for v in start_violations + result_violations
@@ -502,3 +532,20 @@ def browser_page(monitor, tmp_path_factory: pytest.TempPathFactory):
         yield driver
     finally:
         driver.quit()
+
+
+def test_speech_to_noise(link: CheckLink, tmp_path: Path) -> None:
+    """The "read this sentence" step: a sentence 20 dB over the room, read when the page asks
+    for it (the fake microphone plays the file from its start when the room's capture opens:
+    quiet for 4 s, then the sentence), gives the speech-to-noise ratio within 3 dB."""
+    wav, constructed = make_reading(tmp_path, 20.0, speech_at_s=4.2)
+    driver = chrome(wav)
+    try:
+        report = run_check(driver, link)
+    finally:
+        driver.quit()
+    room = report["room"]
+    print("reading:", room)
+    assert room["speech_detected"] is True
+    assert abs(room["snr_db"] - constructed) <= 3.0, room
+    assert room["voice_ratio"] <= 0.05, room  # the quiet part was quiet

@@ -4,7 +4,7 @@
 
 import { measureThroughput } from "./throughput.js";
 import { browserFamily, checkCamera, deviceFacts, playTone } from "./devices.js";
-import { measureRoom, QUIET_PROMPT, SENTENCE, SPEECH_PROMPT } from "./room.js";
+import { canHearYourself, hearYourself, measureRoom, QUIET_PROMPT, SENTENCE, SPEECH_PROMPT } from "./room.js";
 
 const SECRET_PATTERN = /^\/c\/([A-Za-z0-9_-]{16,128})\/?$/;
 const RTC_CODES = new Set(["rtc_unsupported", "rtc_failed", "rtc_blocked"]);
@@ -428,6 +428,23 @@ function init() {
   };
   $("start").addEventListener("click", start);
   $("again").addEventListener("click", start);
+  if (canHearYourself()) {
+    const words = {
+      recording: "Recording: say a few words…",
+      playing: "Playing back…",
+      done: "Done. The recording is deleted.",
+      denied: "The browser was not given permission to use the microphone.",
+      error: "The recording could not be made or played.",
+    };
+    const button = $("hear-start");
+    button.addEventListener("click", async () => {
+      if (state.running) return;
+      button.disabled = true;
+      await hearYourself(5, (s) => { $("hear-state").textContent = words[s]; }, $("hear-player"));
+      button.disabled = false;
+    });
+    $("hear").hidden = false;
+  }
 }
 
 init();

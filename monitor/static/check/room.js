@@ -212,3 +212,55 @@ export async function measureRoom(context, hooks) {
     for (const track of stream.getTracks()) track.stop();
   }
 }
+
+export function canHearYourself() {
+  return Boolean(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && typeof MediaRecorder === "function");
+}
+
+/**
+ * "Hear yourself": record a few seconds from the microphone and play them back, on this device
+ * only. The recording lives in memory as a Blob behind a blob: URL for as long as it plays; the
+ * URL is revoked and the Blob dropped after. Nothing is sent anywhere and nothing of it enters
+ * the check's numbers.
+ * @param {(state: "recording"|"playing"|"done"|"denied"|"error") => void} onState
+ */
+export async function hearYourself(seconds, onState, player) {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      video: false,
+    });
+  } catch (error) {
+    const { mediaErrorState } = await import("./devices.js");
+    onState(mediaErrorState(error) === "denied" ? "denied" : "error");
+    return;
+  }
+  let url = null;
+  try {
+    const recorder = new MediaRecorder(stream);
+    const chunks = [];
+    recorder.ondataavailable = (event) => { if (event.data && event.data.size) chunks.push(event.data); };
+    const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
+    onState("recording");
+    recorder.start();
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    recorder.stop();
+    await stopped;
+    for (const track of stream.getTracks()) track.stop();
+    url = URL.createObjectURL(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }));
+    chunks.length = 0;
+    player.src = url;
+    onState("playing");
+    await player.play();
+    await new Promise((resolve) => { player.onended = resolve; player.onerror = resolve; });
+    onState("done");
+  } catch {
+    onState("error");
+  } finally {
+    for (const track of stream.getTracks()) track.stop();
+    player.removeAttribute("src");
+    player.load();
+    if (url) URL.revokeObjectURL(url);
+  }
+}
