@@ -187,7 +187,7 @@ async function computePressure() {
 export async function deviceFacts() {
   const facts = { cores: null, memory_gb: null, battery_pct: null, battery_charging: null, connection_type: null, compute_pressure: null };
   if (Number.isInteger(navigator.hardwareConcurrency) && navigator.hardwareConcurrency > 0) facts.cores = navigator.hardwareConcurrency;
-  // deviceMemory is rounded by the browser (0.25 .. 8 GiB) and offered by Chromium only.
+  // deviceMemory is rounded and capped by the browser, and offered by Chromium only.
   if (typeof navigator.deviceMemory === "number" && navigator.deviceMemory > 0) facts.memory_gb = navigator.deviceMemory;
   if (typeof navigator.getBattery === "function") {
     try {
