@@ -385,3 +385,26 @@ def test_a_check_links_holder_starts_a_stream_and_a_revoked_link_cannot(rtc_moni
     with pytest.raises(Refused) as refused:
         asyncio.run(run_stream(rtc_monitor.url, f"Link {link['secret']}", seconds=1.0))
     assert refused.value.status == 401
+
+
+def test_advertised_address_is_offered_on_the_same_port() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from monitor.rtc.peer import IceSettings, RtcPeer
+
+    async def scenario() -> list[tuple[str, int]]:
+        page = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        page.createDataChannel("probe", ordered=False, maxRetransmits=0)
+        await page.setLocalDescription(await page.createOffer())
+        settings = IceSettings("127.0.0.1", 21450, 21459, advertise_ip="192.0.2.10")
+        peer = await RtcPeer.answer(StreamRecords("a" * 32, "link1"), page.localDescription.sdp, settings)
+        try:
+            return [(line.split()[4], int(line.split()[5])) for line in peer.answer_sdp.splitlines() if line.startswith("a=candidate:")]
+        finally:
+            await peer.close()
+            await page.close()
+
+    candidates = asyncio.run(scenario())
+    # The bound address, and the NAT's public one with the same port (the range is forwarded 1:1).
+    assert [host for host, _ in candidates] == ["127.0.0.1", "192.0.2.10"]
+    assert candidates[0][1] == candidates[1][1] and 21450 <= candidates[0][1] <= 21459
