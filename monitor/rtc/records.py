@@ -199,7 +199,11 @@ def network_of(
     sent = max(0, min(sent, MAX_PROBES))
     times = records.send_times(sent)
     origin = times[0] if times else 0
-    idle_seqs = _window(times, phases.get("idle")) if phases.get("idle") is not None else range(sent)
+    idle_span = phases.get("idle")
+    # With no probe received at all there is no send time to place one in a phase by: all of
+    # them count (as idle), all lost on the way up.
+    placed = idle_span is not None and any(seq < sent for seq in records.sent_ns)
+    idle_seqs = _window(times, idle_span) if placed else range(sent)
     idle = records.flow_result("idle", idle_seqs or range(0), echoes, origin)
     loaded: dict[str, float | None] = {}
     for name in ("download", "upload"):

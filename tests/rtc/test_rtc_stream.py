@@ -408,3 +408,12 @@ def test_advertised_address_is_offered_on_the_same_port() -> None:
     # The bound address, and the NAT's public one with the same port (the range is forwarded 1:1).
     assert [host for host, _ in candidates] == ["127.0.0.1", "192.0.2.10"]
     assert candidates[0][1] == candidates[1][1] and 21450 <= candidates[0][1] <= 21459
+
+
+def test_nothing_reached_the_monitor() -> None:
+    records = StreamRecords("a" * 32, "link1")
+    net = network_of(records, 250, [], {"idle": (0.0, 5000.0), "download": None, "upload": None}, ramp_s=1.0)
+    # 250 sent, none reflected: all lost upstream; no echo to split the rest, so no loss pair
+    # (as the CLI reports a reflector that answered nothing), and the reason in udp_error.
+    assert (net.packets.sent, net.packets.received, net.packets.reflected) == (250, 0, 0)
+    assert net.loss is None and net.rtt_ms is None and net.udp_error == "no echo came back over the WebRTC data channel"
