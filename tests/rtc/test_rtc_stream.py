@@ -234,7 +234,7 @@ def test_sample_config_documents_every_rtc_key() -> None:
 def rtc_monitor(tmp_path: Path):
     config = tmp_path / "monitor.toml"
     # A narrow range: every candidate must come from it; two peers at most.
-    config.write_text("[monitor]\nrtc_port_min = 21400\nrtc_port_max = 21403\nrtc_max_peers = 2\n")
+    config.write_text("[monitor]\nrtc_port_min = 21400\nrtc_port_max = 21409\nrtc_max_peers = 2\n")
     running = start_monitor(tmp_path / "monitor", "--config", str(config))
     yield running
     running.stop()
@@ -253,7 +253,7 @@ def test_stream_against_monitor_process(rtc_monitor: Monitor) -> None:
     assert len({seq for seq, _ in result["echoes"]}) == result["sent"]
     assert result["bad_echo_lengths"] == 0
     ports = _candidate_ports(result["answer_sdp"])
-    assert ports and all(21400 <= p <= 21403 for p in ports), ports
+    assert ports and all(21400 <= p <= 21409 for p in ports), ports
     # The monitor's hold time is what it says: it answers at once.
     assert max(result["monitor_hold_ms"]) < 50
 
