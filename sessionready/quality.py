@@ -875,9 +875,12 @@ def _throughput_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
             continue
         severity, target = ("warning", "720p") if tier == "360p" else ("critical", "360p")
         need = TIER_NEEDS_MBPS[target][index] * t.throughput_headroom_factor
+        have, needed = _mbps(mbps), _mbps(need)
+        if have == needed:  # 1.79 against 1.8 must not read "1.8 ... needs at least 1.8"
+            have, needed = f"{mbps:.2f} Mbit/s", f"{need:.2f} Mbit/s"
         message = (
-            f"Your {direction} speed is {_mbps(mbps)}, enough for {TIER_WORDS[tier]}. "
-            f"{_sentence_case(TIER_WORDS[target])} needs at least {_mbps(need)}, including room to spare."
+            f"Your {direction} speed is {have}, enough for {TIER_WORDS[tier]}. "
+            f"{_sentence_case(TIER_WORDS[target])} needs at least {needed}, including room to spare."
         )
         reasons.append(_reason(f"low_{direction}_throughput", severity, message))
     if missing and network.throughput_error is None:

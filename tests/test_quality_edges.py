@@ -252,3 +252,12 @@ def test_a_reason_needs_both_a_message_and_a_fix() -> None:
         q.Reason("high_cpu", "warning", "", "Close programs.")
     with pytest.raises(ValueError):
         q.Reason("high_cpu", "warning", "Busy.", "")
+
+
+def test_a_speed_just_under_the_need_never_reads_as_meeting_it() -> None:
+    from sessionready import quality as q
+    from tests.conftest import CLEAN_NETWORK
+
+    network = dataclasses.replace(CLEAN_NETWORK, throughput_up_mbps=1.79)
+    [reason] = [r for r in q.assess(network).reasons if r.code == "low_upload_throughput"]
+    assert "1.79 Mbit/s" in reason.message and "at least 1.80 Mbit/s" in reason.message, reason.message

@@ -267,3 +267,12 @@ def test_inputs_refuse_what_cannot_be() -> None:
     assert RecentSamples(count=2, problem_count=2).problem_count == 2
     with pytest.raises(ValueError):
         session(end("client"), end("client"))
+
+
+def test_a_risk_reason_without_words_is_refused() -> None:
+    from monitor.risk.engine import RiskReason
+
+    with pytest.raises(ValueError, match="message and an action"):
+        RiskReason("client", "no_check", "warning", "", "Ask the client to run the check now.")
+    with pytest.raises(ValueError, match="message and an action"):
+        RiskReason("client", "no_check", "warning", "The client has not run a check yet.", "")

@@ -349,6 +349,8 @@ class RiskReason:
             raise ValueError(f"unknown cause {self.cause!r}")
         if self.severity not in quality.SEVERITIES:
             raise ValueError(f"severity must be one of {quality.SEVERITIES}, got {self.severity!r}")
+        if not self.message or not self.action:
+            raise ValueError("a risk reason needs a message and an action")
 
 
 @dataclass(frozen=True)
