@@ -132,6 +132,10 @@ class MonitorApi:
     def unassign_client(self, token: str, therapist_id: str, client_id: str) -> None:
         self._call("DELETE", f"/api/v1/caseload/{quote(therapist_id, safe='')}/{quote(client_id, safe='')}", token)
 
+    def create_check_link(self, token: str, participant_id: str, session_id: str | None) -> dict[str, Any]:
+        """A new check link for a client (``{link_id, url, secret, ...}``): shown once, here."""
+        return self._call("POST", "/api/v1/check-links", token, {"participant_id": participant_id, "session_id": session_id})
+
     # --- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False, headers: dict[str, str] | None = None) -> Any:

@@ -1,18 +1,21 @@
 """Session / Live (``/session/<id>``): both ends side by side, refreshed every 2 s while live
 (numbers and the last 10 minutes as graphs), a banner when it degrades and why, and what
 happened (states, risk changes, live degradations). Upcoming and ended sessions show their
-flags, check ages and history; ended ones also their live graphs while the monitor keeps them."""
+flags, check ages and history; ended ones also their live graphs while the monitor keeps them.
+"Create check link" makes a link the client opens to run the check in a browser; the link is
+shown once, in a panel that "Hide" (or leaving the page) drops."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from dashboard.api import ApiFailure
 from dashboard.components import flag_badge
 from dashboard.errors import clear_error
 from dashboard.figures import GRAPH_HEIGHT_PX, METRICS, figure, last_seen, latest
+from dashboard.links_view import link_panel
 from dashboard.present import STATE_LABEL, date_time, end_views, flag, relative_start, session_banner, span, timeline, unix_of
 
 if TYPE_CHECKING:
@@ -23,6 +26,7 @@ IDLE_MS = 30_000
 WINDOW_S = 600.0  # the last 10 minutes while live
 KEEP_S = 86_400.0  # the monitor serves samples up to a day back
 HIDDEN = {"display": "none"}
+PANEL_SHOWN, PANEL_HIDDEN = "code-panel", "code-panel hidden"
 
 
 def layout(session_id: str) -> html.Div:
@@ -32,6 +36,14 @@ def layout(session_id: str) -> html.Div:
             dcc.Interval(id="session-interval", interval=LIVE_MS),
             html.Div(id="session-header"),
             html.Div(id="session-banner"),
+            html.Div(
+                [
+                    html.Button("Create check link", id="session-link-create", className="button"),
+                    html.Span(id="session-link-error", className="form-error", role="alert"),
+                    html.Div([html.Div(id="session-link-new"), html.Button("Hide the link", id="session-link-hide")], id="session-link-panel", className=PANEL_HIDDEN),
+                ],
+                id="session-link",
+            ),
             html.Div(id="session-ends", className="ends-grid"),
             html.Div(id="session-numbers"),
             html.Div(
@@ -105,6 +117,30 @@ def register(app: Dash, context: Context) -> None:
             history(detail, alerts, zone),
             LIVE_MS if session["state"] == "live" else IDLE_MS,
         )
+
+
+    @app.callback(
+        Output("session-link-new", "children"),
+        Output("session-link-panel", "className"),
+        Output("session-link-error", "children"),
+        Input("session-link-create", "n_clicks"),
+        Input("session-link-hide", "n_clicks"),
+        State("session-id", "data"),
+        State("shell-tz", "data"),
+        prevent_initial_call=True,
+    )
+    def create_link(_create: int | None, _hide: int | None, session_id: str, browser_zone: str | None):  # noqa: ANN202
+        if ctx.triggered_id == "session-link-hide":
+            return None, PANEL_HIDDEN, None
+        try:
+            session = context.call(context.api.session, session_id)["session"]
+            answer = context.call(context.api.create_check_link, session["client_id"], session_id)
+        except ApiFailure as failure:
+            if failure.status not in (400, 403, 404):
+                raise
+            return None, PANEL_HIDDEN, failure.sentence
+        clear_error()
+        return link_panel(answer, context.api.base_url, context.zone(browser_zone)), PANEL_SHOWN, None
 
 
 def header(session: dict[str, Any], risk: dict[str, Any] | None, zone: Any, now: float) -> html.Div:
