@@ -51,19 +51,8 @@ class LinkInfo:
 
 
 class CheckLinkStoreMixin:
-    SCHEMA = """
-CREATE TABLE IF NOT EXISTS check_links (
-    link_id TEXT PRIMARY KEY REFERENCES tokens(token_id),
-    secret_hash TEXT NOT NULL UNIQUE,
-    participant_id TEXT NOT NULL REFERENCES participants(participant_id),
-    session_id TEXT,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    revoked_at REAL,
-    last_used_at REAL
-);
-CREATE INDEX IF NOT EXISTS check_links_by_participant ON check_links (participant_id, created_at);
-"""
+    # The table ``check_links`` (link_id, secret_hash, participant_id, session_id, created_at,
+    # expires_at, revoked_at, last_used_at) comes with schema version 3 (monitor/store/migrations.py).
 
     _db: sqlite3.Connection
     _lock: threading.Lock
@@ -132,12 +121,6 @@ CREATE INDEX IF NOT EXISTS check_links_by_participant ON check_links (participan
     def link_checks(self, link_id: str, limit: int) -> list[StoredCheck]:
         """The checks made through a link, newest first."""
         return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (link_id, limit))
-
-    def link_checks_since(self, link_id: str, since: float) -> int:
-        """How many checks the link stored at or after ``since`` (unix seconds)."""
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM checks WHERE agent_id = ? AND received_at >= ?", (link_id, since)).fetchone()
-        return int(row[0])
 
     def _select_links(self, where: str, parameters: tuple[object, ...]) -> list[LinkInfo]:
         with self._lock:
