@@ -12,7 +12,6 @@ import copy
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,7 +47,7 @@ BODY: dict[str, Any] = {
     "room": {
         "available": True, "problem": None, "mode": "interactive", "laeq_dbfs": -48.1, "l90_dbfs": -55.0, "l10_dbfs": -45.2,
         "lmax_dbfs": -30.3, "voice_ratio": 0.02, "snr_db": 24.0, "speech_detected": True, "silent": False, "clipping_ratio": 0.0,
-    },  # fmt: skip
+    },
     "device": {"cores": 8, "memory_gb": 8.0, "battery_pct": 64.0, "battery_charging": False, "connection_type": "wifi", "compute_pressure": None},
 }
 
@@ -120,7 +119,7 @@ def test_a_browser_check_is_judged_stored_and_read_like_a_cli_check(monitor: Mon
     assert report["devices"] == BODY["devices"]
     assert report["settings"]["packet_interval_ms"] == 20.0 and report["targets"] == [] and report["speedtest"] is None
 
-    assert [c["check_id"] for c in own_checks(monitor, setting["session"])][0] == check_id
+    assert own_checks(monitor, setting["session"])[0]["check_id"] == check_id, "newest first"
     # The session's therapist reads it like any check of their client...
     status, stored = monitor.json("GET", f"/api/v1/checks/{check_id}", setting["therapist"])
     assert status == 200 and stored["participant_id"] == "bc-c" and stored["report"]["session_id"] == setting["session_id"]
