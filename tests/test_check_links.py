@@ -287,3 +287,23 @@ def test_the_link_command(tmp_path: Path) -> None:
         assert link_request(running, "GET", "/api/v1/link", url.rsplit("/", 1)[1])[0] == 401, "revoked on the command line"
     finally:
         running.stop()
+
+
+def test_a_links_probe_limits_are_its_own(tmp_path: Path) -> None:
+    """Throughput bytes are counted per link id: one link that used up its hour's bytes is
+    refused, another link of the same client and the client's own machine are not."""
+    config = tmp_path / "monitor.toml"
+    config.write_text("[monitor]\nprobe_bytes_per_hour = 1048576\n")  # 1 MiB, the least allowed
+    running = start_monitor(tmp_path / "monitor", "--config", str(config))
+    try:
+        staff = new_token(running, "it", "it-1")
+        running.json("POST", "/api/v1/participants", staff, {"participant_id": "c-1", "role": "client"})
+        first, second = (make_link(running, staff, "c-1")[1]["secret"] for _ in range(2))
+        status, raw = link_request(running, "GET", "/api/v1/probe/download?bytes=1048576", first)
+        assert status == 200 and len(raw) == 1048576
+        assert link_request(running, "GET", "/api/v1/probe/download?bytes=1000", first)[0] == 429
+        assert link_request(running, "GET", "/api/v1/probe/download?bytes=1000", second)[0] == 200
+        machine = new_token(running, "client", "c-1")
+        assert running.request("GET", "/api/v1/probe/download?bytes=1000", machine)[0] == 200
+    finally:
+        running.stop()
