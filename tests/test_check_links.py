@@ -279,6 +279,12 @@ def test_the_link_command(tmp_path: Path) -> None:
     assert again.returncode == 0 and "already revoked" in again.stdout
     listing = run_cli("monitor", "link", "list", *data).stdout
     assert re.search(rf"{link_id} .* revoked", listing)
+    # A link is not a token: the token commands neither list nor revoke it.
+    other = re.search(r"check link ([0-9a-f]{12})", path_only.stdout).group(1)  # type: ignore[union-attr]
+    tokens = run_cli("monitor", "token", "list", *data)
+    assert tokens.returncode == 0 and link_id not in tokens.stdout and other not in tokens.stdout
+    refused = run_cli("monitor", "token", "revoke", other, *data)
+    assert refused.returncode == 3 and "no active token" in refused.stderr
     # The link made on the command line works against a monitor on that store.
     running = start_monitor(tmp_path / "store")
     try:

@@ -22,7 +22,7 @@ from typing import Protocol
 from monitor.store import migrations
 from monitor.store.alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, PendingDelivery, StoredAlert
 from monitor.store.caseloads import CaseloadEntry, CaseloadStoreMixin
-from monitor.store.check_links import CheckLinkStoreMixin, LinkInfo
+from monitor.store.check_links import LINK_TOKEN_ROLE, CheckLinkStoreMixin, LinkInfo
 from monitor.store.reports import AgentStatus, ReportStoreMixin, StoredSample
 from monitor.store.retention import RetentionStoreMixin
 from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot, RiskStoreMixin, RiskSummary, StoredRisk
@@ -296,7 +296,8 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Check
     def revoke_token(self, token_id: str) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL", (self._clock(), token_id)
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL AND role != ?",
+                (self._clock(), token_id, LINK_TOKEN_ROLE),
             )
             return cursor.rowcount == 1
 
@@ -358,7 +359,8 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Check
     def list_tokens(self) -> list[TokenInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens ORDER BY created_at"
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens WHERE role != ? ORDER BY created_at",
+                (LINK_TOKEN_ROLE,),  # a check link's row is managed as a link ('monitor link'), never as a token
             ).fetchall()
         return [TokenInfo(*row) for row in rows]
 
