@@ -94,7 +94,7 @@ function randomBlock(bytes) {
   return block;
 }
 
-async function downloadStream(authorization, meter, deadline, now, signal) {
+async function downloadStream(authorization, meter, deadline, now, signal, answered) {
   const streaming = typeof ReadableStream !== "undefined" && "body" in Response.prototype;
   while (now() < deadline) {
     const size = streaming ? DOWNLOAD_REQUEST_BYTES : FALLBACK_DOWNLOAD_BYTES;
@@ -104,6 +104,7 @@ async function downloadStream(authorization, meter, deadline, now, signal) {
       signal,
     });
     if (!response.ok) throw new HttpStatusError(response.status);
+    answered();
     if (!streaming || !response.body) {
       const body = await response.arrayBuffer();
       meter.add(body.byteLength);
@@ -122,7 +123,7 @@ async function downloadStream(authorization, meter, deadline, now, signal) {
   }
 }
 
-async function uploadStream(authorization, meter, deadline, now, signal, block) {
+async function uploadStream(authorization, meter, deadline, now, signal, block, answered) {
   let size = UPLOAD_START_BYTES;
   while (now() < deadline) {
     const began = now();
@@ -134,6 +135,7 @@ async function uploadStream(authorization, meter, deadline, now, signal, block) 
       signal,
     });
     if (!response.ok) throw new HttpStatusError(response.status);
+    answered();
     await response.arrayBuffer(); // the monitor's {"received_bytes", ...}: the request is complete
     meter.add(size);
     const tookS = (now() - began) / 1000;
@@ -156,13 +158,22 @@ export async function measureThroughput(direction, { streams, loadSeconds, rampS
   // reference, but copies an ArrayBuffer through IPC (measured in headless Chromium 156 on
   // loopback: 16 MiB in 1.5 s as an ArrayBuffer, 0.1 s as a Blob).
   const block = direction === "up" ? new Blob([randomBlock(UPLOAD_MAX_BYTES)]) : null;
-  const run = direction === "down"
-    ? () => downloadStream(authorization, meter, deadline, now, controller.signal)
-    : () => uploadStream(authorization, meter, deadline, now, controller.signal, block);
-  const tasks = [];
-  for (let i = 0; i < streams; i += 1) {
-    tasks.push(run().catch((error) => { if (error.name !== "AbortError") errors.push(error); }));
-  }
+  const run = (answered) => (direction === "down"
+    ? downloadStream(authorization, meter, deadline, now, controller.signal, answered)
+    : uploadStream(authorization, meter, deadline, now, controller.signal, block, answered));
+  const keep = (error) => { if (error.name !== "AbortError") errors.push(error); };
+  // The other streams start once the first has its first answer: a refused link (401) or a
+  // rate limit (429) then costs one refused request, not one per stream (the monitor counts
+  // refused link secrets per address and then delays every link from that address). The
+  // stagger is one request's answer time, inside the ramp that is not counted anyway.
+  let first;
+  const firstAnswer = new Promise((resolve) => { first = resolve; });
+  const tasks = [run(() => first(true)).catch(keep).finally(() => first(false))];
+  let wait;
+  const noAnswer = new Promise((resolve) => { wait = setTimeout(() => resolve(false), Math.max(0, deadline - now())); });
+  const ok = await Promise.race([firstAnswer, noAnswer]);
+  clearTimeout(wait);
+  for (let i = 1; ok && i < streams; i += 1) tasks.push(run(() => {}).catch(keep));
   // The downloads stop themselves at the deadline; the uploads finish the POST in flight.
   // Whatever still runs after the grace is aborted.
   const graceMs = (direction === "down" ? 5 : UPLOAD_GRACE_S) * 1000;
