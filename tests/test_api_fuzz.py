@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from monitor.openapi import openapi_document
 from tests.conftest import Monitor, fuzz_auth
@@ -20,10 +21,16 @@ def fuzz_token(shared_monitor: Monitor) -> str:
     return shared_monitor.token("client", "c-fuzz")
 
 
+# Bodies whose validity no JSON Schema can state: a WebRTC offer is SDP, which the monitor's
+# WebRTC stack parses and answers 400 when it cannot. Every other check still applies there.
+SEMANTIC_BODIES = {"/api/v1/link/rtc"}
+
+
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_answers_every_input_as_documented(case: schemathesis.Case, shared_monitor: Monitor, fuzz_token: str) -> None:
-    case.call_and_validate(base_url=shared_monitor.url, headers=fuzz_auth(case, fuzz_token))
+    excluded = [positive_data_acceptance] if case.path in SEMANTIC_BODIES else []
+    case.call_and_validate(base_url=shared_monitor.url, headers=fuzz_auth(case, fuzz_token), excluded_checks=excluded)
 
 
 # The staff-only listings, with an it token (the client token above meets 403 there). Sessions,
