@@ -216,6 +216,18 @@ def test_prints_the_dashboard_and_two_logins_that_work(demo: DemoRun) -> None:
     assert status == 200 and me["role"] == "therapist" and me["participant_id"] == "demo-therapist"
 
 
+def test_prints_a_check_link_that_opens_the_browser_check(demo: DemoRun) -> None:
+    url = demo.value("Browser check")
+    assert url.startswith(demo.value("Monitor") + "/c/"), url
+    context = ssl.create_default_context(cafile=str(demo.data_dir / "tls" / "cert.pem")) if url.startswith("https") else None
+    with urllib.request.urlopen(url, timeout=15, context=context) as response:
+        assert response.status == 200 and "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert b"<html" in response.read().lower()
+    request = urllib.request.Request(demo.value("Monitor") + "/api/v1/link", headers={"Authorization": f"Link {url.rsplit('/', 1)[1]}"})
+    with urllib.request.urlopen(request, timeout=15, context=context) as response:
+        assert response.status == 200 and json.loads(response.read())["settings"]["packet_interval_ms"] == 20
+
+
 def test_sessions_are_scheduled_in_the_next_minutes(demo: DemoRun) -> None:
     token = demo.token("Therapist login")  # a therapist sees their own sessions
     window = {"from": rfc3339(demo.started - 300), "to": rfc3339(demo.started + 20 * 60)}

@@ -124,6 +124,22 @@ def schedule_sessions(api: MonitorApi, login: Login, now: float) -> list[float]:
         api.call("POST", "/api/v1/logout", token)
 
 
+def check_link(api: MonitorApi, login: Login, ttl_hours: int = 24) -> str:
+    """A new check link for the demo's client (docs/browser-check.md): its path, /c/<secret>.
+    The links of earlier runs stay valid until they expire; the demo does not keep them."""
+    status, body = api.call("POST", "/api/v1/login", None, {"username": login.username, "password": login.password})
+    if status != 201:
+        raise DemoError(f"the monitor refused the demo's IT login ({status}); see the monitor's log")
+    token = body["token"]
+    try:
+        status, body = api.call("POST", "/api/v1/check-links", token, {"participant_id": CLIENT, "ttl_hours": ttl_hours})
+        if status != 201:
+            raise DemoError(f"the monitor refused a check link for the demo's client ({status} {body.get('error', {}).get('message', '')})")
+        return str(body["url"])
+    finally:
+        api.call("POST", "/api/v1/logout", token)
+
+
 def _clear_earlier_runs(api: MonitorApi, token: str) -> None:
     """Cancel the sessions of an earlier run that have not happened and end its live ones: the
     agents would otherwise follow those (an overrunning live session for up to 15 minutes)."""

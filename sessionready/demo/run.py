@@ -136,13 +136,15 @@ def _start(demo: Demo, shaping_requested: bool) -> None:
     minutes = ", ".join(str(offset) for offset, _ in practice.SESSIONS[:-1]) + f" and {practice.SESSIONS[-1][0]}"
     with _step(demo, f"Scheduling {len(practice.SESSIONS)} sessions, in about {minutes} minutes"):
         starts = practice.schedule_sessions(api, logins[0], time.time())
+    with _step(demo, "Making a check link for the client's browser"):
+        check_path = practice.check_link(api, logins[0])
     with _step(demo, "Starting the therapist's agent"):
         _start_agent(demo, "therapist", "the therapist's agent")
     with _step(demo, "Starting the client's agent" + (f" in namespace {demo.link.namespace}" if demo.link else "")):
         _start_agent(demo, "client", "the client's agent")
     with _step(demo, f"Starting the dashboard on {demo.dashboard_url}"):
         _start_dashboard(demo)
-    _print_summary(demo, logins, starts)
+    _print_summary(demo, logins, starts, check_path)
 
 
 def _shape(demo: Demo, requested: bool) -> None:
@@ -239,7 +241,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _print_summary(demo: Demo, logins: list[Login], starts: list[float]) -> None:
+def _print_summary(demo: Demo, logins: list[Login], starts: list[float], check_path: str) -> None:
     it, therapist = logins
     times = ", ".join(practice.local_clock_time(s) for s in starts[:-1]) + f" and {practice.local_clock_time(starts[-1])}"
     link = f"shaped: {demo.link.summary()}" if demo.link else "this machine's own (not shaped)"
@@ -252,6 +254,9 @@ The demo is running.
   Monitor          {demo.monitor_url}   (API description: {demo.monitor_url}/api/v1/openapi.json)
   Sessions         {times} (this machine's time), {practice.THERAPIST} with {practice.CLIENT}
   Client's link    {link}
+  Browser check    {demo.monitor_url}{check_path}
+                   (the client's check without installing anything: open it in Chrome, Edge, Firefox
+                   or Safari on this machine{"; the demo's own certificate makes the browser warn first" if demo.ca_file else ""})
   Logs             {demo.layout.logs}
 The agents' first measurements and checks reach the dashboard within a minute.
 Press Ctrl-C to stop everything.""",
