@@ -28,7 +28,8 @@ class BrowserInfo:
     """Only these two facts about the browser are kept."""
 
     family: BrowserFamily
-    major: int = field(metadata=limits(ge=1, le=999))
+    # None only for "other": a browser whose user agent names no version still gets checked.
+    major: int | None = field(metadata=limits(ge=1, le=999))
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ LINK_TYPES: dict[str, schema.LinkType] = {
 
 def consistency_problem(check: BrowserCheck) -> tuple[str, str] | None:
     """(field, message) for what the schema alone cannot say is wrong, or None."""
+    if check.browser.major is None and check.browser.family != "other":
+        return "browser.major", "the major version may be left out (null) only for family 'other'"
     if (check.rtc is None) == (check.rtc_error is None):
         return "rtc_error", "give either the probe stream's records (rtc) or why it could not run (rtc_error), not both and not neither"
     if check.rtc is not None:
@@ -146,7 +149,7 @@ def consistency_problem(check: BrowserCheck) -> tuple[str, str] | None:
 
 def browser_label(info: BrowserInfo) -> str:
     """``chrome 131``: the report's ``browser`` field."""
-    return f"{info.family} {info.major}"
+    return info.family if info.major is None else f"{info.family} {info.major}"
 
 
 def machine(device: PageDevice) -> schema.Machine:

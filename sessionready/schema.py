@@ -231,7 +231,7 @@ class Agent:
 BrowserFamily = Literal["chrome", "edge", "firefox", "safari", "other"]
 BROWSER_FAMILIES: tuple[BrowserFamily, ...] = get_args(BrowserFamily)
 # A browser check keeps only the browser's family and major version, e.g. "chrome 131".
-BROWSER_PATTERN = rf"({'|'.join(BROWSER_FAMILIES)}) [1-9][0-9]{{0,2}}"
+BROWSER_PATTERN = rf"({'|'.join(BROWSER_FAMILIES)}) [1-9][0-9]{{0,2}}|other"  # "other": no version known
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,12 @@ def test_revoked_and_expired_links_get_the_page_saying_so_and_401(monitor: Monit
     assert status == 404 and pages[0] == pages[1] == unknown, "one page for every reason: no detail about which"
     status, listing = monitor.json("GET", "/api/v1/check-links?participant_id=c-1", staff)
     assert sorted(item["state"] for item in listing["links"]) == ["expired", "revoked"]
+    # An old tab on a revoked link, polling: a real secret is no guess, so the address is not
+    # slowed for the practice's other links (a clinic's patients share its Wi-Fi's address).
+    for _ in range(8):
+        assert link_request(monitor, "GET", "/api/v1/link", revoked["secret"])[0] == 401
+    _, fresh = make_link(monitor, staff, "c-1", ttl_hours=1)
+    assert link_request(monitor, "GET", "/api/v1/link", fresh["secret"])[0] == 200
 
 
 def test_mistyped_secrets_are_slowed_per_address(monitor: Monitor) -> None:

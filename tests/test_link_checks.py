@@ -149,6 +149,7 @@ BAD_BODIES = [
     (body(schema_version=2), "schema_version"),
     (body(browser={"family": "chrome", "major": 0}), "browser.major"),
     (body(browser={"family": "netscape", "major": 4}), "browser.family"),
+    (body(browser={"family": "chrome", "major": None}), "browser.major"),
     (body(started_at="yesterday"), "started_at"),
     (body(rtc=None, rtc_error=None), "rtc_error"),
     (body(rtc_error="rtc_failed"), "rtc_error"),
@@ -181,6 +182,9 @@ def test_bad_posted_json_is_400_and_stores_nothing(monitor: Monitor, setting: di
 
 def test_a_link_reads_only_its_own_checks(monitor: Monitor, setting: dict[str, str]) -> None:
     assert submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_unsupported"))[0] == 201
+    # A browser whose user agent names no version: checked all the same, as "other".
+    status, answer = submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_unsupported", browser={"family": "other", "major": None}))
+    assert status == 201 and answer["report"]["browser"] == "other", answer
     mine = {c["check_id"] for c in own_checks(monitor, setting["other"])}
     theirs = {c["check_id"] for c in own_checks(monitor, setting["session"])}
     assert mine and theirs and not mine & theirs, "two links of one client: each sees its own"

@@ -209,7 +209,7 @@ class Refusal:
 
 async def lookup(request: web.Request, secret: str) -> LinkInfo | Refusal:
     """The active link ``secret`` opens, or a refusal: 429 while this address waits after
-    failed lookups, 401 for a secret that opens no active link (counted)."""
+    failed lookups, 401 for a secret that opens no active link (counted when it never opened one)."""
     store: Store = request.app[keys.STORE]
     failure_key = _failure_key(client_address(request))
     failures, since_s = await asyncio.to_thread(store.login_failures, failure_key, FAILURE_MEMORY_S)
@@ -220,7 +220,11 @@ async def lookup(request: web.Request, secret: str) -> LinkInfo | Refusal:
     link = await asyncio.to_thread(store.check_link_by_secret, hash_token(secret)) if re.fullmatch(SECRET_PATTERN, secret) else None
     now = request.app[keys.CLOCK]()
     if link is None or link.state(now) != "active":
-        await asyncio.to_thread(store.record_login_failure, failure_key, None, FAILURE_MEMORY_S)
+        if link is None:
+            # Only secrets that never opened a link are guesses. An expired or revoked link's
+            # secret is a real one (a page left open, an old reminder): counting it would let
+            # one old tab slow every link on a clinic's shared address.
+            await asyncio.to_thread(store.record_login_failure, failure_key, None, FAILURE_MEMORY_S)
         log.info("check link refused", extra={"fields": {"reason": "unknown" if link is None else link.state(now), "link_id": link.link_id if link else None}})
         return Refusal(json_error(401, "invalid_link", INVALID_LINK_MESSAGE, headers={"WWW-Authenticate": 'Link realm="sessionready"'}), link is not None)
     if link.last_used_at is None or now - link.last_used_at > 60:
