@@ -60,7 +60,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 # the network lab (namespaces, tbf queues, kernel counters), the audio lab (one PulseAudio
 # server and its virtual microphone) and every file with a browser test (dash_duo hands out
 # ports from 8050 in every worker, and each Chromium takes most of a core).
-SHARED_GROUPS = {"tests/lab/": "netlab", "tests/audio/": "audio", "tests/browser_check/": "browser"}
+# The browser check's page tests (tests/browser_check/) start their own Chromium on free ports,
+# never dash_duo's: they are a group of their own and may run beside the dashboard's.
+SHARED_GROUPS = {"tests/lab/": "netlab", "tests/audio/": "audio", "tests/browser_check/": "browser_check"}
 BROWSER_GROUP = "browser"
 
 

@@ -201,7 +201,8 @@ def test_a_store_from_before_caseloads_assigns_its_imported_pairs_once(tmp_path:
         store.close()
     with sqlite3.connect(tmp_path / "sessionready.sqlite3") as db:
         db.execute("DROP TABLE caseload")  # as the store was before caseloads...
-        db.execute("PRAGMA user_version = 0")  # ...and so before schema versions
+        db.execute("DROP TABLE check_links")  # ...and so before check links...
+        db.execute("PRAGMA user_version = 0")  # ...and before schema versions
     store = open_store(tmp_path)
     try:
         assert [(e.therapist_id, e.client_id, e.source) for e in store.caseload()] == [("up-t1", "up-c1", "upgrade")]
