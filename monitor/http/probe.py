@@ -119,8 +119,10 @@ async def _send(request: web.Request, size: int, moved: Callable[[int], None]) -
     try:
         while remaining > 0:
             length = min(CHUNK_BYTES, remaining, len(block) - offset)
-            await response.write(block[offset : offset + length])
+            # Counted before it is sent: the client may have the last byte, and ask again,
+            # before this coroutine runs on after the write.
             moved(length)
+            await response.write(block[offset : offset + length])
             remaining -= length
             offset = (offset + length) % len(block)
         await response.write_eof()

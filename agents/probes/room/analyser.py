@@ -35,6 +35,11 @@ HOP_VAD_FRAMES = 6  # 180 ms of audio per analysis step
 # back to the floor between syllables, steady noise never rises 3 dB above it.
 VOICE_GATE_DB = 3.0
 FLOOR_WINDOW_S = 1.5
+# A run of this many exact zeros is a dropout of the capture (a starved audio server, a
+# device hiccup), not the room: no real microphone gives 1 ms of digital silence while the
+# room has any sound. Such a frame neither sets the voice gate's floor nor counts as a voice:
+# a floor taken from a gap let steady noise after it pass the gate as "voices".
+DROPOUT_SAMPLES = 16
 # Speech activity for the speech level: voice frames widened by 0.3 s each side (like the
 # hangover of ITU-T P.56), so the weak sounds between the loud ones that the detector
 # misses in noise still count as speaking time.
@@ -213,13 +218,16 @@ class Analyser:
         pcm = np.clip(np.rint(raw * 32768.0), -32768, 32767).astype("<i2").tobytes()
         del raw_frames
         frame_bytes = 2 * self._vad_len
+        dropout = _zero_runs(raw.reshape(frames, self._vad_len) == 0.0, DROPOUT_SAMPLES)
         for i in range(frames):
             power = float(frame_power[i])
-            self._recent_power.append(power)
-            floor = min(self._recent_power)
+            if not dropout[i]:
+                self._recent_power.append(power)
+            floor = min(self._recent_power, default=power)
             # webrtcvad sees every frame (it adapts its noise model), the gate decides after.
             said = self._vad.is_speech(pcm[i * frame_bytes : (i + 1) * frame_bytes], self.sample_rate_hz)
-            self._track_voice(bool(said) and power >= floor * 10 ** (VOICE_GATE_DB / 10), power, int(segment[i]))
+            voice = bool(said) and not dropout[i] and power >= floor * 10 ** (VOICE_GATE_DB / 10)
+            self._track_voice(voice, power, int(segment[i]))
             self._frame_index += 1
         del pcm
 
@@ -300,3 +308,10 @@ class Analyser:
         cumulative = np.cumsum(acc.level_counts)
         index = int(np.searchsorted(cumulative, fraction * acc.levels, side="left"))
         return HIST_MIN_DB + (index + 0.5) * HIST_STEP_DB
+
+
+def _zero_runs(zero: np.ndarray, length: int) -> np.ndarray:
+    """Per row of ``zero`` (frames x samples, booleans): whether it holds ``length`` Trues in a row."""
+    if zero.shape[1] < length:
+        return np.zeros(zero.shape[0], dtype=bool)
+    return np.lib.stride_tricks.sliding_window_view(zero, length, axis=1).all(axis=2).any(axis=1)
