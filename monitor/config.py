@@ -141,7 +141,7 @@ def load_config(path: Path | None, **overrides: object) -> MonitorConfig:
         document = read_toml(path)
         table = dict(section_of(document, path, "monitor", {"monitor", "alerts", "retention"}))
         if "alerts" in table:
-            raise ConfigError(f"config file {path}: key 'monitor.alerts.delivery': alerts go in their own top-level [alerts] table")
+            raise ConfigError(f"config file {path}: key 'monitor.alerts': alerts go in their own top-level [alerts] table")
         if "probe_requests_per_minute" in table:
             raise ConfigError(
                 f"config file {path}: key 'monitor.probe_requests_per_minute' was replaced by probe_session_burst, "

@@ -134,6 +134,16 @@ def test_a_browser_check_is_judged_stored_and_read_like_a_cli_check(monitor: Mon
     assert client["state"] == "not_ready"  # type: ignore[index]
 
 
+def test_browser_checks_add_no_per_link_series_to_metrics(monitor: Monitor, setting: dict[str, str]) -> None:
+    # A link is not an agent: a series per link would grow with every link ever made.
+    status, answer = submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_unsupported"))
+    assert status == 201, answer
+    metrics = monitor.request("GET", "/metrics", new_token(monitor, "metrics", "prom"))[1].decode()
+    assert "sessionready_check" in metrics and answer["check_id"] not in metrics
+    link_ids = {row["link_id"] for row in monitor.json("GET", "/api/v1/check-links", new_token(monitor, "it", "it-m"))[1]["links"]}
+    assert link_ids and not any(link_id in metrics for link_id in link_ids)
+
+
 def test_a_stream_that_could_not_run_keeps_its_reason(monitor: Monitor, setting: dict[str, str]) -> None:
     status, answer = submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_blocked", room=None, device=None))
     assert status == 201, answer
@@ -249,7 +259,9 @@ def test_the_network_comes_from_the_links_own_stream_through_the_seam(known: boo
     network = asyncio.run(check_links._network(app, link, posted))
     phases = {"idle": (1000.0, 6000.0), "download": (6000.0, 11000.0), "upload": (11000.0, 16000.0)}
     assert streams.asked == [(RTC_ID, "0123456789ab", 4, [(0, 1234.5), (1, 1254.9), (3, 1296.0)], phases)]
-    assert streams.closed == [RTC_ID], "the stream ends when its check is submitted"
+    # The link's own stream ends with its check; an id that is not this link's ends nothing
+    # (one link's holder must not end another link's running stream).
+    assert streams.closed == ([RTC_ID] if known else [])
     if known:
         assert network.rtt_ms == schema.RttMs(18.0, 20.0, 31.0) and network.loss is not None and network.loss.down == 0.25
         assert network.loaded_latency_ms == schema.LoadedLatency(8.0, 12.0)

@@ -146,4 +146,7 @@ def test_a_monitor_config_sets_the_limits_and_refuses_nonsense(tmp_path: Path) -
         config_file.write_text(f"[retention]\n{bad}\n")
         with pytest.raises(ConfigError, match=key):
             load_config(config_file)
+    config_file.write_text("[monitor.alerts]\nmax_attempts = 3\n")
+    with pytest.raises(ConfigError, match=r"key 'monitor\.alerts': alerts go in their own top-level \[alerts\] table"):
+        load_config(config_file)
     assert set(KINDS) == {name[: -len("_days")] for name in RetentionConfig.__dataclass_fields__ if name.endswith("_days")}

@@ -400,7 +400,8 @@ async def _network(app: web.Application, link: LinkPrincipal, posted: BrowserChe
     if streams is not None:
         phases = {"idle": records.phases.idle, "download": records.phases.download, "upload": records.phases.upload}
         network = await asyncio.to_thread(streams.network_for, records.rtc_id, link.link_id, records.sent, list(records.echoes), phases)
-        streams.close(records.rtc_id)
+        if network is not None:  # only this link's own stream: an id of another link's ends nothing
+            streams.close(records.rtc_id)
     if network is None:
         return browser_check.no_stream_network("rtc_failed", records.sent, page)
     # Throughput is the page's own measurement; the stream gives delay, loss and jitter.

@@ -422,8 +422,8 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Check
     def latest_check_per_agent(self) -> list[StoredCheck]:
         return self._select_checks(
             "WHERE check_id IN (SELECT l.check_id FROM latest_checks l JOIN tokens t ON t.token_id = l.agent_id"
-            " WHERE t.revoked_at IS NULL)",
-            (),
+            " WHERE t.revoked_at IS NULL AND t.role != ?)",
+            (LINK_TOKEN_ROLE,),  # a check link is not an agent: no series of its own, that would grow per link
         )
 
     def _select_checks(self, where: str, parameters: tuple[object, ...]) -> list[StoredCheck]:
