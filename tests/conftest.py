@@ -26,6 +26,21 @@ from sessionready import quality, schema
 from sessionready.typed import decode
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Debian's Chromium for the browser tests (the dashboard's and the browser check's), headless,
+# with nothing of its own reaching the network. tests/rtc/chromium_page.py is a standalone
+# script inside the lab's namespace and keeps its own copy.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+HEADLESS_CHROMIUM = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 SESSIONREADY = [sys.executable, "-m", "sessionready.cli"]
 
 

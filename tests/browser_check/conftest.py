@@ -18,10 +18,7 @@ import numpy as np
 import pytest
 
 from sessionready.typed import rfc3339
-from tests.conftest import Monitor, new_token, require_or_fail, start_monitor
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.conftest import CHROMEDRIVER, CHROMIUM, HEADLESS_CHROMIUM, Monitor, new_token, require_or_fail, start_monitor
 
 
 def _start(folder: Path) -> Monitor:
@@ -179,14 +176,7 @@ def chrome(
     options.binary_location = CHROMIUM
     fake_device = "--use-fake-device-for-media-stream" + (f"=fps={fps}" if fps else "")
     for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *HEADLESS_CHROMIUM,
         *(["--use-fake-ui-for-media-stream"] if fake_ui else []),
         fake_device,
         f"--use-file-for-fake-audio-capture={audio_file}",

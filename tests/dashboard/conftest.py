@@ -19,10 +19,8 @@ import pytest
 
 from monitor.store.core import open_store
 from sessionready.typed import encode, rfc3339
-from tests.conftest import CHECK, Monitor, make_sample, require_or_fail, run_cli, start_monitor, wait_for
+from tests.conftest import CHECK, CHROMIUM, HEADLESS_CHROMIUM, Monitor, make_sample, require_or_fail, run_cli, start_monitor, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 PASSWORD = "correct horse battery staple"
 MINUTE = 60
 
@@ -34,17 +32,7 @@ def pytest_setup_options():  # noqa: ANN201
     require_or_fail(shutil.which("chromium") is not None and shutil.which("chromedriver") is not None, "Debian chromium and chromium-driver are not installed")
     options = Options()
     options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1000",
-    ):
+    for argument in (*HEADLESS_CHROMIUM, "--window-size=1280,1000"):
         options.add_argument(argument)
     return options
 
