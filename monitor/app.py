@@ -18,14 +18,37 @@ from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
-from monitor.http import alerts, caseloads, check_links, checks, enroll, enrollments, link_page, probe, reports, rtc, service, session_samples, sessions, trends, users
+from monitor.http import (
+    alerts,
+    caseloads,
+    check_links,
+    checks,
+    enroll,
+    enrollments,
+    link_page,
+    probe,
+    reports,
+    rtc,
+    service,
+    session_samples,
+    sessions,
+    summary,
+    trends,
+    users,
+)
 from monitor.logs import JsonAccessLogger, loggable_path
-from monitor.metrics import build_alert_metrics, build_metrics, build_retention_metrics, register_session_metrics
+from monitor.metrics import (
+    build_alert_metrics,
+    build_metrics,
+    build_retention_metrics,
+    register_session_metrics,
+)
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
 from monitor.retention import RetentionJob
 from monitor.risk.engine import RiskConfig
 from monitor.risk.service import RiskService, RiskTimes
+from monitor.risk.summaries import SummaryJob
 from monitor.store.core import Store, open_store
 from monitor.store.retention import KINDS as RETENTION_KINDS
 
@@ -97,6 +120,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
         _metrics_context,  # the registry; reads the store and the reflector's counters
         _alerts_context,  # webhook deliveries: store and metrics
         _risk_context,  # risk passes: store, metrics, and the alerter for risk changes
+        _summary_context,  # summaries of sessions that ended: store, and the alerter for the session_summary webhook
         _retention_context,  # deletes what outlived its purpose: store and metrics
     ):
         app.cleanup_ctx.append(context)
@@ -111,7 +135,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     app.router.add_post("/api/v1/probe/session", probe.probe_session)
     app.router.add_get("/api/v1/probe/download", probe.download)
     app.router.add_post("/api/v1/probe/upload", probe.upload)
-    for area in (users, sessions, session_samples, reports, trends, enrollments, caseloads, alerts, check_links, link_page, rtc):
+    for area in (users, sessions, session_samples, summary, reports, trends, enrollments, caseloads, alerts, check_links, link_page, rtc):
         area.add_routes(app)
     return app
 
@@ -178,6 +202,16 @@ async def _risk_context(app: web.Application) -> AsyncIterator[None]:
     app[keys.RISK] = service
     register_session_metrics(app[keys.METRICS].registry, app[keys.STORE])
     task = asyncio.create_task(service.run(), name="risk")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _summary_context(app: web.Application) -> AsyncIterator[None]:
+    job = SummaryJob(app[keys.STORE], app[keys.CONFIG].alerts, app[keys.ALERTER].submit, app[keys.CLOCK])
+    app[summary.SUMMARIES] = job
+    task = asyncio.create_task(job.run(), name="summaries")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

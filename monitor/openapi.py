@@ -5,11 +5,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from monitor.http import caseloads, check_links, enrollments, rtc, trends
+from monitor.http import caseloads, check_links, enrollments, rtc, summary, trends
 from monitor.http.alerts import MAX_LIST as MAX_ALERTS
 from monitor.http.alerts import AlertList
 from monitor.http.enroll import EnrollRequest, EnrollResponse
-from monitor.http.reports import MAX_SAMPLES, MAX_SINCE, AgentList, ReportBatchAnswer, SampleList
+from monitor.http.reports import (
+    MAX_SAMPLES,
+    MAX_SINCE,
+    AgentList,
+    ReportBatchAnswer,
+    SampleList,
+)
 from monitor.http.session_samples import SessionSamples
 from monitor.http.sessions import (
     MAX_AGENT_HOURS,
@@ -176,6 +182,7 @@ def _document() -> dict[str, Any]:
             **caseloads.openapi_paths(components),
             **check_links.openapi_paths(components),
             **rtc.openapi_paths(components),
+            **summary.openapi_paths(components),
             "/metrics": {
                 "get": {"summary": "Prometheus metrics (metrics-role token)", "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}, **_errors(401, 403)}}
             },

@@ -19,8 +19,10 @@ from sessionready.netaddr import is_loopback_host
 from sessionready.terms import ID_PATTERN
 from sessionready.typed import limits
 
-AlertKind = Literal["session_at_risk", "session_not_ready", "live_degraded", "live_recovered", "agent_offline"]
+AlertKind = Literal["session_at_risk", "session_not_ready", "live_degraded", "live_recovered", "agent_offline", "session_summary"]
 KINDS: tuple[str, ...] = get_args(AlertKind)
+# Sent only to webhooks that list them in ``kinds``: off by default, and not part of "all kinds".
+OPT_IN_KINDS: tuple[str, ...] = ("session_summary",)
 MIN_SECRET_CHARS = 16
 
 
@@ -34,7 +36,7 @@ class WebhookConfig:
     audience: Literal["it", "therapist"] = "it"
     # The therapist whose own channel this is (audience "therapist" only).
     therapist_id: str = field(default="", metadata=limits(max_len=64, pattern=f"({ID_PATTERN})?"))
-    # Which kinds of alert to send; empty = all of them.
+    # Which kinds of alert to send; empty = all of them except the opt-in ones (session_summary).
     kinds: tuple[AlertKind, ...] = field(default=(), metadata=limits(max_len=len(KINDS)))
     # For one HTTP request, connect to last byte.
     timeout_s: float = field(default=10.0, metadata=limits(ge=0.5, le=60))
@@ -66,7 +68,7 @@ class WebhookConfig:
 
     def wants(self, kind: str, therapist_id: str) -> bool:
         """Whether an alert of ``kind`` about a session of ``therapist_id`` goes to this webhook."""
-        if self.kinds and kind not in self.kinds:
+        if (self.kinds or kind in OPT_IN_KINDS) and kind not in self.kinds:
             return False
         return self.audience == "it" or therapist_id == self.therapist_id
 

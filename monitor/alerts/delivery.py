@@ -101,6 +101,7 @@ HEADLINES = {
     "live_degraded": "Live session {session} has degraded",
     "live_recovered": "Live session {session} has recovered",
     "agent_offline": "The {end}'s agent for session {session} is offline",
+    "session_summary": "How session {session} went",
 }
 
 
@@ -174,7 +175,7 @@ def slack_payload(alert_id: str, event: AlertEvent) -> dict[str, Any]:
 def teams_payload(alert_id: str, event: AlertEvent) -> dict[str, Any]:
     """A Teams message with one Adaptive Card attachment: the shape both the classic incoming
     webhooks and the Workflows "post to a channel when a webhook request is received" accept."""
-    colour = "Good" if event.kind == "live_recovered" else "Attention"
+    colour = "Good" if event.kind == "live_recovered" or event.state == "no_trouble" else "Attention"
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": headline(event), "weight": "Bolder", "size": "Medium", "color": colour, "wrap": True},
         {
@@ -359,7 +360,7 @@ class Alerter:
                 self._loop = None
 
     @contextlib.asynccontextmanager
-    async def _client(self):  # noqa: ANN202
+    async def _client(self):
         if self._session is not None:
             yield self._session
             return

@@ -20,13 +20,34 @@ from pathlib import Path
 from typing import Protocol
 
 from monitor.store import migrations
-from monitor.store.alerts import AlertRecord, AlertStoreMixin, AttemptOutcome, PendingDelivery, StoredAlert
+from monitor.store.alerts import (
+    AlertRecord,
+    AlertStoreMixin,
+    AttemptOutcome,
+    PendingDelivery,
+    StoredAlert,
+)
 from monitor.store.caseloads import CaseloadEntry, CaseloadStoreMixin
 from monitor.store.check_links import LINK_TOKEN_ROLE, CheckLinkStoreMixin, LinkInfo
 from monitor.store.reports import AgentStatus, ReportStoreMixin, StoredSample
 from monitor.store.retention import RetentionStoreMixin
-from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot, RiskStoreMixin, RiskSummary, StoredRisk
-from monitor.store.sessions import ImportOutcome, ParticipantInfo, SessionInfo, SessionRow, SessionStoreMixin, StateChange
+from monitor.store.risk import (
+    RiskRow,
+    RiskSession,
+    RiskSnapshot,
+    RiskStoreMixin,
+    RiskSummary,
+    StoredRisk,
+)
+from monitor.store.sessions import (
+    ImportOutcome,
+    ParticipantInfo,
+    SessionInfo,
+    SessionRow,
+    SessionStoreMixin,
+    StateChange,
+)
+from monitor.store.summaries import SummaryRow, SummaryStoreMixin, WarningRow
 from monitor.store.trends import RollupRow, SessionBucket, TrendFilter, TrendStoreMixin
 from monitor.store.users import UserInfo, UserPrincipal, UserSession, UserStoreMixin
 from sessionready.schema import CheckReport, ReportEnvelope, SpoolStatus
@@ -161,6 +182,12 @@ class Store(Protocol):
     def degraded_by_participant(self, start_s: float, end_s: float, where: TrendFilter) -> dict[str, int]: ...
     def agent_participant(self, agent_id: str) -> str | None: ...
     # alerts (dedup, outbox, delivery status: monitor/store/alerts.py)
+    # session summaries (monitor/store/summaries.py)
+    def save_summary(self, row: SummaryRow, at: float) -> bool: ...
+    def stored_summary(self, session_id: str) -> dict[str, object] | None: ...
+    def sessions_to_summarise(self, ended_since: float, limit: int) -> list[str]: ...
+    def rating_before(self, session_id: str, before: float) -> tuple[float, str, list[dict[str, object]]] | None: ...
+    def warning_rows(self, start_s: float, end_s: float, where: TrendFilter) -> list[WarningRow]: ...
     def forget_alert_cause(self, session_id: str, cause: str) -> None: ...
     def add_alert(self, alert: AlertRecord, payloads: Sequence[tuple[str, str]]) -> bool: ...
     def claim_alert_deliveries(self, webhooks: Sequence[str], now: float, lease_s: float, limit: int) -> list[PendingDelivery]: ...
@@ -226,7 +253,7 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin):
+class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin, SummaryStoreMixin):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
     Other processes (the token command while the monitor runs) may open the same file: WAL

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.store.retention import SCHEMA_INDEXES as RETENTION_INDEXES
+from monitor.store.summaries import SCHEMA_STATEMENTS as SUMMARY_STATEMENTS
 
 BASELINE = 1
 
@@ -65,6 +66,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX check_links_by_participant ON check_links (participant_id, created_at)",
         ),
     ),
+    Migration(4, "session summaries: what happened, written when a session ends (monitor/store/summaries.py)", _statements(*SUMMARY_STATEMENTS)),
 )
 
 

@@ -1,0 +1,211 @@
+"""Issue 17, the session summary: the real monitor application (``create_app``) on loopback with
+an injected clock, agents' live samples posted through its HTTP API every 2 s of that clock,
+the risk service stepping live sessions and ending them as it does, the summary job keeping
+the summary, read back through ``GET /api/v1/sessions/{id}/summary`` and a real webhook server.
+
+Ground truth is the schedule the test itself sends: a sample taken at t covers (t - 2 s, t],
+so loss "from 60 s to 80 s after the start" is the samples taken at 62, 64, ..., 80.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.alerts.config import AlertsConfig, WebhookConfig
+from monitor.http.summary import SUMMARIES
+from monitor.risk.summary import TICK_S
+from tests.test_risk_scenarios import MINUTE, Clock, Practice
+from tests.webhook_receiver import WebhookReceiver
+
+INTERVAL_S = 2.0
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def practice(tmp_path: Path, hook: WebhookReceiver) -> Iterator[Practice]:
+    alerts = AlertsConfig(webhook=(
+        WebhookConfig(name="all", url=hook.url("/all"), format="generic", audience="it"),  # every kind: but not summaries
+        WebhookConfig(name="summaries", url=hook.url("/summaries"), format="generic", audience="therapist", therapist_id="t-1", kinds=("session_summary",)),
+        WebhookConfig(name="slack", url=hook.url("/slack"), format="slack", audience="it", kinds=("session_summary",)),
+    ))  # fmt: skip
+    p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), alerts)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def run_session(
+    p: Practice,
+    session_id: str,
+    therapist: str,
+    client: str,
+    seconds: float,
+    client_loss=lambda t: 0.0,
+    client_quiet=lambda t: False,
+) -> float:
+    """A 5-minute session live from its start for ``seconds``, then both agents stop and the
+    risk service ends it; the summary job runs. Returns the start (unix s)."""
+    start = p.clock.now + MINUTE
+    p.session(session_id, therapist, client, start, minutes=5)
+    t_token, c_token = p.token("therapist", therapist), p.token("client", client)
+    p.check(t_token)
+    p.check(c_token)
+    p.risk.evaluate()
+    p.clock.now = start
+    while p.clock.now < start + seconds:
+        p.clock.now += INTERVAL_S
+        t = p.clock.now - start
+        p.live(t_token, session_id)
+        if not client_quiet(t):
+            loss = client_loss(t)
+            p.live(c_token, session_id, loss_up=loss, mos=4.35 if loss < 0.05 else 3.4)
+        p.risk.track_live()
+    p.clock.now = start + 5 * MINUTE + 61  # both agents stopped; a minute after the planned end it ends
+    p.risk.track_live()
+    _, detail = p.call("GET", f"/api/v1/sessions/{session_id}", p.staff)
+    assert detail["session"]["state"] == "ended", detail["history"]
+    assert p.app[SUMMARIES].run_once() == 1
+    return start
+
+
+def test_two_loss_bursts_at_the_clients_end_are_named_with_their_times_and_cause(practice: Practice, hook: WebhookReceiver) -> None:
+    bursts = [
+        (60.0, 80.0),
+        (150.0, 166.0),
+    ]  # seconds after the start: the client loses 15 % meanwhile
+
+    def loss(t: float) -> float:
+        return 0.15 if any(a < t <= b for a, b in bursts) else 0.0
+
+    start = run_session(practice, "s-bursts", "t-1", "c-1", 240.0, client_loss=loss)
+    status, summary = practice.call("GET", "/api/v1/sessions/s-bursts/summary", practice.staff)
+    assert status == 200, summary
+    assert summary["final"] is True and summary["verdict"] == "trouble" and summary["at_fault"] == "client"
+    stretches = summary["stretches"]
+    assert [(s["end"], s["cause"]) for s in stretches] == [
+        ("client", "loss_burst"),
+        ("client", "loss_burst"),
+    ]
+    for stretch, (a, b) in zip(stretches, bursts):
+        # Within one live interval of the truth, start and length.
+        assert abs(stretch["start_unix"] - (start + a)) <= INTERVAL_S, (stretch, a)
+        assert abs(stretch["length_s"] - (b - a)) <= INTERVAL_S, (stretch, b - a)
+        assert stretch["worst_loss_ratio"] == pytest.approx(0.15)
+        assert "client's connection lost up to 15 % of packets" in stretch["words"] and "frozen" in stretch["words"]
+    assert summary["therapist"]["trouble_s"] == 0 and summary["client"]["trouble_s"] == pytest.approx(36, abs=2 * INTERVAL_S)
+    assert abs(summary["live_s"] - 240) <= TICK_S + INTERVAL_S
+    assert summary["headline"].startswith("2 stretches of trouble") and "client's end" in summary["headline"]
+    # Both ends' MOS over the session: the figure's series dips where the client lost packets.
+    lows = [p["offset_s"] for p in summary["mos_series"] if p["client"] is not None and p["client"] < 4.0]
+    assert lows and all(55 <= t <= 170 for t in lows)
+    assert all(p["therapist"] == 4.35 for p in summary["mos_series"] if p["therapist"] is not None)
+    # The checks before said ready: the rating did not foresee it.
+    assert summary["rating"]["state"] == "ready" and summary["foresight"] == "missed"
+    assert "did not see this coming" in summary["foresight_words"]
+
+    # Its therapist may read it, another therapist and a client may not; IT may.
+    assert (
+        practice.call(
+            "GET",
+            "/api/v1/sessions/s-bursts/summary",
+            practice.token("therapist", "t-1"),
+        )[0]
+        == 200
+    )
+    assert (
+        practice.call(
+            "GET",
+            "/api/v1/sessions/s-bursts/summary",
+            practice.token("therapist", "t-9"),
+        )[0]
+        == 404
+    )
+    assert practice.call("GET", "/api/v1/sessions/s-bursts/summary", practice.token("client", "c-1"))[0] == 403
+    assert practice.call("GET", "/api/v1/sessions/s-bursts/summary?x=1", practice.staff)[0] == 400
+
+    # The session_summary webhook: only where it was asked for, once.
+    sent = hook.wait_for(1, "/summaries")[0].json()
+    assert (sent["kind"], sent["session_id"], sent["state"], sent["end"]) == (
+        "session_summary",
+        "s-bursts",
+        "trouble",
+        "client",
+    )
+    assert [r["code"] for r in sent["reasons"]] == [
+        "trouble",
+        "loss_burst",
+        "loss_burst",
+    ]
+    assert sent["reasons"][1]["message"].startswith("Minute 1 to 1 of the session: The client's connection lost up to 15 %")
+    assert "text" in hook.wait_for(1, "/slack")[0].json()
+    assert practice.app[SUMMARIES].run_once() == 0  # kept once: nothing left to do
+    time.sleep(0.5)
+    assert [r.json()["kind"] for r in hook.delivered("/all")].count("session_summary") == 0
+    assert len(hook.delivered("/summaries")) == 1
+
+
+def test_a_clean_session_gets_no_trouble(practice: Practice, hook: WebhookReceiver) -> None:
+    run_session(practice, "s-clean", "t-2", "c-2", 120.0)
+    status, summary = practice.call("GET", "/api/v1/sessions/s-clean/summary", practice.staff)
+    assert status == 200
+    assert summary["verdict"] == "no_trouble" and summary["stretches"] == [] and summary["at_fault"] is None
+    assert summary["headline"].startswith("No trouble")
+    assert summary["foresight"] == "quiet" and summary["notes"] == []
+    time.sleep(0.5)
+    assert hook.delivered("/summaries") == []  # t-2's sessions do not go to t-1's channel
+
+
+def test_a_session_with_a_dropped_agent_says_so(practice: Practice) -> None:
+    gone = (50.0, 90.0)  # the client's agent sends nothing meanwhile
+    start = run_session(
+        practice,
+        "s-drop",
+        "t-3",
+        "c-3",
+        150.0,
+        client_quiet=lambda t: gone[0] < t <= gone[1],
+    )
+    status, summary = practice.call("GET", "/api/v1/sessions/s-drop/summary", practice.staff)
+    assert status == 200
+    [stretch] = summary["stretches"]
+    assert (stretch["end"], stretch["cause"]) == ("client", "agent_dropped")
+    # The last sample before the gap was taken at 50 s; the next one covers (90, 92].
+    assert abs(stretch["start_unix"] - (start + gone[0])) <= INTERVAL_S
+    assert abs(stretch["length_s"] - (gone[1] - gone[0])) <= INTERVAL_S
+    assert "No measurements came from the client's computer for 40 seconds" in stretch["words"]
+
+
+def test_a_session_that_never_went_live_has_no_summary_and_a_live_one_a_provisional_one(
+    practice: Practice,
+) -> None:
+    practice.session("s-later", "t-4", "c-4", practice.clock.now + 30 * MINUTE)
+    status, body = practice.call("GET", "/api/v1/sessions/s-later/summary", practice.staff)
+    assert status == 409 and body["error"]["code"] == "not_live"
+    assert practice.call("GET", "/api/v1/sessions/s-nope/summary", practice.staff)[0] == 404
+
+    start = practice.clock.now + MINUTE
+    practice.session("s-now", "t-4", "c-4", start)
+    t_token, c_token = (
+        practice.token("therapist", "t-4"),
+        practice.token("client", "c-4"),
+    )
+    practice.clock.now = start
+    for _ in range(10):
+        practice.clock.now += INTERVAL_S
+        practice.live(t_token, "s-now")
+        practice.live(c_token, "s-now")
+        practice.risk.track_live()
+    status, summary = practice.call("GET", "/api/v1/sessions/s-now/summary", practice.staff)
+    assert status == 200 and summary["final"] is False and summary["verdict"] == "no_trouble"
+    assert summary["rating"] is None and summary["foresight"] == "no_rating"
+    assert practice.app[SUMMARIES].run_once() == 0  # not ended: nothing kept
