@@ -22,12 +22,23 @@ from sessionready.plaintext import plain_strings
 T = TypeVar("T")
 
 
-def in_own_words(report: schema.CheckReport, thresholds: quality.Thresholds = quality.Thresholds()) -> schema.CheckReport:
-    """``report`` with every reason's message and fix rendered here, and plain free text."""
-    try:
-        found = {reason.code: reason.message for reason in assess_check(report.network, report.machine, report.room, thresholds).reasons}
-    except (ValueError, TypeError):  # numbers the model cannot judge: every message from its code
-        found = {}
+def in_own_words(
+    report: schema.CheckReport,
+    thresholds: quality.Thresholds = quality.Thresholds(),
+    *,
+    judged: quality.Assessment | None = None,
+) -> schema.CheckReport:
+    """``report`` with every reason's message and fix rendered here, and plain free text.
+
+    ``judged``: the monitor's own assessment of this very report, when the caller made it
+    already (a browser check is judged by the monitor in the first place): not judged twice.
+    """
+    if judged is None:
+        try:
+            judged = assess_check(report.network, report.machine, report.room, thresholds, report.devices)
+        except (ValueError, TypeError):  # numbers the model cannot judge: every message from its code
+            judged = None
+    found = {} if judged is None else {reason.code: reason.message for reason in judged.reasons}
     reasons = tuple(
         schema.Reason(
             code=reason.code,

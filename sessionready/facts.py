@@ -53,13 +53,29 @@ def room_facts(room: schema.Room) -> quality.RoomFacts:
     return quality.RoomFacts(**{f.name: getattr(room, f.name) for f in fields(quality.RoomFacts)})
 
 
+def device_facts(devices: schema.Devices) -> quality.DeviceFacts:
+    return quality.DeviceFacts(
+        camera=devices.camera.state,
+        camera_black=devices.camera.black,
+        microphone=devices.microphone.state,
+        microphone_signal=devices.microphone.signal,
+        speaker=devices.speaker.state,
+    )
+
+
 def assess_check(
-    network: schema.Network, machine: schema.Machine | None, room: schema.Room | None, thresholds: quality.Thresholds
+    network: schema.Network,
+    machine: schema.Machine | None,
+    room: schema.Room | None,
+    thresholds: quality.Thresholds,
+    devices: schema.Devices | None = None,
 ) -> quality.Assessment:
-    """The quality model's verdict on a check's network, machine and room."""
+    """The quality model's verdict on a check's network, machine, room and (a browser check's)
+    devices."""
     return quality.assess(
         network_facts(network),
         thresholds,
         machine=machine_facts(machine) if machine is not None else None,
         room=room_facts(room) if room is not None else None,
+        devices=device_facts(devices) if devices is not None else None,
     )

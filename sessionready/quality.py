@@ -13,9 +13,9 @@ Layout:
   2. the E-model (ITU-T G.107): ``r_factor``, ``mos_from_r``, ``mouth_to_ear_delay_ms``
   3. the video tier from throughput: ``video_tier``
   4. the data types: ``NetworkFacts``, ``Reason``, ``Thresholds``, ``Assessment``
-  5. ``assess``: one small check function per fact group, then one combiner. Machine health
-     and room noise will arrive as more optional keyword arguments, each with its own
-     ``_<group>_reasons`` function; the combiner does not change.
+  5. ``assess``: one small check function per fact group, then one combiner. Machine health,
+     the room and the devices (a browser check) are optional keyword arguments, each with its
+     own ``_<group>_reasons`` function; the combiner does not change.
   6. the words: messages and fixes
 """
 
@@ -73,8 +73,21 @@ REASON_CODES: frozenset[str] = frozenset(
         "voices_in_background",
         "low_speech_to_noise",
         "speech_not_heard",
+        # the devices (a browser check: camera, microphone and speaker as getUserMedia found them)
+        "camera_not_allowed",
+        "camera_not_found",
+        "camera_unavailable",
+        "camera_black",
+        "microphone_not_allowed",
+        "microphone_not_found",
+        "microphone_unavailable",
+        "speaker_not_heard",
     }
 )
+
+# What a browser check's device test found (schema.Camera / Microphone / Speaker states).
+MEDIA_STATES = ("ok", "denied", "absent", "error", "not_tested")
+SPEAKER_STATES = ("heard", "not_heard", "not_tested")
 
 # --------------------------------------------------------------------------------------------
 # Validation helpers (defined first: Thresholds() is built when assess is defined)
@@ -407,6 +420,34 @@ class RoomFacts:
 
 
 @dataclass(frozen=True)
+class DeviceFacts:
+    """Camera, microphone and speaker as a browser check tried them, through the browser's own
+    media calls (the ones a browser video call makes). ``camera`` and ``microphone`` are one of
+    ``MEDIA_STATES``: "ok" opened, "denied" the person (or the system) did not allow the page,
+    "absent" none found, "error" found but could not be started (most often another app holds
+    it), "not_tested" the browser offers no way to try. ``speaker`` is one of
+    ``SPEAKER_STATES``, the person's answer to a test tone. ``camera_black`` (every sampled frame
+    dark and flat) and ``microphone_signal`` (sound above digital silence) are None when not
+    measured.
+    """
+
+    camera: str
+    camera_black: bool | None
+    microphone: str
+    microphone_signal: bool | None
+    speaker: str
+
+    def __post_init__(self) -> None:
+        for name, states in (("camera", MEDIA_STATES), ("microphone", MEDIA_STATES), ("speaker", SPEAKER_STATES)):
+            if getattr(self, name) not in states:
+                raise ValueError(f"{name} must be one of {states}, got {getattr(self, name)!r}")
+        for name in ("camera_black", "microphone_signal"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true, false or None, got {value!r}")
+
+
+@dataclass(frozen=True)
 class Reason:
     """One finding. ``code`` is stable public API (in ``REASON_CODES``); ``severity`` one of
     ``SEVERITIES``; ``message`` says what is wrong with the measured number, ``fix`` what to
@@ -635,18 +676,23 @@ def assess(
     *,
     machine: MachineFacts | None = None,
     room: RoomFacts | None = None,
+    devices: DeviceFacts | None = None,
 ) -> Assessment:
     """Verdict, reasons and expected quality for one end of a session.
 
     Each fact group adds the reasons of its own check function; one combiner orders them and
-    draws the verdict. ``machine`` and ``room`` are optional: not measured, not judged.
+    draws the verdict. ``machine``, ``room`` and ``devices`` are optional: not measured, not
+    judged. With ``devices`` (a browser check) the device check speaks for the microphone,
+    and the room is judged only when the microphone heard one: one fact, one reason.
     """
     speech = _worse_direction_speech(network)
     reasons = _network_reasons(network, thresholds, speech)
     if machine is not None:
         reasons += _machine_reasons(machine, network, thresholds)
     if room is not None:
-        reasons += _room_reasons(room, thresholds)
+        reasons += _room_reasons(room, thresholds, microphone_judged=devices is not None)
+    if devices is not None:
+        reasons += _device_reasons(devices)
     ordered = _most_severe_first(reasons)
     return Assessment(
         verdict=verdict_from_reasons(ordered),
@@ -929,7 +975,14 @@ def _machine_reasons(machine: MachineFacts, network: NetworkFacts, t: Thresholds
     return reasons
 
 
-def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
+_SILENT_MESSAGE = "Your microphone picks up no sound at all: it may be muted or switched off."
+
+
+def _room_reasons(room: RoomFacts, t: Thresholds, *, microphone_judged: bool = False) -> list[Reason]:
+    if microphone_judged and (not room.available or room.silent):
+        # The device check already said what is wrong with the microphone (or that it was not
+        # tried); a room the microphone did not hear has nothing of its own to judge.
+        return []
     if not room.available:
         if room.problem in ("not_allowed", "not_installed", "probe_timeout", "probe_failed"):
             # Not measured by choice or by install, or the check's own listening phase broke:
@@ -941,7 +994,7 @@ def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
     reasons: list[Reason] = []
     if room.silent:
         # A muted or dead microphone: nothing else about the room can be judged.
-        return [_reason("microphone_silent", "warning", "Your microphone picks up no sound at all: it may be muted or switched off.")]
+        return [_reason("microphone_silent", "warning", _SILENT_MESSAGE)]
     if room.clipping_ratio is not None and room.clipping_ratio > t.clipping_warning_ratio:
         message = f"Your microphone is overloaded ({room.clipping_ratio * 100:.1f} % of the sound is cut off), which makes your voice sound harsh."
         reasons.append(_reason("microphone_clipping", "warning", message))
@@ -967,6 +1020,48 @@ def _room_reasons(room: RoomFacts, t: Thresholds) -> list[Reason]:
                 f"{t.snr_warning_db:.0f} dB or more is easy to understand."
             )
             reasons.append(_reason("low_speech_to_noise", severity, message))
+    return reasons
+
+
+# (code, severity, message) for each camera and microphone state worth a reason. Severities
+# (docs/quality-model.md, "The devices"): a device the browser could not find or start is
+# critical, since the session as planned cannot run from this device; one that opened but whose
+# picture or sound did not get through is a warning (usually a cover, a mute switch, a volume
+# or another device chosen, and the check cannot tell which); a permission the person did not
+# give is info, since it is "not measured" by their choice.
+_CAMERA_REASONS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "denied": ("camera_not_allowed", "info", "You did not allow this page to use your camera, so it was not checked."),
+        "absent": ("camera_not_found", "critical", "The check found no camera on this device, so the other person would not see you."),
+        "error": ("camera_unavailable", "critical", "Your camera could not be started: another app may be using it."),
+    }
+)
+_MICROPHONE_REASONS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "denied": (
+            "microphone_not_allowed",
+            "info",
+            "You did not allow this page to use your microphone, so it and your room were not checked.",
+        ),
+        "absent": ("microphone_not_found", "critical", "The check found no microphone on this device, so the other person would not hear you."),
+        "error": ("microphone_unavailable", "critical", "Your microphone could not be started: another app may be using it."),
+    }
+)
+
+
+def _device_reasons(devices: DeviceFacts) -> list[Reason]:
+    reasons = []
+    if devices.camera in _CAMERA_REASONS:
+        reasons.append(_reason(*_CAMERA_REASONS[devices.camera]))
+    elif devices.camera == "ok" and devices.camera_black:
+        reasons.append(_reason("camera_black", "warning", "Your camera's picture is black: its lens may be covered, or the room too dark."))
+    if devices.microphone in _MICROPHONE_REASONS:
+        reasons.append(_reason(*_MICROPHONE_REASONS[devices.microphone]))
+    elif devices.microphone == "ok" and devices.microphone_signal is False:
+        # The same digital-silence test, code and words as the CLI's room probe.
+        reasons.append(_reason("microphone_silent", "warning", _SILENT_MESSAGE))
+    if devices.speaker == "not_heard":
+        reasons.append(_reason("speaker_not_heard", "warning", "You did not hear the test tone, so you may not hear the other person either."))
     return reasons
 
 
@@ -1090,6 +1185,39 @@ _FIXES: Mapping[str, str] = MappingProxyType(
         "speech_not_heard": (
             "Check that the right microphone is chosen and not muted, then run the check again and read the "
             "sentence in your normal voice."
+        ),
+        "camera_not_allowed": (
+            "If you did not mean to block it, allow this page to use your camera (in the browser's address bar "
+            "or its settings) and run the check again. Your session will ask for the camera too: choose Allow."
+        ),
+        "camera_not_found": (
+            "Plug in a webcam, or join the session from a phone, tablet or laptop that has a camera, and run the "
+            "check again there."
+        ),
+        "camera_unavailable": (
+            "Close other apps that use the camera (Zoom, Teams, FaceTime or another browser tab) and run the check "
+            "again. If it still fails, unplug and plug in the camera again, or restart the device."
+        ),
+        "camera_black": (
+            "Open the camera's cover or shutter if it has one, turn on a light in front of you, and run the check "
+            "again."
+        ),
+        "microphone_not_allowed": (
+            "If you did not mean to block it, allow this page to use your microphone (in the browser's address "
+            "bar or its settings) and run the check again. Your session will ask for the microphone too: choose "
+            "Allow."
+        ),
+        "microphone_not_found": (
+            "Plug in a headset or microphone, or join the session from a phone, tablet or laptop that has one, "
+            "and run the check again there."
+        ),
+        "microphone_unavailable": (
+            "Close other apps that use the microphone (another call, a recorder or another browser tab) and run "
+            "the check again. If it still fails, unplug and plug in the headset again, or restart the device."
+        ),
+        "speaker_not_heard": (
+            "Turn the volume up, check that the sound is not muted and that the right speakers or headphones are "
+            "chosen in your sound settings, then run the check again."
         ),
     }
 )

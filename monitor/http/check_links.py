@@ -412,8 +412,8 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
     network = await _network(app, link, posted)
     machine = browser_check.machine(posted.device) if posted.device is not None else None
     room = browser_check.room(posted.room) if posted.room is not None else None
-    # The same model and thresholds as every check (monitor/words.py judges with the same).
-    assessment = assess_check(network, machine, room, quality.Thresholds())
+    # The same model and thresholds as every check; judged once, here (in_own_words reuses it).
+    assessment = assess_check(network, machine, room, quality.Thresholds(), posted.devices)
     settings = link_settings()
     report = schema.CheckReport(
         schema_version=1,
@@ -448,7 +448,7 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
     )
     # Through the wire schema once more: what is stored obeys every limit an agent's report
     # must (the network part came from another module), and then in the monitor's own words.
-    return in_own_words(decode(schema.CheckReport, encode(report)))
+    return in_own_words(decode(schema.CheckReport, encode(report)), judged=assessment)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------

@@ -128,6 +128,14 @@ ACTIONS: Mapping[str, str] = {
     "voices_in_background": "find a private room, close the door and use headphones, so the session stays confidential",
     "low_speech_to_noise": "use a headset and find a quieter room",
     "speech_not_heard": "check that the microphone is chosen and not muted, then run the check again",
+    "camera_not_allowed": "allow the camera when the session asks for it",
+    "camera_not_found": "plug in a webcam or join from a device with a camera",
+    "camera_unavailable": "close other apps that use the camera, then run the check again",
+    "camera_black": "open the camera's cover and turn on a light in front of them",
+    "microphone_not_allowed": "allow the microphone when the session asks for it",
+    "microphone_not_found": "plug in a headset or join from a device with a microphone",
+    "microphone_unavailable": "close other apps that use the microphone, then run the check again",
+    "speaker_not_heard": "turn the volume up and check that the right speakers or headphones are chosen",
     "no_check": "run the check now, and start 10 minutes early to troubleshoot if it cannot run",
     "stale_check": "run the check now, and start 10 minutes early to troubleshoot if it cannot run",
     "agent_offline": "switch on the computer and make sure sessionready is running and connected",
@@ -230,6 +238,22 @@ def check_message(role: str, code: str, c: CheckSummary) -> str:
         return f"{whose} voice is only {_num(c.snr_db, 'dB')} louder than the room's noise."
     if code == "speech_not_heard":
         return f"{whose} check could not hear them speak."
+    if code == "camera_not_allowed":
+        return f"{who} did not let the check use their camera, so it was not tested."
+    if code == "camera_not_found":
+        return f"{whose} device has no camera the browser could find."
+    if code == "camera_unavailable":
+        return f"{whose} camera could not be started; another app may hold it."
+    if code == "camera_black":
+        return f"{whose} camera showed a black picture: covered, or the room too dark."
+    if code == "microphone_not_allowed":
+        return f"{who} did not let the check use their microphone, so it and the room were not tested."
+    if code == "microphone_not_found":
+        return f"{whose} device has no microphone the browser could find."
+    if code == "microphone_unavailable":
+        return f"{whose} microphone could not be started; another app may hold it."
+    if code == "speaker_not_heard":
+        return f"{who} did not hear the check's test tone."
     raise AssertionError(f"no words for check finding {code!r}")  # every REASON_CODE is covered; a test checks
 
 
