@@ -175,8 +175,8 @@ class LatestCheckCollector:
 
 
 class AgentStatusCollector:
-    """Each agent's last contact and its spool's numbers, from its latest batch
-    (agents whose token is not revoked and that have sent at least one batch)."""
+    """Each agent's last contact (its latest batch or check) and its spool's numbers, from its
+    latest batch (agents whose token is not revoked; spool numbers once it has sent a batch)."""
 
     def __init__(self, agent_statuses: Callable[[], list[AgentStatus]]) -> None:
         self._agent_statuses = agent_statuses
@@ -184,7 +184,7 @@ class AgentStatusCollector:
     def collect(self) -> Iterable[Metric]:
         labels = ["agent_id", "participant_id"]
         last_seen = GaugeMetricFamily(
-            "sessionready_agent_last_seen_timestamp_seconds", "When the monitor received the agent's latest batch (unix time).", labels=labels
+            "sessionready_agent_last_seen_timestamp_seconds", "The agent's last contact: when its latest batch or check arrived (unix time).", labels=labels
         )
         pending = GaugeMetricFamily(
             "sessionready_agent_spool_pending_reports", "Reports waiting in the agent's spool when its latest batch left.", labels=labels
@@ -204,7 +204,9 @@ class AgentStatusCollector:
                 continue
             key = [status.agent_id, status.participant_id]
             last_seen.add_metric(key, status.last_seen)
-            pending.add_metric(key, status.spool_pending or 0)
+            if status.spool_pending is None:
+                continue  # only checks so far: the spool's numbers are unknown, not zero
+            pending.add_metric(key, status.spool_pending)
             dropped.add_metric(key + ["background"], status.spool_dropped_background or 0)
             dropped.add_metric(key + ["live"], status.spool_dropped_live or 0)
             rejected.add_metric(key, status.spool_rejected or 0)

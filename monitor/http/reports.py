@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
+from monitor.risk.engine import agent_online
 from monitor.store.reports import AgentStatus, StoredSample
 from monitor.words import plain_report
 from sessionready.schema import MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
@@ -27,9 +28,6 @@ from sessionready.typed import SchemaError, decode, encode
 
 KINDS = ("background", "live", "check")
 RESULTS = ("stored", "duplicate", "rejected")
-# An agent counts as online when its latest batch arrived this recently. Agents send at least
-# every background interval (5 minutes by default), so two missed intervals mean trouble.
-ONLINE_WINDOW_S = 600.0
 DEFAULT_SAMPLES_WINDOW_S = 3600.0
 MAX_SAMPLES = 5000
 MAX_SINCE = 1e11  # unix seconds, the year 5138
@@ -62,7 +60,8 @@ class SampleList:
 @dataclass(frozen=True)
 class AgentListing:
     """An agent (a client or therapist token) and what its latest batch said.
-    ``online``: a batch arrived within the last 10 minutes. ``spool``: the agent's own
+    ``last_seen``: its last contact, a batch or a check. ``online``: that was at most 5 minutes
+    ago, the risk engine's rule for an end (``agent_online``). ``spool``: the agent's own
     counts (cumulative since its spool was created); null before its first batch."""
 
     agent_id: str
@@ -221,7 +220,7 @@ def agent_listing(status: AgentStatus, now: float) -> AgentListing:
         created_at=status.created_at,
         revoked=status.revoked_at is not None,
         last_seen=status.last_seen,
-        online=status.last_seen is not None and now - status.last_seen <= ONLINE_WINDOW_S,
+        online=agent_online(status.last_seen, now),
         last_seq=status.last_seq,
         version=status.version,
         os=status.os,

@@ -23,7 +23,7 @@ from typing import Literal
 from monitor.risk import words as say
 from monitor.risk.live import LiveConfig
 from sessionready import quality, schema
-from sessionready.facts import machine_facts, network_facts, room_facts
+from sessionready.facts import device_facts, machine_facts, network_facts, room_facts
 from sessionready.quality import check_finite, check_non_negative, check_ratio
 from sessionready.stats import percentile
 from sessionready.terms import ENDS, PARTICIPANT_ROLES
@@ -121,7 +121,8 @@ class CheckSummary:
         network = network_facts(checked.network)
         machine = machine_facts(checked.machine) if checked.machine is not None else None
         room = room_facts(checked.room) if checked.room is not None else None
-        assessment = quality.assess(network, thresholds, machine=machine, room=room)
+        devices = device_facts(checked.devices) if checked.devices is not None else None  # a browser check's
+        assessment = quality.assess(network, thresholds, machine=machine, room=room, devices=devices)
         net = checked.network
         return cls(
             check_id=checked.check_id,
@@ -298,6 +299,7 @@ class SessionInputs:
             raise ValueError(f"unknown session state {self.state!r}")
 
 
+ONLINE_TIMEOUT_S = 300.0  # RiskConfig.online_timeout_s's default, and GET /api/v1/agents's "online"
 _SECONDS = limits(ge=0.0, le=1e9)
 _COUNT = limits(ge=1, le=1_000_000)
 
@@ -309,7 +311,7 @@ class RiskConfig:
     horizon_s: float = field(default=7200.0, metadata=_SECONDS)  # sessions starting within 2 h are assessed (the caller selects)
     check_max_age_s: float = field(default=86400.0, metadata=_SECONDS)  # an older check says nothing about today's network
     check_deadline_s: float = field(default=900.0, metadata=_SECONDS)  # no usable check by T-15 min: flagged
-    online_timeout_s: float = field(default=300.0, metadata=_SECONDS)  # agents poll every minute: five missed polls = offline
+    online_timeout_s: float = field(default=ONLINE_TIMEOUT_S, metadata=_SECONDS)  # agents poll every minute: five missed polls = offline
     offline_warning_lead_s: float = field(default=1800.0, metadata=_SECONDS)  # offline within 30 min of the start (or live): warning
     samples_window_s: float = field(default=7200.0, metadata=_SECONDS)  # for the caller: which background samples to summarise
     samples_min_count: int = field(default=3, metadata=_COUNT)  # fewer samples are not judged
@@ -537,7 +539,14 @@ def _end_risk(end: EndInputs, state: str, check: CheckSummary | None, now: float
 
 
 def _online(end: EndInputs, now: float, config: RiskConfig) -> bool:
-    return end.last_seen_unix is not None and now - end.last_seen_unix <= config.online_timeout_s
+    return agent_online(end.last_seen_unix, now, config.online_timeout_s)
+
+
+def agent_online(last_contact_unix: float | None, now: float, timeout_s: float = ONLINE_TIMEOUT_S) -> bool:
+    """Whether an agent (or an end, through any of its agents) counts as online: its last
+    contact, a batch or a check (monitor/store/reports.py ``LAST_CONTACT``), at most
+    ``timeout_s`` ago. The one rule behind an end's ``online`` and the Agents listing's."""
+    return last_contact_unix is not None and now - last_contact_unix <= timeout_s
 
 
 def _link_numbers(check: CheckSummary | None, samples: RecentSamples | None, config: RiskConfig) -> LinkNumbers | None:

@@ -95,7 +95,7 @@ class AgentStatus:
     participant_id: str
     created_at: float  # unix seconds
     revoked_at: float | None
-    last_seen: float | None  # when the monitor received the agent's latest batch (unix seconds)
+    last_seen: float | None  # the agent's last contact (``LAST_CONTACT``), unix seconds; None: never
     last_seq: int | None  # the highest seq in that batch
     version: str | None
     os: str | None
@@ -104,6 +104,16 @@ class AgentStatus:
     spool_dropped_background: int | None
     spool_dropped_live: int | None
     spool_rejected: int | None
+
+
+# An agent's last contact: the later of its latest batch of reports and its latest check. A
+# check is contact too, and `sessionready check` posts one on its own (POST /api/v1/checks)
+# without any batch. One definition, read by the Agents listing (``agent_statuses``) and the
+# risk engine (``risk_snapshot``: an end is online when any of its agents is), so no page says
+# "never seen" about a machine whose check another page shows. Over ``tokens t`` with these
+# joins; a check link's browser check is not an agent's contact (links are no agents).
+LAST_CONTACT_JOINS = " LEFT JOIN agent_status s ON s.agent_id = t.token_id LEFT JOIN latest_checks l ON l.agent_id = t.token_id"
+LAST_CONTACT = "CASE WHEN s.last_seen IS NULL OR l.received_at > s.last_seen THEN l.received_at ELSE s.last_seen END"
 
 
 class ReportStoreMixin:
@@ -268,12 +278,13 @@ CREATE TABLE IF NOT EXISTS agent_status (
         return self._select_samples("WHERE participant_id = ? AND taken_at >= ?", (participant_id, since), limit)
 
     def agent_statuses(self) -> list[AgentStatus]:
-        """Every agent token (client and therapist roles), revoked ones too, oldest first."""
+        """Every agent token (client and therapist roles), revoked ones too, oldest first;
+        ``last_seen`` is its last contact, batch or check (``LAST_CONTACT``)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT t.token_id, t.role, t.participant_id, t.created_at, t.revoked_at, s.last_seen, s.last_seq,"
+                f"SELECT t.token_id, t.role, t.participant_id, t.created_at, t.revoked_at, {LAST_CONTACT}, s.last_seq,"
                 " s.version, s.os, s.link_type, s.spool_pending, s.spool_dropped_background, s.spool_dropped_live,"
-                " s.spool_rejected FROM tokens t LEFT JOIN agent_status s ON s.agent_id = t.token_id"
+                f" s.spool_rejected FROM tokens t{LAST_CONTACT_JOINS}"
                 " WHERE t.role IN ('client', 'therapist') ORDER BY t.created_at, t.token_id"
             ).fetchall()
         return [AgentStatus(*row) for row in rows]

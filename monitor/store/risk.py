@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from monitor.store.reports import LAST_CONTACT, LAST_CONTACT_JOINS
+
 # Network numbers of a background sample, as the risk engine's ``RecentSamples`` reads them.
 SAMPLE_NETWORK_COLUMNS = ("rtt_p50_ms", "jitter_up_ms", "jitter_down_ms", "loss_up", "loss_down")
 
@@ -49,7 +51,7 @@ class RiskSnapshot:
 
     sessions: list[RiskSession]
     latest_checks: dict[str, LatestCheck]  # by participant: the newest check of any of its agents
-    last_seen: dict[str, float]  # by participant: the latest batch from any of its agents
+    last_seen: dict[str, float]  # by participant: the last contact (batch or check) of any of its agents
     background: dict[str, list[dict[str, object]]]  # by participant: network parts of recent samples
     history: dict[str, list[tuple[float, bool]]]  # by participant: (start, degraded live) of past sessions
 
@@ -155,8 +157,9 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
                     latest[participant] = LatestCheck(check_id, received_at, report)
             last_seen = dict(
                 db.execute(
-                    "SELECT t.participant_id, MAX(a.last_seen) FROM agent_status a JOIN tokens t ON t.token_id = a.agent_id"
-                    " WHERE t.revoked_at IS NULL GROUP BY t.participant_id"
+                    f"SELECT t.participant_id, MAX({LAST_CONTACT}) FROM tokens t{LAST_CONTACT_JOINS}"
+                    " WHERE t.revoked_at IS NULL AND t.role IN ('client', 'therapist')"
+                    f" GROUP BY t.participant_id HAVING MAX({LAST_CONTACT}) IS NOT NULL"
                 ).fetchall()
             )
             background: dict[str, list[dict[str, object]]] = {}
