@@ -302,7 +302,7 @@ def test_trends_over_http_for_staff_only(monitor: Monitor) -> None:
         status, body = monitor.json("GET", path, token)
         assert status == 200, body
         assert [d["samples"] for d in body["days"]] == [23, 7]  # Berlin is UTC+1: the first UTC hour belongs to 2 March
-        assert set(body) == {"tz", "days", "weeks", "heatmap", "worst_agents", "worst_networks"}
+        assert set(body) == {"tz", "days", "weeks", "heatmap", "worst_agents", "worst_networks", "warnings"}
         assert body["days"][0]["rtt_p50_ms"] == pytest.approx(30.0, rel=0.2)
     for token in (monitor.token("therapist", "t-http"), client, monitor.login("th.user", "therapist", "t-http")):
         status, body = monitor.json("GET", path, token)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from monitor.calendars.imports import day_bounds
 from monitor.errors import ApiError, id_param, only_params
 from monitor.http.sessions import zone_param
 from monitor.store.core import Store
+from monitor.store.summaries import WarningRow
 from monitor.store.trends import JITTER, LOSS, MOS, RTT, HistogramSpec, RollupRow, TrendFilter, percentile
 from sessionready.schema import LINK_TYPES, OS_NAMES
 from sessionready.terms import ID_PATTERN
@@ -105,6 +106,58 @@ class NetworkTrouble:
 
 
 @dataclass(frozen=True)
+class WarningWeek:
+    """Sessions that went live in one week (by their start) and have a measured summary.
+    flagged: the last rating before they went live was at_risk or not_ready; degraded: the
+    summary has a stretch of trouble; flagged_degraded: both. Precision is
+    flagged_degraded / flagged, recall flagged_degraded / degraded (docs/summary.md)."""
+
+    week_start: str  # the Monday, YYYY-MM-DD
+    sessions: int
+    flagged: int
+    degraded: int
+    flagged_degraded: int
+
+
+@dataclass(frozen=True)
+class WarningEnd:
+    """The same for one end: flagged for a reason at this end (or one about both connections
+    together); degraded with trouble at this end."""
+
+    end: str  # client | therapist
+    sessions: int
+    flagged: int
+    degraded: int
+    flagged_degraded: int
+
+
+@dataclass(frozen=True)
+class WarningCause:
+    """flag: sessions flagged for this reason (``sessions``), and of those the ones with trouble
+    at that end (``hits``; a reason about the session: at either end). live: sessions with
+    trouble of this cause, and of those the ones flagged at that end beforehand."""
+
+    side: Literal["flag", "live"]
+    end: str  # client | therapist | session
+    cause: str
+    sessions: int
+    hits: int
+
+
+@dataclass(frozen=True)
+class WarningAccuracy:
+    """How well the warnings worked in the period: totals, per week, per end and per cause."""
+
+    sessions: int
+    flagged: int
+    degraded: int
+    flagged_degraded: int
+    weeks: tuple[WarningWeek, ...]
+    by_end: tuple[WarningEnd, ...]
+    by_cause: tuple[WarningCause, ...]  # flag causes first, then live causes; most sessions first
+
+
+@dataclass(frozen=True)
 class TrendsOut:
     """Trends for a period of whole days (``from``..``to`` inclusive) in zone ``tz``."""
 
@@ -114,6 +167,7 @@ class TrendsOut:
     heatmap: tuple[HeatCell, ...]  # all 7 × 24 cells, Monday 00h first
     worst_agents: tuple[AgentTrouble, ...]  # at most 10, most trouble first
     worst_networks: tuple[NetworkTrouble, ...]  # most trouble first
+    warnings: WarningAccuracy
 
 
 @dataclass(frozen=True)
@@ -213,6 +267,7 @@ def build_trends(store: Store, query: TrendQuery) -> TrendsOut:
         heatmap=_heatmap(query.zone, sessions),
         worst_agents=_worst_agents(agents, degraded),
         worst_networks=_worst_networks(agents),
+        warnings=warning_accuracy(query, store.warning_rows(start_s, end_s, where) if known else []),
     )
 
 
@@ -282,6 +337,52 @@ def _weeks(query: TrendQuery, sessions: list) -> tuple[WeekTrend, ...]:
         week[1] += bucket.flagged
         week[2] += bucket.degraded_live
     return tuple(WeekTrend(w.isoformat(), *counts) for w, counts in sorted(weeks.items()))
+
+
+def warning_accuracy(query: TrendQuery, rows: list[WarningRow]) -> WarningAccuracy:
+    """Precision and recall of the last pre-session rating against what happened live."""
+    monday = query.first_day - timedelta(days=query.first_day.weekday())
+    weeks: dict[date, list[int]] = {}
+    while monday <= query.last_day:
+        weeks[monday] = [0, 0, 0, 0]
+        monday += timedelta(days=7)
+    ends = {end: [0, 0, 0, 0] for end in ("client", "therapist")}
+    flag_causes: dict[tuple[str, str], list[int]] = {}
+    live_causes: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        flagged = row.rating_state in ("at_risk", "not_ready")
+        reasons = [tuple(code.split(":", 1)) for code in row.rating_causes] if flagged else []
+        flagged_ends = {end for end, _ in reasons}
+        troubled = [tuple(code.split(":", 1)) for code in row.live_causes]
+        troubled_ends = {end for end, _ in troubled}
+        local = datetime.fromtimestamp(row.start_at, query.zone).date()
+        week = weeks.setdefault(local - timedelta(days=local.weekday()), [0, 0, 0, 0])
+        for i, counted in enumerate((True, flagged, bool(troubled), flagged and bool(troubled))):
+            week[i] += int(counted)
+        for end, counts in ends.items():
+            at_end = flagged and (end in flagged_ends or "session" in flagged_ends)
+            for i, counted in enumerate((True, at_end, end in troubled_ends, at_end and end in troubled_ends)):
+                counts[i] += int(counted)
+        for end, cause in set(reasons):
+            counts = flag_causes.setdefault((end, cause), [0, 0])
+            counts[0] += 1
+            counts[1] += int(bool(troubled_ends) if end == "session" else end in troubled_ends)
+        for end, cause in set(troubled):
+            counts = live_causes.setdefault((end, cause), [0, 0])
+            counts[0] += 1
+            counts[1] += int(flagged and (end in flagged_ends or "session" in flagged_ends))
+    totals = [sum(w[i] for w in weeks.values()) for i in range(4)]
+    by_cause = [
+        WarningCause(side, end, cause, n, hits)  # type: ignore[arg-type]
+        for side, table in (("flag", flag_causes), ("live", live_causes))
+        for (end, cause), (n, hits) in sorted(table.items(), key=lambda item: (-item[1][0], item[0]))
+    ]
+    return WarningAccuracy(
+        *totals,
+        weeks=tuple(WarningWeek(w.isoformat(), *counts) for w, counts in sorted(weeks.items())),
+        by_end=tuple(WarningEnd(end, *counts) for end, counts in ends.items()),
+        by_cause=tuple(by_cause),
+    )
 
 
 def _heatmap(zone: tzinfo, sessions: list) -> tuple[HeatCell, ...]:
@@ -377,7 +478,7 @@ def openapi_paths(components: dict[str, Any]) -> dict[str, Any]:
     return {
         "/api/v1/trends": {
             "get": {
-                "summary": "Daily network percentiles, weekly session risk, a weekday x hour heat map, the agents and networks with most trouble (it/admin)",
+                "summary": "Daily network percentiles, weekly session risk, a weekday x hour heat map, the agents and networks with most trouble, how well the warnings worked (it/admin)",
                 "parameters": parameters,
                 "responses": {
                     "200": {"description": "Trends", "content": {"application/json": {"schema": json_schema(TrendsOut, components)}}},
