@@ -20,7 +20,7 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import LinkPrincipal
 from monitor.http import check_links
-from sessionready import schema
+from sessionready import quality, schema
 from sessionready.browser_check import BrowserCheck
 from sessionready.typed import decode, rfc3339
 from tests.conftest import Monitor, new_token, start_monitor, wait_for
@@ -77,7 +77,7 @@ def setting(monitor: Monitor) -> dict[str, str]:
     assert status == 201, made
     session_id = made["session"]["session_id"]
     links = {}
-    for name, extra in (("session", {"session_id": session_id}), ("other", {}), ("busy", {})):
+    for name, extra in (("session", {"session_id": session_id}), ("other", {}), ("busy", {}), ("devices", {"session_id": session_id})):
         status, link = monitor.json("POST", "/api/v1/check-links", staff, {"participant_id": "bc-c", **extra})
         assert status == 201, link
         links[name] = link["secret"]
@@ -215,6 +215,47 @@ def test_a_link_runs_at_most_12_checks_an_hour(monitor: Monitor, setting: dict[s
     status, raw = monitor.request("POST", "/api/v1/link/checks", None, json.dumps(quick).encode(), headers={"Authorization": f"Link {setting['busy']}"})
     assert status == 429 and json.loads(raw)["error"]["code"] == "rate_limited"
     assert len(own_checks(monitor, setting["busy"])) == 12
+
+
+def test_device_reasons_are_the_monitors_stored_and_reach_the_therapist(monitor: Monitor, setting: dict[str, str]) -> None:
+    # Camera permission denied, no microphone found (the page's room then says no_device), the
+    # tone not heard: three reasons, each in the model's words, and no second word on the
+    # microphone from the room (docs/quality-model.md, "The devices").
+    devices = {"camera": {"state": "denied"}, "microphone": {"state": "absent"}, "speaker": {"state": "not_heard"}}
+    room = {**BODY["room"], **dict.fromkeys(("laeq_dbfs", "l90_dbfs", "l10_dbfs", "lmax_dbfs", "voice_ratio", "snr_db", "speech_detected", "clipping_ratio"))}
+    room.update(available=False, problem="no_device")
+    status, answer = submit(monitor, setting["devices"], body(devices=devices, room=room))
+    assert status == 201, answer
+    report = answer["report"]
+    by_code = {r["code"]: r for r in report["reasons"]}
+    assert {code: r["severity"] for code, r in by_code.items() if code != "udp_blocked"} == {
+        "microphone_not_found": "critical", "speaker_not_heard": "warning", "camera_not_allowed": "info",
+    }  # fmt: skip
+    assert "no_microphone" not in by_code
+    assert by_code["camera_not_allowed"]["message"] == "You did not allow this page to use your camera, so it was not checked."
+    assert by_code["camera_not_allowed"]["fix"] == quality.fix_text("camera_not_allowed", "info")
+    assert by_code["microphone_not_found"]["fix"].endswith(quality.CRITICAL_FALLBACK)
+    assert report["verdict"] == "not_ready"
+    stored = own_checks(monitor, setting["devices"])[0]
+    assert stored["check_id"] == answer["check_id"] and stored["report"] == report
+    assert stored["report"]["devices"] == {
+        "camera": {"state": "denied", "width": None, "height": None, "fps": None, "black": None},
+        "microphone": {"state": "absent", "signal": None},
+        "speaker": {"state": "not_heard"},
+    }
+
+    def client_reasons() -> object:
+        _, detail = monitor.json("GET", f"/api/v1/sessions/{setting['session_id']}", setting["therapist"])
+        risk = detail.get("risk") or {}
+        if ((risk.get("client") or {}).get("check_id")) != answer["check_id"]:
+            return None
+        return {r["cause"]: r for r in risk["reasons"] if r["end"] == "client"}
+
+    reasons = wait_for(client_reasons, 30, "the browser check's device reasons in the session's risk", poll_s=0.3)
+    assert {"microphone_not_found", "speaker_not_heard"} <= set(reasons)  # type: ignore[arg-type]
+    words = reasons["microphone_not_found"]  # type: ignore[index]
+    assert words["severity"] == "critical" and words["message"] == "The client's device has no microphone the browser could find."
+    assert words["action"].startswith("Ask the client to plug in a headset")
 
 
 class FakeStreams:
