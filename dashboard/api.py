@@ -93,6 +93,10 @@ class MonitorApi:
         path = f"/api/v1/sessions/{quote(session_id, safe='')}/samples?" + urlencode({"since": f"{since_unix_s:.3f}"})
         return list(self._call("GET", path, token)["samples"])
 
+    def session_summary(self, token: str, session_id: str) -> dict[str, Any]:
+        """What happened in the session (409 while it has not gone live)."""
+        return dict(self._call("GET", f"/api/v1/sessions/{quote(session_id, safe='')}/summary", token))
+
     def session_alerts(self, token: str, session_id: str) -> list[dict[str, Any]]:
         """The session's alerts, newest first: live ones say why and when it degraded or recovered."""
         return list(self._call("GET", "/api/v1/alerts?" + urlencode({"session_id": session_id, "limit": "500"}), token)["alerts"])

@@ -17,6 +17,8 @@ from dashboard.errors import clear_error
 from dashboard.figures import GRAPH_HEIGHT_PX, METRICS, figure, last_seen, latest
 from dashboard.links_view import link_panel
 from dashboard.present import STATE_LABEL, date_time, end_views, flag, relative_start, session_banner, span, timeline, unix_of
+from dashboard.summary_view import register as register_summary
+from dashboard.summary_view import section as summary_section
 
 if TYPE_CHECKING:
     from dashboard.app import Context
@@ -57,6 +59,7 @@ def layout(session_id: str) -> html.Div:
                 className="graph-grid",
                 style=HIDDEN,
             ),
+            summary_section(),  # "How the session went" (dashboard/summary_view.py)
             html.Div(id="session-history"),
         ],
         className="page",
@@ -64,6 +67,8 @@ def layout(session_id: str) -> html.Div:
 
 
 def register(app: Dash, context: Context) -> None:
+    register_summary(app, context)
+
     @app.callback(
         Output("session-header", "children"),
         Output("session-banner", "children"),
