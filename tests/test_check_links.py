@@ -20,8 +20,10 @@ from monitor.auth import LINK_ROUTES, PUBLIC_PATHS
 from monitor.config import MonitorConfig
 from monitor.http.link_page import CSP, CheckPage
 from monitor.openapi import openapi_document
-from sessionready.typed import rfc3339
-from tests.conftest import Monitor, new_token, run_cli, start_monitor
+from monitor.store.core import TokenInfo, hash_token, open_store
+from sessionready import schema
+from sessionready.typed import decode, rfc3339
+from tests.conftest import CHECK, Monitor, new_token, run_cli, start_monitor
 
 SECRET = re.compile(r"[A-Za-z0-9_-]{32}")
 
@@ -321,3 +323,26 @@ def test_a_links_probe_limits_are_its_own(tmp_path: Path) -> None:
         assert running.request("GET", "/api/v1/probe/download?bytes=1000", machine)[0] == 200
     finally:
         running.stop()
+
+
+def test_a_secrets_lookup_counts_nothing_and_the_hourly_limit_reads_only_times(tmp_path: Path) -> None:
+    # The lookup runs on every request of a running page (each throughput request too): it
+    # does not count the link's checks; listing a link does. The hourly limit reads only the
+    # receive times, newest first, never a report.
+    store = open_store(tmp_path / "store")
+    try:
+        store.add_participant("lk-store", "client")
+        link = store.create_check_link(hash_token("s" * 32), "lk-store", None, 3600.0)
+        agent = TokenInfo(link.link_id, "client", "lk-store", 0.0, None)
+        for i, received_at in enumerate((1000.0, 3000.0, 2000.0)):
+            report = decode(schema.CheckReport, {**CHECK, "check_id": f"{i:032x}"})
+            assert store.add_check(agent, report, json.dumps(CHECK), received_at)
+        found = store.check_link_by_secret(hash_token("s" * 32))
+        assert found is not None and found.link_id == link.link_id and found.checks is None
+        assert store.get_check_link(link.link_id).checks == 3  # type: ignore[union-attr]
+        assert [info.checks for info in store.list_check_links({"lk-store"})] == [3]
+        assert store.link_check_times(link.link_id, 2) == [3000.0, 2000.0]
+        assert store.link_check_times("0" * 12, 12) == []
+        assert [c.received_at for c in store.checks_for_agent(link.link_id, 12)] == [3000.0, 2000.0, 1000.0]
+    finally:
+        store.close()

@@ -166,6 +166,7 @@ def create_link(store: Store, participant_id: str, session_id: str | None, ttl_h
 
 
 def link_out(info: LinkInfo, now: float) -> LinkOut:
+    assert info.checks is not None, "a link is listed from a counting read (list_check_links, get_check_link)"
     return LinkOut(
         link_id=info.link_id,
         participant_id=info.participant_id,
@@ -339,7 +340,8 @@ async def link_facts(request: web.Request) -> web.Response:
 async def link_checks(request: web.Request) -> web.Response:
     link = _link_of(request)
     only_params(request)
-    checks = await asyncio.to_thread(request.app[keys.STORE].link_checks, link.link_id, MAX_LINK_CHECKS)
+    # A link's checks are stored as its own agent's (its link id is the agent id).
+    checks = await asyncio.to_thread(request.app[keys.STORE].checks_for_agent, link.link_id, MAX_LINK_CHECKS)
     items = [{"check_id": c.check_id, "received_at": rfc3339(c.received_at), "report": c.report} for c in checks]
     return web.json_response({"checks": items}, headers={"Cache-Control": "no-store"})
 
@@ -352,9 +354,9 @@ async def submit_check(request: web.Request) -> web.Response:
     metrics = app[keys.METRICS]
     started = time.perf_counter()
     now = app[keys.CLOCK]()
-    recent = await asyncio.to_thread(store.link_checks, link.link_id, CHECKS_PER_HOUR)
-    if len(recent) >= CHECKS_PER_HOUR and now - recent[-1].received_at < 3600:
-        retry = str(max(1, math.ceil(3600 - (now - recent[-1].received_at))))
+    recent = await asyncio.to_thread(store.link_check_times, link.link_id, CHECKS_PER_HOUR)
+    if len(recent) >= CHECKS_PER_HOUR and now - recent[-1] < 3600:
+        retry = str(max(1, math.ceil(3600 - (now - recent[-1]))))
         raise _TooManyChecks(retry)
     try:
         posted = decode_body(BrowserCheck, await read_body(request))

@@ -20,12 +20,8 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from monitor.store.sessions import SessionStoreError
-
-if TYPE_CHECKING:
-    from monitor.store.core import StoredCheck
 
 LINK_TOKEN_ROLE = "link"  # the role of a link's row in ``tokens`` (never an agent's role)
 
@@ -41,7 +37,9 @@ class LinkInfo:
     expires_at: float
     revoked_at: float | None
     last_used_at: float | None
-    checks: int  # checks stored through this link
+    # Checks stored through this link; None when not counted: a secret's lookup, made on every
+    # request of a running page (each throughput request too), does not count them.
+    checks: int | None
 
     def state(self, now: float) -> str:
         """active, revoked or expired (at unix time ``now``)."""
@@ -58,12 +56,9 @@ class CheckLinkStoreMixin:
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
-    _select_checks: Callable[..., list[StoredCheck]]
 
-    _LINK_COLUMNS = (
-        "l.link_id, l.participant_id, l.session_id, l.created_at, l.expires_at, l.revoked_at, l.last_used_at,"
-        " (SELECT COUNT(*) FROM checks c WHERE c.agent_id = l.link_id)"
-    )
+    _LINK_COLUMNS = "l.link_id, l.participant_id, l.session_id, l.created_at, l.expires_at, l.revoked_at, l.last_used_at"
+    _CHECK_COUNT = "(SELECT COUNT(*) FROM checks c WHERE c.agent_id = l.link_id)"
 
     def create_check_link(self, secret_hash: str, participant_id: str, session_id: str | None, ttl_s: float) -> LinkInfo:
         """Keep a new link by its secret's hash. SessionStoreError ``not_a_client`` (field
@@ -88,8 +83,9 @@ class CheckLinkStoreMixin:
         return LinkInfo(link_id, participant_id, session_id, now, now + ttl_s, None, None, 0)
 
     def check_link_by_secret(self, secret_hash: str) -> LinkInfo | None:
-        """The link with this secret's hash, in whatever state (the caller judges it), or None."""
-        return next(iter(self._select_links("WHERE l.secret_hash = ?", (secret_hash,))), None)
+        """The link with this secret's hash, in whatever state (the caller judges it), or None.
+        Its ``checks`` is None: not counted on this, every request's, path."""
+        return next(iter(self._select_links("WHERE l.secret_hash = ?", (secret_hash,), count=False)), None)
 
     def get_check_link(self, link_id: str) -> LinkInfo | None:
         return next(iter(self._select_links("WHERE l.link_id = ?", (link_id,))), None)
@@ -118,11 +114,18 @@ class CheckLinkStoreMixin:
                 (now, link_id, now - 60),
             )
 
-    def link_checks(self, link_id: str, limit: int) -> list[StoredCheck]:
-        """The checks made through a link, newest first."""
-        return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (link_id, limit))
-
-    def _select_links(self, where: str, parameters: tuple[object, ...]) -> list[LinkInfo]:
+    def link_check_times(self, link_id: str, limit: int) -> list[float]:
+        """When the newest ``limit`` checks made through a link were received (unix seconds),
+        newest first: the link's hourly limit needs no report. (The checks themselves are an
+        agent's: ``checks_for_agent`` with the link id.)"""
         with self._lock:
-            rows = self._db.execute(f"SELECT {self._LINK_COLUMNS} FROM check_links l {where}", parameters).fetchall()
+            rows = self._db.execute(
+                "SELECT received_at FROM checks WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (link_id, limit)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def _select_links(self, where: str, parameters: tuple[object, ...], *, count: bool = True) -> list[LinkInfo]:
+        columns = f"{self._LINK_COLUMNS}, {self._CHECK_COUNT if count else 'NULL'}"
+        with self._lock:
+            rows = self._db.execute(f"SELECT {columns} FROM check_links l {where}", parameters).fetchall()
         return [LinkInfo(*row) for row in rows]
