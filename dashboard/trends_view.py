@@ -335,6 +335,55 @@ def network_records(answer: Answer) -> list[Record]:
     return [{"link_type": n["link_type"], "agents": int(n["agents"]), **_trouble(n)} for n in answer.get("worst_networks", [])]
 
 
+# --- how well the warnings worked ---------------------------------------------------------------
+
+# The CSV of "How well the warnings worked": one file, every table of the section, each row
+# saying which table it belongs to. precision = flagged_degraded / flagged, recall =
+# flagged_degraded / degraded; empty where there is nothing to divide by.
+WARNING_COLUMNS = (
+    Column("Table", "table"),
+    Column("Week of (Monday)", "week_start"),
+    Column("End", "end"),
+    Column("Cause", "cause"),
+    Column("Sessions", "sessions"),
+    Column("Flagged", "flagged"),
+    Column("Degraded", "degraded"),
+    Column("Flagged and degraded", "flagged_degraded"),
+    Column("Precision", "precision", "ratio", 3),
+    Column("Recall", "recall", "ratio", 3),
+)
+
+
+def _ratio(part: int, whole: int | None) -> float | None:
+    return None if not whole else shown(part / whole, 3)
+
+
+def warning_records(answer: Answer) -> list[Record]:
+    """The section's rows: the period's total, each week, each end, each cause (flag causes:
+    sessions flagged for it and of those degraded; live causes: sessions degraded by it and of
+    those flagged beforehand)."""
+    accuracy = answer.get("warnings") or {}
+    if not accuracy:
+        return []
+    blank = {c.key: None for c in WARNING_COLUMNS}
+
+    def counted(table: str, row: dict[str, Any], **keys: Any) -> Record:
+        flagged, degraded, both = int(row["flagged"]), int(row["degraded"]), int(row["flagged_degraded"])
+        return {**blank, **keys, "table": table, "sessions": int(row["sessions"]), "flagged": flagged, "degraded": degraded,
+                "flagged_degraded": both, "precision": _ratio(both, flagged), "recall": _ratio(both, degraded)}  # fmt: skip
+
+    records = [counted("total", accuracy)]
+    records += [counted("week", w, week_start=w["week_start"]) for w in accuracy.get("weeks", [])]
+    records += [counted("end", e, end=e["end"]) for e in accuracy.get("by_end", [])]
+    for c in accuracy.get("by_cause", []):
+        n, hits = int(c["sessions"]), int(c["hits"])
+        if c["side"] == "flag":
+            records.append({**blank, "table": "flag_cause", "end": c["end"], "cause": c["cause"], "flagged": n, "flagged_degraded": hits, "precision": _ratio(hits, n)})
+        else:
+            records.append({**blank, "table": "live_cause", "end": c["end"], "cause": c["cause"], "degraded": n, "flagged_degraded": hits, "recall": _ratio(hits, n)})
+    return records
+
+
 @dataclass(frozen=True)
 class Section:
     key: str
@@ -350,6 +399,7 @@ SECTIONS = {
         Section("heatmap", HEAT_COLUMNS, heat_records),
         Section("agents", AGENT_COLUMNS, agent_records),
         Section("networks", NETWORK_COLUMNS, network_records),
+        Section("warnings", WARNING_COLUMNS, warning_records),
     )
 }
 

@@ -53,6 +53,7 @@ from dashboard.trends_view import (
     week_records,
     weeks_figure,
 )
+from dashboard.warnings_view import warnings_block
 
 if TYPE_CHECKING:
     from dashboard.app import Context
@@ -145,6 +146,7 @@ def sections() -> list[html.Section]:
         ),
         html.Section([heading("Agents with the most trouble", "agents"), html.Div(id="trends-agents")], className="trends-section"),
         html.Section([heading("Networks by trouble", "networks"), html.Div(id="trends-networks")], className="trends-section"),
+        html.Section([heading("How well the warnings worked", "warnings"), html.Div(id="trends-warnings")], className="trends-section"),
     ]
 
 
@@ -234,6 +236,11 @@ def register(app: Dash, context: Context) -> None:
             trouble_table(NETWORK_COLUMNS, network_records(answer), "trends-networks-table", any(n["poor_ratio"] > 0 for n in answer.get("worst_networks", []))),
             {"answer": answer, "first": first, "last": last},
         )
+
+    @app.callback(Output("trends-warnings", "children"), Input("trends-data", "data"))
+    def warnings(shown: dict[str, Any] | None):  # noqa: ANN202
+        """Drawn from the answer already on the page (dashboard/warnings_view.py)."""
+        return warnings_block(shown["answer"]) if shown else None
 
     @app.callback(
         Output("trends-download", "data"),

@@ -15,8 +15,10 @@ raises a cause late on purpose (two bursts, ten seconds of low sound) and clears
 themselves: from the start of the first bad sample's window to the end of the last bad one.
 
 Times: each end's sample times (``taken_at``, the agent's clock) are moved onto the monitor's
-clock by that end's median offset between receiving and taking, so a skewed agent clock does
-not shift its stretches, and one late delivery does not either.
+clock by that end's smallest offset between receiving and taking: a skewed agent clock does
+not shift its stretches, and samples delivered late (a batch after a network gap) keep the
+times they were taken at (a sample is never received before it was taken, so the smallest
+offset is the skew plus the quickest delivery).
 
 Privacy: ids, closed codes, numbers and the sentences written here; nothing a person typed.
 """
@@ -325,7 +327,7 @@ def _on_monitor_clock(samples: Sequence[EndSample]) -> list[EndSample]:
         mine = [s for s in samples if s.end == end]
         if not mine:
             continue
-        offset = statistics.median(s.received_at_unix - s.taken_at_unix for s in mine)
+        offset = min(s.received_at_unix - s.taken_at_unix for s in mine)
         out += [_moved(s, s.taken_at_unix + offset) for s in mine]
     return out
 
