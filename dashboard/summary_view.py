@@ -2,9 +2,10 @@
 in plain words for a therapist, with its stretches of trouble at the viewer's own clock times,
 and one small figure of both ends' sound quality (MOS) over the session.
 
-The builders are pure (answer in, components and figures out); ``register`` adds the one thin
-callback that fetches the summary, on its own slow interval: a finished summary never
-changes, and a live session's "so far" need not be redrawn every 2 s with the live graphs.
+It is shown once the session has ended, at the top of the page (while live, the page's own
+banner and graphs say how it is going). The builders are pure (answer in, components and
+figures out); ``register`` adds the one thin callback that fetches the summary, on its own
+slow interval: a session's end shows within half a minute, and a finished summary never changes.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ def section() -> html.Div:
 
 
 def stretch_line(stretch: dict[str, Any], zone: ZoneInfo) -> str:
-    """``10:14–10:16 (2 min): The client's connection lost up to 12 % of packets: ...``"""
+    """``10:14–10:16 (2 min): The client's connection lost up to 12 % of packets: ...``
+    (``10:14 (40 s): ...`` within one minute)."""
     start, end = float(stretch["start_unix"]), float(stretch["end_unix"])
-    when = f"{clock_time(start, zone)}–{clock_time(end, zone)}"
+    first, last = clock_time(start, zone), clock_time(end, zone)
+    when = first if first == last else f"{first}–{last}"  # a stretch within one minute has one time
     return f"{when} ({span(end - start)}): {stretch['words']}"
 
 
@@ -124,4 +127,6 @@ def register(app: Dash, context: Context) -> None:
             if failure.status not in (404, 405, 409):
                 raise
             return None  # not live yet, not yours, or a monitor without summaries: nothing to say
+        if not summary.get("final"):
+            return None  # still live: the page's banner and graphs tell that
         return summary_block(summary, context.zone(browser_zone))

@@ -38,6 +38,7 @@ def layout(session_id: str) -> html.Div:
             dcc.Interval(id="session-interval", interval=LIVE_MS),
             html.Div(id="session-header"),
             html.Div(id="session-banner"),
+            summary_section(),  # "How the session went", once it has ended (dashboard/summary_view.py)
             html.Div(
                 [
                     html.Button("Create check link", id="session-link-create", className="button"),
@@ -59,7 +60,6 @@ def layout(session_id: str) -> html.Div:
                 className="graph-grid",
                 style=HIDDEN,
             ),
-            summary_section(),  # "How the session went" (dashboard/summary_view.py)
             html.Div(id="session-history"),
         ],
         className="page",
