@@ -25,6 +25,7 @@ from pathlib import Path
 from benchmarks.agent_footprint import agent_footprint
 from benchmarks.check_time import check_wall_time
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
+from benchmarks.dashboard_connections import dashboard_connections
 from benchmarks.dashboard_pages import dashboard_pages
 from benchmarks.ingest import ingest_rate
 from benchmarks.risk import risk_evaluation
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "agent": agent_footprint,
     "risk": risk_evaluation,
     "dashboard": dashboard_pages,
+    "connections": dashboard_connections,
 }
 
 

@@ -1,20 +1,30 @@
 """The dashboard's only way to data: the monitor's HTTP API, called synchronously (Flask
 serves each request in a thread) with a timeout. Every failure becomes an ``ApiFailure`` whose
-``sentence`` can be shown to a person as it is; a 401 becomes ``LoggedOut``."""
+``sentence`` can be shown to a person as it is; a 401 becomes ``LoggedOut``.
+
+Connections are kept alive and reused (urllib3's pool, thread-safe): the Live page calls the
+monitor three times every 2 s per viewer, and a new connection per call cost a TCP and TLS
+handshake each (docs/benchmarks.md, "Dashboard connections per Live viewer")."""
 
 from __future__ import annotations
 
 import json
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import SSLError as TransportSSLError
 
 from sessionready import client_address as address_header
+
+# Connections kept open to the monitor: one per server thread (dashboard/server.py THREADS),
+# each making one call at a time. A burst beyond it opens more, closed after their call.
+POOL_CONNECTIONS = 8
 
 _SENTENCES = {
     403: "The monitor does not let your account see this.",
@@ -58,13 +68,24 @@ class MonitorApi:
 
     def __init__(self, base_url: str, *, ca_file: str | None = None, timeout_s: float = 10.0, address_secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
         self.base_url = base_url.rstrip("/")
+        self._path_prefix = urlsplit(self.base_url).path  # a monitor behind a proxy at https://host/monitor
         self.timeout_s = timeout_s
         self._address_secret = address_secret  # shared with the monitor: signs a login's browser address
         self._clock = clock  # unix seconds, for the signature's age
-        self._context: ssl.SSLContext | None = None
+        tls: dict[str, Any] = {}
         if self.base_url.startswith("https://"):
-            self._context = ssl.create_default_context(cafile=ca_file or None)
-            self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context = ssl.create_default_context(cafile=ca_file or None)  # the certificate must be valid (CERT_REQUIRED)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            # urllib3 matches the host name itself once the handshake is done (an IP address
+            # too: urllib3 1.26 sends no server name for one, so the ssl module could not).
+            context.check_hostname = False
+            tls = {"ssl_context": context}
+        # Each socket operation (connect, each read) waits at most timeout_s, as urllib did. No
+        # retries: a failed call is one sentence, and a POST must not be sent twice. No
+        # redirects: the API has none, and a token must not follow one.
+        self._pool = urllib3.connection_from_url(
+            self.base_url, maxsize=POOL_CONNECTIONS, block=False, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s), retries=False, **tls
+        )
 
     # --- the calls the pages make ---------------------------------------------------------
 
@@ -148,22 +169,20 @@ class MonitorApi:
     def _exchange(self, method: str, path: str, token: str | None, payload: object = None, *, login: bool = False, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """The HTTP status of a successful answer and its body (``{}`` when empty)."""
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
-        request.add_header("Accept", "application/json")
+        sent = {**(headers or {}), "Accept": "application/json"}
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            sent["Content-Type"] = "application/json"
         if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
+            sent["Authorization"] = f"Bearer {token}"
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            raise _failure(error.code, error.read(), login=login) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
-            reason = getattr(error, "reason", error)
-            if isinstance(reason, ssl.SSLError):
-                raise ApiFailure(0, "tls", "The monitor's certificate could not be verified; ask IT to check the dashboard's ca_file.") from None
+            response = self._pool.urlopen(method, self._path_prefix + path, body=data, headers=sent, redirect=False, assert_same_host=False)
+            status, raw = response.status, response.data
+        except TransportSSLError:
+            raise ApiFailure(0, "tls", "The monitor's certificate could not be verified; ask IT to check the dashboard's ca_file.") from None
+        except (TransportError, OSError):
             raise ApiFailure(0, "unreachable", "The monitor is not reachable right now; try again shortly.") from None
+        if not 200 <= status < 300:
+            raise _failure(status, raw, login=login)
         if not raw:
             return status, {}
         try:

@@ -77,10 +77,13 @@ class Context:
         return zone_of(self.fixed_zone or browser_zone)
 
 
-def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.time, secret: bytes | None = None) -> Dash:
+def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.time, secret: bytes | None = None, api: MonitorApi | None = None) -> Dash:
+    """The dashboard for ``config``; ``api`` replaces the monitor client built from it (a
+    benchmark compares clients)."""
     server = Flask("sessionready.dashboard")
     address_secret = client_address.read_shared_secret(config.client_address_secret_file) if config.client_address_secret_file else None
-    api = MonitorApi(monitor_base_url(config), ca_file=config.ca_file or None, timeout_s=config.request_timeout_s, address_secret=address_secret, clock=clock)
+    if api is None:
+        api = MonitorApi(monitor_base_url(config), ca_file=config.ca_file or None, timeout_s=config.request_timeout_s, address_secret=address_secret, clock=clock)
     table = SessionTable(idle_limit_s=config.session_minutes * 60.0, clock=clock)
     login_limiter = RateLimiter(config.login_attempts_per_minute)
     auth = auth_module.Auth(table, api, secret if secret is not None else secret_key(config), config.cookie_secure, login_limiter)
