@@ -49,8 +49,9 @@ def click_start(driver) -> None:
     )
 
 
-def answer_speaker(driver, timeout_s: float = 90) -> None:
-    """Press "Yes" (it has the focus) when the page asks whether the tone was heard."""
+def answer_speaker(driver, timeout_s: float = 90, answer: str = "Yes") -> None:
+    """Press ``answer`` (by keyboard: "Yes" has the focus, Tab moves on) when the page asks
+    whether the tone was heard."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if driver.execute_script(
@@ -60,6 +61,9 @@ def answer_speaker(driver, timeout_s: float = 90) -> None:
             assert focused.text == "Yes", (
                 f"the focus is on {focused.text!r}, not on the first answer"
             )
+            while focused.text != answer:
+                focused.send_keys("\t")
+                focused = driver.switch_to.active_element
             focused.send_keys(" ")
             return
         time.sleep(0.2)
@@ -81,7 +85,7 @@ def wait_for_step(driver, step: str, state: str, timeout_s: float = 30) -> None:
 
 
 def run_check(
-    driver, link: CheckLink, shots: Path | None = None, label: str = ""
+    driver, link: CheckLink, shots: Path | None = None, label: str = "", heard: str = "Yes"
 ) -> dict:
     """Open the link, press Start, answer the speaker question; the report the monitor stored."""
     before = len(link.checks())
@@ -99,7 +103,7 @@ def run_check(
     if shots:
         wait_for_step(driver, "down", "running")
         driver.save_screenshot(str(shots / f"{label}-2-progress.png"))
-    answer_speaker(driver)
+    answer_speaker(driver, answer=heard)
     wait_text(driver, "verdict-title", 60)
     if shots:
         driver.save_screenshot(str(shots / f"{label}-3-result.png"))
@@ -313,7 +317,9 @@ def test_phone_width(link: CheckLink, tmp_path: Path) -> None:
 
 
 def test_microphone_denied(link: CheckLink, tmp_path: Path) -> None:
-    """No microphone permission: one clear sentence, the check goes on, no room in the result."""
+    """No microphone permission: one clear sentence, the check goes on, no room in the result.
+    The person also answers "No" to the tone: the monitor's device reasons for both, shown on
+    the page with their fixes (docs/quality-model.md, "The devices")."""
     wav = make_pink(tmp_path / "pink-30.wav", -30.0)
     driver = chrome(wav, fake_ui=False)
     try:
@@ -326,7 +332,8 @@ def test_microphone_denied(link: CheckLink, tmp_path: Path) -> None:
                     "origin": link.origin,
                 },
             )
-        report = run_check(driver, link)
+        report = run_check(driver, link, heard="No")
+        reasons_text = driver.find_element("id", "reasons").text
         step = driver.execute_script(
             "return document.querySelector('[data-step=\"room\"] .step-state').textContent;"
         )
@@ -355,6 +362,17 @@ def test_microphone_denied(link: CheckLink, tmp_path: Path) -> None:
     # The rest still ran.
     assert report["devices"]["camera"]["state"] == "ok"
     assert report["network"]["throughput_mbps"]["down"] > 0
+    # The denied microphone is information (not measured, by choice), the unheard tone a
+    # warning; no second word on the microphone from the room.
+    assert report["devices"]["speaker"] == {"state": "not_heard"}
+    by_code = {r["code"]: r for r in report["reasons"]}
+    assert by_code["microphone_not_allowed"]["severity"] == "info"
+    assert by_code["speaker_not_heard"]["severity"] == "warning"
+    assert not {"no_microphone", "microphone_unavailable", "microphone_silent"} & set(by_code)
+    assert report["verdict"] != "ready" and verdict.split(" ", 1)[1] != "Ready"
+    for code, word in (("microphone_not_allowed", "Good to know"), ("speaker_not_heard", "Should fix")):
+        shown = f"{word}\n{by_code[code]['message']}\nWhat to do: {by_code[code]['fix']}"
+        assert shown in reasons_text, (shown, reasons_text)
 
 
 def test_background_voices(link: CheckLink, tmp_path: Path) -> None:

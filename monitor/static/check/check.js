@@ -22,6 +22,8 @@ const VERDICTS = {
   not_ready: ["✖", "Not ready", "A video session is likely to fail. Please try the fixes below."],
 };
 
+const SEVERITY_WORDS = { critical: "Must fix", warning: "Should fix", info: "Good to know" };
+
 const SENTENCES = {
   badLink: "This link is not complete. Please open the whole link from your message.",
   expired: "This check link has expired or was withdrawn. Please ask your practice for a new link.",
@@ -285,7 +287,7 @@ function cameraText(camera) {
     ok: camera.black ? "the picture is black" : `${camera.width}×${camera.height}, ${fmt(camera.fps, "frames/s", 0)}`,
     denied: "not allowed: the browser was not given permission to use the camera",
     absent: "no camera was found",
-    error: "the camera could not be opened",
+    error: "the camera could not be started: another app may be using it",
     not_tested: "not tested: this browser cannot use a camera here",
   }[camera.state];
 }
@@ -295,9 +297,16 @@ function roomText(measured) {
   if (microphone.state === "denied") return "not allowed: the browser was not given permission to use the microphone";
   if (microphone.state === "absent") return "no microphone was found";
   if (microphone.state === "not_tested") return "not tested: this browser cannot use a microphone here";
-  if (microphone.state !== "ok" || !room.available) return "the microphone could not be used";
+  if (microphone.state === "error") return "the microphone could not be started: another app may be using it";
+  if (!room.available) return "the microphone opened, but the room could not be measured";
   if (room.silent) return "no sound: the microphone may be muted";
   return `room ${fmt(room.laeq_dbfs, "dBFS(A)")}`;
+}
+
+function microphoneText(microphone, room) {
+  if (microphone.state !== "ok") return roomText({ microphone, room });
+  if (microphone.signal === true) return "sound arrives";
+  return microphone.signal === false ? "no sound arrives: it may be muted" : "opened; its sound was not measured";
 }
 
 // --- the result -----------------------------------------------------------------------------
@@ -327,12 +336,17 @@ function render({ body, answer: stored }) {
   reasons.replaceChildren();
   for (const reason of Array.isArray(answer.reasons) ? answer.reasons : []) {
     const item = document.createElement("li");
+    // In words, as the CLI marks them (agents/render.py): what the verdict rests on, and what is
+    // only for information (a device the person chose not to have checked, a short test).
+    const severity = document.createElement("span");
+    severity.className = "severity";
+    severity.textContent = SEVERITY_WORDS[reason.severity] || "";
     const message = document.createElement("span");
     message.className = "message";
     message.textContent = reason.message;
     const fix = document.createElement("span");
     fix.textContent = `What to do: ${reason.fix}`;
-    item.append(message, fix);
+    item.append(severity, message, fix);
     reasons.append(item);
   }
   const list = $("numbers-list");
@@ -349,7 +363,7 @@ function render({ body, answer: stored }) {
   if (quality) row(list, "Call quality", `MOS ${fmt(quality.mos, "", 2)}, video up to ${String(quality.video_tier || "not measured").replace(/_/g, " ")}`);
   const { camera, microphone, speaker } = body.devices;
   row(list, "Camera", cameraText(camera));
-  row(list, "Microphone", microphone.state === "ok" ? (microphone.signal ? "sound arrives" : "no sound arrives") : roomText({ microphone, room: body.room }));
+  row(list, "Microphone", microphoneText(microphone, body.room));
   const room = body.room;
   if (room.available && !room.silent) {
     row(list, "Room noise", `${fmt(room.laeq_dbfs, "dBFS(A)")} average, floor ${fmt(room.l90_dbfs, "dBFS(A)")}, peaks ${fmt(room.l10_dbfs, "dBFS(A)")}, loudest ${fmt(room.lmax_dbfs, "dBFS(A)")}`);

@@ -199,13 +199,16 @@ export async function measureRoom(context, hooks) {
         }
       };
     });
+    // The microphone opened (getUserMedia answered): when the page's own listening fails after
+    // that, the microphone is "ok" with its signal not measured, never "error" (which the
+    // quality model reads as a microphone that could not be started).
     if (done === null) {
-      return { microphone: { state: "error", signal: null }, room: emptyRoom("device_error"), sampleRate: fs, design };
+      return { microphone: { state: "ok", signal: null }, room: emptyRoom("device_error"), sampleRate: fs, design };
     }
     const room = roomResult(done.quiet, done.speech);
     return { microphone: { state: "ok", signal: room.available ? !room.silent : null }, room, sampleRate: fs, design };
   } catch (error) {
-    return { microphone: { state: "error", signal: null }, room: emptyRoom("device_error"), sampleRate: null };
+    return { microphone: { state: "ok", signal: null }, room: emptyRoom("device_error"), sampleRate: null };
   } finally {
     if (node) node.port.onmessage = null;
     for (const n of [source, node, sink]) if (n) n.disconnect();
