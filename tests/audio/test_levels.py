@@ -203,3 +203,40 @@ def test_settings_are_validated_with_the_field_named(field: str, value: object) 
 def test_interactive_mode_needs_a_prompter() -> None:
     with pytest.raises(ValueError, match="prompter"):
         asyncio.run(measure_room(RoomSettings(interactive=True), source=ArraySource(np.zeros(RATE))))
+
+
+def with_gaps(signal: np.ndarray, gap_s: float, every_s: float) -> np.ndarray:
+    """The capture as a starved audio server delivers it: gaps of digital silence."""
+    out = signal.copy()
+    for start in range(round(SETTLE_S * RATE), out.size, round(every_s * RATE)):
+        out[start : start + round(gap_s * RATE)] = 0.0
+    return out
+
+
+@pytest.mark.parametrize(("gap_s", "every_s"), [(0.02, 0.3), (0.06, 0.5), (0.2, 1.0)])
+def test_capture_dropouts_are_not_the_room(gap_s: float, every_s: float) -> None:
+    # Seen in CI under load: gaps of 8 % of the time read a steady 1 kHz tone 0.35 dB low. The
+    # levels are the room's between the gaps: the tone's and the noise's levels as without gaps.
+    t = np.arange(round((6.0 + SETTLE_S) * RATE)) / RATE
+    tone = 10 ** (-23 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 1000.0 * t)
+    noise = pink(6.0 + SETTLE_S, 10 ** (-40 / 20))
+    for signal in (tone, noise):
+        clean, gapped = measure(signal), measure(with_gaps(signal, gap_s, every_s))
+        assert gapped.silent is False
+        assert gapped.laeq_dbfs == pytest.approx(clean.laeq_dbfs, abs=0.05)
+        # Percentiles of the Fast level: the level holds through a gap instead of falling
+        # and climbing back.
+        for name in ("l90_dbfs", "l10_dbfs", "lmax_dbfs"):
+            assert getattr(gapped, name) == pytest.approx(getattr(clean, name), abs=0.3), name
+
+
+def test_a_capture_that_is_mostly_digital_silence_is_measured_whole() -> None:
+    # Dropouts are the exception; a capture that is mostly zeros is the input itself (muted,
+    # or dead between rare sounds): the zeros stay in, as an all-zero capture reads silent.
+    signal = np.zeros(round(3.51 * RATE))
+    burst = pink(0.3, 0.01)
+    signal[RATE : RATE + burst.size] = burst
+    result = measure(signal)
+    assert result.l90_dbfs is not None and result.l90_dbfs < -190
+    truth = reference.laeq_db(signal[round(SETTLE_S * RATE) :], RATE)
+    assert result.laeq_dbfs == pytest.approx(truth, abs=0.1)

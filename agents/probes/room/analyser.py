@@ -37,8 +37,12 @@ VOICE_GATE_DB = 3.0
 FLOOR_WINDOW_S = 1.5
 # A run of this many exact zeros is a dropout of the capture (a starved audio server, a
 # device hiccup), not the room: no real microphone gives 1 ms of digital silence while the
-# room has any sound. Such a frame neither sets the voice gate's floor nor counts as a voice:
-# a floor taken from a gap let steady noise after it pass the gate as "voices".
+# room has any sound. Such a frame is left out of the room: it neither sets the voice gate's
+# floor nor counts as a voice (a floor taken from a gap let steady noise after it pass the
+# gate as "voices"), and it is not in the levels (gaps of 8 % of the time read a steady tone
+# 0.35 dB low), whose Fast time weighting holds still through it. Only when such frames are
+# most of a segment are they the microphone itself (muted, or dead: digital silence), and the
+# segment is then measured with them.
 DROPOUT_SAMPLES = 16
 # Speech activity for the speech level: voice frames widened by 0.3 s each side (like the
 # hangover of ITU-T P.56), so the weak sounds between the loud ones that the detector
@@ -136,6 +140,7 @@ class Analyser:
         self._weighting = AWeighting(sample_rate_hz, self._hop)
         self._bins = round((HIST_MAX_DB - HIST_MIN_DB) / HIST_STEP_DB)
         self._segments = [_Accumulator(self._bins) for _ in segment_starts]
+        self._gaps = [_Accumulator(self._bins) for _ in segment_starts]  # the dropout frames
 
         # Fast time weighting y[n] = beta*y[n-1] + alpha*x[n]^2, advanced one 10 ms frame at a
         # time: y_end = B*y_start + kernel . x^2 (exact, no per-sample loop).
@@ -179,17 +184,19 @@ class Analyser:
 
     def summary(self, *segments: int) -> SegmentSummary:
         """Summary of one segment, or of several taken together."""
-        total = _Accumulator(self._bins)
+        total, gaps = _Accumulator(self._bins), _Accumulator(self._bins)
         for index in segments:
             total.merge(self._segments[index])
-        return self._summarise(total)
+            gaps.merge(self._gaps[index])
+        return self._summarise(total, gaps)
 
     def take_summary(self, segment: int) -> SegmentSummary:
         """Summary of one segment so far, which then starts afresh: for listening in
         consecutive windows (the agent's live mode) with bounded memory. Voice runs and
         speaking-time hangover still pending at the cut are counted in the next window."""
-        summary = self._summarise(self._segments[segment])
+        summary = self._summarise(self._segments[segment], self._gaps[segment])
         self._segments[segment] = _Accumulator(self._bins)
+        self._gaps[segment] = _Accumulator(self._bins)
         return summary
 
     # --- the work ---------------------------------------------------------------------
@@ -200,15 +207,11 @@ class Analyser:
         squared = weighted * weighted
 
         levels_per_frame = self._vad_len // self._level_len
-        contributions = squared.reshape(-1, self._level_len) @ self._kernel
-        if self._fast is None:
-            self._fast = float(np.mean(squared[: self._level_len]))
-        steps = self._frame_decay ** np.arange(1, contributions.size + 1)
-        fast = steps * (self._fast + np.cumsum(contributions / steps))
-        self._fast = float(fast[-1])
-        fast = fast.reshape(frames, levels_per_frame)
-
+        dropout = _zero_runs(raw.reshape(frames, self._vad_len) == 0.0, DROPOUT_SAMPLES)
         frame_power = squared.reshape(frames, self._vad_len).mean(axis=1)
+        fast = self._fast_levels(squared, np.repeat(dropout, levels_per_frame)).reshape(frames, levels_per_frame)
+        # A dropout frame's level is its own power (digital silence: the histogram's floor).
+        fast[dropout] = frame_power[dropout, None]
         raw_frames = raw.reshape(frames, self._vad_len)
         deviation = ((raw_frames - raw_frames.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         clipped = np.count_nonzero(np.abs(raw_frames) >= CLIP_THRESHOLD, axis=1)
@@ -218,7 +221,6 @@ class Analyser:
         pcm = np.clip(np.rint(raw * 32768.0), -32768, 32767).astype("<i2").tobytes()
         del raw_frames
         frame_bytes = 2 * self._vad_len
-        dropout = _zero_runs(raw.reshape(frames, self._vad_len) == 0.0, DROPOUT_SAMPLES)
         for i in range(frames):
             power = float(frame_power[i])
             if not dropout[i]:
@@ -237,16 +239,44 @@ class Analyser:
             self._bins - 1,
         )
         for index in np.unique(segment):
-            mask = segment == index
-            acc = self._segments[int(index)]
-            acc.frames += int(mask.sum())
-            acc.samples += int(mask.sum()) * self._vad_len
-            acc.weighted_energy += float(frame_power[mask].sum()) * self._vad_len
-            acc.deviation_energy += float(deviation[mask].sum())
-            acc.clipped += int(clipped[mask].sum())
-            acc.level_counts += np.bincount(level_bins[mask].ravel(), minlength=self._bins)
-            acc.levels += int(mask.sum()) * levels_per_frame
-            acc.max_power = max(acc.max_power, float(fast[mask].max()))
+            for acc, mask in (
+                (self._segments[int(index)], (segment == index) & ~dropout),
+                (self._gaps[int(index)], (segment == index) & dropout),
+            ):
+                if mask.any():
+                    self._add_frames(acc, mask, frame_power, deviation, clipped, level_bins, fast, levels_per_frame)
+
+    def _fast_levels(self, squared: np.ndarray, held: np.ndarray) -> np.ndarray:
+        """The Fast-weighted power at the end of each 10 ms level frame. It holds still through
+        the frames in ``held`` (capture dropouts) and resumes from where it was."""
+        contributions = squared.reshape(-1, self._level_len) @ self._kernel
+        if self._fast is None:
+            self._fast = float(np.mean(squared[: self._level_len]))
+        # y_k = d_k * y_(k-1) + c_k with d = 1, c = 0 while held: y_k = P_k * (y_0 + sum c_j / P_j).
+        steps = np.cumprod(np.where(held, 1.0, self._frame_decay))
+        fast = steps * (self._fast + np.cumsum(np.where(held, 0.0, contributions) / steps))
+        self._fast = float(fast[-1])
+        return fast
+
+    def _add_frames(
+        self,
+        acc: _Accumulator,
+        mask: np.ndarray,
+        frame_power: np.ndarray,
+        deviation: np.ndarray,
+        clipped: np.ndarray,
+        level_bins: np.ndarray,
+        fast: np.ndarray,
+        levels_per_frame: int,
+    ) -> None:
+        acc.frames += int(mask.sum())
+        acc.samples += int(mask.sum()) * self._vad_len
+        acc.weighted_energy += float(frame_power[mask].sum()) * self._vad_len
+        acc.deviation_energy += float(deviation[mask].sum())
+        acc.clipped += int(clipped[mask].sum())
+        acc.level_counts += np.bincount(level_bins[mask].ravel(), minlength=self._bins)
+        acc.levels += int(mask.sum()) * levels_per_frame
+        acc.max_power = max(acc.max_power, float(fast[mask].max()))
 
     def _track_voice(self, is_voice: bool, power: float, segment: int) -> None:
         """Count voice frames (in runs of MIN_VOICE_RUN or more) and speaking time."""
@@ -282,12 +312,19 @@ class Analyser:
         acc.active_frames += 1
         acc.active_power += power
 
-    def _summarise(self, acc: _Accumulator) -> SegmentSummary:
+    def _summarise(self, room: _Accumulator, gaps: _Accumulator) -> SegmentSummary:
+        """The segment's numbers without its dropout frames, or with them when they are most of it."""
+        listened = room.samples + gaps.samples
+        acc = room
+        if gaps.frames > room.frames:
+            acc = _Accumulator(self._bins)
+            acc.merge(room)
+            acc.merge(gaps)
         if not acc.samples:
             return SegmentSummary(0.0, None, None, None, None, 0.0, None, 0, 0.0, None, None, None)
         mean_power = acc.weighted_energy / acc.samples
         return SegmentSummary(
-            duration_s=acc.samples / self.sample_rate_hz,
+            duration_s=listened / self.sample_rate_hz,
             laeq_db=power_db(mean_power),
             l90_db=self._percentile(acc, 0.10),
             l10_db=self._percentile(acc, 0.90),
