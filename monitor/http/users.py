@@ -35,7 +35,7 @@ from monitor.config import MonitorConfig
 from monitor.errors import ApiError, decode_body, json_error, read_body
 from monitor.store.core import Store, hash_token
 from monitor.store.users import USER_TOKEN_PREFIX, UserInfo, UserPrincipal, UserSession
-from sessionready import client_address
+from sessionready import backoff, client_address
 from sessionready.ratelimit import RateLimiter
 from sessionready.typed import encode, limits
 
@@ -72,7 +72,7 @@ def failure_wait_s(failures: int) -> float:
     """Seconds a username+address pair waits after ``failures`` wrong logins (0 to MAX_WAIT_S)."""
     if failures < FREE_FAILURES:
         return 0.0
-    return min(MAX_WAIT_S, FIRST_WAIT_S * 2.0 ** (failures - FREE_FAILURES))
+    return backoff.ceiling_s(failures - FREE_FAILURES + 1, FIRST_WAIT_S, MAX_WAIT_S)
 
 
 def pair_hash(username: str, address: str) -> str:

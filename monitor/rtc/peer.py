@@ -158,9 +158,8 @@ def check_aioice() -> None:
 class RtcPeer:
     """The monitor's end of one stream. ``await RtcPeer.answer(...)`` then ``await peer.close()``."""
 
-    def __init__(self, pc: RTCPeerConnection, records: StreamRecords, answer_sdp: str) -> None:
+    def __init__(self, pc: RTCPeerConnection, answer_sdp: str) -> None:
         self._pc = pc
-        self.records = records
         self.answer_sdp = answer_sdp
 
     @classmethod
@@ -207,7 +206,7 @@ class RtcPeer:
         except BaseException:
             await pc.close()
             raise
-        return cls(pc, records, pc.localDescription.sdp)
+        return cls(pc, pc.localDescription.sdp)
 
     async def close(self) -> None:
         await self._pc.close()
