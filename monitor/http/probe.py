@@ -144,9 +144,18 @@ async def upload(request: web.Request) -> web.Response:
         raise RateLimited(refused) from None
 
 
+# How the upload's body arrived, for a browser that cannot see its own bytes leave (the CLI
+# reads the kernel's acknowledged bytes): (seconds since the handler started, bytes) at most every
+# PROGRESS_STEP_S, thinned to every other point (and the step doubled) past PROGRESS_POINTS.
+PROGRESS_STEP_S = 0.025
+PROGRESS_POINTS = 256
+
+
 async def _sink(request: web.Request, limit: int, moved: Callable[[int], None]) -> web.Response:
     received = 0
     started = time.monotonic()
+    progress: list[tuple[float, int]] = [(0.0, 0)]
+    step = PROGRESS_STEP_S
     while True:
         chunk = await request.content.readany()
         if not chunk:
@@ -155,4 +164,19 @@ async def _sink(request: web.Request, limit: int, moved: Callable[[int], None]) 
         moved(len(chunk))
         if received > limit:
             raise ApiError(413, "too_large", f"an upload may be at most {limit} bytes")
-    return web.json_response({"received_bytes": received, "duration_s": round(time.monotonic() - started, 6)})
+        elapsed = time.monotonic() - started
+        if elapsed - progress[-1][0] >= step:
+            progress.append((elapsed, received))
+            if len(progress) > PROGRESS_POINTS:
+                progress = progress[::2]
+                step *= 2
+    duration = time.monotonic() - started
+    if progress[-1][1] != received:
+        progress.append((duration, received))
+    return web.json_response(
+        {
+            "received_bytes": received,
+            "duration_s": round(duration, 6),
+            "progress": [[round(t, 6), count] for t, count in progress],
+        }
+    )

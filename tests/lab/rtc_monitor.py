@@ -6,6 +6,8 @@ Standalone script (like relay.py), started inside the lab's monitor namespace::
 
 It serves the real ``create_app(config)`` and adds, for tests only: ``GET /c/test/rtc.html``, a
 page that runs rtc.js once, for Chromium (under /c/ because a browser sends no token for a page);
+``GET /c/test/network.html``, a page that runs the browser check's network part as check.js does
+(rtc.js and throughput.js with the link's settings) and submits it as a check of the link;
 and ``POST /test/network-for`` (any Bearer token), which answers
 ``app[keys.RTC].network_for(...)`` as JSON: how the test reads what the monitor computed from its
 own records, since the submission of a browser check (which calls the same function) belongs to
@@ -47,6 +49,75 @@ try {
 }
 """
 
+# The network part of the browser check, in check.js's order (docs/browser-check.md section 5):
+# the idle probe stream for udp_seconds, then download and upload with their phases marked, then
+# stop(); submitted through the link like the page's check, with the devices "not_tested" and no
+# room (those steps wait on a person, and they are not what the lab measures). Also left in
+# window.rtcOutcome: the phases on the wall clock (performance.timeOrigin + the page's clock), so
+# that a reference tool's packets can be sliced to the same windows, and the monitor's UDP port
+# from the answer's SDP, which names the stream in per-port kernel counters.
+NETWORK_PAGE = TEST_PAGE.replace("rtc.js in the lab", "the browser check's network part in the lab").replace("/c/test/rtc-page.js", "/c/test/network-page.js")
+NETWORK_SCRIPT = """import { startProbeStream } from "/c/static/rtc.js";
+import { measureThroughput } from "/c/static/throughput.js";
+const params = new URLSearchParams(location.hash.slice(1));
+const secret = params.get("secret");
+const authorization = `Link ${secret}`;
+const state = document.getElementById("state");
+let monitorPort = null;
+const pageFetch = window.fetch;
+window.fetch = async (resource, options) => {
+  const response = await pageFetch(resource, options);
+  if (String(resource).endsWith("/api/v1/link/rtc") && response.status === 201) {
+    const answer = await response.clone().json();
+    const candidate = /a=candidate:\\S+ \\d+ udp \\d+ \\S+ (\\d+) typ host/i.exec(answer.sdp);
+    monitorPort = candidate ? Number(candidate[1]) : null;
+  }
+  return response;
+};
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { Authorization: authorization, "Content-Type": "application/json" }, cache: "no-store" });
+  const body = await response.json();
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(body)}`);
+  return body;
+}
+try {
+  const link = await api("/api/v1/link");
+  const settings = link.settings;
+  const startedWall = new Date();
+  const started = performance.now();
+  const stream = await startProbeStream({ secret, intervalMs: settings.packet_interval_ms, packetBytes: settings.packet_bytes });
+  state.textContent = "running";
+  await new Promise((resolve) => setTimeout(resolve, settings.udp_seconds * 1000));
+  const options = { streams: settings.streams, loadSeconds: settings.load_seconds, rampSeconds: settings.ramp_seconds, authorization };
+  stream.markPhase("download");
+  const down = await measureThroughput("down", options);
+  stream.markPhase("upload");
+  const up = await measureThroughput("up", options);
+  const rtc = await stream.stop();
+  const major = Number((/Chrom(?:e|ium)\\/(\\d+)/.exec(navigator.userAgent) || [0, 0])[1]);
+  const round = (mbps) => mbps === null ? null : Math.round(mbps * 100) / 100;
+  const check = await api("/api/v1/link/checks", { method: "POST", body: JSON.stringify({
+    schema_version: 1,
+    started_at: startedWall.toISOString().replace(/\\.\\d{3}Z$/, "Z"),
+    duration_s: Math.round((performance.now() - started) / 100) / 10,
+    browser: { family: "chrome", major },
+    rtc: { rtc_id: rtc.rtc_id, sent: rtc.sent, echoes: rtc.echoes, phases: rtc.phases },
+    rtc_error: null,
+    throughput: { down_mbps: round(down.mbps), up_mbps: round(up.mbps), error: down.error || up.error || null },
+    devices: { camera: { state: "not_tested" }, microphone: { state: "not_tested" }, speaker: { state: "not_tested" } },
+    room: null,
+    device: null,
+  }) });
+  const wall = Object.fromEntries(Object.entries(rtc.phases).map(([name, span]) => [name, span && span.map((ms) => performance.timeOrigin + ms)]));
+  window.rtcOutcome = { check, phases_wall_ms: wall, monitor_port: monitorPort, sent: rtc.sent, echoes: rtc.echoes.length,
+                        throughput: { down, up } };
+  state.textContent = "done";
+} catch (error) {
+  window.rtcOutcome = { error: { code: error.code || null, message: String(error.message) } };
+  state.textContent = "failed";
+}
+"""
+
 
 async def test_page(request: web.Request) -> web.Response:
     return web.Response(text=TEST_PAGE, content_type="text/html")
@@ -54,6 +125,14 @@ async def test_page(request: web.Request) -> web.Response:
 
 async def test_script(request: web.Request) -> web.Response:
     return web.Response(text=TEST_SCRIPT, content_type="text/javascript")
+
+
+async def network_page(request: web.Request) -> web.Response:
+    return web.Response(text=NETWORK_PAGE, content_type="text/html")
+
+
+async def network_script(request: web.Request) -> web.Response:
+    return web.Response(text=NETWORK_SCRIPT, content_type="text/javascript")
 
 
 async def network_for(request: web.Request) -> web.Response:
@@ -79,6 +158,8 @@ async def main(config_path: str, host: str, port: int) -> None:
     app.router.add_post("/test/network-for", network_for)
     app.router.add_get("/c/test/rtc.html", test_page)
     app.router.add_get("/c/test/rtc-page.js", test_script)
+    app.router.add_get("/c/test/network.html", network_page)
+    app.router.add_get("/c/test/network-page.js", network_script)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

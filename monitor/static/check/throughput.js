@@ -11,16 +11,22 @@
 //
 // Upload: a streamed request body (fetch with a ReadableStream and duplex: "half") is not
 // universal (Chromium only, and only over HTTP/2 or later), so each stream sends a sequence of
-// sized POSTs of incompressible bytes (slices of one Blob), and a POST's bytes count when the
-// monitor's answer arrives.
-// The request size grows (256 KiB doubling to 16 MiB) until one POST takes about 250 ms. The
-// error of counting at completion: a request's bytes land at its end instead of spread over it,
-// so the cumulative series is a staircase; steadyRate interpolates linearly between completions
-// and the last POSTs are allowed to finish after the deadline (new ones are not started), so the
-// window's edges are interpolated within one request (about 250 ms) instead of being cut off. With
-// a 3 s window the remaining error is the rate change within one request at each edge: a few
-// per cent on a steady link. The time a POST's answer takes to come back (one RTT) shifts
-// every completion by the same amount and cancels out of the rate.
+// sized POSTs of incompressible bytes (slices of one Blob). The request size grows (256 KiB
+// doubling to 16 MiB) until one POST takes about 250 ms; the last POSTs are allowed to finish
+// after the deadline (new ones are not started). A page cannot see its bytes cross the network
+// (the CLI reads the kernel's acknowledged bytes), only the monitor's answer when a request is
+// complete. Counting each request's bytes at that moment made a staircase of 256 KiB steps: on an
+// 8 Mbit/s uplink shared by four streams the window's edges fell anywhere on a step, and three
+// readings in the lab were 12 % low, 5 % low and 1 % above what TCP can carry through the link.
+// Spreading each request's bytes evenly over the time the monitor spent receiving it was still
+// 2-3 % off (a request's share of the link changes while others start and end). So the monitor
+// answers with how its body arrived (`progress`: [seconds since it began receiving, bytes] about
+// every 25 ms, and `duration_s`), the page places that record on its own clock with its end at
+// the answer's arrival, and the rate is the bytes of all requests that arrived within
+// [rampSeconds, loadSeconds], per second (spanRate). The answer's own delay (half a round trip,
+// on the downstream that the upload leaves idle) shifts every request alike and cancels out of
+// the rate. Without a usable record (another server), a request's bytes are spread from its
+// start to its answer.
 
 const MIB = 1 << 20;
 const DOWNLOAD_REQUEST_BYTES = 256 * MIB; // as the CLI: a stream that finishes one starts another
@@ -54,16 +60,57 @@ function cumulativeAt(samples, t) {
   return previousBytes;
 }
 
+/** Bytes per second between startS and endS from [startS, endS, bytes] spans, each span's bytes
+ * spread evenly over it (null when the spans do not cover a usable window). */
+export function spanRate(spans, startS, endS) {
+  if (endS <= startS || spans.length === 0) return null;
+  const start = Math.max(startS, Math.min(...spans.map(([a]) => a)));
+  const end = Math.min(endS, Math.max(...spans.map(([, b]) => b)));
+  if (end - start <= 0) return null;
+  const arrived = (t) => spans.reduce((sum, [a, b, bytes]) => sum + (b <= a ? (t >= b ? bytes : 0) : bytes * Math.min(1, Math.max(0, (t - a) / (b - a)))), 0);
+  return (arrived(end) - arrived(start)) / (end - start);
+}
+
+/** An upload request's bytes as [startMs, endMs, bytes] spans on the page's clock: from the
+ * monitor's record of how the body arrived (the answer's progress, its end at endedMs), else
+ * the whole request, from beganMs to endedMs. */
+export function receivedSpans(beganMs, endedMs, count, answer) {
+  const whole = [[beganMs, endedMs, count]];
+  const durationS = answer && answer.duration_s;
+  if (!Number.isFinite(durationS) || durationS < 0 || durationS * 1000 > endedMs - beganMs || !Array.isArray(answer.progress)) return whole;
+  const originMs = endedMs - durationS * 1000;
+  const spans = [];
+  let previousS = 0;
+  let previousBytes = 0;
+  for (const point of answer.progress) {
+    if (!Array.isArray(point) || point.length !== 2) return whole;
+    const [s, bytes] = point;
+    if (!Number.isFinite(s) || !Number.isFinite(bytes) || s < previousS || s > durationS || bytes < previousBytes || bytes > count) return whole;
+    if (bytes > previousBytes) spans.push([originMs + previousS * 1000, originMs + s * 1000, bytes - previousBytes]);
+    previousS = s;
+    previousBytes = bytes;
+  }
+  return previousBytes === count ? spans : whole;
+}
+
 class Meter {
   constructor(now) {
     this.now = now;
     this.start = now();
     this.total = 0;
     this.samples = [[0, 0]];
+    this.spans = [];
   }
   add(count) {
     this.total += count;
     this.samples.push([(this.now() - this.start) / 1000, this.total]);
+  }
+  /** [startMs, endMs, bytes] spans on the page's clock (receivedSpans). */
+  addSpans(spans) {
+    for (const [startMs, endMs, count] of spans) {
+      this.total += count;
+      this.spans.push([(startMs - this.start) / 1000, (endMs - this.start) / 1000, count]);
+    }
   }
 }
 
@@ -136,9 +183,11 @@ async function uploadStream(authorization, meter, deadline, now, signal, block, 
     });
     if (!response.ok) throw new HttpStatusError(response.status);
     answered();
-    await response.arrayBuffer(); // the monitor's {"received_bytes", ...}: the request is complete
-    meter.add(size);
-    const tookS = (now() - began) / 1000;
+    // The monitor's {"received_bytes", "duration_s", "progress"}: the request is complete.
+    const answer = await response.json().catch(() => null);
+    const ended = now();
+    meter.addSpans(receivedSpans(began, ended, size, answer));
+    const tookS = (ended - began) / 1000;
     if (tookS < UPLOAD_TARGET_S && size < UPLOAD_MAX_BYTES) size *= 2;
   }
 }
@@ -184,7 +233,7 @@ export async function measureThroughput(direction, { streams, loadSeconds, rampS
   controller.abort();
   await Promise.all(tasks);
   const seconds = (now() - meter.start) / 1000;
-  let rate = steadyRate(meter.samples, rampSeconds, loadSeconds);
+  let rate = direction === "down" ? steadyRate(meter.samples, rampSeconds, loadSeconds) : spanRate(meter.spans, rampSeconds, loadSeconds);
   let error = null;
   if (rate === null || meter.total === 0) {
     error = errors.length ? describe(errors[0]) : "no_data";
