@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import math
 import platform
 import time
 import uuid
@@ -39,13 +40,18 @@ from agents.probes.udp_stream import (
     UdpUnavailable,
 )
 from agents.runner import PhaseOutcome, Progress, run_phase
-from sessionready import __version__, quality, schema
-from sessionready.facts import assess_check
+from sessionready import __version__, quality, schema, settle
+from sessionready.facts import assess_check, machine_facts
 from sessionready.flow import loaded_increase_ms, network
+from sessionready.terms import SEVERITIES
+
+# How often an adaptive phase asks whether its figures are settled.
+SETTLE_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
 class CheckOptions:
+    # Fixed lengths; a phase with limits (below) is adaptive and runs between them instead.
     udp_seconds: float = 5.0
     measure_throughput: bool = True
     throughput: throughput.ThroughputSettings = field(default_factory=throughput.ThroughputSettings)
@@ -61,6 +67,10 @@ class CheckOptions:
     # None: the microphone is not opened at all (--no-audio, or not allowed by config).
     room: RoomSettings | None = None
     room_not_allowed: bool = False
+    # Adaptive length (sessionready.settle): the idle phase and each throughput phase stop once
+    # their figures are settled, within these limits. None: that phase runs its fixed length.
+    idle_limits: settle.PhaseLimits | None = None
+    load_limits: settle.PhaseLimits | None = None
 
     @classmethod
     def from_config(
@@ -70,6 +80,7 @@ class CheckOptions:
         session_id: str | None = None,
         udp_seconds: float | None = None,
         load_seconds: float | None = None,
+        fixed_length: bool = False,
         streams: int | None = None,
         targets: Sequence[str] | None = None,
         speedtest: bool = False,
@@ -81,7 +92,8 @@ class CheckOptions:
         """The check as the config describes it, for ``sessionready check`` and the daemon alike.
 
         A keyword that is given (not None) wins over the config, as a command-line option does;
-        ``speedtest=True`` adds the speedtest to a config without it. ``audio=False`` keeps the
+        ``udp_seconds`` and ``load_seconds`` make that phase fixed, ``fixed_length`` every phase
+        (as ``[check] adaptive = false``); ``speedtest=True`` adds the speedtest to a config without it. ``audio=False`` keeps the
         microphone closed whatever the config allows; ``interactive`` asks the person to stay
         quiet and read a sentence. ValueError, one sentence, for a target that is not HOST:PORT
         or more than MAX_TARGETS of them.
@@ -90,14 +102,20 @@ class CheckOptions:
         raw_targets = check.targets if targets is None else targets
         if len(raw_targets) > MAX_TARGETS:
             raise ValueError(f"at most {MAX_TARGETS} targets, got {len(raw_targets)}")
+        adaptive = check.adaptive and not fixed_length
+        idle_limits = settle.PhaseLimits(check.udp_min_seconds, check.udp_max_seconds) if adaptive and udp_seconds is None else None
+        load_limits = settle.PhaseLimits(check.load_min_seconds, check.load_max_seconds) if adaptive and load_seconds is None else None
         udp_s = udp_seconds or check.udp_seconds
-        load_s = load_seconds or check.load_seconds
+        load_s = load_limits.max_s if load_limits is not None else (load_seconds or check.load_seconds)
         # A short phase keeps at least half of itself for the measurement window.
-        load = throughput.ThroughputSettings(seconds=load_s, ramp_seconds=min(check.ramp_seconds, load_s / 2), streams=streams or check.streams)
+        shortest_load = load_limits.min_s if load_limits is not None else load_s
+        load = throughput.ThroughputSettings(seconds=load_s, ramp_seconds=min(check.ramp_seconds, shortest_load / 2), streams=streams or check.streams)
         room = None
         if audio and config.room.microphone:
-            # Passive listening lasts as long as the network phases, which run meanwhile.
-            network_s = udp_s + (2 * load.seconds if measure_throughput else 0)
+            # Passive listening lasts as long as the network phases, which run meanwhile: as
+            # long as their shortest, so that the room never holds up a check that settled.
+            idle_s = idle_limits.min_s if idle_limits is not None else udp_s
+            network_s = idle_s + (2 * shortest_load if measure_throughput else 0)
             room = room_settings(config.room, seconds=max(1.0, network_s - 1.0), interactive=interactive)
         return cls(
             udp_seconds=udp_s,
@@ -112,6 +130,8 @@ class CheckOptions:
             measure_machine=measure_machine,
             room=room,
             room_not_allowed=audio and not config.room.microphone,
+            idle_limits=idle_limits,
+            load_limits=load_limits if measure_throughput else None,
         )
 
 
@@ -189,13 +209,17 @@ async def run_check(
             progress=progress,
         )
         machine, machine_failure = outcome.value, outcome.failure
+    # What the machine already makes certain: a threshold below it cannot change the verdict.
+    machine_floor = _machine_floor(machine, options.thresholds)
     # One key per phase, fetched as the phase starts: the reflector counts each phase
     # separately, and a key never has to outlive its own phase (keys are short-lived).
-    first = await _probe_key(client, options.udp_seconds)
+    first = await _probe_key(client, options.idle_limits.max_s if options.idle_limits is not None else options.udp_seconds)
     udp_host, udp_port = first.udp_host, first.udp_port
 
     targets_task = asyncio.gather(*(measure_target(t, TargetSettings()) for t in options.targets)) if options.targets else None
     loads: dict[str, PhaseOutcome[throughput.ThroughputResult]] = {}
+    phases: list[schema.PhaseRun] = []
+    borderline: list[settle.Judged] = []
     # The room is heard while the network phases run: it costs the person no extra time.
     room_task = asyncio.create_task(_listen(options.room, prompter, progress)) if options.room is not None else None
     try:
@@ -206,26 +230,38 @@ async def run_check(
         raise MonitorError(str(error)) from None
     async with _entered(stream_context) as stream:
         stream.start_flow("idle", first.key)
-        await run_phase(
+        idle_s = options.idle_limits.max_s if options.idle_limits is not None else options.udp_seconds
+        idle = await run_phase(
             "idle",
             "Measuring delay and packet loss",
-            asyncio.sleep(options.udp_seconds),
-            expected_s=options.udp_seconds,
-            timeout_s=options.udp_seconds + 5,
+            _idle(stream, first.key, options, machine_floor),
+            expected_s=idle_s,
+            timeout_s=idle_s + 5,
             progress=progress,
         )
+        floor = idle.value.floor if idle.value is not None else machine_floor
+        phases.append(_phase_run("idle", idle, options.idle_limits))
+        borderline += _borderline(idle)
+        idle_rtts = settle.stream_so_far(stream.probes(first.key)).rtts_ms()
         for name, label in (("download", "Measuring download"), ("upload", "Measuring upload")):
             if not options.measure_throughput:
                 break
-            stream.start_flow(name, (await _probe_key(client, options.throughput.seconds)).key)
+            key = (await _probe_key(client, options.throughput.seconds)).key
+            stream.start_flow(name, key)
+            direction: Literal["down", "up"] = "down" if name == "download" else "up"
+            rule = _LoadRule(stream, key, direction, idle_rtts, options, floor) if options.load_limits is not None else None
             loads[name] = await run_phase(
                 name,
                 label,
-                throughput.measure(client, "down" if name == "download" else "up", options.throughput),
+                throughput.measure(client, direction, options.throughput, stop=rule),
                 expected_s=options.throughput.seconds,
                 timeout_s=options.throughput.seconds + 10,
                 progress=progress,
             )
+            ran = _load_ran(loads[name], rule)
+            floor = ran.value.floor if ran.value is not None else floor
+            phases.append(_phase_run(name, ran, options.load_limits))
+            borderline += _borderline(ran)
         progress.phase_started("finish", "Collecting the last answers", 1.0)
         flows = {flow.name: flow for flow in await stream.finish()}
         progress.phase_finished("finish", "done")
@@ -255,6 +291,11 @@ async def run_check(
     else:
         room_wire = _room_unavailable("not_allowed") if options.room_not_allowed else None
     assessment = assess_check(network, machine_wire, room_wire, options.thresholds)
+    if borderline:
+        # Figures still unsettled at their phase's longest: said so, never settled by a toss.
+        extra = settle.borderline_reasons((j.figure, j.low, j.high) for j in borderline)
+        reasons = sorted([*assessment.reasons, *extra], key=lambda r: SEVERITIES.index(r.severity))
+        assessment = replace(assessment, reasons=tuple(reasons), verdict=quality.verdict_from_reasons(reasons))
     report = schema.CheckReport(
         schema_version=1,
         check_id=uuid.uuid4().hex,
@@ -279,12 +320,111 @@ async def run_check(
             packet_interval_ms=options.stream.interval_ms,
             packet_bytes=options.stream.packet_bytes,
             streams=options.throughput.streams if options.measure_throughput else 0,
+            adaptive=options.idle_limits is not None or options.load_limits is not None,
         ),
         machine=machine_wire,
         room=room_wire,
+        phases=tuple(phases),
     )
     room_error = room.error if room is not None else (heard.error if heard is not None else None)
     return CheckRun(report, machine.local_hints if machine is not None else None, room_error)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """How an adaptive or fixed phase ended: its length (s), why, what was still unsettled,
+    and the severity its settled figures made certain (carried into the next phase)."""
+
+    seconds: float
+    stopped: settle.StopReason
+    unsettled: tuple[settle.Judged, ...] = ()
+    floor: str | None = None
+
+
+def _machine_floor(machine: MachineResult | None, thresholds: quality.Thresholds) -> str | None:
+    """The most severe grade the machine's own reasons give (None: none, or not measured).
+
+    Judged with a network that measured nothing, so that only the machine speaks."""
+    if machine is None:
+        return None
+    nothing = quality.NetworkFacts(
+        rtt_p50_ms=None, rtt_p95_ms=None, jitter_up_ms=None, jitter_down_ms=None, loss_up_ratio=None, loss_down_ratio=None,
+        loss_up_ci95=None, loss_down_ci95=None, packets_sent=1, packets_received=1, throughput_down_mbps=None,
+        throughput_up_mbps=None, loaded_latency_down_ms=None, loaded_latency_up_ms=None,
+    )  # fmt: skip
+    verdict = quality.assess(nothing, thresholds, machine=machine_facts(_machine(machine))).verdict
+    return {"ready": None, "at_risk": "warning", "not_ready": "critical"}[verdict]
+
+
+async def _idle(stream: UdpStream, key: bytes, options: CheckOptions, floor: str | None) -> _Ran:
+    """The idle phase: a fixed sleep, or until the stream's figures are settled."""
+    started = time.monotonic()
+    limits = options.idle_limits
+    if limits is None:
+        await asyncio.sleep(options.udp_seconds)
+        return _Ran(time.monotonic() - started, "fixed_length")
+    while True:
+        await asyncio.sleep(SETTLE_POLL_S)
+        elapsed = time.monotonic() - started
+        judged = settle.judge_idle(settle.stream_so_far(stream.probes(key)), options.thresholds, floor)
+        decision = settle.decide(elapsed, limits, judged, floor)
+        if decision.stop:
+            assert decision.reason is not None
+            return _Ran(elapsed, decision.reason, decision.unsettled, decision.floor)
+
+
+class _LoadRule:
+    """The stop rule of one throughput phase: its delay under load (from the UDP flow that runs
+    meanwhile) and its rate, judged by sessionready.settle; keeps the last decision."""
+
+    def __init__(
+        self, stream: UdpStream, key: bytes, direction: Literal["down", "up"], idle_rtts: list[float], options: CheckOptions, floor: str | None
+    ) -> None:
+        assert options.load_limits is not None
+        self._stream, self._key, self._direction, self._idle_rtts = stream, key, direction, idle_rtts
+        self._limits, self._ramp_s, self._thresholds, self._floor = options.load_limits, options.throughput.ramp_seconds, options.thresholds, floor
+        self.last: settle.Decision | None = None
+
+    def __call__(self, elapsed_s: float, samples: Sequence[tuple[float, int]]) -> bool:
+        loaded = settle.stream_so_far(self._stream.probes(self._key)).rtts_ms(after_s=self._ramp_s)
+        judged = settle.judge_load(self._direction, elapsed_s, samples, self._ramp_s, loaded, self._idle_rtts, self._thresholds, self._floor)
+        self.last = settle.decide(elapsed_s, self._limits, judged, self._floor)
+        return self.last.stop
+
+
+def _load_ran(outcome: PhaseOutcome[throughput.ThroughputResult], rule: _LoadRule | None) -> PhaseOutcome[_Ran]:
+    if outcome.value is None:
+        return PhaseOutcome(outcome.name, None, outcome.error, outcome.duration_s, outcome.failure)
+    last = rule.last if rule is not None else None
+    if rule is None:
+        ran = _Ran(outcome.duration_s, "fixed_length")
+    elif last is not None and last.stop:
+        ran = _Ran(outcome.duration_s, last.reason or "settled", last.unsettled, last.floor)
+    else:
+        # The phase reached its longest before the rule said stop.
+        ran = _Ran(outcome.duration_s, "max_length", last.unsettled if last else (), last.floor if last else None)
+    return PhaseOutcome(outcome.name, ran, outcome.error, outcome.duration_s, outcome.failure)
+
+
+def _borderline(outcome: PhaseOutcome[_Ran]) -> list[settle.Judged]:
+    ran = outcome.value
+    return list(ran.unsettled) if ran is not None and ran.stopped == "max_length" else []
+
+
+def _phase_run(name: Literal["idle", "download", "upload"], outcome: PhaseOutcome[_Ran], limits: settle.PhaseLimits | None) -> schema.PhaseRun:
+    ran = outcome.value
+    unsettled = () if ran is None else tuple(
+        schema.Unsettled(j.figure, round(j.low, 6), round(j.high, 6) if math.isfinite(j.high) else None)  # type: ignore[arg-type]
+        for j in ran.unsettled
+    )
+    return schema.PhaseRun(
+        name=name,
+        seconds=round(outcome.duration_s, 3),
+        stopped="failed" if ran is None else ran.stopped,
+        min_s=None if limits is None else limits.min_s,
+        max_s=None if limits is None else limits.max_s,
+        unsettled=unsettled,
+    )
 
 
 async def _listen(settings: RoomSettings, prompter: Prompter | None, progress: Progress) -> PhaseOutcome[RoomResult]:

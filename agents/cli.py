@@ -60,8 +60,9 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; every key in agents/agent.sample.toml and docs/check.md)")
     parser.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) to trust for an https:// monitor with a private certificate")
     parser.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a monitor that is not on this machine (sends the token unencrypted)")
-    parser.add_argument("--udp-seconds", type=_positive, metavar="S", help="length of the idle delay/loss measurement (default 5)")
-    parser.add_argument("--load-seconds", type=_positive, metavar="S", help="length of each throughput phase (default 4)")
+    parser.add_argument("--udp-seconds", type=_positive, metavar="S", help="a fixed length for the idle delay/loss measurement (default: adaptive, 2 to 10 s; 5 with --fixed-length)")
+    parser.add_argument("--load-seconds", type=_positive, metavar="S", help="a fixed length for each throughput phase (default: adaptive, 2 to 6 s; 4 with --fixed-length)")
+    parser.add_argument("--fixed-length", action="store_true", help="run every phase its fixed length ([check] udp_seconds, load_seconds) instead of stopping each once its figures are settled")
     parser.add_argument("--streams", type=_streams, metavar="N", help="parallel connections per throughput phase (default 4)")
     parser.add_argument("--no-throughput", action="store_true", help="skip the download/upload phases (and so the delay-under-load measurement)")
     parser.add_argument("--no-audio", action="store_true", help="do not open the microphone: skip the room (noise, other voices, speech-to-noise)")
@@ -100,7 +101,7 @@ def run_check_command(args: argparse.Namespace) -> int:
         return _fail(f"the check stopped on an unexpected error ({error.__class__.__name__}); please report it")
 
 
-def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - internal glue
+def _options(args: argparse.Namespace, config):
     from yarl import URL
 
     from agents.check import CheckOptions
@@ -117,6 +118,7 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
         session_id=args.session,
         udp_seconds=args.udp_seconds,
         load_seconds=args.load_seconds,
+        fixed_length=args.fixed_length,
         streams=args.streams,
         targets=args.target,
         speedtest=args.speedtest,
@@ -129,7 +131,7 @@ def _options(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - intern
     return options, url, token
 
 
-async def _check(args: argparse.Namespace, options, url, token: str, ca_file: str | None) -> int:  # noqa: ANN001
+async def _check(args: argparse.Namespace, options, url, token: str, ca_file: str | None) -> int:
     from rich.console import Console
 
     from agents.check import run_check

@@ -35,6 +35,14 @@ class MonitorSection:
 
 @dataclass(frozen=True)
 class CheckSection:
+    # Adaptive length (docs/quality-model.md, "Adaptive length"): each phase runs at least its
+    # min and at most its max, and stops in between once its figures are settled. With
+    # adaptive = false (or --fixed-length) the phases run udp_seconds and load_seconds.
+    adaptive: bool = True
+    udp_min_seconds: float = field(default=2.0, metadata=limits(ge=0.5, le=600))
+    udp_max_seconds: float = field(default=10.0, metadata=limits(ge=1, le=600))
+    load_min_seconds: float = field(default=2.0, metadata=limits(ge=0.5, le=600))
+    load_max_seconds: float = field(default=6.0, metadata=limits(ge=1, le=600))
     udp_seconds: float = field(default=5.0, metadata=limits(ge=1, le=600))
     load_seconds: float = field(default=4.0, metadata=limits(ge=1, le=600))
     ramp_seconds: float = field(default=1.0, metadata=limits(ge=0, le=60))
@@ -170,6 +178,10 @@ def _load_file(path: Path | None, environ: Mapping[str, str]) -> AgentConfig:
             raise ConfigError(f"config file {path}: unknown key '{key}' (expected tables: {', '.join(sorted(SECTIONS))})")
     monitor = decode_section(MonitorSection, _table(document, "monitor", path), path, "monitor")
     check = decode_section(CheckSection, _table(document, "check", path), path, "check")
+    for phase in ("udp", "load"):
+        low, high = getattr(check, f"{phase}_min_seconds"), getattr(check, f"{phase}_max_seconds")
+        if low > high:
+            raise ConfigError(f"config file {path}: [check] {phase}_min_seconds ({low:g}) must not exceed {phase}_max_seconds ({high:g})")
     room = decode_section(RoomSection, _table(document, "room", path), path, "room")
     try:
         thresholds = quality.Thresholds.from_mapping(_table(document, "thresholds", path))

@@ -46,6 +46,8 @@ REASON_CODES: frozenset[str] = frozenset(
         "high_download_loss",
         "uncertain_upload_loss",
         "uncertain_download_loss",
+        # a figure still unsettled at its phase's longest length (sessionready.settle)
+        "borderline",
         "high_upload_jitter",
         "high_download_jitter",
         "low_audio_quality",
@@ -1106,6 +1108,10 @@ _FIXES: Mapping[str, str] = MappingProxyType(
         "uncertain_download_loss": (
             "Nothing to do now. If sound breaks up during the session, run the check again: a longer check gives "
             "a surer answer."
+        ),
+        "borderline": (
+            "Nothing is sure to go wrong, but nothing rules it out either. Run the check again closer to the "
+            "session; if the same figure is borderline again, treat it as a problem and try the other fixes here."
         ),
         "high_upload_jitter": (
             "Use a network cable instead of Wi-Fi or move closer to the router, and pause cloud backups and other "

@@ -218,6 +218,38 @@ class CheckSettings:
     packet_interval_ms: float = field(metadata=limits(ge=1, le=1000))
     packet_bytes: int = field(metadata=limits(ge=0, le=1472))
     streams: int = field(metadata=limits(ge=0, le=64))
+    # Adaptive length (sessionready.settle): True = each phase stopped once settled, between
+    # its min and max; False = fixed phases of udp_seconds and load_seconds. None: an agent or
+    # a browser check from before adaptive length.
+    adaptive: bool | None = None
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A figure still unsettled when its phase stopped: its 95 % interval, point estimate
+    included, in the figure's unit (loss a ratio, delays ms, throughput Mbit/s, sound quality
+    MOS). ``high`` None: too few samples for any interval."""
+
+    figure: Literal[
+        "delay", "jitter_up", "jitter_down", "loss_up", "loss_down", "audio_quality",
+        "loaded_latency_down", "loaded_latency_up", "throughput_down", "throughput_up",
+    ]  # fmt: skip
+    low: float = field(metadata=limits(ge=-MAX_MS, le=MAX_MS))  # a delay increase may be negative
+    high: float | None = field(metadata=limits(ge=-MAX_MS, le=MAX_MS))
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    """How long one network phase ran and why it stopped: ``settled`` (every figure that could
+    change the verdict was settled), ``max_length`` (its longest; ``unsettled`` lists what was
+    not), ``fixed_length`` (a fixed phase), ``failed`` (the phase did not finish)."""
+
+    name: Literal["idle", "download", "upload"]
+    seconds: float = field(metadata=limits(ge=0, le=3600))
+    stopped: Literal["settled", "max_length", "fixed_length", "failed"]
+    min_s: float | None = field(default=None, metadata=limits(ge=0, le=3600))
+    max_s: float | None = field(default=None, metadata=limits(ge=0, le=3600))
+    unsettled: tuple[Unsettled, ...] = field(default=(), metadata=limits(max_len=16))
 
 
 @dataclass(frozen=True)
@@ -293,6 +325,8 @@ class CheckReport:
     source: Literal["cli", "browser"] = "cli"
     browser: str | None = field(default=None, metadata=limits(max_len=16, pattern=BROWSER_PATTERN))
     devices: Devices | None = None
+    # The network phases in the order they ran (None: a report without them, e.g. an older agent).
+    phases: tuple[PhaseRun, ...] | None = field(default=None, metadata=limits(max_len=8))
 
 
 # ---------------------------------------------------------------------------------------

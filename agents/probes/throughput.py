@@ -13,7 +13,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,11 +25,16 @@ from sessionready.stats import steady_rate
 CHUNK_BYTES = 64 * 1024
 ACK_SAMPLE_S = 0.05
 REQUEST_BYTES = 256 << 20  # per request; a stream that finishes one starts another
+STOP_POLL_S = 0.1  # how often an adaptive phase asks whether it has measured enough
+
+# Asked every STOP_POLL_S with (seconds since the phase began, the meter's cumulative
+# (seconds, bytes) samples): True ends the phase now (adaptive length, sessionready.settle).
+StopRule = Callable[[float, Sequence[tuple[float, int]]], bool]
 
 
 @dataclass(frozen=True)
 class ThroughputSettings:
-    seconds: float = 4.0
+    seconds: float = 4.0  # the phase's length; with a stop rule, its longest
     ramp_seconds: float = 1.0
     streams: int = 4
 
@@ -44,11 +49,13 @@ class ThroughputResult:
 
 
 class _Meter:
-    """Cumulative bytes over time, shared by the streams of one phase."""
+    """Cumulative bytes over time, shared by the streams of one phase, and when the phase ends:
+    ``deadline`` (monotonic seconds) is brought forward to now when a stop rule ends it early."""
 
-    def __init__(self, monotonic: Callable[[], float]) -> None:
+    def __init__(self, monotonic: Callable[[], float], seconds: float) -> None:
         self._monotonic = monotonic
         self.start = monotonic()
+        self.deadline = self.start + seconds
         self.total = 0
         self.samples: list[tuple[float, int]] = [(0.0, 0)]
 
@@ -68,9 +75,10 @@ async def measure(
     settings: ThroughputSettings,
     *,
     monotonic: Callable[[], float] = time.monotonic,
+    stop: StopRule | None = None,
 ) -> ThroughputResult:
-    meter = _Meter(monotonic)
-    deadline = meter.start + settings.seconds
+    """Move bytes in ``direction`` for ``settings.seconds``, or less when ``stop`` says so."""
+    meter = _Meter(monotonic, settings.seconds)
     errors: list[BaseException] = []
     upload_sockets: list[socket.socket] | None = [] if direction == "up" else None
     session = client.new_session(limit=settings.streams, upload_sockets=upload_sockets)
@@ -78,7 +86,7 @@ async def measure(
     if direction == "down":
         stream = _download_stream
         # The streams stop themselves at the deadline; the grace covers a slow first byte.
-        wait_s = settings.seconds + 5
+        grace_s = 5.0
     else:
         assert upload_sockets is not None
         acked = AckedBytes(upload_sockets)
@@ -86,16 +94,24 @@ async def measure(
         stream = functools.partial(_upload_stream, random_block=os.urandom(1 << 20), count_writes=not acked.supported())
         # An upload is cut off at the deadline: waiting for the send buffers to drain would
         # make the phase last as long again on a slow link, and proves nothing more.
-        wait_s = settings.seconds
-    sampler = asyncio.create_task(_sample_acked(acked, meter, deadline, monotonic)) if acked is not None else None
+        grace_s = 0.0
+    sampler = asyncio.create_task(_sample_acked(acked, meter, monotonic)) if acked is not None else None
     tasks: list[asyncio.Task[None]] = []
     try:
-        tasks = [asyncio.create_task(stream(client, session, meter, deadline, monotonic)) for _ in range(settings.streams)]
-        done, _pending = await asyncio.wait(tasks, timeout=wait_s)
+        tasks = [asyncio.create_task(stream(client, session, meter, monotonic)) for _ in range(settings.streams)]
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            now = monotonic()
+            if stop is not None and now < meter.deadline and stop(now - meter.start, meter.samples):
+                meter.deadline = now
+            if now >= meter.deadline + grace_s:
+                break
+            _done, pending = await asyncio.wait(pending, timeout=min(STOP_POLL_S, meter.deadline + grace_s - now))
         if sampler is not None:
             await sampler
         if direction == "up":
             _abort_connections(session)
+        done = [task for task in tasks if task.done()]
         errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
     finally:
         # Also when the check itself is cancelled (Ctrl-C): no stream may outlive its session.
@@ -104,7 +120,7 @@ async def measure(
         await asyncio.gather(*tasks, *([sampler] if sampler is not None else []), return_exceptions=True)
         await session.close()
     elapsed = monotonic() - meter.start
-    rate = steady_rate(meter.samples, settings.ramp_seconds, settings.seconds)
+    rate = steady_rate(meter.samples, settings.ramp_seconds, min(settings.seconds, meter.deadline - meter.start))
     error = None
     if rate is None or meter.total == 0:
         error = _describe(errors[0]) if errors else "no data moved during the measurement"
@@ -131,11 +147,9 @@ def _abort_connections(session: aiohttp.ClientSession) -> None:
             abort()
 
 
-async def _download_stream(
-    client: MonitorClient, session: aiohttp.ClientSession, meter: _Meter, deadline: float, monotonic: Callable[[], float]
-) -> None:
+async def _download_stream(client: MonitorClient, session: aiohttp.ClientSession, meter: _Meter, monotonic: Callable[[], float]) -> None:
     url = client.url("/api/v1/probe/download")
-    while monotonic() < deadline:
+    while monotonic() < meter.deadline:
         async with session.get(url, params={"bytes": str(REQUEST_BYTES)}) as response:
             await _raise_for_status(response)
             async for chunk in response.content.iter_any():
@@ -143,7 +157,7 @@ async def _download_stream(
                 # On a fast link data is always ready and this loop would never give the
                 # event loop a turn: the UDP probes of the same check would stop going out.
                 await asyncio.sleep(0)
-                if monotonic() >= deadline:
+                if monotonic() >= meter.deadline:
                     # Hanging up is how a download phase ends; the connection is discarded.
                     response.close()
                     return
@@ -172,21 +186,20 @@ class AckedBytes:
         return sum(self._last.values())
 
 
-async def _sample_acked(acked: AckedBytes | None, meter: _Meter, deadline: float, monotonic: Callable[[], float]) -> None:
+async def _sample_acked(acked: AckedBytes | None, meter: _Meter, monotonic: Callable[[], float]) -> None:
     if acked is None or not acked.supported():
         return
     while True:
         meter.set_total(acked.total())
-        if monotonic() >= deadline:
+        if monotonic() >= meter.deadline:
             return
-        await asyncio.sleep(min(ACK_SAMPLE_S, max(0.0, deadline - monotonic())))
+        await asyncio.sleep(min(ACK_SAMPLE_S, max(0.0, meter.deadline - monotonic())))
 
 
 async def _upload_stream(
     client: MonitorClient,
     session: aiohttp.ClientSession,
     meter: _Meter,
-    deadline: float,
     monotonic: Callable[[], float],
     *,
     random_block: bytes,
@@ -199,7 +212,7 @@ async def _upload_stream(
         # One request carries at most REQUEST_BYTES (the monitor caps uploads); on a fast
         # link the stream then starts another until the phase ends.
         sent = 0
-        while monotonic() < deadline and sent + CHUNK_BYTES <= REQUEST_BYTES:
+        while monotonic() < meter.deadline and sent + CHUNK_BYTES <= REQUEST_BYTES:
             # Without acknowledged counts, a chunk counts when the (small, fixed) socket
             # buffer accepted it: aiohttp asks for the next one once it was written out.
             if sent and count_writes:
@@ -209,7 +222,7 @@ async def _upload_stream(
             sent += CHUNK_BYTES
             await asyncio.sleep(0)  # as in the download: let the UDP probes out
 
-    while monotonic() < deadline:
+    while monotonic() < meter.deadline:
         async with session.post(url, data=body(), headers={"Content-Type": "application/octet-stream"}) as response:
             await _raise_for_status(response)
 

@@ -103,6 +103,7 @@ ACTIONS: Mapping[str, str] = {
     "high_download_loss": "move closer to the router or use a network cable, and keep streaming and downloads at home paused",
     "uncertain_upload_loss": "run the check again if the sound breaks up during the session",
     "uncertain_download_loss": "run the check again if the sound breaks up during the session",
+    "borderline": "run the check again shortly before the session",
     "high_upload_jitter": "use a network cable or move closer to the router, and pause uploads during the session",
     "high_download_jitter": "use a network cable or move closer to the router, and keep streaming at home paused",
     "low_audio_quality": "switch to audio only if the sound breaks up",
@@ -186,6 +187,8 @@ def check_message(role: str, code: str, c: CheckSummary) -> str:
         return f"{whose} connection loses {_pct(loss)} of packets {direction}."
     if code in ("uncertain_upload_loss", "uncertain_download_loss"):
         return f"{whose} check was too short to rule out packet loss {direction}."
+    if code == "borderline":
+        return f"{whose} check ran its longest and one figure still sits on a threshold."
     if code in ("high_upload_jitter", "high_download_jitter"):
         jitter = c.jitter_up_ms if up else c.jitter_down_ms
         return f"{whose} connection is uneven {direction} (jitter {_num(jitter, 'ms')}), so sound may stutter."
