@@ -17,7 +17,7 @@ import pytest
 
 from monitor.alerts.config import AlertsConfig, WebhookConfig
 from monitor.http.summary import SUMMARIES
-from monitor.risk.summary import TICK_S
+from monitor.risk.summary import TICK_S, EndSample, SessionSummary, SummaryInputs, summarise
 from tests.test_risk_scenarios import MINUTE, Clock, Practice
 from tests.webhook_receiver import WebhookReceiver
 
@@ -209,3 +209,52 @@ def test_a_session_that_never_went_live_has_no_summary_and_a_live_one_a_provisio
     assert status == 200 and summary["final"] is False and summary["verdict"] == "no_trouble"
     assert summary["rating"] is None and summary["foresight"] == "no_rating"
     assert practice.app[SUMMARIES].run_once() == 0  # not ended: nothing kept
+
+
+# --- the summary itself, pure: causes, notes and edges -------------------------------------------
+
+T0 = 1_800_000_000.0
+
+
+def end_sample(end: str, k: int, *, loss: float = 0.0, mos: float = 4.35, rtt: float = 20.0, wifi: float | None = -60.0, cpu: float = 10.0) -> EndSample:
+    """The k-th 2 s live sample of an end, taken at T0 + 2k and received 50 ms later."""
+    t = T0 + 2.0 * k
+    return EndSample(end, t, 2.0, t + 0.05, t, mos, loss, loss, 0.0, rtt, 2.0, cpu, wifi, -60.0, None)  # type: ignore[arg-type]
+
+
+def summary_of(samples: list[EndSample], *, ticks: int = 60, live_from_k: int = 0, planned_s: float = 3000.0) -> SessionSummary:
+    inputs = SummaryInputs("s-1", "t-1", "c-1", T0, planned_s, T0 + 2.0 * live_from_k, T0 + 2.0 * ticks + 61, None, tuple(samples))
+    return summarise(inputs, T0 + 10_000)
+
+
+def clean(end: str, ks: range, **numbers: float) -> list[EndSample]:
+    return [end_sample(end, k, **numbers) for k in ks]  # type: ignore[arg-type]
+
+
+def test_low_sound_from_a_long_round_trip_is_named_delay_and_weak_wifi_all_session_a_note() -> None:
+    client = [end_sample("client", k, mos=3.2 if 20 < k <= 30 else 4.3, rtt=450.0 if 20 < k <= 30 else 40.0, wifi=-78.0) for k in range(1, 61)]
+    result = summary_of(client + clean("therapist", range(1, 61)))
+    [stretch] = result.stretches
+    assert (stretch.end, stretch.cause) == ("client", "delay")
+    # Samples 21..30 cover (40 s, 60 s] of the agent's clock, received 50 ms later: the monitor's clock.
+    assert stretch.start_unix == pytest.approx(T0 + 40.05) and stretch.length_s == 20.0
+    assert "round trip up to 450 ms" in stretch.words and "weak_wifi" in stretch.factors
+    assert [(n.end, n.note, n.share) for n in result.notes] == [("client", "weak_wifi", 1.0)]
+    assert "Wi-Fi signal was weak all session (around -78 dBm)" in result.notes[0].words
+
+
+def test_a_stretch_is_clipped_to_the_live_session_and_one_blip_is_not_trouble() -> None:
+    client = [end_sample("client", k, loss=0.2 if k <= 4 or k == 40 else 0.0) for k in range(1, 61)]  # lossy as it went live; one blip later
+    result = summary_of(client + clean("therapist", range(1, 61)), live_from_k=3)
+    [stretch] = result.stretches
+    assert stretch.start_unix == pytest.approx(T0 + 6.0)  # not before the session went live (at 6 s, monitor clock)
+    assert stretch.end_unix == pytest.approx(T0 + 8.05)  # the end of sample 4's window
+
+
+def test_an_end_that_leaves_after_the_planned_end_left_but_one_gone_before_it_dropped() -> None:
+    after = summary_of(clean("client", range(1, 41)) + clean("therapist", range(1, 61)), planned_s=60.0)
+    assert after.stretches == () and after.verdict == "no_trouble"
+    before = summary_of(clean("client", range(1, 41)) + clean("therapist", range(1, 61)), planned_s=3000.0)
+    [stretch] = before.stretches
+    assert (stretch.end, stretch.cause, stretch.until_end) == ("client", "agent_dropped", True)
+    assert stretch.start_unix == pytest.approx(T0 + 80.05) and "did not come back" in stretch.words

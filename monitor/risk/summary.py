@@ -267,6 +267,7 @@ def summarise(
                 end,
                 by_end[end],
                 intervals.get(end, []),
+                inputs.live_from_unix,
                 live_until,
                 planned_end,
                 live,
@@ -413,6 +414,7 @@ def _stretches(
     end: Literal["client", "therapist"],
     samples: Sequence[EndSample],
     intervals: Sequence[tuple[str, float, float | None]],
+    live_from: float,
     live_until: float,
     planned_end: float,
     live: LiveConfig,
@@ -472,7 +474,9 @@ def _stretches(
             merged.append([span])
     stretches = []
     for group in merged:
-        start, stop = min(s.start for s in group), max(s.end for s in group)
+        # Within the live session: the samples that made it live came just before it.
+        start = max(min(s.start for s in group), live_from)
+        stop = max(min(max(s.end for s in group), live_until), start)
         inside = sorted(
             {id(x): x for s in group for x in s.samples}.values(),
             key=lambda x: x.at_unix,

@@ -259,6 +259,7 @@ The demo is running.
                    or Safari on this machine{"; the demo's own certificate makes the browser warn first" if demo.ca_file else ""})
   Logs             {demo.layout.logs}
 The agents' first measurements and checks reach the dashboard within a minute.
+The first session ends a minute after the second one starts ({practice.local_clock_time(starts[1] + 60)}); its page then says how it went.
 Press Ctrl-C to stop everything.""",
         flush=True,
     )
