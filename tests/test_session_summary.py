@@ -9,6 +9,7 @@ so loss "from 60 s to 80 s after the start" is the samples taken at 62, 64, ...,
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,11 @@ import pytest
 
 from monitor.alerts.config import AlertsConfig, WebhookConfig
 from monitor.http.summary import SUMMARIES
+from monitor.risk.summaries import SummaryJob
+from monitor.store.core import open_store
 from monitor.risk.summary import TICK_S, EndSample, SessionSummary, SummaryInputs, summarise
 from tests.test_risk_scenarios import MINUTE, Clock, Practice
+from tests.test_store_migrations import release_copy, snapshot, version
 from tests.webhook_receiver import WebhookReceiver
 
 INTERVAL_S = 2.0
@@ -258,3 +262,35 @@ def test_an_end_that_leaves_after_the_planned_end_left_but_one_gone_before_it_dr
     [stretch] = before.stretches
     assert (stretch.end, stretch.cause, stretch.until_end) == ("client", "agent_dropped", True)
     assert stretch.start_unix == pytest.approx(T0 + 80.05) and "did not come back" in stretch.words
+
+
+def test_migration_4_adds_the_summaries_to_a_store_at_version_3_and_keeps_every_row(tmp_path: Path) -> None:
+    """tests/test_store_migrations.py's release store at version 3, as the release before
+    summaries left it (this version's upgrade less migration 4's one table), then opened by
+    this version: one step, backed up first, every row kept."""
+    data_dir = release_copy(tmp_path)
+    database = data_dir / "sessionready.sqlite3"
+    open_store(data_dir).close()
+    db = sqlite3.connect(database, isolation_level=None)
+    try:
+        db.execute("DROP TABLE session_summaries")  # its index goes with it
+        db.execute("PRAGMA user_version = 3")
+    finally:
+        db.close()
+    assert version(database) == 3
+    before = snapshot(database)
+
+    store = open_store(data_dir)
+    try:
+        assert [m.version for m in store.migrations_applied] == [4]
+        after = snapshot(database)
+        assert {t: rows for t, rows in after.items() if t in before} == before and after["session_summaries"] == []
+        assert version(database.with_name("sessionready.sqlite3.before-v4")) == 3
+        # The release's sessions, on the new table: one goes live and ends, and gets its summary.
+        session = next(s for s in store.list_sessions(limit=10) if s.state == "scheduled")
+        store.set_session_state(session.session_id, "live", session.start_at_s, "api")
+        store.set_session_state(session.session_id, "ended", session.start_at_s + 60, "api")
+        assert SummaryJob(store, clock=lambda: session.start_at_s + 120.0).run_once() == 1
+        assert store.stored_summary(session.session_id)["verdict"] == "not_measured"  # type: ignore[index]
+    finally:
+        store.close()
