@@ -19,8 +19,8 @@ import pytest
 from monitor.alerts.config import AlertsConfig, WebhookConfig
 from monitor.http.summary import SUMMARIES
 from monitor.risk.summaries import SummaryJob
-from monitor.store.core import open_store
 from monitor.risk.summary import TICK_S, EndSample, SessionSummary, SummaryInputs, summarise
+from monitor.store.core import open_store
 from tests.test_risk_scenarios import MINUTE, Clock, Practice
 from tests.test_store_migrations import release_copy, snapshot, version
 from tests.webhook_receiver import WebhookReceiver
