@@ -100,6 +100,8 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
         on_error=callback_error,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
+    # Dash's own page says no language; a screen reader then guesses how to pronounce it.
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     server.register_error_handler(Exception, _server_error)
     app.layout = lambda: shell(context)
 

@@ -64,7 +64,7 @@ def layout() -> html.Div:
 def enrollment_form() -> html.Div:
     return html.Div(
         [
-            html.Span("Whose machine", className="field-label"),
+            html.Span("Whose machine", className="field-label", id="agents-role-label"),  # names the radio group (assets/a11y.js)
             dcc.RadioItems(id="agents-role", options=[{"label": " Client", "value": "client"}, {"label": " Therapist", "value": "therapist"}], value="client", inline=True, labelClassName="radio"),
             html.Label("Participant id", htmlFor="agents-participant"),
             dcc.Input(id="agents-participant", type="text", list="agents-participants", maxLength=64, autoComplete="off", placeholder="e.g. c-0042"),
@@ -198,7 +198,7 @@ def agent_row(row: AgentRow) -> html.Tr:
 def codes_table(rows: list[CodeRow]) -> html.Div | html.Table:
     if not rows:
         return html.P("No enrollment codes yet: create one above.", className="muted", id="agents-codes-empty")
-    head = html.Thead(html.Tr([html.Th(h) for h in ("State", "Code id", "Participant", "Role", "Created", "Expires", "Outcome", "")]))
+    head = html.Thead(html.Tr([*(html.Th(h) for h in ("State", "Code id", "Participant", "Role", "Created", "Expires", "Outcome")), html.Th(html.Span("Action", className="visually-hidden"))]))
     return html.Table([head, html.Tbody([code_row(row) for row in rows])], className="agents-table", id="agents-codes-list")
 
 

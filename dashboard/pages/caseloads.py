@@ -177,7 +177,7 @@ def caseload_table(rows: list[view.CaseloadRow], any_at_all: bool, chosen: str |
         )
     if not rows:
         return html.P(f"{chosen} has no clients on their caseload now: assign one below, or choose All therapists.", className="muted", id="caseloads-none")
-    head = html.Thead(html.Tr([html.Th(h) for h in ("Therapist", "Client", "On the caseload since", "How it came", "")]))
+    head = html.Thead(html.Tr([*(html.Th(h) for h in ("Therapist", "Client", "On the caseload since", "How it came")), html.Th(html.Span("Action", className="visually-hidden"))]))
     return html.Table([head, html.Tbody([caseload_row(row) for row in rows])], className="agents-table", id="caseloads-list")
 
 
