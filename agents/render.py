@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.probes.machine import LocalHints
-from sessionready.schema import CheckReport
+from sessionready.schema import CheckReport, PhaseRun
 
 # Colour plus a symbol and a word: never colour alone (colour-blind safe, and plain logs).
 VERDICT_STYLE = {
@@ -158,4 +158,28 @@ def render_report(
     console.print()
     console.print(table)
     console.print()
+    if report.phases:
+        console.print(Text(phases_line(report.phases), style="dim"))
     console.print(Text(f"Check {report.check_id} took {report.duration_s:.1f} s. {submit_note}", style="dim"))
+
+
+_STOPPED = {
+    "settled": "settled",
+    "fixed_length": "fixed length",
+    "failed": "did not finish",
+}
+
+
+def phases_line(phases: tuple[PhaseRun, ...]) -> str:
+    """How long each network phase ran and why it stopped, in one line, e.g. "Phases: idle
+    7.7 s (settled), download 2.0 s (settled), upload 2.1 s (settled)."."""
+    parts = []
+    for phase in phases:
+        if phase.stopped == "max_length":
+            why = f"stopped at its longest, {phase.max_s:g} s" if phase.max_s is not None else "stopped at its longest"
+            if phase.unsettled:
+                why += "; still unsettled: " + ", ".join(u.figure.replace("_", " ") for u in phase.unsettled)
+        else:
+            why = _STOPPED[phase.stopped]
+        parts.append(f"{phase.name} {phase.seconds:.1f} s ({why})")
+    return "Phases: " + ", ".join(parts) + "."

@@ -20,7 +20,7 @@ def config_with(check: CheckSection | None = None, room: RoomSection | None = No
 
 
 def test_the_daemons_check_is_the_configs() -> None:
-    config = config_with(CheckSection(udp_seconds=6, load_seconds=5, ramp_seconds=1, streams=3, speedtest=True, speedtest_servers=(SERVER,)))
+    config = config_with(CheckSection(adaptive=False, udp_seconds=6, load_seconds=5, ramp_seconds=1, streams=3, speedtest=True, speedtest_servers=(SERVER,)))
     options = CheckOptions.from_config(config, session_id="s-1")
     assert (options.udp_seconds, options.throughput.seconds, options.throughput.ramp_seconds, options.throughput.streams) == (6, 5, 1, 3)
     assert options.speedtest and options.speedtest_config.servers == (SERVER,)
@@ -45,10 +45,10 @@ def test_options_given_win_over_the_config() -> None:
 
 def test_the_ramp_keeps_half_of_a_short_phase() -> None:
     # ramp = min(ramp_seconds, load_seconds / 2): 2 s of a 3 s phase would leave 1 s, so 1.5 s.
-    assert CheckOptions.from_config(config_with(CheckSection(load_seconds=3, ramp_seconds=2))).throughput.ramp_seconds == 1.5
+    assert CheckOptions.from_config(config_with(CheckSection(adaptive=False, load_seconds=3, ramp_seconds=2))).throughput.ramp_seconds == 1.5
     # Exactly half: 2 s of a 4 s phase stays 2 s.
-    assert CheckOptions.from_config(config_with(CheckSection(load_seconds=4, ramp_seconds=2))).throughput.ramp_seconds == 2
-    assert CheckOptions.from_config(config_with(CheckSection(load_seconds=10, ramp_seconds=2))).throughput.ramp_seconds == 2
+    assert CheckOptions.from_config(config_with(CheckSection(adaptive=False, load_seconds=4, ramp_seconds=2))).throughput.ramp_seconds == 2
+    assert CheckOptions.from_config(config_with(CheckSection(adaptive=False, load_seconds=10, ramp_seconds=2))).throughput.ramp_seconds == 2
 
 
 def test_targets_are_normalised_for_the_monitor() -> None:

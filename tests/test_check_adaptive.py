@@ -1,0 +1,97 @@
+"""Adaptive check length: the options the config and the command line give, and a real check
+against a real monitor on loopback that ends a phase unsettled at its maximum."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agents.check import CheckOptions
+from agents.config import AgentConfig, CheckSection, load_agent_config
+from sessionready.config import ConfigError
+from sessionready.settle import PhaseLimits
+from tests.conftest import Monitor, run_cli
+
+
+def with_check(check: CheckSection) -> AgentConfig:
+    return replace(AgentConfig(), check=check)
+
+
+def test_the_default_check_is_adaptive_within_the_configs_limits() -> None:
+    options = CheckOptions.from_config(AgentConfig())
+    assert options.idle_limits == PhaseLimits(2.0, 10.0) and options.load_limits == PhaseLimits(2.0, 6.0)
+    # A throughput phase may last up to its maximum; the ramp keeps half of the shortest.
+    assert (options.throughput.seconds, options.throughput.ramp_seconds) == (6.0, 1.0)
+    # The room listens through the shortest network phases, less a second: 2 + 2 x 2 - 1 = 5 s,
+    # so that it never holds up a check that settled early.
+    assert options.room is not None and options.room.seconds == 5.0
+
+
+def test_fixed_length_and_given_lengths_make_phases_fixed() -> None:
+    fixed = CheckOptions.from_config(AgentConfig(), fixed_length=True)
+    assert (fixed.idle_limits, fixed.load_limits, fixed.udp_seconds, fixed.throughput.seconds) == (None, None, 5.0, 4.0)
+    off = CheckOptions.from_config(with_check(CheckSection(adaptive=False)))
+    assert (off.idle_limits, off.load_limits) == (None, None)
+    # --udp-seconds fixes the idle phase only; the load phases stay adaptive.
+    idle_fixed = CheckOptions.from_config(AgentConfig(), udp_seconds=3)
+    assert (idle_fixed.idle_limits, idle_fixed.udp_seconds, idle_fixed.load_limits) == (None, 3, PhaseLimits(2.0, 6.0))
+    # No throughput phases: no load limits to report.
+    assert CheckOptions.from_config(AgentConfig(), measure_throughput=False).load_limits is None
+
+
+def test_limits_in_the_config_are_validated(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[check]\nudp_min_seconds = 4\nudp_max_seconds = 3\n")
+    with pytest.raises(ConfigError, match=r"udp_min_seconds \(4\) must not exceed udp_max_seconds \(3\)"):
+        load_agent_config(config, environ={})
+    config.write_text("[check]\nload_max_seconds = 0\n")
+    with pytest.raises(ConfigError, match="load_max_seconds"):
+        load_agent_config(config, environ={})
+    config.write_text("[check]\nudp_min_seconds = 1\nudp_max_seconds = 30\nload_min_seconds = 3\nload_max_seconds = 3\n")
+    check = load_agent_config(config, environ={}).check
+    assert (check.udp_min_seconds, check.udp_max_seconds, check.load_min_seconds, check.load_max_seconds) == (1, 30, 3, 3)
+
+
+def test_a_phase_unsettled_at_its_maximum_is_borderline_not_a_coin_toss(shared_monitor: Monitor, tmp_path: Path) -> None:
+    # One second of a clean loopback: about 50 packets, 0 lost, Wilson upper bound
+    # 3.8415 / (50 + 3.8415) = 7.1 %: neither 1 % nor 3 % is ruled out. The point estimate
+    # (0 %) would say "ready"; the check says "borderline" instead, and the verdict is at risk.
+    token = shared_monitor.token("client", "c-borderline")
+    config = tmp_path / "agent.toml"
+    config.write_text("[check]\nudp_min_seconds = 0.5\nudp_max_seconds = 1\n")
+    result = run_cli(
+        "check", "--config", str(config), "--monitor", shared_monitor.url, "--json", "--no-throughput", "--no-audio", "--no-machine",
+        env={"SESSIONREADY_TOKEN": token}, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    (idle,) = report["phases"]
+    assert (idle["name"], idle["stopped"], idle["min_s"], idle["max_s"]) == ("idle", "max_length", 0.5, 1.0)
+    assert 1.0 <= idle["seconds"] < 2.0
+    figures = {u["figure"]: u for u in idle["unsettled"]}
+    assert {"loss_up", "loss_down"} <= set(figures)
+    assert figures["loss_up"]["low"] == 0 and 0.05 < figures["loss_up"]["high"] < 0.1
+    assert report["verdict"] == "at_risk" and report["settings"]["adaptive"] is True
+    borderline = [r for r in report["reasons"] if r["code"] == "borderline"]
+    assert len(borderline) == 1 and borderline[0]["severity"] == "warning"
+    assert "loss on your upload 0.0–" in borderline[0]["message"]
+    # The monitor accepted and kept the new fields.
+    status, stored = shared_monitor.json("GET", f"/api/v1/checks/{report['check_id']}", token)
+    assert status == 200 and stored["report"]["phases"] == report["phases"]
+    assert [r["code"] for r in stored["report"]["reasons"]] == [r["code"] for r in report["reasons"]]
+
+
+def test_the_summary_says_how_long_each_phase_ran(shared_monitor: Monitor, tmp_path: Path) -> None:
+    token = shared_monitor.token("client", "c-phases")
+    config = tmp_path / "agent.toml"
+    config.write_text("[check]\nudp_min_seconds = 0.5\nudp_max_seconds = 1\n")
+    result = run_cli(
+        "check", "--config", str(config), "--monitor", shared_monitor.url, "--no-throughput", "--no-audio", "--no-machine",
+        env={"SESSIONREADY_TOKEN": token, "COLUMNS": "200"}, timeout=60,
+    )  # fmt: skip
+    text = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "Phases: idle 1.0 s (stopped at its longest, 1 s; still unsettled: " in text, text
+    assert "loss up, loss down" in text and "Borderline: loss on your upload" in text
