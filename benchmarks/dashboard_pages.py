@@ -321,7 +321,7 @@ class Browser:
 
         def change() -> dict:
             self.driver.find_element(By.CSS_SELECTOR, f"#trends-{dropdown}").click()
-            option = WebDriverWait(self.driver, 10).until(lambda d: next((o for o in d.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text.strip() == choice), None))
+            option = WebDriverWait(self.driver, 10).until(lambda d: next((o for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option") if o.text.strip() == choice), None))
             self.driver.execute_script("window.__srBenchFilter = __srBench.afterNextPointerDown(arguments[0], arguments[1], arguments[2])", view.ready, list(view.expect), WAIT_S * 1000)
             option.click()
             return self.driver.execute_async_script(_await("window.__srBenchFilter"))
