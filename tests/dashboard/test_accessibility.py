@@ -165,3 +165,65 @@ def test_it_pages_have_no_serious_accessibility_violation(dash_duo, dashboard_ap
     audit.check(dash_duo, "Caseloads")
     no_console_errors(dash_duo)
     audit.assert_clean()
+
+
+# --- the keyboard alone ---------------------------------------------------------------------
+
+
+def press(driver, *keys: str) -> None:  # noqa: ANN001
+    """Keys to whatever has the focus, as a person at a keyboard types them."""
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def tab_to(driver, css: str, limit: int = 80) -> None:  # noqa: ANN001
+    """Press Tab until the element matching ``css`` has the focus (each press is one step of
+    the page's own tab order; nothing is clicked or focused by script)."""
+    for _ in range(limit):
+        if driver.execute_script("return document.activeElement && document.activeElement.matches(arguments[0])", css):
+            return
+        press(driver, Keys.TAB)
+    focused = driver.execute_script("return document.activeElement && document.activeElement.outerHTML.slice(0, 200)")
+    raise AssertionError(f"{limit} presses of Tab never reached {css}; the focus is on {focused}")
+
+
+def test_the_keyboard_alone_logs_in_opens_a_session_and_downloads_a_csv(dash_duo, dashboard_app, practice: Practice, walk: dict[str, str], tmp_path: Path) -> None:  # noqa: ANN001
+    """Tab, Enter and typed characters only: log in, open a session from Today, go to Trends
+    and download a section's CSV. The file is the one the page promises: byte for byte what the
+    dashboard builds from the monitor's own answer for the period shown."""
+    from dashboard.trends_view import section_csv
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    url = open_dashboard(dash_duo, dashboard_app, practice)
+    driver = dash_duo.driver
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.get(url + "/login")
+    dash_duo.wait_for_element("#login-username")
+    tab_to(driver, "#login-username")
+    press(driver, "it.a11y", Keys.TAB, PASSWORD, Keys.ENTER)
+
+    dash_duo.wait_for_element("#today-session-s-a11y-next", timeout=15)
+    tab_to(driver, 'a.card-link[href="/session/s-a11y-next"]')
+    press(driver, Keys.ENTER)
+    dash_duo.wait_for_contains_text("#session-header", "c-a11y", timeout=15)
+    assert driver.current_url.endswith("/session/s-a11y-next")
+
+    tab_to(driver, "#shell-nav-trends")
+    press(driver, Keys.ENTER)
+    dash_duo.wait_for_contains_text("#trends-status", "Showing", timeout=20)
+    first = driver.find_element("id", "trends-period").get_attribute("value")
+    last = driver.find_element("id", "trends-period-end-date").get_attribute("value")
+    tab_to(driver, "#trends-csv-days")
+    press(driver, Keys.ENTER)
+    deadline = time.monotonic() + 15
+    while not (files := list(downloads.glob("trends-days-*.csv"))) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Chromium renames the file once it is complete
+    assert [f.name for f in files] == [f"trends-days-{first}-to-{last}.csv"]
+
+    status, truth = practice.monitor.json("GET", f"/api/v1/trends?from={first}&to={last}&tz={practice.zone}", practice.staff)
+    assert status == 200, truth
+    content = files[0].read_text()
+    assert content == section_csv(truth, "days")
+    rows = list(csv.DictReader(io.StringIO(content)))
+    assert rows and "rtt_p50_ms" in rows[0] and any(r["rtt_p50_ms"] for r in rows)  # today's samples are in it
+    no_console_errors(dash_duo)
