@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from benchmarks.agent_footprint import agent_footprint
+from benchmarks.browser_check import browser_check_time, browser_checks_at_once
 from benchmarks.check_time import check_wall_time
 from benchmarks.core import Benchmark, BenchmarkError, Context, Section, table
 from benchmarks.dashboard_connections import dashboard_connections
@@ -42,6 +43,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "risk": risk_evaluation,
     "dashboard": dashboard_pages,
     "connections": dashboard_connections,
+    "browser": browser_check_time,
+    "browser20": browser_checks_at_once,
 }
 
 

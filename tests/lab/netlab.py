@@ -172,7 +172,9 @@ class Lab:
 
     # --- loss ---------------------------------------------------------------------------
 
-    def add_loss(self, direction: str, percent: float, ports: Sequence[int], udp_length: tuple[int, int] | None = None) -> None:
+    def add_loss(
+        self, direction: str, percent: float, ports: Sequence[int], udp_length: tuple[int, int] | None = None, *, per_port: bool = False
+    ) -> None:
         """Drop ``percent`` % of the probe's UDP packets at random, at the receiver's input.
 
         ``up``: at the monitor, UDP to one of ``ports`` (the reflector's, or irtt's server).
@@ -180,7 +182,9 @@ class Lab:
         ``percent`` has a resolution of 0.01 %. ``udp_length`` (UDP header included, inclusive)
         narrows the rule and its counters to packets of that size: inside an encrypted WebRTC
         flow the probes are the only packets of their length, while handshakes, SCTP
-        acknowledgements and ICE checks share their ports.
+        acknowledgements and ICE checks share their ports. ``per_port``: each port gets its own
+        rule and counters as well (``seen_<dir>_<port>``, ``drop_<dir>_<port>``), for flows told
+        apart by the monitor's port (one WebRTC stream per port).
         """
         if direction not in ("up", "down"):
             raise ValueError(direction)
@@ -191,23 +195,39 @@ class Lab:
             port_set += f" udp length {udp_length[0]}-{udp_length[1]}"
         threshold = round(percent * 100)
         table = f"srlab_{direction}"
+        length = "" if udp_length is None else f" udp length {udp_length[0]}-{udp_length[1]}"
+        selectors = [(port_set, direction)]
+        if per_port:
+            selectors = [(f"{port}{length}", f"{direction}_{port}") for port in ports]
+        counters = "\n".join(f"counter seen_{name} {{ }}\ncounter drop_{name} {{ }}" for _, name in selectors)
+        rules = []
+        for selector, name in selectors:
+            rules.append(f'iifname != "lo" udp {match} {selector} counter name "seen_{name}"')
+            rules.append(f'iifname != "lo" udp {match} {selector} numgen random mod 10000 < {threshold} counter name "drop_{name}" drop')
         ns.nft(
             f"""
             table inet {table} {{
-                counter seen_{direction} {{ }}
-                counter drop_{direction} {{ }}
+                {counters}
                 chain input {{
                     type filter hook input priority 0; policy accept;
-                    iifname != "lo" udp {match} {port_set} counter name "seen_{direction}"
-                    iifname != "lo" udp {match} {port_set} numgen random mod 10000 < {threshold} counter name "drop_{direction}" drop
+                    {chr(10).join(rules)}
                 }}
             }}
             """
         )
         self._loss[direction] = ns.name
 
-    def loss_counters(self, direction: str) -> tuple[int, int]:
-        """(packets seen, packets dropped) at the receiver's input for ``direction``."""
+    def loss_counters(self, direction: str, port: int | None = None) -> tuple[int, int]:
+        """(packets seen, packets dropped) at the receiver's input for ``direction`` (of one
+        port's flow, for a rule made with ``per_port``)."""
+        values = self.all_loss_counters(direction)
+        if port is None and f"seen_{direction}" not in values:  # per-port rules: their sum
+            return tuple(sum(v for k, v in values.items() if k.startswith(f"{kind}_{direction}_")) for kind in ("seen", "drop"))  # type: ignore[return-value]
+        name = direction if port is None else f"{direction}_{port}"
+        return values[f"seen_{name}"], values[f"drop_{name}"]
+
+    def all_loss_counters(self, direction: str) -> dict[str, int]:
+        """Every counter of ``direction``'s loss table, by name (packets)."""
         ns = self.monitor if direction == "up" else self.client
         out = ns.run(["nft", "-j", "list", "counters", "table", "inet", f"srlab_{direction}"]).stdout
         values = {}
@@ -215,12 +235,12 @@ class Lab:
             counter = item.get("counter")
             if counter:
                 values[counter["name"]] = counter["packets"]
-        return values[f"seen_{direction}"], values[f"drop_{direction}"]
+        return values
 
     def reset_loss_counters(self) -> None:
         for direction in self._loss:
             ns = self.monitor if direction == "up" else self.client
-            for name in (f"seen_{direction}", f"drop_{direction}"):
+            for name in self.all_loss_counters(direction):
                 ns.run(["nft", "reset", "counter", "inet", f"srlab_{direction}", name])
 
     # --- processes ----------------------------------------------------------------------

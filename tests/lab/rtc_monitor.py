@@ -34,14 +34,29 @@ TEST_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>rtc.js in the lab</title></head>
 <body><p id="state">starting</p><script type="module" src="/c/test/rtc-page.js"></script></body></html>
 """
+# The monitor's UDP port for the stream, from the answer's SDP (rtc.js calls the global fetch):
+# it names the stream in per-port kernel counters (Lab.add_loss(per_port=True)).
+PORT_WATCH = """let monitorPort = null;
+const pageFetch = window.fetch;
+window.fetch = async (resource, options) => {
+  const response = await pageFetch(resource, options);
+  if (String(resource).endsWith("/api/v1/link/rtc") && response.status === 201) {
+    const answer = await response.clone().json();
+    const candidate = /a=candidate:\\S+ \\d+ udp \\d+ \\S+ (\\d+) typ host/i.exec(answer.sdp);
+    monitorPort = candidate ? Number(candidate[1]) : null;
+  }
+  return response;
+};
+"""
 TEST_SCRIPT = """import { startProbeStream } from "/c/static/rtc.js";
 const params = new URLSearchParams(location.hash.slice(1));
 const state = document.getElementById("state");
+""" + PORT_WATCH + """
 try {
   const stream = await startProbeStream({ secret: params.get("secret") });
   state.textContent = "running";
   await new Promise((resolve) => setTimeout(resolve, Number(params.get("seconds")) * 1000));
-  window.rtcOutcome = { rtc: await stream.stop() };
+  window.rtcOutcome = { rtc: await stream.stop(), monitor_port: monitorPort };
   state.textContent = "done";
 } catch (error) {
   window.rtcOutcome = { error: { code: error.code || null, message: String(error.message) } };
@@ -54,8 +69,7 @@ try {
 # stop(); submitted through the link like the page's check, with the devices "not_tested" and no
 # room (those steps wait on a person, and they are not what the lab measures). Also left in
 # window.rtcOutcome: the phases on the wall clock (performance.timeOrigin + the page's clock), so
-# that a reference tool's packets can be sliced to the same windows, and the monitor's UDP port
-# from the answer's SDP, which names the stream in per-port kernel counters.
+# that a reference tool's packets can be sliced to the same windows, and the monitor's UDP port.
 NETWORK_PAGE = TEST_PAGE.replace("rtc.js in the lab", "the browser check's network part in the lab").replace("/c/test/rtc-page.js", "/c/test/network-page.js")
 NETWORK_SCRIPT = """import { startProbeStream } from "/c/static/rtc.js";
 import { measureThroughput } from "/c/static/throughput.js";
@@ -63,17 +77,7 @@ const params = new URLSearchParams(location.hash.slice(1));
 const secret = params.get("secret");
 const authorization = `Link ${secret}`;
 const state = document.getElementById("state");
-let monitorPort = null;
-const pageFetch = window.fetch;
-window.fetch = async (resource, options) => {
-  const response = await pageFetch(resource, options);
-  if (String(resource).endsWith("/api/v1/link/rtc") && response.status === 201) {
-    const answer = await response.clone().json();
-    const candidate = /a=candidate:\\S+ \\d+ udp \\d+ \\S+ (\\d+) typ host/i.exec(answer.sdp);
-    monitorPort = candidate ? Number(candidate[1]) : null;
-  }
-  return response;
-};
+""" + PORT_WATCH + """
 async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { Authorization: authorization, "Content-Type": "application/json" }, cache: "no-store" });
   const body = await response.json();
