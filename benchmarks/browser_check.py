@@ -23,7 +23,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -32,7 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.core import BenchmarkError, Context, Section, spread, table
-from benchmarks.processes import PYTHON, SESSIONREADY, Server, create_token, start_server
+from benchmarks.processes import (
+    PYTHON,
+    SESSIONREADY,
+    create_token,
+    start_server,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -353,7 +357,12 @@ STAND_INS_PER_PROCESS = 4
 
 def browser_checks_at_once(context: Context) -> Section:
     from tests.lab.netlab import Lab, LabError, missing_requirements
-    from tests.lab.product import PROBE_UDP_LENGTH, ROOT, RtcLabMonitor, product_cli_problem
+    from tests.lab.product import (
+        PROBE_UDP_LENGTH,
+        ROOT,
+        RtcLabMonitor,
+        product_cli_problem,
+    )
 
     problems = missing_requirements()
     cli, problem = product_cli_problem()
@@ -427,31 +436,28 @@ def browser_checks_at_once(context: Context) -> Section:
             f"{count} probe streams started at once from the client namespace, each with a check link of its own,",
             f"for {STREAM_SECONDS:g} s (50 probes/s: the probe stream of a browser check; the throughput phases and",
             f"device steps are not part of this run): **{chromium} in one headless Chromium**, a window each running",
-            "the page's `rtc.js` (timer throttling of background windows off), and "
-            f"**{count - chromium} aiortc stand-ins** (`tests/rtc/page_client.py`, the same wire protocol; "
-            f"{STAND_INS_PER_PROCESS} per Python process).",
-            "nftables drops probes at random at each receiver's input "
+            "the page's `rtc.js` (timer throttling of background windows off), and",
+            f"**{count - chromium} aiortc stand-ins** (`tests/rtc/page_client.py`, the same wire protocol;",
+            f"{STAND_INS_PER_PROCESS} per Python process). nftables drops probes at random at each receiver's input",
             f"({LOSS_PERCENT['up']:g} % up at the monitor, {LOSS_PERCENT['down']:g} % down at the client),",
             "with one pair of counters per stream (its monitor UDP port; probe-sized datagrams only). The",
             "loss is the monitor's, from its records and the page's (`network_for`, as a submitted check",
             "computes it), over the whole stream; the truth is the kernel's dropped ÷ seen.",
             "",
             "Why not 20 Chromium windows: with 10 or 20 windows in one Chromium (and with 16 stand-ins in one",
-            "Python process) the clients could not keep up on this machine's two cores, shared with other",
-            "test runs: probes waited seconds in the sender's SCTP queue (median RTT 1 to 12 s), went out",
-            "several to a datagram (past the counters' probe-sized filter) and every stream's loss was off",
-            "by 10 to 60 points. The monitor meanwhile used 21–49 % of one core, and with the clients spread",
-            "over processes it kept all 20 within the point: the limit was the clients'.",
+            "Python process) on this machine's two cores, shared with other test runs, every stream's probes",
+            "waited seconds in the sender's SCTP queue (median RTT 1 to 12 s), went out several to a datagram",
+            "(past the counters' probe-sized filter), and every stream's loss was off by 10 to 60 points.",
             "",
             f"The windows were opened over {last_open - first_open:.1f} s; all {count} streams ran at once for about {overlap_s:.1f} s.",
             f"The monitor's CPU while all ran: {100 * cpu_share:.1f} % of one core, {100 * cpu_share / count:.2f} % per stream",
             f"(whole run {cpu.between(started, ended):.1f} CPU s over {ended - started:.0f} s).",
             "",
             table(["Stream", "Monitor port", "Probes sent", "Seen up (kernel)", "Loss up %", "Kernel up %",
-                   "Echoes sent", "Seen down (kernel)", "Loss down %", "Kernel down %", "RTT p50 ms", "Within 1 point"], rows),  # fmt: skip
+                   "Echoes sent", "Seen down (kernel)", "Loss down %", "Kernel down %", "RTT p50 ms", "Within 1 point"], rows),
             "",
-            f"**Every stream within 1 percentage point of the kernel's drops**: {'yes' if not misses and not failures else '**no**'}"
-            f" ({len(rows) - misses} of {count}).",
+            (f"**Every stream within 1 percentage point of the kernel's drops**: {'yes' if not misses and not failures else '**no**'}"
+             f" ({len(rows) - misses} of {count})."),
             *([f"Pages that failed: {'; '.join(failures)}."] if failures else []),
             f"Browser console errors: {len(result['console_errors'])}.",
         ]),

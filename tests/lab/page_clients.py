@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rtc"))
-from page_client import run_stream  # noqa: E402 - a sibling folder's standalone script
+from page_client import run_stream  # after the path above: a sibling folder's standalone script
 
 CANDIDATE_PORT = re.compile(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host", re.IGNORECASE)
 
