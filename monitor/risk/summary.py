@@ -475,6 +475,8 @@ def _stretches(
     stretches = []
     for group in merged:
         # Within the live session: the samples that made it live came just before it.
+        if max(s.end for s in group) <= live_from:
+            continue
         start = max(min(s.start for s in group), live_from)
         stop = max(min(max(s.end for s in group), live_until), start)
         inside = sorted(
