@@ -95,3 +95,16 @@ def test_the_summary_says_how_long_each_phase_ran(shared_monitor: Monitor, tmp_p
     text = " ".join(result.stdout.split())  # rich wraps long lines
     assert "Phases: idle 1.0 s (stopped at its longest, 1 s; still unsettled: " in text, text
     assert "loss up, loss down" in text and "Borderline: loss on your upload" in text
+
+
+def test_a_report_without_the_new_fields_is_still_accepted(shared_monitor: Monitor) -> None:
+    # An agent from before adaptive length (and the browser check) sends neither
+    # settings.adaptive nor phases: stored as it came, read back with both null.
+    report = json.loads((Path(__file__).parent / "data" / "report.json").read_text())
+    del report["phases"], report["settings"]["adaptive"]
+    report["check_id"] = "0" * 31 + "a"
+    token = shared_monitor.token("client", "c-older")
+    status, body = shared_monitor.json("POST", "/api/v1/checks", token, report)
+    assert status == 201 and body["stored"] is True, body
+    status, stored = shared_monitor.json("GET", f"/api/v1/checks/{report['check_id']}", token)
+    assert status == 200 and stored["report"]["phases"] is None and stored["report"]["settings"]["adaptive"] is None

@@ -72,7 +72,8 @@ def test_json_schema_describes_every_component() -> None:
     assert ref == {"$ref": "#/components/schemas/CheckReport"}
     report = components["CheckReport"]
     assert report["additionalProperties"] is False
-    assert set(report["required"]) == set(REPORT) - {"machine", "room", "source", "browser", "devices"}
+    assert set(report["required"]) == set(REPORT) - {"machine", "room", "source", "browser", "devices", "phases"}
+    assert "adaptive" not in components["CheckSettings"]["required"]  # optional: older agents and the browser send none
     assert {"Network", "Loss", "RttMs", "Reason", "Quality"} <= set(components)
     assert components["Loss"]["properties"]["up"]["maximum"] == 1
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sessionready.typed import rfc3339
 from tests.conftest import Monitor
 
-QUIET_CHECK = "[check]\nudp_seconds = 1\nload_seconds = 1\nstreams = 1\n\n[room]\nmicrophone = false\n"
+QUIET_CHECK = "[check]\nadaptive = false\nudp_seconds = 1\nload_seconds = 1\nstreams = 1\n\n[room]\nmicrophone = false\n"
 
 
 @dataclass
