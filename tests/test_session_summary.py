@@ -150,7 +150,9 @@ def test_two_loss_bursts_at_the_clients_end_are_named_with_their_times_and_cause
         "loss_burst",
         "loss_burst",
     ]
-    assert sent["reasons"][1]["message"].startswith("Minute 1 to 1 of the session: The client's connection lost up to 15 %")
+    # Minutes from going live (its first tick, 2 s after the start): the bursts ran 58-78 s and 148-164 s into it.
+    assert sent["reasons"][1]["message"].startswith("Minutes 1 to 2 of the session: The client's connection lost up to 15 %")
+    assert sent["reasons"][2]["message"].startswith("In minute 3 of the session:")
     assert "text" in hook.wait_for(1, "/slack")[0].json()
     assert practice.app[SUMMARIES].run_once() == 0  # kept once: nothing left to do
     time.sleep(0.5)

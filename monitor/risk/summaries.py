@@ -198,9 +198,10 @@ class SummaryJob:
             return  # off by default: nothing is recorded as an alert unless someone asked for it
         reasons = [AlertReason(summary.verdict, "session", summary.headline, summary.foresight_words)]
         for stretch in summary.stretches:
-            start_min = (stretch.start_unix - summary.live_from_unix) / 60
-            end_min = (stretch.end_unix - summary.live_from_unix) / 60
-            when = f"Minute {start_min:.0f} to {max(end_min, start_min):.0f} of the session"
+            # Minutes counted as people do: the first minute of the session is minute 1.
+            first = int((stretch.start_unix - summary.live_from_unix) // 60) + 1
+            last = max(first, int((stretch.end_unix - summary.live_from_unix - 1e-6) // 60) + 1)
+            when = f"In minute {first} of the session" if first == last else f"Minutes {first} to {last} of the session"
             reasons.append(
                 AlertReason(
                     stretch.cause,
