@@ -258,7 +258,8 @@ def _type_schema(tp: Any, meta: Mapping[str, Any], definitions: dict[str, Any]) 
         if meta.get("max_len") is not None:
             schema["maxLength"] = meta["max_len"]
         if meta.get("pattern"):
-            schema["pattern"] = f"^{meta['pattern']}$"
+            # Grouped: JSON Schema searches, and "^a|b$" would anchor only the ends of an alternation.
+            schema["pattern"] = f"^(?:{meta['pattern']})$"
         if meta.get("timestamp"):
             schema["format"] = "date-time"
         if meta.get("one_of") is not None:
