@@ -201,7 +201,8 @@ def test_a_store_from_before_caseloads_assigns_its_imported_pairs_once(tmp_path:
         store.close()
     with sqlite3.connect(tmp_path / "sessionready.sqlite3") as db:
         db.execute("DROP TABLE caseload")  # as the store was before caseloads...
-        db.execute("DROP TABLE check_links")  # ...and so before check links...
+        for table in ("check_links", "session_summaries"):  # ...and so before every migration's table...
+            db.execute(f"DROP TABLE {table}")
         db.execute("PRAGMA user_version = 0")  # ...and before schema versions
     store = open_store(tmp_path)
     try:
