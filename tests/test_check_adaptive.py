@@ -82,6 +82,9 @@ def test_a_phase_unsettled_at_its_maximum_is_borderline_not_a_coin_toss(shared_m
     status, stored = shared_monitor.json("GET", f"/api/v1/checks/{report['check_id']}", token)
     assert status == 200 and stored["report"]["phases"] == report["phases"]
     assert [r["code"] for r in stored["report"]["reasons"]] == [r["code"] for r in report["reasons"]]
+    # ...and words its borderline reason from the stored intervals, as the agent did.
+    (kept,) = [r for r in stored["report"]["reasons"] if r["code"] == "borderline"]
+    assert kept["message"] == borderline[0]["message"]
 
 
 def test_the_summary_says_how_long_each_phase_ran(shared_monitor: Monitor, tmp_path: Path) -> None:
