@@ -22,7 +22,7 @@ demo: install
 # (processes, sockets, sleeps of the thing under test), so more workers than cores pays;
 # files that own something machine-wide share one worker (tests/conftest.py, SHARED_GROUPS).
 # The 15 slowest tests are listed at the end. TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 

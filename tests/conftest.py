@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -156,10 +156,46 @@ def machine_share(exclusive: bool, locks: Path = QUIET_LOCKS) -> Iterator[None]:
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
 
+def _is_quiet(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("quiet_machine") is not None
+
+
+class _QuietRun:
+    """The machine held alone from the first of consecutive quiet_machine tests to the last:
+    released in between, it let the other workers start tests that the next quiet test then
+    waited for (up to 40 s each time, the other workers idle meanwhile)."""
+
+    held: ExitStack | None = None
+
+    @classmethod
+    def hold(cls) -> None:
+        if cls.held is None:
+            stack = ExitStack()
+            stack.enter_context(machine_share(exclusive=True))
+            cls.held = stack
+
+    @classmethod
+    def release(cls) -> None:
+        if cls.held is not None:
+            cls.held.close()
+            cls.held = None
+
+
 @pytest.fixture(autouse=True)
 def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    with machine_share(request.node.get_closest_marker("quiet_machine") is not None):
+    if _is_quiet(request.node):
+        _QuietRun.hold()  # released by pytest_runtest_teardown once the next test is not quiet
         yield
+        return
+    _QuietRun.release()
+    with machine_share(exclusive=False):
+        yield
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if not _is_quiet(nextitem):
+        _QuietRun.release()
 
 
 # --- Running the product ---------------------------------------------------------------------
