@@ -129,11 +129,15 @@ def post_import(monitor: Monitor, token: str, body: bytes) -> tuple[int, dict, f
     return status, json.loads(raw), time.monotonic() - started
 
 
-def test_the_issues_rule_through_the_api_is_answered_in_under_a_second(hostile_monitor: Monitor) -> None:
+def test_the_issues_rule_through_the_api_is_answered_as_fast_as_a_harmless_import(hostile_monitor: Monitor) -> None:
+    # Measured against the same import without the rule, in the same test: on a loaded machine
+    # the import's worker process alone took over a second to start (CI, four workers). The rule
+    # used to add 5.3 s of CPU; now it adds nothing worth measuring.
     token = hostile_monitor.token("it", "staff-it")
+    _, _, harmless_s = post_import(hostile_monitor, token, import_body(calendar(event("harmless@x", "RRULE:FREQ=WEEKLY;COUNT=3"), event("good-reference@x"))))
     status, body, elapsed_s = post_import(hostile_monitor, token, import_body(calendar(event("hostile@x", SECONDLY), event("good@x"))))
     assert status == 200, body
-    assert elapsed_s < 1.0, elapsed_s
+    assert elapsed_s < 2 * harmless_s + 1.0, (elapsed_s, harmless_s)
     assert body["created"] == 1
     assert body["skipped"] == [{"reason": "unsupported_recurrence", "count": 1, "event_ids": [body["skipped"][0]["event_ids"][0]]}]
     assert body["skipped"][0]["event_ids"][0].startswith("uid-") and "hostile" not in json.dumps(body)
