@@ -191,6 +191,7 @@ def test_bad_posted_json_is_400_and_stores_nothing(monitor: Monitor, setting: di
 
 
 def test_a_link_reads_only_its_own_checks(monitor: Monitor, setting: dict[str, str]) -> None:
+    assert submit(monitor, setting["session"], body(rtc=None, rtc_error="rtc_unsupported"))[0] == 201  # its own, whatever ran before
     assert submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_unsupported"))[0] == 201
     # A browser whose user agent names no version: checked all the same, as "other".
     status, answer = submit(monitor, setting["other"], body(rtc=None, rtc_error="rtc_unsupported", browser={"family": "other", "major": None}))
