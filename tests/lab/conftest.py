@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import unavailable
 
-from .netlab import Lab, missing_requirements, remove_stale_namespaces
+from .netlab import Lab, LabError, missing_requirements, remove_stale_namespaces
 from .product import product_cli_problem
 
 
@@ -29,10 +29,20 @@ def _stale_namespaces_removed() -> None:
 
 
 @pytest.fixture
-def lab(_stale_namespaces_removed) -> Lab:
-    """A fresh client -- router -- monitor lab, always torn down, also when the test fails."""
+def lab(request, _stale_namespaces_removed) -> Lab:
+    """A fresh client -- router -- monitor lab, always torn down, also when the test fails.
+
+    Parametrized indirectly with a congestion control ("cubic", "bbr"), the client namespace
+    runs it (``Lab.create(congestion=...)``); a host that cannot give it fails in CI.
+    """
     require_lab()
-    built = Lab.create()
+    congestion = getattr(request, "param", None)
+    try:
+        built = Lab.create(congestion=congestion)
+    except LabError as exc:
+        if congestion is None:
+            raise
+        unavailable(f"the lab cannot run its client on {congestion}: {exc}")
     try:
         yield built
     finally:

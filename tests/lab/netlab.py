@@ -24,6 +24,8 @@ started (by pid) and deletes the namespaces; it never raises.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -43,6 +45,14 @@ ROUTER_MONITOR_ADDR = "10.77.0.5"
 MONITOR_ADDR = "10.77.0.6"
 
 REQUIRED_TOOLS = ("ip", "tc", "nft", "irtt", "iperf3")
+
+# The host's list of congestion controls unprivileged sockets and namespaces may choose. A lab
+# that asks for one the host does not allow adds it for its lifetime; the first lab to do so
+# records the original value, the last one to close writes it back (several labs at once:
+# pytest workers). The holders live in a state file, so a crashed run's value is still restored.
+ALLOWED_CC = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+AVAILABLE_CC = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+CC_STATE = "/tmp/srlab-allowed-congestion.json"
 
 
 class LabError(RuntimeError):
@@ -104,15 +114,87 @@ class Namespace:
             raise LabError(f"nft in {self.name} failed: {proc.stderr.strip()}\n{script}")
 
 
+@contextlib.contextmanager
+def _cc_state_locked():
+    with open(CC_STATE + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(CC_STATE) as f:
+                state = json.load(f)
+        except (OSError, ValueError):  # none yet (or a torn file: then nobody holds)
+            state = {}
+        # Holders whose process is gone (a crashed run) no longer hold anything.
+        state["holders"] = [h for h in state.get("holders", []) if _pid_alive(_holder_pid(h))]
+        yield state
+        if state["holders"]:
+            with open(CC_STATE, "w") as f:
+                json.dump(state, f)
+        else:
+            if "original" in state:
+                _write_allowed(state["original"])
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(CC_STATE)
+
+
+def _holder_pid(holder: str) -> int:
+    try:
+        return int(holder.split("-")[1])  # a lab's tag: srlab-<pid>-<n>
+    except (IndexError, ValueError):
+        return -1
+
+
+def host_allowed_congestion() -> list[str]:
+    """The congestion controls this host lets a namespace choose (what the lab's reports say)."""
+    with open(ALLOWED_CC) as f:
+        return f.read().split()
+
+
+def _write_allowed(value: str) -> None:
+    with open(ALLOWED_CC, "w") as f:
+        f.write(value)
+
+
+def allow_congestion(algorithm: str, holder: str) -> None:
+    """Let namespaces choose ``algorithm`` until ``disallow_congestion(holder)``: added to the
+    host's allowed list if missing (LabError when the kernel does not have it)."""
+    with open(AVAILABLE_CC) as f:
+        available = f.read().split()
+    if algorithm not in available:
+        raise LabError(f"congestion control {algorithm!r} is not available in this kernel (it has: {' '.join(available)})")
+    with _cc_state_locked() as state:
+        allowed = host_allowed_congestion()
+        # The first holder records the host's own list; a crashed run's record stays the one.
+        state.setdefault("original", " ".join(allowed))
+        if algorithm not in allowed:
+            try:
+                _write_allowed(" ".join([*allowed, algorithm]))
+            except OSError as exc:
+                raise LabError(f"cannot add {algorithm} to {ALLOWED_CC} ({exc}); the host allows: {' '.join(allowed)}") from None
+        state["holders"].append(holder)
+
+
+def disallow_congestion(holder: str) -> None:
+    """Give up ``holder``'s claim; the last holder restores the host's original allowed list."""
+    with _cc_state_locked() as state:
+        state["holders"] = [h for h in state["holders"] if h != holder]
+
+
 @dataclass
 class Lab:
-    """client -- router -- monitor namespaces with helpers for shaping, loss and processes."""
+    """client -- router -- monitor namespaces with helpers for shaping, loss and processes.
+
+    ``congestion``: the TCP congestion control of the client namespace (the sender of the
+    upload), e.g. "cubic" as Linux, Windows and macOS clients run it; None inherits the host's
+    default. The monitor namespace keeps the host's default either way.
+    """
 
     client: Namespace
     router: Namespace
     monitor: Namespace
     processes: list[subprocess.Popen] = field(default_factory=list)
     _loss: dict[str, str] = field(default_factory=dict)  # direction -> namespace name
+    congestion: str | None = None
+    _cc_holder: str | None = None
 
     @property
     def namespaces(self) -> list[Namespace]:
@@ -121,11 +203,13 @@ class Lab:
     # --- construction -------------------------------------------------------------------
 
     @classmethod
-    def create(cls) -> Lab:
+    def create(cls, congestion: str | None = None) -> Lab:
         tag = f"{PREFIX}-{os.getpid()}-{next(_counter)}"
-        lab = cls(Namespace(f"{tag}-c"), Namespace(f"{tag}-r"), Namespace(f"{tag}-m"))
+        lab = cls(Namespace(f"{tag}-c"), Namespace(f"{tag}-r"), Namespace(f"{tag}-m"), congestion=congestion)
         try:
             lab._build()
+            if congestion is not None:
+                lab._set_congestion(congestion, tag)
         except BaseException:
             lab.close()
             raise
@@ -148,16 +232,29 @@ class Lab:
         self.monitor.run(["ip", "route", "add", "default", "via", ROUTER_MONITOR_ADDR])
         self.router.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
+    def _set_congestion(self, algorithm: str, tag: str) -> None:
+        # A namespace may only default to an algorithm the host allows ("Operation not
+        # permitted" otherwise): allow it for the lab's lifetime, then set it in the namespace.
+        self._cc_holder = tag
+        allow_congestion(algorithm, tag)
+        self.client.run(["sysctl", "-qw", f"net.ipv4.tcp_congestion_control={algorithm}"])
+        if self.congestion_control != algorithm:
+            raise LabError(f"the client namespace runs {self.congestion_control}, not {algorithm}")
+
     @property
     def congestion_control(self) -> str:
-        """TCP congestion control in the lab (new namespaces inherit the host's default).
+        """TCP congestion control of the client namespace (the upload's sender).
 
         It decides how deep a shaper's queue gets under load (cubic fills it, BBR mostly
-        keeps it short), so reports carry it. The lab does not change it: a namespace may only
-        pick an algorithm the host allows, and the host's settings are not the lab's to touch.
+        keeps it short), so reports carry it.
         """
         out = self.client.run(["sysctl", "-n", "net.ipv4.tcp_congestion_control"], check=False)
         return out.stdout.strip() or "unknown"
+
+    def congestion_report(self) -> dict[str, object]:
+        """What the reports say about congestion control: per namespace, and what the host allows."""
+        monitor = self.monitor.run(["sysctl", "-n", "net.ipv4.tcp_congestion_control"], check=False).stdout.strip()
+        return {"client": self.congestion_control, "monitor": monitor or "unknown", "host_allowed": host_allowed_congestion()}
 
     # --- shaping ------------------------------------------------------------------------
 
@@ -297,6 +394,12 @@ class Lab:
                 _run(["ip", "netns", "del", ns.name], check=False)
             except Exception:  # noqa: BLE001
                 pass
+        if self._cc_holder is not None:
+            try:
+                disallow_congestion(self._cc_holder)
+            except Exception:  # noqa: BLE001
+                pass
+            self._cc_holder = None
 
 
 def existing_lab_namespaces() -> list[str]:
@@ -320,6 +423,8 @@ def remove_stale_namespaces() -> list[str]:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
