@@ -1,9 +1,10 @@
 """Throughput against the monitor: parallel HTTP streams, TCP ramp-up excluded.
 
 Each phase runs ``streams`` connections for ``seconds``; the bytes moved are counted as they
-move (received, or accepted by a fixed-size send buffer) and the rate is taken only over the
-window after ``ramp_seconds``, when the connections have left slow start. Failure is data:
-the result carries an error sentence, never an exception.
+move (received; for an upload, delivered to the monitor as the kernel's acknowledgements say,
+or else accepted by a fixed-size send buffer) and the rate is taken only over the window after
+``ramp_seconds``, when the connections have left slow start. Failure is data: the result
+carries an error sentence, never an exception.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from agents.client import MonitorClient
-from agents.probes.tcpinfo import bytes_acked
+from agents.probes.tcpinfo import bytes_delivered
 from sessionready.stats import steady_rate
 
 CHUNK_BYTES = 64 * 1024
@@ -64,9 +65,11 @@ class _Meter:
         self.samples.append((self._monotonic() - self.start, self.total))
 
     def set_total(self, total: int) -> None:
-        if total != self.total:
-            self.total = total
-            self.samples.append((self._monotonic() - self.start, total))
+        # Kept also when unchanged: a count that stood still for half a second (a
+        # retransmission timeout) must not be read as rising steadily between the readings
+        # around it, which is what interpolating at a window's edge would make of it.
+        self.total = total
+        self.samples.append((self._monotonic() - self.start, total))
 
 
 async def measure(
@@ -82,14 +85,14 @@ async def measure(
     errors: list[BaseException] = []
     upload_sockets: list[socket.socket] | None = [] if direction == "up" else None
     session = client.new_session(limit=settings.streams, upload_sockets=upload_sockets)
-    acked: AckedBytes | None = None
+    acked: DeliveredBytes | None = None
     if direction == "down":
         stream = _download_stream
         # The streams stop themselves at the deadline; the grace covers a slow first byte.
         grace_s = 5.0
     else:
         assert upload_sockets is not None
-        acked = AckedBytes(upload_sockets)
+        acked = DeliveredBytes(upload_sockets)
         # Incompressible bytes, so that no middlebox compression flatters the upload.
         stream = functools.partial(_upload_stream, random_block=os.urandom(1 << 20), count_writes=not acked.supported())
         # An upload is cut off at the deadline: waiting for the send buffers to drain would
@@ -163,30 +166,34 @@ async def _download_stream(client: MonitorClient, session: aiohttp.ClientSession
                     return
 
 
-class AckedBytes:
-    """Acknowledged bytes summed over the upload sockets (Linux TCP_INFO)."""
+class DeliveredBytes:
+    """Bytes delivered to the monitor, summed over the upload sockets (Linux TCP_INFO): the
+    cumulative acknowledgement plus what was selectively acknowledged beyond a lost segment
+    (agents/probes/tcpinfo.py says why the cumulative count alone overstates a CUBIC upload)."""
 
     def __init__(self, sockets: list[socket.socket]) -> None:
         self._sockets = sockets
-        # Closed sockets keep what they had acknowledged when last read.
+        # Closed sockets keep what they had delivered when last read.
         self._last: dict[int, int] = {}
 
     def supported(self) -> bool:
         probe = socket.socket()
         try:
-            return bytes_acked(probe) is not None
+            return bytes_delivered(probe) is not None
         finally:
             probe.close()
 
     def total(self) -> int:
         for sock in list(self._sockets):
-            value = bytes_acked(sock)
+            value = bytes_delivered(sock)
             if value is not None:
-                self._last[id(sock)] = value
+                # A count of what arrived never falls; the selectively acknowledged share
+                # could, should the receiver renege on its SACKs.
+                self._last[id(sock)] = max(value, self._last.get(id(sock), 0))
         return sum(self._last.values())
 
 
-async def _sample_acked(acked: AckedBytes | None, meter: _Meter, monotonic: Callable[[], float]) -> None:
+async def _sample_acked(acked: DeliveredBytes | None, meter: _Meter, monotonic: Callable[[], float]) -> None:
     if acked is None or not acked.supported():
         return
     while True:
