@@ -248,16 +248,33 @@ def test_loss_interval_coverage(lab: Lab, product_cli, tmp_path):
 # --- throughput and latency under load -------------------------------------------------------
 
 
+# A TCP goodput through a tbf can never exceed its rate less the headers: tbf counts the
+# Ethernet frame (14 B) of each 1,500-byte IP packet, which carries 1,448 B of TCP payload
+# (20 B IP, 32 B TCP with timestamps): 1448 / 1514 = 0.9564. Over a window of T s the bucket
+# can add at most one burst on top (Tbf.tc_args), the only slack a correct reading has.
+GOODPUT_SHARE = 1448 / 1514
+
+
+def goodput_ceiling_mbps(tbf: Tbf, window_s: float) -> float:
+    burst = tbf.burst_bytes or max(2 * 1514, tbf.rate_kbit * 1000 // 8 // 250)
+    return tbf.rate_kbit / 1000 * GOODPUT_SHARE + burst * 8 * GOODPUT_SHARE / window_s / 1e6
+
+
 @pytest.mark.quiet_machine
+@pytest.mark.parametrize("lab", ["cubic", "bbr"], indirect=True)
 @pytest.mark.parametrize(("queue", "latency_ms"), [("shallow", 10), ("deep", 300)])
 def test_throughput_and_loaded_latency(lab: Lab, product_cli, tmp_path, queue, latency_ms):
+    """Under the client's congestion control (cubic as real clients, bbr as this host): the
+    check's throughput never above the tbf's goodput ceiling and within 10 % of iperf3 (of the
+    ceiling where iperf3 reads above it), its delay under load against irtt at the same time."""
     down_kbit, up_kbit = 20_000, 8_000
-    load_seconds, udp_seconds = 4, 3
-    lab.shape("down", Tbf(down_kbit, latency_ms))
-    lab.shape("up", Tbf(up_kbit, latency_ms))
+    load_seconds, udp_seconds, ramp_s = 4, 3, 1
+    shapers = {"down": Tbf(down_kbit, latency_ms), "up": Tbf(up_kbit, latency_ms)}
+    for direction, tbf in shapers.items():
+        lab.shape(direction, tbf)
     iperf = Iperf(lab, str(tmp_path))
-    iperf_down = iperf.run("down", seconds=load_seconds, streams=4).mbps
-    iperf_up = iperf.run("up", seconds=load_seconds, streams=4).mbps
+    # iperf3 measures the same window as the check: its ramp omitted, then the steady seconds.
+    iperf_mbps = {d: iperf.run(d, seconds=load_seconds - ramp_s, streams=4, omit_s=ramp_s).mbps for d in ("down", "up")}
     product = Product(lab, product_cli, tmp_path)
     irtt = Irtt(lab, str(tmp_path))
     poller = LinkPoller(lab)
@@ -273,7 +290,7 @@ def test_throughput_and_loaded_latency(lab: Lab, product_cli, tmp_path, queue, l
     down_spans = busy_intervals(series["r0"], 0.5 * down_kbit * 1000)
     up_spans = busy_intervals(series["r1"], 0.5 * up_kbit * 1000)
     assert len(down_spans) == 1 and len(up_spans) == 1, (down_spans, up_spans)
-    ramp_ns = 1_000_000_000  # the product skips the first second of each phase; so do we
+    ramp_ns = ramp_s * 1_000_000_000  # the product skips the first second of each phase; so do we
     idle = median_rtt_wall(reference, down_spans[0][0] - (udp_seconds - 0.5) * 1_000_000_000, down_spans[0][0])
     # The product's upload flow starts when its download ends (it fetches a key and starts the
     # flow before it connects), a few hundred ms before the router sees bulk upload traffic.
@@ -291,32 +308,52 @@ def test_throughput_and_loaded_latency(lab: Lab, product_cli, tmp_path, queue, l
         "down": rate_between(series["r0"], down_spans[0][0] + ramp_ns, down_spans[0][1]),
         "up": rate_between(series["r1"], up_spans[0][0] + ramp_ns, up_spans[0][1]),
     }
+    ceiling = {d: goodput_ceiling_mbps(tbf, load_seconds - ramp_s) for d, tbf in shapers.items()}
     report(
-        f"throughput and load: 20/8 Mbit/s, {queue} queue ({latency_ms} ms)",
+        f"throughput and load: 20/8 Mbit/s, {queue} queue ({latency_ms} ms), client on {lab.congestion}",
         router_link_mbps_in_phase={k: v and round(v / 1e6, 3) for k, v in link_mbps.items()},
+        goodput_ceiling_mbps={k: round(v, 3) for k, v in ceiling.items()},
         phase_spans_s={"down": round((down_spans[0][1] - down_spans[0][0]) / 1e9, 2),
                        "up": round((up_spans[0][1] - up_spans[0][0]) / 1e9, 2)},
-        congestion_control=lab.congestion_control,
+        congestion_control=lab.congestion_report(),
         check_duration_s=check.report.get("duration_s"),
         product={"throughput_mbps": net["throughput_mbps"], "loaded_latency_ms": net["loaded_latency_ms"],
                  "rtt_ms": net["rtt_ms"], "throughput_error": net.get("throughput_error")},
-        iperf3={"down": round(iperf_down, 3), "up": round(iperf_up, 3)},
+        iperf3={k: round(v, 3) for k, v in iperf_mbps.items()},
         irtt_loaded_latency_ms={k: round(v, 2) for k, v in truth.items()},
         irtt_idle_rtt_ms=round(idle, 3),
     )  # fmt: skip
+    assert lab.congestion_control == lab.congestion, lab.congestion_report()
     failures = []
-    for direction, reference_mbps in (("down", iperf_down), ("up", iperf_up)):
+    for direction, reference_mbps in iperf_mbps.items():
         value = net["throughput_mbps"][direction]
-        if not within(value, reference_mbps, 0, 0.10):
-            failures.append(f"throughput {direction} {value} Mbit/s, iperf3 {reference_mbps:.2f} Mbit/s")
+        if value is None or value > ceiling[direction]:
+            message = f"throughput {direction} {value} Mbit/s, above the goodput ceiling {ceiling[direction]:.3f}"
+            if direction == "down" and queue == "deep":
+                # Known, not fixed (issue 15 note): the download counts what the client reads,
+                # which is in order only; when the window opens during the monitor's loss
+                # recovery (its own BBR overflowing the deep queue), bytes that arrived behind
+                # a hole before it are read inside it. Seen 2 of 8 runs, up to 1.3 % over.
+                warnings.warn(message + " (deep-queue download: read-order lag, known)", stacklevel=1)
+            else:
+                failures.append(message)
+        # iperf3 counts what its receiver read until its sender stopped: on a deep upload
+        # queue the bytes still queued then drain into its count, above what the link can
+        # carry (8.03 of a 7.66 ceiling, client on BBR). The ceiling is then the yardstick.
+        yardstick = min(reference_mbps, ceiling[direction])
+        if not within(value, yardstick, 0, 0.10):
+            failures.append(f"throughput {direction} {value} Mbit/s, iperf3 {reference_mbps:.2f} Mbit/s (yardstick {yardstick:.2f})")
     for direction, physical in truth.items():
         value = net["loaded_latency_ms"][direction]
-        if queue == "deep" and direction == "up":
-            # Known, unexplained: on a deep upstream queue the product's median reads above
-            # irtt's over the same window in about one run in four, by up to 26 % (observed
-            # product/irtt 0.95-1.26 over 16 runs; two concurrent irtt streams agree within
-            # 0.6 ms). Recorded in the issue note as open. Here the product must not read
-            # lower than irtt (it must never hide bufferbloat); the overstatement is not bounded.
+        if queue == "deep" and direction == "up" and lab.congestion == "bbr":
+            # Known, unexplained: with the client on BBR, on a deep upstream queue the
+            # product's median reads above irtt's over the same window, by up to 26 % (product/
+            # irtt 0.95-1.26 over 16 runs before 2026-12-07; 1.02-1.20 in 4 runs that day; two
+            # concurrent irtt streams agree within 0.6 ms). BBR's queue swings within the phase
+            # (start-up, drain, probing), so a window's edges weigh heavily. Under CUBIC, which
+            # keeps the queue full, the two agree within 1.2 % (5 runs), and the issue's
+            # tolerance holds. Here the product must not read lower than irtt (it must never
+            # hide bufferbloat); the overstatement is not bounded.
             if value is None or value < physical * 0.85 - 5.0:
                 failures.append(f"loaded latency {direction} {value} ms, below irtt at the same time {physical:.1f} ms")
         elif not within(value, physical, 5.0, 0.15):
