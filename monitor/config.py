@@ -91,6 +91,10 @@ class MonitorConfig:
     rtc_max_seconds: int = field(default=120, metadata=limits(ge=10, le=3600))
     # Streams at once; more are refused (503) until one ends. Each costs a UDP port and some CPU.
     rtc_max_peers: int = field(default=64, metadata=limits(ge=1, le=10_000))
+    # The browser check's phases: the idle probe stream, then each of download and upload (the
+    # command-line check's fixed-length defaults). Shorter phases finish sooner and know less.
+    link_udp_seconds: float = field(default=5.0, metadata=limits(ge=1, le=60))
+    link_load_seconds: float = field(default=4.0, metadata=limits(ge=1, le=60))
     # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
     # The top-level [retention] table (monitor/retention.py): how long each kind of row is kept.

@@ -31,6 +31,7 @@ from agents.config import CheckSection
 from agents.probes.udp_stream import StreamSettings
 from monitor import keys
 from monitor.auth import LinkPrincipal, require_role
+from monitor.config import MonitorConfig
 from monitor.errors import ApiError, decode_body, id_param, json_error, only_params, read_body
 from monitor.http.users import FAILURE_MEMORY_S, failure_wait_s
 from monitor.store.check_links import LinkInfo
@@ -139,9 +140,12 @@ class LinkCheckList:
     checks: tuple[LinkCheck, ...]  # newest first
 
 
-def link_settings() -> LinkSettings:
+def link_settings(config: MonitorConfig) -> LinkSettings:
+    """The page's phases as ``[monitor] link_udp_seconds``/``link_load_seconds`` set them; the rest
+    as the command-line check (a short load phase keeps at least half of itself after the ramp)."""
     check, stream = CheckSection(), StreamSettings()
-    return LinkSettings(check.udp_seconds, check.load_seconds, check.ramp_seconds, check.streams, stream.interval_ms, stream.packet_bytes)
+    load_s = config.link_load_seconds
+    return LinkSettings(config.link_udp_seconds, load_s, min(check.ramp_seconds, load_s / 2), check.streams, stream.interval_ms, stream.packet_bytes)
 
 
 # --- making links (the API and the CLI) ----------------------------------------------------
@@ -333,7 +337,7 @@ async def link_facts(request: web.Request) -> web.Response:
     if link.session_id is not None:
         session = await asyncio.to_thread(request.app[keys.STORE].get_session, link.session_id)
         session_start = None if session is None else rfc3339(session.start_at_s)
-    facts = LinkFacts(link.link_id, rfc3339(link.expires_at), session_start, link_settings(), RtcAvailability(keys.RTC in request.app))
+    facts = LinkFacts(link.link_id, rfc3339(link.expires_at), session_start, link_settings(request.app[keys.CONFIG]), RtcAvailability(keys.RTC in request.app))
     return web.json_response(encode(facts), headers={"Cache-Control": "no-store"})
 
 
@@ -416,7 +420,7 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
     room = browser_check.room(posted.room) if posted.room is not None else None
     # The same model and thresholds as every check; judged once, here (in_own_words reuses it).
     assessment = assess_check(network, machine, room, quality.Thresholds(), posted.devices)
-    settings = link_settings()
+    settings = link_settings(app[keys.CONFIG])
     report = schema.CheckReport(
         schema_version=1,
         check_id=uuid.uuid4().hex,

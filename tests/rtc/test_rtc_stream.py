@@ -21,6 +21,7 @@ from aiohttp import web
 from monitor import keys
 from monitor.app import create_app
 from monitor.config import MonitorConfig, load_config
+from monitor.http.check_links import link_settings
 from monitor.rtc.records import (
     ECHO_HEAD,
     MAX_PROBES,
@@ -219,10 +220,21 @@ def test_port_range_config() -> None:
         MonitorConfig(rtc_advertise_ip="1.2.3")
 
 
+def test_the_browser_checks_phase_lengths_are_configured_within_bounds(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text("[monitor]\nlink_udp_seconds = 2\nlink_load_seconds = 1.5\n")
+    settings = link_settings(load_config(config))
+    assert (settings.udp_seconds, settings.load_seconds, settings.ramp_seconds) == (2.0, 1.5, 0.75)
+    for key, value in (("link_udp_seconds", 0.5), ("link_load_seconds", 61)):
+        config.write_text(f"[monitor]\n{key} = {value}\n")
+        with pytest.raises(ConfigError, match=key):
+            load_config(config)
+
+
 def test_sample_config_documents_every_rtc_key() -> None:
     sample = Path(__file__).parents[2] / "monitor" / "monitor.sample.toml"
     text = sample.read_text()
-    for key in ("rtc_port_min", "rtc_port_max", "rtc_advertise_ip", "rtc_max_seconds", "rtc_max_peers"):
+    for key in ("rtc_port_min", "rtc_port_max", "rtc_advertise_ip", "rtc_max_seconds", "rtc_max_peers", "link_udp_seconds", "link_load_seconds"):
         assert f"# {key} = " in text or f"{key} = " in text, key
     load_config(sample)
 
