@@ -12,14 +12,17 @@ from monitor.errors import ApiError, json_error
 from monitor.store.core import Store, TokenInfo, hash_token
 from monitor.store.users import USER_TOKEN_PREFIX, UserPrincipal
 from sessionready.ratelimit import RateLimiter  # noqa: F401  (its home before the dashboard needed it too)
-from sessionready.terms import STAFF_ROLES  # the same for a token and a dashboard user: staff who see every session
+from sessionready.terms import (  # the same for a token and a dashboard user: staff who see every session
+    LINK_PAGE_PREFIX,
+    STAFF_ROLES,
+)
 
 # Paths that need no token: liveness, the API description, enrollment (how an agent gets
 # its token; the one-time code is its credential) and login (how a dashboard user gets one).
 PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login"})
 # The browser check's page and its assets: the link's secret in the path is the page's own
 # credential, judged by its handler (monitor/http/link_page.py).
-PUBLIC_PREFIX = "/c/"
+PUBLIC_PREFIX = LINK_PAGE_PREFIX
 # All that a check link's holder may call (docs/browser-check.md section 2). Any other route
 # answers a Link credential as if there were none.
 LINK_ROUTES = frozenset(

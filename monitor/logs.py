@@ -12,6 +12,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
 
+from sessionready.terms import LINK_PAGE_PREFIX
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -75,8 +77,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-LINK_PAGE_PREFIX = "/c/"
-LINK_ASSETS_PREFIX = "/c/static/"
+LINK_ASSETS_PREFIX = f"{LINK_PAGE_PREFIX}static/"
 
 
 def loggable_path(path: str) -> str:

@@ -11,6 +11,7 @@ ENROLL_ROLES = PARTICIPANT_ROLES
 STAFF_ROLES = ("it", "admin")  # see every participant, the Trends, Agents and Caseloads pages
 USER_ROLES = ("therapist", *STAFF_ROLES)  # dashboard users (a client never signs in)
 AGENT_ROLES = (*PARTICIPANT_ROLES, "metrics", *STAFF_ROLES)  # what an agent token can be
+LINK_PAGE_PREFIX = "/c/"  # a check link's page is /c/<secret>, its assets /c/static/...
 ENDS = (*PARTICIPANT_ROLES, "session")  # what a risk finding or an alert is about
 
 # --- a check's outcome ------------------------------------------------------------------------

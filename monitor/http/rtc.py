@@ -19,13 +19,13 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.rtc.records import RtcRefused, RtcStreams, StreamRecords
+from sessionready.browser_check import RTC_ID_PATTERN
 from sessionready.typed import encode, json_schema, limits
 
 log = logging.getLogger("sessionready.monitor.rtc")
 
 PATH = "/api/v1/link/rtc"
 MAX_SDP_CHARS = 16 * 1024
-RTC_ID_PATTERN = r"[0-9a-f]{32}"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sessionready import flow, schema
+from sessionready.browser_check import MAX_PROBES
 
 PROBE_KIND = 1
 ECHO_KIND = 2
@@ -34,7 +35,6 @@ ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, 0, 0, seq, sent_ms, recv_ms, sen
 MIN_PROBE_BYTES = ECHO_HEAD.size
 # Far above a voice packet (172 bytes) and below any path MTU: SCTP never fragments a probe.
 MAX_PROBE_BYTES = 1200
-MAX_PROBES = 65_536  # sequence numbers a stream records: 21 minutes at 50 packets/s
 # A stream sends 50 probes/s; at most twice that is answered (with a burst allowance), so a
 # page cannot turn the monitor into a traffic source, exactly like the UDP reflector.
 MAX_PPS = 100.0
