@@ -42,6 +42,9 @@ class IrttResult:
     # (client send time, wall-clock ns; rtt ns) per received packet, to slice by time.
     rtts: tuple[tuple[int, int], ...]
     first_send_wall_ns: int
+    # (arrival wall ns, seqno, one-way delay ns) per packet and direction, in arrival order.
+    one_way_up: tuple[tuple[int, int, int], ...] = ()
+    one_way_down: tuple[tuple[int, int, int], ...] = ()
 
 
 def parse_irtt(data: dict) -> IrttResult:
@@ -55,10 +58,11 @@ def parse_irtt(data: dict) -> IrttResult:
         s_recv = ts["server"]["receive"].get("wall")
         s_send = ts["server"]["send"].get("wall")
         c_recv = ts["client"]["receive"].get("wall")
+        seqno = rt.get("seqno", -1)
         if c_send is not None and s_recv is not None:
-            ups.append((s_recv, s_recv - c_send))
+            ups.append((s_recv, seqno, s_recv - c_send))
         if s_send is not None and c_recv is not None:
-            downs.append((c_recv, c_recv - s_send))
+            downs.append((c_recv, seqno, c_recv - s_send))
         if rt["delay"].get("rtt") is not None:
             rtts.append((c_send, rt["delay"]["rtt"]))
     ups.sort()
@@ -70,7 +74,7 @@ def parse_irtt(data: dict) -> IrttResult:
         return s["mean"] / 1e6 if s and s.get("n") else None
 
     def j(pairs) -> float | None:
-        value = rfc3550_jitter([t for _, t in pairs])
+        value = rfc3550_jitter([t for _, _, t in pairs])
         return None if value is None else value / 1e6
 
     return IrttResult(
@@ -88,6 +92,8 @@ def parse_irtt(data: dict) -> IrttResult:
         ipdv_down_mean_ms=ipdv_mean("ipdv_receive"),
         rtts=tuple(rtts),
         first_send_wall_ns=first_send,
+        one_way_up=tuple(ups),
+        one_way_down=tuple(downs),
     )
 
 

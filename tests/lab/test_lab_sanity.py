@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .groundtruth import DelayProfile, Relay, irtt_packet_id
+from .groundtruth import DelayProfile, Relay, irtt_packet_id, mean_abs_difference, rfc3550_jitter
 from .netlab import MONITOR_ADDR, Lab, LinkPoller, Tbf, busy_intervals
 from .reference import IRTT_PORT, Iperf, Irtt, median_rtt_between, median_rtt_wall, parse_irtt
 
@@ -79,12 +79,28 @@ def test_relay_adds_the_delay_and_jitter_it_logs(lab: Lab, tmp_path):
           f"ground truth {expected:.3f} ms")  # fmt: skip
     assert abs(through.rtt_median_ms - expected) <= 0.5
     # Jitter per direction: irtt's one-way delays (one clock in the lab) against the relay's holds.
-    for name, truth, seen in (("up", up, through.jitter_up_ms), ("down", down, through.jitter_down_ms)):
-        print(f"jitter {name}: relay {truth.jitter_ms:.3f} ms, irtt {seen:.3f} ms, "
-              f"irtt mean IPDV {getattr(through, f'ipdv_{name}_mean_ms'):.3f} ms")  # fmt: skip
-        # Only the path outside the relay (a few tens of µs, now and then ms on a busy machine)
-        # separates the two.
-        assert abs(seen - truth.jitter_ms) <= max(0.5, 0.10 * truth.jitter_ms)
+    # A packet's one-way delay is its hold plus its time on the path outside the relay, so the
+    # two RFC 3550 values can differ by at most the same running average taken over the path's
+    # own delay changes (|J_a - J_b| <= EWMA of ||D_a| - |D_b|| <= EWMA of |D_path|). That path is
+    # tens of µs, but a shared VM stalls a process for a few ms now and then, and one stall among
+    # the last 16 packets moves a final value by ~0.5 ms: the bound is measured, not assumed.
+    for name, truth, seen, ipdv, one_way in (
+        ("up", up, through.jitter_up_ms, through.ipdv_up_mean_ms, through.one_way_up),
+        ("down", down, through.jitter_down_ms, through.ipdv_down_mean_ms, through.one_way_down),
+    ):
+        holds = {irtt_packet_id(p): p.hold_ns for p in log.sent(name, test_packet)}
+        path_ns = [delay - holds[seqno] for _, seqno, delay in one_way if seqno in holds]
+        assert len(path_ns) >= 490
+        path_jitter = rfc3550_jitter(path_ns) / 1e6
+        print(f"jitter {name}: relay {truth.jitter_ms:.3f} ms, irtt {seen:.3f} ms, path outside the relay "
+              f"{path_jitter:.3f} ms; mean |D|: relay {truth.mean_abs_d_ms:.3f} ms, irtt {ipdv:.3f} ms")  # fmt: skip
+        assert abs(seen - truth.jitter_ms) <= path_jitter + 0.05
+        # The same bound holds for the steady-state figure, mean |D| over the whole run.
+        delays = [delay for _, seqno, delay in one_way if seqno in holds]
+        path_mean_d = mean_abs_difference(path_ns) / 1e6
+        assert abs(mean_abs_difference(delays) / 1e6 - truth.mean_abs_d_ms) <= path_mean_d + 0.05
+        # And the path outside the relay is small next to the jitter under test.
+        assert statistics.median(abs(b - a) for a, b in zip(path_ns, path_ns[1:])) < 100_000
 
 
 @pytest.mark.quiet_machine
