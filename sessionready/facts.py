@@ -60,6 +60,9 @@ def device_facts(devices: schema.Devices) -> quality.DeviceFacts:
         microphone=devices.microphone.state,
         microphone_signal=devices.microphone.signal,
         speaker=devices.speaker.state,
+        camera_width=devices.camera.width,
+        camera_height=devices.camera.height,
+        camera_fps=devices.camera.fps,
     )
 
 

@@ -80,6 +80,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "camera_not_found",
         "camera_unavailable",
         "camera_black",
+        "camera_low_quality",
         "microphone_not_allowed",
         "microphone_not_found",
         "microphone_unavailable",
@@ -430,7 +431,8 @@ class DeviceFacts:
     it), "not_tested" the browser offers no way to try. ``speaker`` is one of
     ``SPEAKER_STATES``, the person's answer to a test tone. ``camera_black`` (every sampled frame
     dark and flat) and ``microphone_signal`` (sound above digital silence) are None when not
-    measured.
+    measured; so are what the camera delivered: ``camera_width`` and ``camera_height`` in pixels,
+    ``camera_fps`` in frames per second.
     """
 
     camera: str
@@ -438,6 +440,9 @@ class DeviceFacts:
     microphone: str
     microphone_signal: bool | None
     speaker: str
+    camera_width: int | None = None
+    camera_height: int | None = None
+    camera_fps: float | None = None
 
     def __post_init__(self) -> None:
         for name, states in (("camera", MEDIA_STATES), ("microphone", MEDIA_STATES), ("speaker", SPEAKER_STATES)):
@@ -447,6 +452,11 @@ class DeviceFacts:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be true, false or None, got {value!r}")
+        for name in ("camera_width", "camera_height"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 or None, got {value!r}")
+        _optional("camera_fps", self.camera_fps, check_non_negative)
 
 
 @dataclass(frozen=True)
@@ -600,6 +610,19 @@ class Thresholds:
     # More than 0.1 % of samples at full scale: audible distortion.
     clipping_warning_ratio: float = _ratio_field(0.001)
 
+    # --- The camera (a browser check) ---
+    # Frames a second the camera delivers: lip movements and expressions are followed well from
+    # about 15 a second (speechreading falls off below it, Frowein et al. 1991; ETSI EN 301 549
+    # clause 6.5: 12 frames/s "usable with some restrictions", 20 or more for good usability).
+    # Cameras run at 5, 7.5, 10, 15, 20, 24, 25 or 30; a 15 frames/s camera measures 14.9-15.1
+    # over the page's 2 s, so the line sits at 14: cameras slower than 15 a second are flagged.
+    camera_fps_warning_below: float = field(default=14.0, metadata=limits(ge=0.0, le=240.0))
+    # Lines of the picture (its shorter side, as "360p" counts them): below 360 a face shown in
+    # a normal call window is soft, expressions lose their detail. 360p is the smallest picture
+    # Zoom ("high quality video") and Teams list for a 1:1 call; EN 301 549 (V3.2.1, 6.5.2)
+    # prefers VGA (480 lines) and asks at least QVGA (240).
+    camera_lines_warning_below: float = field(default=360.0, metadata=limits(ge=0.0, le=16_384.0))
+
     def __post_init__(self) -> None:
         validate(self, "thresholds")
         for warning, critical in (
@@ -694,7 +717,7 @@ def assess(
     if room is not None:
         reasons += _room_reasons(room, thresholds, microphone_judged=devices is not None)
     if devices is not None:
-        reasons += _device_reasons(devices)
+        reasons += _device_reasons(devices, thresholds)
     ordered = _most_severe_first(reasons)
     return Assessment(
         verdict=verdict_from_reasons(ordered),
@@ -1051,12 +1074,14 @@ _MICROPHONE_REASONS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
 )
 
 
-def _device_reasons(devices: DeviceFacts) -> list[Reason]:
+def _device_reasons(devices: DeviceFacts, t: Thresholds) -> list[Reason]:
     reasons = []
     if devices.camera in _CAMERA_REASONS:
         reasons.append(_reason(*_CAMERA_REASONS[devices.camera]))
     elif devices.camera == "ok" and devices.camera_black:
         reasons.append(_reason("camera_black", "warning", "Your camera's picture is black: its lens may be covered, or the room too dark."))
+    elif devices.camera == "ok" and (message := _camera_quality_message(devices, t)):
+        reasons.append(_reason("camera_low_quality", "warning", message))
     if devices.microphone in _MICROPHONE_REASONS:
         reasons.append(_reason(*_MICROPHONE_REASONS[devices.microphone]))
     elif devices.microphone == "ok" and devices.microphone_signal is False:
@@ -1065,6 +1090,28 @@ def _device_reasons(devices: DeviceFacts) -> list[Reason]:
     if devices.speaker == "not_heard":
         reasons.append(_reason("speaker_not_heard", "warning", "You did not hear the test tone, so you may not hear the other person either."))
     return reasons
+
+
+def _camera_quality_message(devices: DeviceFacts, t: Thresholds) -> str | None:
+    """Words for a camera that opened but delivers a jerky or a small picture; None when it
+    delivers enough (or nothing of it was measured). A black picture says more and comes first."""
+    slow = devices.camera_fps is not None and devices.camera_fps < t.camera_fps_warning_below
+    lines = None if devices.camera_width is None or devices.camera_height is None else min(devices.camera_width, devices.camera_height)
+    small = lines is not None and lines < t.camera_lines_warning_below
+    size = f"{devices.camera_width}×{devices.camera_height}"
+    if slow and small:
+        return (
+            f"Your camera sends only {devices.camera_fps:.0f} pictures a second, and small ones ({size}): the other "
+            "person would see you move in jerks and your face blurred."
+        )
+    if slow:
+        return (
+            f"Your camera sends only {devices.camera_fps:.0f} pictures a second: the other person would see you move "
+            "in jerks, and your lips may not keep up with your voice."
+        )
+    if small:
+        return f"Your camera's picture is small ({size}): the other person would see your face blurred."
+    return None
 
 
 def _grade_below(value: float, warning: float, critical: float) -> str | None:
@@ -1207,6 +1254,11 @@ _FIXES: Mapping[str, str] = MappingProxyType(
         "camera_black": (
             "Open the camera's cover or shutter if it has one, turn on a light in front of you, and run the check "
             "again."
+        ),
+        "camera_low_quality": (
+            "Turn on a light in front of you (cameras slow down in the dark) and close other apps that use the "
+            "camera. If you have a better camera (a laptop's, a phone's or a plugged-in webcam), use that one, "
+            "then run the check again."
         ),
         "microphone_not_allowed": (
             "If you did not mean to block it, allow this page to use your microphone (in the browser's address "

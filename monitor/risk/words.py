@@ -133,6 +133,7 @@ ACTIONS: Mapping[str, str] = {
     "camera_not_found": "plug in a webcam or join from a device with a camera",
     "camera_unavailable": "close other apps that use the camera, then run the check again",
     "camera_black": "open the camera's cover and turn on a light in front of them",
+    "camera_low_quality": "turn on a light in front of them, or use a better camera",
     "microphone_not_allowed": "allow the microphone when the session asks for it",
     "microphone_not_found": "plug in a headset or join from a device with a microphone",
     "microphone_unavailable": "close other apps that use the microphone, then run the check again",
@@ -249,6 +250,8 @@ def check_message(role: str, code: str, c: CheckSummary) -> str:
         return f"{whose} camera could not be started; another app may hold it."
     if code == "camera_black":
         return f"{whose} camera showed a black picture: covered, or the room too dark."
+    if code == "camera_low_quality":
+        return f"{whose} camera sends a jerky or small picture: movement and expressions may be hard to follow."
     if code == "microphone_not_allowed":
         return f"{who} did not let the check use their microphone, so it and the room were not tested."
     if code == "microphone_not_found":
