@@ -20,6 +20,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.store.dialect import Dialect
+
 DeliveryStatus = Literal["pending", "sent", "failed"]
 AttemptOutcome = Literal["sent", "retry", "failed"]
 
@@ -132,6 +134,7 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _dialect: Dialect
 
     def forget_alert_cause(self, session_id: str, cause: str) -> None:
         """The cause has gone away: should it come back, its alert is news again."""
@@ -145,6 +148,8 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
         same kind and state (a repeat, not a change).
         """
         with self._transaction() as db:
+            # Deduplication reads the last alert, then writes: one monitor at a time per (session, cause).
+            self._dialect.serialize(db, f"alert:{alert.session_id}:{alert.cause}")
             last = db.execute(
                 "SELECT kind, state FROM alert_last WHERE session_id = ? AND cause = ?", (alert.session_id, alert.cause)
             ).fetchone()
@@ -192,6 +197,7 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
             return []
         marks = ",".join("?" * len(webhooks))
         with self._transaction() as db:
+            self._dialect.serialize(db, "alert_outbox")  # two workers must not lease the same head
             heads = db.execute(
                 f"SELECT MIN(delivery_id) FROM alert_deliveries WHERE status = 'pending' AND webhook IN ({marks})"  # noqa: S608 - placeholders only
                 " GROUP BY webhook",
@@ -240,7 +246,7 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
         """Give up on pending deliveries raised before ``created_before`` (stale) or meant for a
         webhook no longer in ``webhooks`` (removed from the config). Returns how many."""
         marks = ",".join("?" * len(webhooks))
-        removed = f"webhook NOT IN ({marks})" if webhooks else "1"
+        removed = f"webhook NOT IN ({marks})" if webhooks else "1 = 1"
         with self._transaction() as db:
             stale = db.execute(
                 "UPDATE alert_deliveries SET status = 'failed', last_error = 'expired'"

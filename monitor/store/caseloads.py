@@ -78,10 +78,13 @@ SELECT DISTINCT therapist_id, client_id, ?, 'upgrade' FROM sessions WHERE source
         if row is not None:
             return CaseloadEntry(*row), False
         entry = CaseloadEntry(therapist_id, client_id, self._clock(), source)
-        db.execute(
-            "INSERT INTO caseload (therapist_id, client_id, assigned_at, source) VALUES (?, ?, ?, ?)",
+        inserted = db.execute(
+            "INSERT INTO caseload (therapist_id, client_id, assigned_at, source) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (therapist_id, client_id) DO NOTHING",
             (entry.therapist_id, entry.client_id, entry.assigned_at, entry.source),
-        )
+        ).rowcount
+        if inserted != 1:  # another monitor assigned the pair meanwhile: theirs stands
+            return self._assign(db, therapist_id, client_id, source)
         return entry, True
 
     def unassign_client(self, therapist_id: str, client_id: str) -> bool:

@@ -22,6 +22,7 @@ from monitor.store import migrations
 from monitor.store.alerts import AlertStoreMixin
 from monitor.store.caseloads import CaseloadStoreMixin
 from monitor.store.check_links import LINK_TOKEN_ROLE, CheckLinkStoreMixin
+from monitor.store.dialect import SQLITE, Dialect
 from monitor.store.protocols import Store  # noqa: F401  (its home before the areas were split: monitor/store/protocols.py)
 from monitor.store.reports import ReportStoreMixin
 from monitor.store.retention import RetentionStoreMixin
@@ -134,7 +135,181 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin, SummaryStoreMixin):
+class StoreQueries(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin, SummaryStoreMixin):
+    """Every method of ``Store``, in SQL that both back ends run (``monitor.store.dialect``).
+
+    A back end provides ``_lock`` (a context in which ``_db`` reads), ``_db``, ``_transaction()``
+    (a write transaction that yields the connection), ``_clock``, ``_dialect`` and ``close()``:
+    ``SQLiteStore`` below, ``monitor.store.postgres.PostgresStore``.
+    """
+
+    _dialect: Dialect = SQLITE
+
+    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self._transaction() as db:
+            return self._insert_token(db, role, participant_id)
+
+    def _insert_token(self, db: sqlite3.Connection, role: str, participant_id: str) -> tuple[TokenInfo, str]:
+        token_id = secrets.token_hex(6)
+        token = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+        info = TokenInfo(token_id, role, participant_id, self._clock(), None)
+        db.execute(
+            "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_id, hash_token(token), role, participant_id, info.created_at),
+        )
+        return info, token
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL AND role != ?",
+                (self._clock(), token_id, LINK_TOKEN_ROLE),
+            )
+            return cursor.rowcount == 1
+
+    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo:
+        """Keep a new code by its hash (the store never sees the code itself)."""
+        if role not in ENROLL_ROLES:
+            raise ValueError(f"role must be one of {', '.join(ENROLL_ROLES)}")
+        now = self._clock()
+        info = EnrollmentInfo(secrets.token_hex(6), role, participant_id, now, now + ttl_s, None, None, None)
+        with self._transaction() as db:
+            # The registry holds each id's one role: a code for a known client's id cannot make
+            # a therapist's machine (SessionConflict, 409), and a new id is registered now.
+            self._ensure_participant(db, participant_id, role, "participant_id")
+            db.execute(
+                "INSERT INTO enrollments (code_id, code_hash, role, participant_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (info.code_id, code_hash, role, participant_id, info.created_at, info.expires_at),
+            )
+        return info
+
+    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None:
+        """Consume a pending code and create its token, or None (unknown, used, revoked, expired).
+
+        The code is taken by one conditional UPDATE: of two redemptions of one code, in this
+        process or another monitor, only one changes the row (SQLite: BEGIN IMMEDIATE lets one
+        writer in at a time; PostgreSQL: the second UPDATE waits for the first to commit, then
+        finds the code used).
+        """
+        with self._transaction() as db:
+            now = self._clock()
+            row = db.execute(
+                "UPDATE enrollments SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
+                " RETURNING code_id, role, participant_id, created_at, expires_at",
+                (now, code_hash, now),
+            ).fetchone()
+            if row is None:
+                return None
+            code_id, role, participant_id, created_at, expires_at = row
+            token_info, token = self._insert_token(db, role, participant_id)
+            db.execute("UPDATE enrollments SET token_id = ? WHERE code_id = ?", (token_info.token_id, code_id))
+        return EnrollmentInfo(code_id, role, participant_id, created_at, expires_at, now, None, token_info.token_id), token_info, token
+
+    def revoke_enrollment(self, code_id: str) -> bool:
+        """Revoke a code that has not been used; False when there is none with that id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE enrollments SET revoked_at = ? WHERE code_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                (self._clock(), code_id),
+            )
+            return cursor.rowcount == 1
+
+    def list_enrollments(self) -> list[EnrollmentInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code_id, role, participant_id, created_at, expires_at, used_at, revoked_at, token_id"
+                " FROM enrollments ORDER BY created_at"
+            ).fetchall()
+        return [EnrollmentInfo(*row) for row in rows]
+
+    def list_tokens(self) -> list[TokenInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens WHERE role != ? ORDER BY created_at",
+                (LINK_TOKEN_ROLE,),  # a check link's row is managed as a link ('monitor link'), never as a token
+            ).fetchall()
+        return [TokenInfo(*row) for row in rows]
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens"
+                " WHERE token_hash = ? AND revoked_at IS NULL",
+                (hash_token(token),),
+            ).fetchone()
+        return TokenInfo(*row) if row else None
+
+    def probe_secret(self) -> bytes:
+        # Kept in the store, not in a local file, so every monitor sharing the store accepts
+        # the probe keys any of them issued.
+        return self._shared_secret("probe_key")
+
+    def _shared_secret(self, name: str) -> bytes:
+        """The secret ``name``, made on first use. Two monitors making it at once keep the one
+        that was inserted first (the primary key and ON CONFLICT DO NOTHING), and both read it."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, secrets.token_bytes(32)))
+                row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            return bytes(row[0])
+
+    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None:
+        """Store a check. False: this agent already stored this check id (a retry; nothing
+        changes). None: another agent holds the id (nothing changes either)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO checks (check_id, agent_id, participant_id, session_id, received_at, verdict, report)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (check_id) DO NOTHING",
+                (
+                    report.check_id,
+                    agent.token_id,
+                    agent.participant_id,
+                    report.session_id,
+                    received_at,
+                    report.verdict,
+                    report_json,
+                ),
+            )
+            if cursor.rowcount != 1:
+                owner = db.execute("SELECT agent_id FROM checks WHERE check_id = ?", (report.check_id,)).fetchone()
+                return False if owner and owner[0] == agent.token_id else None
+            db.execute(
+                "INSERT INTO latest_checks (agent_id, check_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (agent_id) DO UPDATE SET check_id = excluded.check_id, received_at = excluded.received_at"
+                " WHERE excluded.received_at >= latest_checks.received_at",
+                (agent.token_id, report.check_id, received_at),
+            )
+            return True
+
+    def get_check(self, check_id: str) -> StoredCheck | None:
+        rows = self._select_checks("WHERE check_id = ?", (check_id,))
+        return rows[0] if rows else None
+
+    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]:
+        return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (agent_id, limit))
+
+    def latest_check_per_agent(self) -> list[StoredCheck]:
+        return self._select_checks(
+            "WHERE check_id IN (SELECT l.check_id FROM latest_checks l JOIN tokens t ON t.token_id = l.agent_id"
+            " WHERE t.revoked_at IS NULL AND t.role != ?)",
+            (LINK_TOKEN_ROLE,),  # a check link is not an agent: no series of its own, that would grow per link
+        )
+
+    def _select_checks(self, where: str, parameters: tuple[object, ...]) -> list[StoredCheck]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT check_id, agent_id, participant_id, session_id, received_at, report FROM checks " + where,
+                parameters,
+            ).fetchall()
+        return [StoredCheck(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+
+class SQLiteStore(StoreQueries):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
     Other processes (the token command while the monitor runs) may open the same file: WAL
@@ -184,163 +359,6 @@ class SQLiteStore(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Check
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-    def create_token(self, role: str, participant_id: str) -> tuple[TokenInfo, str]:
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        with self._transaction() as db:
-            return self._insert_token(db, role, participant_id)
-
-    def _insert_token(self, db: sqlite3.Connection, role: str, participant_id: str) -> tuple[TokenInfo, str]:
-        token_id = secrets.token_hex(6)
-        token = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, role, participant_id, self._clock(), None)
-        db.execute(
-            "INSERT INTO tokens (token_id, token_hash, role, participant_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            (token_id, hash_token(token), role, participant_id, info.created_at),
-        )
-        return info, token
-
-    def revoke_token(self, token_id: str) -> bool:
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL AND role != ?",
-                (self._clock(), token_id, LINK_TOKEN_ROLE),
-            )
-            return cursor.rowcount == 1
-
-    def create_enrollment(self, code_hash: str, role: str, participant_id: str, ttl_s: float) -> EnrollmentInfo:
-        """Keep a new code by its hash (the store never sees the code itself)."""
-        if role not in ENROLL_ROLES:
-            raise ValueError(f"role must be one of {', '.join(ENROLL_ROLES)}")
-        now = self._clock()
-        info = EnrollmentInfo(secrets.token_hex(6), role, participant_id, now, now + ttl_s, None, None, None)
-        with self._transaction() as db:
-            # The registry holds each id's one role: a code for a known client's id cannot make
-            # a therapist's machine (SessionConflict, 409), and a new id is registered now.
-            self._ensure_participant(db, participant_id, role, "participant_id")
-            db.execute(
-                "INSERT INTO enrollments (code_id, code_hash, role, participant_id, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (info.code_id, code_hash, role, participant_id, info.created_at, info.expires_at),
-            )
-        return info
-
-    def redeem_enrollment(self, code_hash: str) -> tuple[EnrollmentInfo, TokenInfo, str] | None:
-        """Consume a pending code and create its token, or None (unknown, used, revoked, expired).
-
-        One write transaction: BEGIN IMMEDIATE takes SQLite's write lock before the code is
-        read, so of two redemptions of one code, in this process or another, only one finds
-        it unused.
-        """
-        with self._transaction() as db:
-            now = self._clock()
-            row = db.execute(
-                "SELECT code_id, role, participant_id, created_at, expires_at FROM enrollments"
-                " WHERE code_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
-                (code_hash, now),
-            ).fetchone()
-            if row is None:
-                return None
-            code_id, role, participant_id, created_at, expires_at = row
-            token_info, token = self._insert_token(db, role, participant_id)
-            db.execute("UPDATE enrollments SET used_at = ?, token_id = ? WHERE code_id = ?", (now, token_info.token_id, code_id))
-        return EnrollmentInfo(code_id, role, participant_id, created_at, expires_at, now, None, token_info.token_id), token_info, token
-
-    def revoke_enrollment(self, code_id: str) -> bool:
-        """Revoke a code that has not been used; False when there is none with that id."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE enrollments SET revoked_at = ? WHERE code_id = ? AND used_at IS NULL AND revoked_at IS NULL",
-                (self._clock(), code_id),
-            )
-            return cursor.rowcount == 1
-
-    def list_enrollments(self) -> list[EnrollmentInfo]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT code_id, role, participant_id, created_at, expires_at, used_at, revoked_at, token_id"
-                " FROM enrollments ORDER BY created_at"
-            ).fetchall()
-        return [EnrollmentInfo(*row) for row in rows]
-
-    def list_tokens(self) -> list[TokenInfo]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens WHERE role != ? ORDER BY created_at",
-                (LINK_TOKEN_ROLE,),  # a check link's row is managed as a link ('monitor link'), never as a token
-            ).fetchall()
-        return [TokenInfo(*row) for row in rows]
-
-    def authenticate(self, token: str) -> TokenInfo | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT token_id, role, participant_id, created_at, revoked_at FROM tokens"
-                " WHERE token_hash = ? AND revoked_at IS NULL",
-                (hash_token(token),),
-            ).fetchone()
-        return TokenInfo(*row) if row else None
-
-    def probe_secret(self) -> bytes:
-        # Kept in the store, not in a local file, so every monitor sharing the store accepts
-        # the probe keys any of them issued.
-        with self._transaction() as db:
-            row = db.execute("SELECT value FROM secrets WHERE name = 'probe_key'").fetchone()
-            if row:
-                return bytes(row[0])
-            value = secrets.token_bytes(32)
-            db.execute("INSERT INTO secrets (name, value) VALUES ('probe_key', ?)", (value,))
-            return value
-
-    def add_check(self, agent: TokenInfo, report: CheckReport, report_json: str, received_at: float) -> bool | None:
-        """Store a check. False: this agent already stored this check id (a retry; nothing
-        changes). None: another agent holds the id (nothing changes either)."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO checks (check_id, agent_id, participant_id, session_id, received_at, verdict, report)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    report.check_id,
-                    agent.token_id,
-                    agent.participant_id,
-                    report.session_id,
-                    received_at,
-                    report.verdict,
-                    report_json,
-                ),
-            )
-            if cursor.rowcount != 1:
-                owner = db.execute("SELECT agent_id FROM checks WHERE check_id = ?", (report.check_id,)).fetchone()
-                return False if owner and owner[0] == agent.token_id else None
-            db.execute(
-                "INSERT INTO latest_checks (agent_id, check_id, received_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (agent_id) DO UPDATE SET check_id = excluded.check_id, received_at = excluded.received_at"
-                " WHERE excluded.received_at >= latest_checks.received_at",
-                (agent.token_id, report.check_id, received_at),
-            )
-            return True
-
-    def get_check(self, check_id: str) -> StoredCheck | None:
-        rows = self._select_checks("WHERE check_id = ?", (check_id,))
-        return rows[0] if rows else None
-
-    def checks_for_agent(self, agent_id: str, limit: int) -> list[StoredCheck]:
-        return self._select_checks("WHERE agent_id = ? ORDER BY received_at DESC LIMIT ?", (agent_id, limit))
-
-    def latest_check_per_agent(self) -> list[StoredCheck]:
-        return self._select_checks(
-            "WHERE check_id IN (SELECT l.check_id FROM latest_checks l JOIN tokens t ON t.token_id = l.agent_id"
-            " WHERE t.revoked_at IS NULL AND t.role != ?)",
-            (LINK_TOKEN_ROLE,),  # a check link is not an agent: no series of its own, that would grow per link
-        )
-
-    def _select_checks(self, where: str, parameters: tuple[object, ...]) -> list[StoredCheck]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT check_id, agent_id, participant_id, session_id, received_at, report FROM checks " + where,
-                parameters,
-            ).fetchall()
-        return [StoredCheck(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def close(self) -> None:
         with self._lock:

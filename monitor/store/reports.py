@@ -194,9 +194,9 @@ CREATE TABLE IF NOT EXISTS agent_status (
                 if envelope.sample is None:
                     continue
                 cursor = db.execute(
-                    f"INSERT OR IGNORE INTO samples (report_id, agent_id, participant_id, session_id, kind, seq, taken_at,"
+                    f"INSERT INTO samples (report_id, agent_id, participant_id, session_id, kind, seq, taken_at,"
                     f" received_at, {', '.join(SAMPLE_COLUMNS)}, has_network, network_problem, sample)"
-                    f" VALUES ({', '.join('?' * (11 + len(SAMPLE_COLUMNS)))})",
+                    f" VALUES ({', '.join('?' * (11 + len(SAMPLE_COLUMNS)))}) ON CONFLICT (report_id) DO NOTHING",
                     (
                         envelope.report_id,
                         agent_id,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from monitor.store.dialect import Dialect
 from monitor.store.reports import LAST_CONTACT, LAST_CONTACT_JOINS
 
 # Network numbers of a background sample, as the risk engine's ``RecentSamples`` reads them.
@@ -131,6 +132,7 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _dialect: Dialect
 
     def risk_snapshot(self, now: float, horizon_s: float, samples_since: float, history_since: float) -> RiskSnapshot:
         """Sessions starting within ``horizon_s`` or under way, and what is known of their ends."""
@@ -189,6 +191,7 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         """Store assessments in one transaction; the ids whose state or causes changed (each gets a history row)."""
         changed: set[str] = set()
         with self._transaction() as db:
+            self._dialect.serialize(db, "session_risk")  # each row is read, compared, then written
             for row in rows:
                 causes_json = json.dumps(row.causes)
                 stored = db.execute("SELECT state, causes FROM session_risk WHERE session_id = ?", (row.session_id,)).fetchone()
@@ -222,7 +225,7 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
             )
             db.execute(
                 "UPDATE session_risk SET live_tracker = ?, live_state = ?, client_mos = ?, therapist_mos = ?,"
-                " live_degraded = MAX(live_degraded, ?) WHERE session_id = ?",
+                f" live_degraded = {self._dialect.greatest}(live_degraded, ?) WHERE session_id = ?",
                 (tracker_json, live_state, client_mos, therapist_mos, int(live_state != "ready"), session_id),
             )
 

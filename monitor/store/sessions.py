@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.store.dialect import Dialect
 from sessionready.terms import PARTICIPANT_ROLES
 
 SESSION_STATES = ("scheduled", "live", "ended", "cancelled")
@@ -168,6 +169,8 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _assign: Callable[..., object]  # monitor/store/caseloads.py
+    _shared_secret: Callable[[str], bytes]  # monitor/store/core.py
+    _dialect: Dialect
 
     # --- participants ---------------------------------------------------------------------
 
@@ -197,7 +200,12 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
                 raise SessionConflict("participant_role", f"participant '{participant_id}' is registered as a {row[1]}, not a {role}", field)
             return ParticipantInfo(*row), False
         info = ParticipantInfo(participant_id, role, self._clock())
-        db.execute("INSERT INTO participants (participant_id, role, created_at) VALUES (?, ?, ?)", (participant_id, role, info.created_at))
+        inserted = db.execute(
+            "INSERT INTO participants (participant_id, role, created_at) VALUES (?, ?, ?) ON CONFLICT (participant_id) DO NOTHING",
+            (participant_id, role, info.created_at),
+        ).rowcount
+        if inserted != 1:  # another monitor registered it meanwhile: judge its row
+            return self._ensure_participant(db, participant_id, role, field)
         return info, True
 
     # --- sessions -------------------------------------------------------------------------
@@ -215,6 +223,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         if therapist_id == client_id:
             raise SessionStoreError("invalid_field", "therapist_id and client_id must be different participants", "client_id")
         with self._transaction() as db:
+            self._dialect.serialize(db, "sessions")  # read-then-insert: one creator at a time
             self._ensure_participant(db, therapist_id, "therapist", "therapist_id")
             self._ensure_participant(db, client_id, "client", "client_id")
             if assign:
@@ -298,6 +307,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         if not re.fullmatch(REASON_PATTERN, reason):
             raise SessionStoreError("invalid_field", "a reason is a code of lowercase letters, digits and '_'", "reason")
         with self._transaction() as db:
+            self._dialect.serialize(db, f"session:{session_id}")  # the transition is judged on the current state
             current = self._session(db, session_id)
             if current is None:
                 return None
@@ -320,13 +330,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         """The secret that keys the hashes of calendar UIDs (a UID may hold an e-mail address,
         and a plain hash of one can be found by guessing). Kept in the store so every monitor
         sharing it derives the same session ids."""
-        with self._transaction() as db:
-            row = db.execute("SELECT value FROM secrets WHERE name = 'calendar_key'").fetchone()
-            if row:
-                return bytes(row[0])
-            value = secrets.token_bytes(32)
-            db.execute("INSERT INTO secrets (name, value) VALUES ('calendar_key', ?)", (value,))
-            return value
+        return self._shared_secret("calendar_key")
 
     def import_sessions(self, rows: Sequence[SessionRow]) -> ImportOutcome:
         """Create or update imported sessions in one transaction: all of them, or none when
@@ -339,6 +343,7 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         errors: list[RowError] = []
         try:
             with self._transaction() as db:
+                self._dialect.serialize(db, "sessions")
                 for row in rows:
                     try:
                         counts[self._import_row(db, row)] += 1

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from monitor.store.dialect import Dialect
 from sessionready.quality import Thresholds
 
 
@@ -60,14 +61,16 @@ LOSS = HistogramSpec(
 MOS = HistogramSpec("mos", tuple(round(1.0 + 0.1 * i, 1) for i in range(40)))
 HISTOGRAMS = (RTT, JITTER, LOSS, MOS)
 
-# The value each histogram counts, as SQL over a ``samples`` row. Jitter and loss: the worse
-# direction (SQLite's max() of a NULL is NULL, hence the COALESCE).
-_VALUES = {
-    "rtt": "rtt_p50_ms",
-    "jit": "COALESCE(MAX(jitter_up_ms, jitter_down_ms), jitter_up_ms, jitter_down_ms)",
-    "loss": "COALESCE(MAX(loss_up, loss_down), loss_up, loss_down)",
-    "mos": "mos",
-}
+def _values(dialect: Dialect) -> dict[str, str]:
+    """The value each histogram counts, as SQL over a ``samples`` row. Jitter and loss: the
+    worse direction (SQLite's max() of a NULL is NULL, hence the COALESCE; PostgreSQL's
+    GREATEST skips NULLs, and gives the same)."""
+    return {
+        "rtt": "rtt_p50_ms",
+        "jit": f"COALESCE({dialect.greatest}(jitter_up_ms, jitter_down_ms), jitter_up_ms, jitter_down_ms)",
+        "loss": f"COALESCE({dialect.greatest}(loss_up, loss_down), loss_up, loss_down)",
+        "mos": "mos",
+    }
 # Sums and counts for means, per histogram: ``<name>_n`` and ``<name>_sum``.
 SUM_COLUMNS = tuple(c for spec in HISTOGRAMS for c in (f"{spec.name}_n", f"{spec.name}_sum"))
 # n: samples; poor: samples that alone would make the quality model's verdict "not ready".
@@ -81,14 +84,14 @@ ROLLUP_VERSION = "3"  # bump when buckets change: the next open rebuilds the rol
 REBUILD_CHUNK = 50_000  # samples counted at a time by a rebuild (bounds its memory)
 
 
-def _poor_condition() -> str:
+def _poor_condition(values: dict[str, str]) -> str:
     # The quality model's critical thresholds at their defaults (strictly above / below,
     # as there). A configured monitor may use others for verdicts; trends keep one yardstick
     # so that weeks stay comparable.
     t = Thresholds()
     return (
-        f"(rtt_p50_ms > {t.rtt_critical_ms!r} OR {_VALUES['jit']} > {t.jitter_critical_ms!r}"
-        f" OR {_VALUES['loss']} > {t.loss_critical_ratio!r} OR mos < {t.mos_critical_below!r})"
+        f"(rtt_p50_ms > {t.rtt_critical_ms!r} OR {values['jit']} > {t.jitter_critical_ms!r}"
+        f" OR {values['loss']} > {t.loss_critical_ratio!r} OR mos < {t.mos_critical_below!r})"
     )
 
 
@@ -101,21 +104,22 @@ def _bucket_sql(value: str, edges: Sequence[float], low: int, high: int) -> str:
     return f"CASE WHEN {value} < {edges[middle]!r} THEN {_bucket_sql(value, edges, low, middle - 1)} ELSE {_bucket_sql(value, edges, middle, high)} END"
 
 
-def _bucket_select(where: str) -> str:
+def _bucket_select(where: str, dialect: Dialect) -> str:
     """Per matching sample with network numbers: its keys, its values and their bucket indices.
 
     Bucket indices are computed here, in SQL, for ingest and backfill alike; counting them
     into rows happens in ``_count`` (a GROUP BY with one COUNT(CASE) per bucket column costs
     SQLite ten times more than the whole rest of ingest)."""
+    value_of = _values(dialect)
     buckets = ", ".join(
-        f"CASE WHEN {_VALUES[spec.name]} IS NULL THEN NULL ELSE {_bucket_sql(_VALUES[spec.name], spec.edges, 0, len(spec.edges) - 1)} END"
+        f"CASE WHEN {value_of[spec.name]} IS NULL THEN NULL ELSE {_bucket_sql(value_of[spec.name], spec.edges, 0, len(spec.edges) - 1)} END"
         for spec in HISTOGRAMS
     )
-    values = ", ".join(_VALUES[spec.name] for spec in HISTOGRAMS)
+    values = ", ".join(value_of[spec.name] for spec in HISTOGRAMS)
     return (
-        f"SELECT agent_id, participant_id, CAST(taken_at / 3600 AS INTEGER) - (taken_at < 0),"
-        f" COALESCE(link_type, 'unknown'), COALESCE(json_extract(sample, '$.agent.os'), 'other'),"
-        f" {_poor_condition()}, {values}, {buckets} FROM samples"
+        f"SELECT agent_id, participant_id, {dialect.hour_of('taken_at')},"
+        f" COALESCE(link_type, 'unknown'), COALESCE({dialect.json_text('sample', ('agent', 'os'))}, 'other'),"
+        f" {_poor_condition(value_of)}, {values}, {buckets} FROM samples"
         f" WHERE has_network = 1 AND COALESCE(rtt_p50_ms, jitter_up_ms, jitter_down_ms, loss_up, loss_down, mos) IS NOT NULL AND ({where})"
     )
 
@@ -160,26 +164,36 @@ _DAY_KEYS = ("agent_id", "participant_id", "day", "link_type", "os")  # day: UTC
 
 
 def _add_counts(db: sqlite3.Connection, counted: dict[tuple[object, ...], list[float]]) -> None:
-    """Add counted rows to both rollup tables (the all-agents one is the sum over agents)."""
+    """Add counted rows to both rollup tables (the all-agents one is the sum over agents).
+
+    Rows go in key order: two monitors adding to the same shared rows (an hour's totals) then
+    lock them in the same order and wait for each other instead of deadlocking (PostgreSQL)."""
+    counted = dict(sorted(counted.items(), key=lambda item: _sort_key(item[0])))
     db.executemany(_upsert("trend_agent_hour", _AGENT_KEYS), [(*key, *counters) for key, counters in counted.items()])
     by_hour: dict[tuple[object, ...], list[float]] = {}
     for key, counters in counted.items():
         into = by_hour.setdefault(key[2:], [0] * len(ROLLUP_COLUMNS))
         for i, value in enumerate(counters):
             into[i] += value
-    db.executemany(_upsert("trend_hour", _HOUR_KEYS), [(*key, *counters) for key, counters in by_hour.items()])
+    db.executemany(_upsert("trend_hour", _HOUR_KEYS), [(*key, *counters) for key, counters in sorted(by_hour.items(), key=lambda item: _sort_key(item[0]))])
     total: dict[object, list[float]] = {}
     for key, counters in by_hour.items():
         into = total.setdefault(key[0], [0] * len(ROLLUP_COLUMNS))
         for i, value in enumerate(counters):
             into[i] += value
-    db.executemany(_upsert("trend_hour_total", ("hour",)), [(hour, *counters) for hour, counters in total.items()])
+    db.executemany(_upsert("trend_hour_total", ("hour",)), [(hour, *counters) for hour, counters in sorted(total.items(), key=lambda item: int(item[0]))])  # type: ignore[call-overload]
     by_day: dict[tuple[object, ...], list[float]] = {}
     for (agent, participant, hour, link, os_name), counters in counted.items():
         into = by_day.setdefault((agent, participant, hour // 24, link, os_name), [0] * len(RANK_COLUMNS))  # type: ignore[operator]
         for i, column in enumerate(RANK_COLUMNS):
             into[i] += counters[_INDEX[column]]
-    db.executemany(_upsert("trend_agent_day", _DAY_KEYS, RANK_COLUMNS), [(*key, *counters) for key, counters in by_day.items()])
+    db.executemany(
+        _upsert("trend_agent_day", _DAY_KEYS, RANK_COLUMNS), [(*key, *counters) for key, counters in sorted(by_day.items(), key=lambda item: _sort_key(item[0]))]
+    )
+
+
+def _sort_key(key: tuple[object, ...]) -> tuple[str, ...]:
+    return tuple(f"{part:020d}" if isinstance(part, int) else str(part) for part in key)
 
 
 def _table(name: str, keys: str, primary: str, counters: Sequence[str] = ROLLUP_COLUMNS) -> str:
@@ -284,12 +298,13 @@ class TrendStoreMixin:
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _dialect: Dialect
 
     def _roll_up(self, db: sqlite3.Connection, report_ids: Sequence[str]) -> None:
         """Count newly stored samples into the rollups (called inside ``add_reports``'s transaction)."""
         for start in range(0, len(report_ids), 500):
             chunk = list(report_ids[start : start + 500])
-            rows = db.execute(_bucket_select(f"report_id IN ({', '.join('?' for _ in chunk)})"), chunk).fetchall()
+            rows = db.execute(_bucket_select(f"report_id IN ({', '.join('?' for _ in chunk)})", self._dialect), chunk).fetchall()
             _add_counts(db, _count(rows))
 
     def _ensure_rollups(self) -> None:
@@ -304,15 +319,21 @@ class TrendStoreMixin:
         """Recount the rollups from every stored sample, in one transaction; returns the number
         of agent-hour rows. Runs by itself at open when needed (``_ensure_rollups``)."""
         with self._transaction() as db:
+            # No sample may be stored meanwhile (another monitor's ingest): it would be counted
+            # by this recount and by its own ingest too.
+            self._dialect.block_writes(db, "samples")
             db.execute("DELETE FROM trend_agent_hour")
             db.execute("DELETE FROM trend_hour")
             db.execute("DELETE FROM trend_hour_total")
             db.execute("DELETE FROM trend_agent_day")
             last = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM samples").fetchone()[0]
             for low in range(0, last, REBUILD_CHUNK):
-                rows = db.execute(_bucket_select("rowid > ? AND rowid <= ?"), (low, low + REBUILD_CHUNK)).fetchall()
+                rows = db.execute(_bucket_select("rowid > ? AND rowid <= ?", self._dialect), (low, low + REBUILD_CHUNK)).fetchall()
                 _add_counts(db, _count(rows))
-            db.execute("INSERT OR REPLACE INTO trend_meta (name, value) VALUES ('version', ?)", (ROLLUP_VERSION,))
+            db.execute(
+                "INSERT INTO trend_meta (name, value) VALUES ('version', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (ROLLUP_VERSION,),
+            )
             return db.execute("SELECT COUNT(*) FROM trend_agent_hour").fetchone()[0]
 
     def trend_hours(self, hour_from: int, hour_to: int, where: TrendFilter) -> list[RollupRow]:
@@ -365,7 +386,7 @@ class TrendStoreMixin:
             parameters = [hour_from, hour_to, *dim_parameters]
         with self._lock:
             rows = self._db.execute(
-                f"SELECT agent_id, MIN(participant_id), link_type, {sums} FROM ({union}) GROUP BY agent_id, link_type", parameters
+                f"SELECT agent_id, MIN(participant_id), link_type, {sums} FROM ({union}) AS parts GROUP BY agent_id, link_type", parameters
             ).fetchall()
         return _match(rows, 3)
 
@@ -398,8 +419,8 @@ class TrendStoreMixin:
         with self._lock:
             rows = self._db.execute(
                 "SELECT s.start_at / 900, COUNT(*),"
-                " SUM(EXISTS (SELECT 1 FROM session_risk_history h WHERE h.session_id = s.session_id"
-                "   AND h.state IN ('at_risk', 'not_ready') AND h.at < s.start_at)),"
+                " SUM(CASE WHEN EXISTS (SELECT 1 FROM session_risk_history h WHERE h.session_id = s.session_id"
+                "   AND h.state IN ('at_risk', 'not_ready') AND h.at < s.start_at) THEN 1 ELSE 0 END),"
                 " SUM(COALESCE(r.live_degraded, 0))"
                 f" FROM sessions s LEFT JOIN session_risk r USING (session_id) WHERE {sql} GROUP BY 1 ORDER BY 1",
                 parameters,
@@ -413,7 +434,7 @@ class TrendStoreMixin:
             rows = self._db.execute(
                 "SELECT p, COUNT(*) FROM (SELECT s.therapist_id AS p, r.live_degraded AS d FROM sessions s"
                 f" JOIN session_risk r USING (session_id) WHERE {sql} UNION ALL SELECT s.client_id, r.live_degraded"
-                f" FROM sessions s JOIN session_risk r USING (session_id) WHERE {sql}) WHERE d = 1 GROUP BY p",
+                f" FROM sessions s JOIN session_risk r USING (session_id) WHERE {sql}) AS ends WHERE d = 1 GROUP BY p",
                 parameters + parameters,
             ).fetchall()
         return dict(rows)

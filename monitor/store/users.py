@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.store.dialect import Dialect
 from sessionready.terms import USER_ROLES
 
 # User session tokens start "sru1_", agent tokens "sr1_": the prefix says which table to look in.
@@ -125,6 +126,7 @@ CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failur
     _lock: threading.Lock
     _clock: Callable[[], float]
     _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _dialect: Dialect
 
     def create_user(self, username: str, role: str, participant_id: str | None, password_hash: str) -> UserInfo:
         """A new active user; ValueError if the role does not fit or the username is taken."""
@@ -140,7 +142,7 @@ CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failur
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (info.user_id, username, role, participant_id, password_hash, info.created_at),
                 )
-        except sqlite3.IntegrityError:
+        except self._dialect.integrity_errors:
             raise ValueError(f"the username '{username}' is taken") from None
         return info
 
@@ -161,10 +163,11 @@ CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failur
         """Disable an active user and end their sessions at once; False if there is none."""
         with self._transaction() as db:
             now = self._clock()
-            row = db.execute("SELECT user_id FROM users WHERE username = ? AND disabled_at IS NULL", (username,)).fetchone()
+            row = db.execute(
+                "UPDATE users SET disabled_at = ? WHERE username = ? AND disabled_at IS NULL RETURNING user_id", (now, username)
+            ).fetchone()
             if row is None:
                 return False
-            db.execute("UPDATE users SET disabled_at = ? WHERE user_id = ?", (now, row[0]))
             db.execute("UPDATE user_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (now, row[0]))
             return True
 
