@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor.reflector import ReflectorCounters
 from monitor.store.core import StoredCheck
+from monitor.store.protocols import RiskStore
 from monitor.store.reports import AgentStatus
 from sessionready.terms import VERDICTS
 
@@ -266,18 +266,13 @@ class PendingDeliveriesCollector:
         yield family
 
 
-def register_session_metrics(registry: CollectorRegistry, store: SessionMetricsSource) -> None:
+def register_session_metrics(registry: CollectorRegistry, store: RiskStore) -> None:
     """Sessions by state and risk, and live sessions' current MOS per end, read at scrape time."""
     registry.register(SessionCollector(store))
 
 
-class SessionMetricsSource(Protocol):
-    def session_counts(self) -> list[tuple[str, str, int]]: ...
-    def live_mos(self) -> list[tuple[str, str, str, float | None, float | None]]: ...
-
-
 class SessionCollector:
-    def __init__(self, store: SessionMetricsSource) -> None:
+    def __init__(self, store: RiskStore) -> None:
         self._store = store
 
     def collect(self) -> Iterable[Metric]:

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
+from monitor.store.protocols import RetentionStore
 from monitor.store.retention import KINDS
 from sessionready.config import ConfigError, decode_section
 from sessionready.typed import limits
@@ -50,14 +50,10 @@ def load_retention(table: object, path: Path | str) -> RetentionConfig:
     return decode_section(RetentionConfig, table, path, "retention")
 
 
-class ExpiringStore(Protocol):
-    def expire_batch(self, kind: str, before: float, limit: int) -> int: ...
-
-
 class RetentionJob:
     def __init__(
         self,
-        store: ExpiringStore,
+        store: RetentionStore,
         config: RetentionConfig,
         clock: Callable[[], float],
         counted: Callable[[str, int], None] = lambda kind, rows: None,

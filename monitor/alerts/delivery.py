@@ -35,7 +35,7 @@ import aiohttp
 from monitor.alerts.config import KINDS, AlertKind, AlertsConfig, WebhookConfig
 from monitor.metrics import AlertMetrics
 from monitor.store.alerts import AlertRecord, AttemptOutcome, PendingDelivery
-from monitor.store.core import Store
+from monitor.store.protocols import AlertStore
 from sessionready.backoff import half_jitter_s
 from sessionready.terms import ENDS, ID_PATTERN
 from sessionready.typed import rfc3339
@@ -254,7 +254,7 @@ class Alerter:
 
     def __init__(
         self,
-        store: Store,
+        store: AlertStore,
         config: AlertsConfig,
         session: aiohttp.ClientSession | None = None,
         *,

@@ -19,6 +19,7 @@ from monitor.alerts.config import AlertKind
 from monitor.auth import require_role
 from monitor.errors import ApiError, id_param, only_params
 from monitor.store.alerts import StoredAlert
+from monitor.store.protocols import AlertStore
 from sessionready.terms import STAFF_ROLES
 from sessionready.typed import encode, limits, rfc3339
 
@@ -45,7 +46,8 @@ async def list_alerts(request: web.Request) -> web.Response:
             # Asking for another therapist's alerts finds none: the filter is the token's.
             return web.json_response(encode(AlertList(())))
         therapist_id = principal.participant_id
-    rows = await asyncio.to_thread(request.app[keys.STORE].list_alerts, therapist_id, session_id, int(limit_text))
+    store: AlertStore = request.app[keys.STORE]
+    rows = await asyncio.to_thread(store.list_alerts, therapist_id, session_id, int(limit_text))
     return web.json_response(encode(AlertList(tuple(alert_out(row) for row in rows))))
 
 

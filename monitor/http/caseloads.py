@@ -18,6 +18,7 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, id_param, only_params, read_body
 from monitor.store.caseloads import CaseloadEntry
+from monitor.store.protocols import CaseloadStore
 from monitor.store.sessions import SessionConflict, SessionStoreError
 from sessionready.terms import ID_PATTERN, STAFF_ROLES
 from sessionready.typed import encode, json_schema, limits, rfc3339
@@ -68,7 +69,8 @@ async def list_caseload(request: web.Request) -> web.Response:
         if therapist not in (None, principal.participant_id):
             raise ApiError(403, "forbidden", "a therapist sees only their own caseload", "therapist")
         therapist = principal.participant_id
-    entries = await asyncio.to_thread(request.app[keys.STORE].caseload, therapist)
+    store: CaseloadStore = request.app[keys.STORE]
+    entries = await asyncio.to_thread(store.caseload, therapist)
     return web.json_response(encode(CaseloadList(tuple(caseload_out(e) for e in entries))))
 
 
@@ -77,8 +79,9 @@ async def assign(request: web.Request) -> web.Response:
     require_role(principal, *STAFF_ROLES, users=True)
     only_params(request)
     wanted = decode_body(CaseloadAssign, await read_body(request))
+    store: CaseloadStore = request.app[keys.STORE]
     try:
-        entry, created = await asyncio.to_thread(request.app[keys.STORE].assign_client, wanted.therapist_id, wanted.client_id, "api")
+        entry, created = await asyncio.to_thread(store.assign_client, wanted.therapist_id, wanted.client_id, "api")
     except SessionStoreError as error:
         raise ApiError(409 if isinstance(error, SessionConflict) else 400, error.code, error.message, error.field) from None
     if created:
@@ -91,7 +94,8 @@ async def unassign(request: web.Request) -> web.Response:
     require_role(principal, *STAFF_ROLES, users=True)
     only_params(request)
     therapist_id, client_id = id_param(request.match_info["therapist_id"], "therapist_id"), id_param(request.match_info["client_id"], "client_id")
-    if not await asyncio.to_thread(request.app[keys.STORE].unassign_client, therapist_id, client_id):
+    store: CaseloadStore = request.app[keys.STORE]
+    if not await asyncio.to_thread(store.unassign_client, therapist_id, client_id):
         raise ApiError(404, "not_found", "this client is not on this therapist's caseload")
     log.info("client unassigned", extra={"fields": {"therapist_id": therapist_id, "client_id": client_id, "by_role": principal.role}})
     return web.Response(status=204)

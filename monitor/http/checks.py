@@ -7,19 +7,29 @@ import json
 import re
 import time
 from dataclasses import replace
+from typing import Protocol
 
 from aiohttp import web
 
 from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, read_body
-from monitor.store.core import Store, StoredCheck
+from monitor.store.core import StoredCheck
+from monitor.store.protocols import CaseloadStore, CheckStore, SessionStore, TokenStore
 from monitor.words import in_own_words
 from sessionready.schema import CheckReport
 from sessionready.terms import CHECK_ID_PATTERN, ID_PATTERN, PARTICIPANT_ROLES, STAFF_ROLES
 from sessionready.typed import encode
 
 MAX_LIST = 500
+
+
+class CheckReadingStore(CheckStore, CaseloadStore, SessionStore, Protocol):
+    """A check read by id: the caseload and the check's session decide what a therapist sees."""
+
+
+class AgentChecksStore(CheckStore, TokenStore, Protocol):
+    """An agent's checks, listed for its participant's other machines (the tokens say whose)."""
 
 
 def parse_report(body: bytes) -> CheckReport:
@@ -38,8 +48,9 @@ async def post_check(request: web.Request) -> web.Response:
         app_metrics.ingest.labels("rejected").inc()
         raise
     # Store the canonical re-encoding, never the raw body: only schema fields are kept.
+    store: CheckStore = request.app[keys.STORE]
     stored = await asyncio.to_thread(
-        request.app[keys.STORE].add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), request.app[keys.CLOCK]()
+        store.add_check, agent, report, json.dumps(encode(report), separators=(",", ":")), request.app[keys.CLOCK]()
     )
     if stored is None:
         app_metrics.ingest.labels("rejected").inc()
@@ -52,7 +63,7 @@ async def post_check(request: web.Request) -> web.Response:
     )
 
 
-def _visible(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> bool:
+def _visible(agent: keys.TokenInfo, check: StoredCheck, store: CaseloadStore) -> bool:
     """Own checks (all of the participant's machines); staff see all; a therapist also sees a
     check of a client on their caseload made around one of their own sessions with that client
     (monitor/store/caseloads.py; the dashboard shows it on the session page)."""
@@ -61,7 +72,7 @@ def _visible(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> bool:
     return agent.role == "therapist" and store.check_visible_to_therapist(agent.participant_id, check.participant_id, check.received_at)
 
 
-def _for_reader(agent: keys.TokenInfo, check: StoredCheck, store: Store) -> StoredCheck:
+def _for_reader(agent: keys.TokenInfo, check: StoredCheck, store: SessionStore) -> StoredCheck:
     """The check as ``agent`` may read it: a therapist reading a client's check made for
     another therapist's session does not learn that session's id."""
     if agent.role in STAFF_ROLES or check.participant_id == agent.participant_id or check.session_id is None:
@@ -82,7 +93,7 @@ async def get_check(request: web.Request) -> web.Response:
     check_id = request.match_info["check_id"]
     if not _matches(CHECK_ID_PATTERN, check_id):
         raise ApiError(400, "bad_parameter", "a check id is 32 lowercase hex characters", "check_id")
-    store = request.app[keys.STORE]
+    store: CheckReadingStore = request.app[keys.STORE]
     check = await asyncio.to_thread(store.get_check, check_id)
     if check is None or not await asyncio.to_thread(_visible, agent, check, store):
         # The same answer for "absent" and "not yours": ids of others' checks do not leak.
@@ -99,12 +110,13 @@ async def agent_checks(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST:
         raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_LIST}", "limit")
+    store: AgentChecksStore = request.app[keys.STORE]
     if agent_id != agent.token_id:
-        tokens = await asyncio.to_thread(request.app[keys.STORE].list_tokens)
+        tokens = await asyncio.to_thread(store.list_tokens)
         owner = next((t for t in tokens if t.token_id == agent_id), None)
         if owner is None or owner.participant_id != agent.participant_id:
             raise ApiError(404, "not_found", "no such agent")
-    checks = await asyncio.to_thread(request.app[keys.STORE].checks_for_agent, agent_id, int(raw_limit))
+    checks = await asyncio.to_thread(store.checks_for_agent, agent_id, int(raw_limit))
     return web.json_response({"agent_id": agent_id, "checks": [_check_json(c) for c in checks]})
 
 

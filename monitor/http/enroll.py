@@ -22,7 +22,8 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import RateLimiter
 from monitor.errors import ApiError, decode_body, json_error, read_body
-from monitor.store.core import EnrollmentInfo, Store
+from monitor.store.core import EnrollmentInfo
+from monitor.store.protocols import TokenStore
 from sessionready.terms import MAX_TTL_HOURS, MIN_TTL_HOURS
 from sessionready.typed import encode, limits
 
@@ -62,7 +63,7 @@ def hash_code(normalised: str) -> str:
     return hashlib.sha256(b"sessionready-enroll-v1:" + normalised.encode()).hexdigest()
 
 
-def create_code(store: Store, role: str, participant_id: str, ttl_hours: int) -> tuple[EnrollmentInfo, str]:
+def create_code(store: TokenStore, role: str, participant_id: str, ttl_hours: int) -> tuple[EnrollmentInfo, str]:
     """A new code (returned once, here) and what the store keeps about it (its hash only)."""
     if not MIN_TTL_HOURS <= ttl_hours <= MAX_TTL_HOURS:
         raise ValueError(f"the lifetime must be {MIN_TTL_HOURS} to {MAX_TTL_HOURS} hours")
@@ -107,7 +108,8 @@ def redeem_handler(
         normalised = normalise_code(code)
         redeemed = None
         if normalised is not None:
-            redeemed = await asyncio.to_thread(request.app[keys.STORE].redeem_enrollment, hash_code(normalised))
+            store: TokenStore = request.app[keys.STORE]
+            redeemed = await asyncio.to_thread(store.redeem_enrollment, hash_code(normalised))
         if redeemed is None:
             # One answer for mistyped, unknown, expired, used and revoked codes, so that an
             # answer never tells which codes exist.

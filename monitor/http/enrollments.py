@@ -20,6 +20,7 @@ from monitor.auth import require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.http.enroll import create_code
 from monitor.store.core import EnrollmentInfo
+from monitor.store.protocols import TokenStore
 from monitor.store.sessions import SessionConflict
 from sessionready.terms import DEFAULT_TTL_HOURS, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS
 from sessionready.typed import encode, json_schema, limits
@@ -105,7 +106,8 @@ async def create_enrollment(request: web.Request) -> web.Response:
 async def list_enrollments(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], "it", "admin", users=True)
     only_params(request)
-    infos = await asyncio.to_thread(request.app[keys.STORE].list_enrollments)
+    store: TokenStore = request.app[keys.STORE]
+    infos = await asyncio.to_thread(store.list_enrollments)
     now = request.app[keys.CLOCK]()
     return web.json_response(encode(EnrollmentList(tuple(enrollment_out(info, now) for info in infos))))
 
@@ -119,7 +121,7 @@ async def revoke_enrollment(request: web.Request) -> web.Response:
     code_id = request.match_info["code_id"]
     if not re.fullmatch(CODE_ID_PATTERN, code_id):
         raise ApiError(400, "bad_parameter", "a code id is 12 hexadecimal digits (see GET /api/v1/enrollments)", "code_id")
-    store = request.app[keys.STORE]
+    store: TokenStore = request.app[keys.STORE]
     revoked = await asyncio.to_thread(store.revoke_enrollment, code_id)
     info = next((e for e in await asyncio.to_thread(store.list_enrollments) if e.code_id == code_id), None)
     if info is None:

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from aiohttp import web
 
@@ -20,6 +20,7 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
 from monitor.risk.engine import agent_online
+from monitor.store.protocols import ReportStore, TokenStore
 from monitor.store.reports import AgentStatus, StoredSample
 from monitor.words import plain_report
 from sessionready.schema import MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
@@ -31,6 +32,10 @@ RESULTS = ("stored", "duplicate", "rejected")
 DEFAULT_SAMPLES_WINDOW_S = 3600.0
 MAX_SAMPLES = 5000
 MAX_SINCE = 1e11  # unix seconds, the year 5138
+
+
+class AgentSamplesStore(ReportStore, TokenStore, Protocol):
+    """An agent's samples, read by its participant's other machines (the tokens say whose)."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,8 @@ async def post_reports(request: web.Request) -> web.Response:
     spool, raw_reports = parse_batch(parse_json(await read_body(request)))
     decoded = [decode_report(raw) for raw in raw_reports]
     valid = [d for d in decoded if isinstance(d, ReportEnvelope)]
-    outcomes = iter(await asyncio.to_thread(request.app[keys.STORE].add_reports, agent, valid, spool, request.app[keys.CLOCK]()))
+    store: ReportStore = request.app[keys.STORE]
+    outcomes = iter(await asyncio.to_thread(store.add_reports, agent, valid, spool, request.app[keys.CLOCK]()))
     counter = request.app[keys.METRICS].reports
     results: list[ReportResult] = []
     for raw, item in zip(raw_reports, decoded):
@@ -185,7 +191,7 @@ async def agent_samples(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "1000")
     if not re.fullmatch(r"[0-9]{1,5}", raw_limit) or not 1 <= int(raw_limit) <= MAX_SAMPLES:
         raise ApiError(400, "bad_parameter", f"'limit' must be a whole number from 1 to {MAX_SAMPLES}", "limit")
-    store = request.app[keys.STORE]
+    store: AgentSamplesStore = request.app[keys.STORE]
     if agent_id != agent.token_id:
         tokens = await asyncio.to_thread(store.list_tokens)
         owner = next((t for t in tokens if t.token_id == agent_id), None)
@@ -204,7 +210,8 @@ async def list_agents(request: web.Request) -> web.Response:
     """Every agent with its last contact and spool numbers (IT staff and admins only)."""
     agent: keys.TokenInfo = request[keys.AGENT]
     require_role(agent, "it", "admin")
-    statuses = await asyncio.to_thread(request.app[keys.STORE].agent_statuses)
+    store: ReportStore = request.app[keys.STORE]
+    statuses = await asyncio.to_thread(store.agent_statuses)
     now = request.app[keys.CLOCK]()
     return web.json_response(encode(AgentList(tuple(agent_listing(s, now) for s in statuses))))
 

@@ -15,6 +15,7 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params
 from monitor.http.sessions import STAFF, visible_session
+from monitor.store.protocols import RiskStore
 from sessionready import schema
 from sessionready.typed import decode, encode
 
@@ -48,7 +49,8 @@ async def session_samples(request: web.Request) -> web.Response:
         if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,6})?", raw):
             raise ApiError(400, "bad_parameter", "'since' is unix seconds, e.g. 1764100000.5", "since")
         since = max(float(raw), now - MAX_WINDOW_S)
-    rows = await asyncio.to_thread(request.app[keys.STORE].live_samples, info.session_id, since)
+    store: RiskStore = request.app[keys.STORE]
+    rows = await asyncio.to_thread(store.live_samples, info.session_id, since)
     ends = {info.client_id: "client", info.therapist_id: "therapist"}
     samples = tuple(
         EndSample(ends[participant], received_at, decode(schema.Sample, sample))  # type: ignore[arg-type]

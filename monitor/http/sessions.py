@@ -12,7 +12,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta, timezone, tzinfo
-from typing import Literal
+from typing import Literal, Protocol
 
 from aiohttp import web
 
@@ -32,7 +32,7 @@ from monitor.calendars.imports import (
 from monitor.calendars.worker import IMPORT_WORKERS, ImportJob, run_import
 from monitor.errors import ApiError, decode_body, id_param, only_params, read_body
 from monitor.http.risk import RiskDetail, RiskOut, risk_detail, risk_out
-from monitor.store.core import Store
+from monitor.store.protocols import CaseloadStore, RiskStore, SessionStore
 from monitor.store.sessions import REASON_PATTERN, ImportOutcome, SessionConflict, SessionInfo, SessionStoreError, StateChange
 from sessionready.schema import AgentSession
 from sessionready.terms import ID_PATTERN, STAFF_ROLES
@@ -47,6 +47,14 @@ AGENT_PAST_S = 3600  # the agent also learns of sessions that ended within the l
 IMPORT_MAX_BYTES = 8 << 20  # a practice calendar export; larger than any report
 IMPORT_SLOTS = web.AppKey("import_slots", asyncio.Semaphore)  # imports running in worker processes
 OFFSET = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+class BookingStore(SessionStore, CaseloadStore, Protocol):
+    """A session booked: a therapist's token books only clients on its caseload."""
+
+
+class SessionRiskStore(SessionStore, RiskStore, Protocol):
+    """Sessions shown with the risk engine's latest word on each."""
 
 
 # --- request and response bodies ------------------------------------------------------------
@@ -266,7 +274,7 @@ async def create_participant(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], *STAFF)
     only_params(request)
     body = decode_body(ParticipantCreate, await read_body(request))
-    store = request.app[keys.STORE]
+    store: SessionStore = request.app[keys.STORE]
     try:
         info, created = await asyncio.to_thread(store.add_participant, body.participant_id, body.role)
     except SessionStoreError as error:
@@ -277,11 +285,12 @@ async def create_participant(request: web.Request) -> web.Response:
 async def list_participants(request: web.Request) -> web.Response:
     require_role(request[keys.AGENT], *STAFF)
     only_params(request)
-    rows = await asyncio.to_thread(request.app[keys.STORE].list_participants)
+    store: SessionStore = request.app[keys.STORE]
+    rows = await asyncio.to_thread(store.list_participants)
     return _json(ParticipantList(tuple(ParticipantOut(p.participant_id, p.role, rfc3339(p.created_at)) for p in rows)))  # type: ignore[arg-type]
 
 
-async def _may_book(store: Store, agent: keys.TokenInfo, body: SessionCreate) -> None:
+async def _may_book(store: CaseloadStore, agent: keys.TokenInfo, body: SessionCreate) -> None:
     """A therapist's token books only its own sessions, only with clients on its caseload, and
     never picks the session id: a chosen id could take one a later import needs, and the
     answer for a taken id would tell whether another therapist's session exists."""
@@ -299,7 +308,7 @@ async def create_session(request: web.Request) -> web.Response:
     require_role(agent, "therapist", *STAFF)
     only_params(request)
     body = decode_body(SessionCreate, await read_body(request))
-    store = request.app[keys.STORE]
+    store: BookingStore = request.app[keys.STORE]
     if agent.role == "therapist":
         await _may_book(store, agent, body)
     try:
@@ -347,7 +356,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     elif "tz" in request.query:
         zone_param(request.query["tz"])  # still validated: a typo should not pass silently
     limit = _int_param(request, "limit", DEFAULT_LIST, 1, MAX_LIST)
-    store = request.app[keys.STORE]
+    store: SessionRiskStore = request.app[keys.STORE]
     rows = await asyncio.to_thread(
         store.list_sessions,
         therapist_id=therapist,
@@ -367,7 +376,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def visible_session(request: web.Request) -> SessionInfo:
     agent: keys.TokenInfo = request[keys.AGENT]
     session_id = id_param(request.match_info["session_id"], "session_id")
-    info = await asyncio.to_thread(request.app[keys.STORE].get_session, session_id)
+    store: SessionStore = request.app[keys.STORE]
+    info = await asyncio.to_thread(store.get_session, session_id)
     if info is None or not _visible(agent, info):
         # One answer for "absent" and "not yours": others' session ids do not leak.
         raise ApiError(404, "not_found", "no such session")
@@ -386,7 +396,7 @@ async def set_state(request: web.Request) -> web.Response:
     only_params(request)
     body = decode_body(StateRequest, await read_body(request))
     info = await visible_session(request)
-    store = request.app[keys.STORE]
+    store: SessionStore = request.app[keys.STORE]
     try:
         updated = await asyncio.to_thread(store.set_session_state, info.session_id, body.state, request.app[keys.CLOCK](), body.reason)
     except SessionStoreError as error:
@@ -397,7 +407,7 @@ async def set_state(request: web.Request) -> web.Response:
 
 
 async def _detail_with_risk(request: web.Request, info: SessionInfo) -> SessionDetail:
-    store = request.app[keys.STORE]
+    store: SessionRiskStore = request.app[keys.STORE]
     history = await asyncio.to_thread(store.session_history, info.session_id)
     stored = await asyncio.to_thread(store.stored_risk, info.session_id)
     detail = session_detail(info, history)
@@ -412,9 +422,8 @@ async def agent_sessions(request: web.Request) -> web.Response:
     only_params(request, "hours")
     hours = _int_param(request, "hours", DEFAULT_AGENT_HOURS, 1, MAX_AGENT_HOURS)
     now = request.app[keys.CLOCK]()
-    rows = await asyncio.to_thread(
-        request.app[keys.STORE].sessions_for_participant, agent.participant_id, now + hours * 3600, now - AGENT_PAST_S
-    )
+    store: SessionStore = request.app[keys.STORE]
+    rows = await asyncio.to_thread(store.sessions_for_participant, agent.participant_id, now + hours * 3600, now - AGENT_PAST_S)
     sessions = tuple(
         AgentSession(info.session_id, rfc3339(info.start_at_s), info.planned_duration_s, info.state, role)  # type: ignore[arg-type]
         for info, role in rows
@@ -444,7 +453,7 @@ async def import_sessions(request: web.Request) -> web.Response:
         if "tz" in request.query:
             raise ApiError(400, "bad_parameter", "with a JSON body, give tz in the body, not in the query", "tz")
         request_body = decode_body(ImportRequest, raw)
-    store = request.app[keys.STORE]
+    store: SessionStore = request.app[keys.STORE]
     if request_body.tz is not None:
         zone_param(request_body.tz, imported=True)  # a bad zone is the caller's 400 before any work starts
     if request_body.format == "csv":

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ from monitor.auth import require_role
 from monitor.calendars.imports import day_bounds
 from monitor.errors import ApiError, id_param, only_params
 from monitor.http.sessions import zone_param
-from monitor.store.core import Store
+from monitor.store.protocols import SummaryStore, TrendStore
 from monitor.store.summaries import WarningRow
 from monitor.store.trends import JITTER, LOSS, MOS, RTT, HistogramSpec, RollupRow, TrendFilter, percentile
 from sessionready.schema import LINK_TYPES, OS_NAMES
@@ -242,7 +242,11 @@ def parse_query(query: Mapping[str, str], clock: Callable[[], float]) -> TrendQu
     return TrendQuery(first, last, zone, zone_name, where)
 
 
-def build_trends(store: Store, query: TrendQuery) -> TrendsOut:
+class TrendsPageStore(TrendStore, SummaryStore, Protocol):
+    """The Trends page: hourly rollups and sessions, and how the summaries judged the warnings."""
+
+
+def build_trends(store: TrendsPageStore, query: TrendQuery) -> TrendsOut:
     """Everything the Trends page shows, from rollups and sessions (a few SQL queries)."""
     start_s = day_bounds(query.first_day.isoformat(), query.zone)[0]
     end_s = day_bounds(query.last_day.isoformat(), query.zone)[1]

@@ -33,7 +33,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from monitor import keys
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, decode_body, json_error, read_body
-from monitor.store.core import Store, hash_token
+from monitor.store.core import hash_token
+from monitor.store.protocols import UserStore
 from monitor.store.users import USER_TOKEN_PREFIX, UserInfo, UserPrincipal, UserSession
 from sessionready import backoff, client_address
 from sessionready.ratelimit import RateLimiter
@@ -167,7 +168,7 @@ class Login:
         # ASCII only: str.lower() maps a few other characters onto a-z (the Kelvin sign onto k),
         # which would give one account several names, each with its own attempt budget.
         username = body.username.lower() if body.username.isascii() else ""
-        store: Store = request.app[keys.STORE]
+        store: UserStore = request.app[keys.STORE]
         pair = pair_hash(username, address)
         # The wait is the same for unknown and known usernames (no enumeration), and costs
         # no hash: a pair that is waiting is answered before argon2 runs.
@@ -210,7 +211,8 @@ class Login:
         principal = request[keys.AGENT]
         if not isinstance(principal, UserPrincipal):
             raise ApiError(403, "forbidden", "only a dashboard login can log out; revoke an agent token with 'sessionready monitor token revoke'")
-        await asyncio.to_thread(request.app[keys.STORE].revoke_user_session, principal.session_id)
+        store: UserStore = request.app[keys.STORE]
+        await asyncio.to_thread(store.revoke_user_session, principal.session_id)
         log.info("logout", extra={"fields": {"user_id": principal.user_id, "session_id": principal.session_id}})
         return web.Response(status=204)
 

@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.alerts.delivery import AlertEvent, AlertReason
 from monitor.risk.engine import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
 from monitor.risk.live import LiveSample, LiveState, LiveTracker, LiveTransition
-from monitor.store.core import Store
+from monitor.store.protocols import AlertStore, RiskStore, SessionStore
 from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot
 from sessionready.typed import SchemaError, decode, encode
 
@@ -46,10 +47,15 @@ class RiskTimes:
     alert_lead_s: float = 7200.0  # pre-session alerts only for sessions starting within this
 
 
+class RiskServiceStore(RiskStore, SessionStore, AlertStore, Protocol):
+    """What the risk service touches: risk inputs and results, sessions' states (it moves them
+    to live and ended), and alert dedup records (it forgets a cause that cleared)."""
+
+
 class RiskService:
     def __init__(
         self,
-        store: Store,
+        store: RiskServiceStore,
         config: RiskConfig = RiskConfig(),
         times: RiskTimes = RiskTimes(),
         submit: Callable[[AlertEvent], bool] | None = None,

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.alerts.config import AlertsConfig
 from monitor.alerts.delivery import AlertEvent, AlertReason
@@ -30,7 +31,7 @@ from monitor.risk.summary import (
     read_sample,
     summarise,
 )
-from monitor.store.core import Store
+from monitor.store.protocols import RiskStore, SessionStore, SummaryStore
 from monitor.store.summaries import SummaryRow
 from sessionready.quality import Thresholds
 from sessionready.typed import SchemaError, decode, encode
@@ -52,10 +53,15 @@ class NotSummarised:
     state: str
 
 
+class SummaryJobStore(SummaryStore, SessionStore, RiskStore, Protocol):
+    """What the summary job touches: summaries, the sessions that ended and their state changes,
+    and the live samples they had (the risk area keeps those per session)."""
+
+
 class SummaryJob:
     def __init__(
         self,
-        store: Store,
+        store: SummaryJobStore,
         alerts: AlertsConfig = NO_WEBHOOKS,
         submit: Callable[[AlertEvent], bool] | None = None,
         clock: Callable[[], float] = time.time,
