@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
 from monitor.errors import ApiError, json_error
-from monitor.store.core import Store, TokenInfo, hash_token
+from monitor.store.core import TokenInfo, hash_token
+from monitor.store.protocols import TokenStore, UserStore
 from monitor.store.users import USER_TOKEN_PREFIX, UserPrincipal
 from sessionready.ratelimit import RateLimiter  # noqa: F401  (its home before the dashboard needed it too)
 from sessionready.terms import (  # the same for a token and a dashboard user: staff who see every session
@@ -65,7 +67,11 @@ LinkAuthenticator = Callable[[web.Request, str], Awaitable["LinkPrincipal | web.
 _NO_CREDENTIAL = "this endpoint needs a token (an agent's, or a dashboard login's): send 'Authorization: Bearer <token>'"
 
 
-def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.AppKey, links: LinkAuthenticator | None = None) -> Callable:
+class CredentialStore(TokenStore, UserStore, Protocol):
+    """What the middleware reads: agents' tokens and dashboard users' login sessions."""
+
+
+def auth_middleware(store_of: Callable[[web.Request], CredentialStore], agent_key: web.AppKey, links: LinkAuthenticator | None = None) -> Callable:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
@@ -85,11 +91,12 @@ def auth_middleware(store_of: Callable[[web.Request], Store], agent_key: web.App
         if scheme.lower() != "bearer" or not token.strip():
             return _unread(json_error(401, "unauthenticated", _NO_CREDENTIAL, headers={"WWW-Authenticate": 'Bearer realm="sessionready"'}))
         token = token.strip()
+        store: CredentialStore = store_of(request)
         info: Principal | None
         if token.startswith(USER_TOKEN_PREFIX + "_"):
-            info = await asyncio.to_thread(store_of(request).authenticate_user, hash_token(token))
+            info = await asyncio.to_thread(store.authenticate_user, hash_token(token))
         else:
-            info = await asyncio.to_thread(store_of(request).authenticate, token)
+            info = await asyncio.to_thread(store.authenticate, token)
         if info is None:
             return _unread(
                 json_error(
