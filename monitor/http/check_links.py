@@ -23,7 +23,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -35,7 +35,8 @@ from monitor.config import MonitorConfig
 from monitor.errors import ApiError, decode_body, id_param, json_error, only_params, read_body
 from monitor.http.users import FAILURE_MEMORY_S, failure_wait_s
 from monitor.store.check_links import LinkInfo
-from monitor.store.core import Store, TokenInfo, hash_token
+from monitor.store.core import TokenInfo, hash_token
+from monitor.store.protocols import CaseloadStore, CheckLinkStore, CheckStore, SessionStore, UserStore
 from monitor.store.sessions import SessionStoreError
 from monitor.words import in_own_words
 from sessionready import __version__, browser_check, quality, schema
@@ -51,6 +52,29 @@ MAX_LINK_CHECKS = 50  # GET /api/v1/link/checks: the newest
 INVALID_LINK_MESSAGE = "this check link is not valid: it may be mistyped, expired or revoked"
 
 log = logging.getLogger("sessionready.monitor")
+
+
+# --- what each part touches in the store ------------------------------------------------------
+
+
+class LinkMakingStore(CheckLinkStore, SessionStore, Protocol):
+    """A new link, tied to a session only if it is the client's (the API and the CLI)."""
+
+
+class StaffLinksStore(CheckLinkStore, CaseloadStore, Protocol):
+    """Links listed and revoked by staff and therapists: a therapist reaches their caseload only."""
+
+
+class StaffLinkMakingStore(LinkMakingStore, CaseloadStore, Protocol):
+    """A link made through the API: the caseload decides whom a therapist may make one for."""
+
+
+class LinkLookupStore(CheckLinkStore, UserStore, Protocol):
+    """A secret looked up; one that opens nothing is counted with the failed logins."""
+
+
+class LinkCheckStore(CheckLinkStore, CheckStore, Protocol):
+    """A check run through a link: the link's hourly budget, then the check itself."""
 
 
 # --- wire shapes ----------------------------------------------------------------------------
@@ -155,7 +179,7 @@ def new_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
-def create_link(store: Store, participant_id: str, session_id: str | None, ttl_hours: int) -> tuple[LinkInfo, str]:
+def create_link(store: LinkMakingStore, participant_id: str, session_id: str | None, ttl_hours: int) -> tuple[LinkInfo, str]:
     """A new link (its secret returned once, here; the store keeps its hash). SessionStoreError
     when the participant is not a registered client or the session is not one of theirs that
     is still to happen."""
@@ -215,7 +239,7 @@ class Refusal:
 async def lookup(request: web.Request, secret: str) -> LinkInfo | Refusal:
     """The active link ``secret`` opens, or a refusal: 429 while this address waits after
     failed lookups, 401 for a secret that opens no active link (counted when it never opened one)."""
-    store: Store = request.app[keys.STORE]
+    store: LinkLookupStore = request.app[keys.STORE]
     failure_key = _failure_key(client_address(request))
     failures, since_s = await asyncio.to_thread(store.login_failures, failure_key, FAILURE_MEMORY_S)
     wait_s = failure_wait_s(failures) - since_s
@@ -268,7 +292,7 @@ def _is_therapist(principal: object) -> bool:
     return getattr(principal, "role", None) == "therapist"
 
 
-async def _therapist_may(store: Store, principal: Any, participant_id: str) -> bool:
+async def _therapist_may(store: CaseloadStore, principal: Any, participant_id: str) -> bool:
     return principal.role in STAFF_ROLES or await asyncio.to_thread(store.on_caseload, principal.participant_id, participant_id)
 
 
@@ -277,7 +301,7 @@ async def create(request: web.Request) -> web.Response:
     require_role(principal, "therapist", *STAFF_ROLES, users=True)
     only_params(request)
     wanted = decode_body(LinkCreate, await read_body(request))
-    store: Store = request.app[keys.STORE]
+    store: StaffLinkMakingStore = request.app[keys.STORE]
     if not await _therapist_may(store, principal, wanted.participant_id):
         # The same answer for an unknown id, a therapist and another therapist's client.
         raise ApiError(403, "not_on_caseload", "a therapist makes check links only for clients on their caseload", "participant_id")
@@ -299,7 +323,7 @@ async def list_links(request: web.Request) -> web.Response:
     require_role(principal, "therapist", *STAFF_ROLES, users=True)
     only_params(request, "participant_id")
     participant = id_param(request.query.get("participant_id"), "participant_id")
-    store: Store = request.app[keys.STORE]
+    store: StaffLinksStore = request.app[keys.STORE]
     wanted: set[str] | None = None if participant is None else {participant}
     if _is_therapist(principal):
         caseload = {entry.client_id for entry in await asyncio.to_thread(store.caseload, principal.participant_id)}
@@ -318,7 +342,7 @@ async def revoke(request: web.Request) -> web.Response:
     link_id = request.match_info["link_id"]
     if not re.fullmatch(LINK_ID_PATTERN, link_id):
         raise ApiError(400, "bad_parameter", "a link id is 12 lowercase hex characters", "link_id")
-    store: Store = request.app[keys.STORE]
+    store: StaffLinksStore = request.app[keys.STORE]
     link = await asyncio.to_thread(store.get_check_link, link_id)
     if link is None or not await _therapist_may(store, principal, link.participant_id):
         raise ApiError(404, "not_found", "no such check link")
@@ -335,7 +359,8 @@ async def link_facts(request: web.Request) -> web.Response:
     only_params(request)
     session_start = None
     if link.session_id is not None:
-        session = await asyncio.to_thread(request.app[keys.STORE].get_session, link.session_id)
+        store: SessionStore = request.app[keys.STORE]
+        session = await asyncio.to_thread(store.get_session, link.session_id)
         session_start = None if session is None else rfc3339(session.start_at_s)
     facts = LinkFacts(link.link_id, rfc3339(link.expires_at), session_start, link_settings(request.app[keys.CONFIG]), RtcAvailability(keys.RTC in request.app))
     return web.json_response(encode(facts), headers={"Cache-Control": "no-store"})
@@ -345,7 +370,8 @@ async def link_checks(request: web.Request) -> web.Response:
     link = _link_of(request)
     only_params(request)
     # A link's checks are stored as its own agent's (its link id is the agent id).
-    checks = await asyncio.to_thread(request.app[keys.STORE].checks_for_agent, link.link_id, MAX_LINK_CHECKS)
+    store: CheckStore = request.app[keys.STORE]
+    checks = await asyncio.to_thread(store.checks_for_agent, link.link_id, MAX_LINK_CHECKS)
     items = [{"check_id": c.check_id, "received_at": rfc3339(c.received_at), "report": c.report} for c in checks]
     return web.json_response({"checks": items}, headers={"Cache-Control": "no-store"})
 
@@ -354,7 +380,7 @@ async def submit_check(request: web.Request) -> web.Response:
     link = _link_of(request)
     only_params(request)
     app = request.app
-    store: Store = app[keys.STORE]
+    store: LinkCheckStore = app[keys.STORE]
     metrics = app[keys.METRICS]
     started = time.perf_counter()
     now = app[keys.CLOCK]()
