@@ -442,3 +442,30 @@ def session(client: EndInputs, therapist: EndInputs, *, start: float = NOW + 600
 
 def fine(role: str) -> EndInputs:
     return end(role, check())
+
+
+# --- The store contract suite: SQLite and a real PostgreSQL (tests/stores.py, tests/pg.py) -------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # noqa: ANN201 - tests.pg.PostgresServer
+    """One PostgreSQL server per worker, started on first use (about 1 s) and removed at the end."""
+    from tests.pg import PostgresUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        unavailable(str(error))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201 - tests.stores.StoreFactory
+    """Opens the test's store on each back end in turn (test ids end [sqlite] / [postgresql])."""
+    from tests.stores import StoreFactory
+
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    factory = StoreFactory(request.param, tmp_path / "store", server)
+    yield factory
+    factory.close()

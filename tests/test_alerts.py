@@ -24,6 +24,7 @@ from monitor.metrics import build_alert_metrics
 from monitor.store.core import SQLiteStore, open_store
 from sessionready.config import ConfigError
 from tests.conftest import run_cli, start_monitor
+from tests.stores import StoreFactory
 from tests.webhook_receiver import WebhookReceiver
 
 SECRET = "s3cret-for-tests-0123456789"
@@ -137,8 +138,8 @@ def test_monitor_refuses_bad_alerts_config_in_one_sentence(tmp_path: Path) -> No
 # --- delivery -----------------------------------------------------------------------------------
 
 
-def test_exactly_one_delivery_per_transition_in_each_format(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "data")
+def test_exactly_one_delivery_per_transition_in_each_format(stores: StoreFactory) -> None:
+    store = stores.open()
     clock = Clock()
     registry = CollectorRegistry()
     with WebhookReceiver() as receiver:
@@ -216,8 +217,8 @@ def test_exactly_one_delivery_per_transition_in_each_format(tmp_path: Path) -> N
     store.close()
 
 
-def test_failing_receiver_is_retried_with_backoff_until_it_succeeds(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "data")
+def test_failing_receiver_is_retried_with_backoff_until_it_succeeds(stores: StoreFactory) -> None:
+    store = stores.open()
     clock = Clock()
     registry = CollectorRegistry()
     with WebhookReceiver() as receiver:
@@ -255,8 +256,8 @@ def test_failing_receiver_is_retried_with_backoff_until_it_succeeds(tmp_path: Pa
     store.close()
 
 
-def test_delivery_gives_up_after_max_attempts_and_on_client_errors(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "data")
+def test_delivery_gives_up_after_max_attempts_and_on_client_errors(stores: StoreFactory) -> None:
+    store = stores.open()
     clock = Clock()
     with WebhookReceiver() as receiver:
         receiver.fail_next(100, status=503, headers={"Retry-After": "120"})
@@ -285,8 +286,8 @@ def test_delivery_gives_up_after_max_attempts_and_on_client_errors(tmp_path: Pat
     store.close()
 
 
-def test_stale_alerts_are_given_up_not_sent(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "data")
+def test_stale_alerts_are_given_up_not_sent(stores: StoreFactory) -> None:
+    store = stores.open()
     clock = Clock()
     with WebhookReceiver() as receiver:
         receiver.fail_next(1)
@@ -358,11 +359,11 @@ def test_hanging_receiver_times_out_and_does_not_slow_submit(tmp_path: Path) -> 
         fast_store.close()
 
 
-def test_restart_neither_resends_nor_forgets(tmp_path: Path) -> None:
+def test_restart_neither_resends_nor_forgets(stores: StoreFactory) -> None:
     clock = Clock()
     with WebhookReceiver() as receiver:
         config = AlertsConfig(webhook=(hook("it", receiver.url()),))
-        store = open_store(tmp_path / "data")
+        store = stores.open()
         before = Alerter(store, config, clock=clock)
         assert before.submit(event("s-1")) and before.submit(event("s-2")) and before.submit(event("s-3"))
         assert asyncio.run(before.deliver_due()) == 1  # s-1 delivered; s-2 and s-3 still queued
@@ -370,7 +371,7 @@ def test_restart_neither_resends_nor_forgets(tmp_path: Path) -> None:
         [claimed] = store.claim_alert_deliveries(["it"], clock(), 40.0, 10)
         store.close()
 
-        store = open_store(tmp_path / "data")  # the monitor restarts
+        store = stores.open()  # the monitor restarts
         after = Alerter(store, config, clock=clock)
         assert after.submit(event("s-1")) is False  # dedup survived the restart
         assert asyncio.run(after.deliver_due()) == 0  # s-2 is still leased; s-3 waits behind it (order)
@@ -385,8 +386,8 @@ def test_restart_neither_resends_nor_forgets(tmp_path: Path) -> None:
         store.close()
 
 
-def test_therapist_webhooks_get_only_their_own_sessions(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "data")
+def test_therapist_webhooks_get_only_their_own_sessions(stores: StoreFactory) -> None:
+    store = stores.open()
     with WebhookReceiver() as receiver:
         config = AlertsConfig(
             webhook=(

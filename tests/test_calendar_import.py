@@ -362,10 +362,8 @@ def test_plain_http_calendar_urls_are_refused_off_this_machine() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
-    opened = SQLiteStore(tmp_path / "store.sqlite3")
-    yield opened
-    opened.close()
+def store(stores):  # noqa: ANN001, ANN201 - the contract suite: SQLite and PostgreSQL (tests/stores.py)
+    return stores.open()
 
 
 def test_reimport_updates_moved_and_cancelled_instances_instead_of_duplicating(store: SQLiteStore) -> None:

@@ -1,11 +1,10 @@
-"""Retention on a real SQLite store with an injected clock: each kind is deleted when it has
+"""Retention on a real store (SQLite and PostgreSQL: the contract suite, tests/stores.py) with an injected clock: each kind is deleted when it has
 outlived its limit, in bounded batches, and nothing else is touched."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import pytest
 from monitor.config import load_config
 from monitor.retention import DAY_S, RetentionConfig, RetentionJob
 from monitor.store.alerts import AlertRecord
-from monitor.store.core import SQLiteStore
+from monitor.store.protocols import Store
 from monitor.store.retention import KINDS
 from sessionready.config import ConfigError
 from sessionready.schema import CheckReport, ReportEnvelope, SpoolStatus
 from sessionready.typed import decode, encode, rfc3339
 from tests.conftest import CHECK, make_sample
+from tests.stores import StoreFactory
 
 NOW = 1_800_000_000.0  # 2027-01-15
 SPOOL = SpoolStatus(0, 0, 0, 0)
@@ -33,7 +33,7 @@ class Clock:
         return self.now
 
 
-def fill(store: SQLiteStore, clock: Clock, age_days: float, tag: str) -> None:
+def fill(store: Store, clock: Clock, age_days: float, tag: str) -> None:
     """One row of every kind, written ``age_days`` before NOW by the store's own methods."""
     clock.now = NOW - age_days * DAY_S
     agent, _ = store.create_token("client", f"c-{tag}")
@@ -52,26 +52,20 @@ def fill(store: SQLiteStore, clock: Clock, age_days: float, tag: str) -> None:
     clock.now = NOW
 
 
-def counts(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {table: db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
-
-
 def run(job: RetentionJob) -> dict[str, int]:
     return asyncio.run(job.run_once())
 
 
-def test_each_kind_goes_when_it_outlives_its_limit_and_nothing_else(tmp_path: Path) -> None:
+def test_each_kind_goes_when_it_outlives_its_limit_and_nothing_else(stores: StoreFactory) -> None:
     clock = Clock()
-    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    store = stores.open(clock)
     try:
         fill(store, clock, 400, "old")  # beyond every limit
         fill(store, clock, 100, "mid")  # beyond samples' and deliveries' 90 days only
         fill(store, clock, 10, "new")  # within every limit
-        before = counts(tmp_path / "s.sqlite3")
+        before = stores.table_counts()
         deleted = run(RetentionJob(store, RetentionConfig(), clock))
-        after = counts(tmp_path / "s.sqlite3")
+        after = stores.table_counts()
     finally:
         store.close()
     assert deleted == {"samples": 2, "checks": 1, "risk_history": 1, "alert_deliveries": 2, "alerts": 1, "trends": deleted["trends"]}
@@ -93,9 +87,9 @@ def test_each_kind_goes_when_it_outlives_its_limit_and_nothing_else(tmp_path: Pa
     }, "tokens, sessions, their risk, users, caseloads and everything newer stay"
 
 
-def test_a_day_more_or_less_decides_and_the_limits_are_the_configs(tmp_path: Path) -> None:
+def test_a_day_more_or_less_decides_and_the_limits_are_the_configs(stores: StoreFactory) -> None:
     clock = Clock()
-    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    store = stores.open(clock)
     try:
         fill(store, clock, 30.01, "just-over")
         fill(store, clock, 29.99, "just-under")
@@ -109,9 +103,9 @@ def test_a_day_more_or_less_decides_and_the_limits_are_the_configs(tmp_path: Pat
     assert deleted["trends"] == 0
 
 
-def test_batches_are_bounded_and_a_pass_still_finishes(tmp_path: Path) -> None:
+def test_batches_are_bounded_and_a_pass_still_finishes(stores: StoreFactory) -> None:
     clock = Clock()
-    store = SQLiteStore(tmp_path / "s.sqlite3", clock=clock)
+    store = stores.open(clock)
     calls: list[tuple[str, int]] = []
 
     class Counting:

@@ -32,6 +32,7 @@ from monitor.store.core import SQLiteStore
 from sessionready import schema
 from sessionready.typed import encode
 from tests.conftest import CHECK, make_sample
+from tests.stores import StoreFactory
 from tests.webhook_receiver import WebhookReceiver
 
 MINUTE = 60.0
@@ -52,9 +53,10 @@ def rfc3339(unix_s: float) -> str:
 class Practice:
     """One monitor application on loopback, its store, its clock, and HTTP helpers."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, alerts: AlertsConfig) -> None:
+    def __init__(self, tmp_path: Path, clock: Clock, alerts: AlertsConfig, stores: StoreFactory | None = None) -> None:
         self.clock = clock
-        self.store = SQLiteStore(tmp_path / "monitor.sqlite3", clock=clock)
+        # The store on the back end under test (the contract suite: tests/stores.py), SQLite by default.
+        self.store = stores.open(clock) if stores is not None else SQLiteStore(tmp_path / "monitor.sqlite3", clock=clock)
         config = MonitorConfig(host="127.0.0.1", port=0, data_dir=str(tmp_path), risk_interval_s=3600, alerts=alerts)
         self.app = create_app(config, self.store, clock=clock)
         self._loop = asyncio.new_event_loop()
@@ -157,14 +159,14 @@ def hook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def practice(tmp_path: Path, hook: WebhookReceiver) -> Iterator[Practice]:
+def practice(tmp_path: Path, hook: WebhookReceiver, stores: StoreFactory) -> Iterator[Practice]:
     alerts = AlertsConfig(webhook=(
         WebhookConfig(name="it", url=hook.url("/it"), format="generic", audience="it"),
         WebhookConfig(name="slack", url=hook.url("/slack"), format="slack", audience="it"),
         WebhookConfig(name="teams", url=hook.url("/teams"), format="teams", audience="it"),
     ))  # fmt: skip
     # Start on a whole minute, so "T-15 min" is an exact moment of the injected clock.
-    p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), alerts)
+    p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), alerts, stores)
     try:
         yield p
     finally:

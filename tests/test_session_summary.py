@@ -23,6 +23,7 @@ from monitor.risk.summary import TICK_S, EndSample, SessionSummary, SummaryInput
 from monitor.store.core import open_store
 from tests.test_risk_scenarios import MINUTE, Clock, Practice
 from tests.test_store_migrations import release_copy, snapshot, version
+from tests.stores import StoreFactory
 from tests.webhook_receiver import WebhookReceiver
 
 INTERVAL_S = 2.0
@@ -35,13 +36,13 @@ def hook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def practice(tmp_path: Path, hook: WebhookReceiver) -> Iterator[Practice]:
+def practice(tmp_path: Path, hook: WebhookReceiver, stores: StoreFactory) -> Iterator[Practice]:
     alerts = AlertsConfig(webhook=(
         WebhookConfig(name="all", url=hook.url("/all"), format="generic", audience="it"),  # every kind: but not summaries
         WebhookConfig(name="summaries", url=hook.url("/summaries"), format="generic", audience="therapist", therapist_id="t-1", kinds=("session_summary",)),
         WebhookConfig(name="slack", url=hook.url("/slack"), format="slack", audience="it", kinds=("session_summary",)),
     ))  # fmt: skip
-    p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), alerts)
+    p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), alerts, stores)
     try:
         yield p
     finally:

@@ -78,10 +78,8 @@ def assert_close(spec: HistogramSpec, estimate: float | None, truth: float) -> N
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    opened = open_store(tmp_path / "data")
-    yield opened
-    opened.close()
+def store(stores):  # noqa: ANN001, ANN201 - the contract suite: SQLite and PostgreSQL (tests/stores.py)
+    return stores.open()
 
 
 DAY0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()  # a Monday

@@ -152,7 +152,7 @@ def _count(rows: Sequence[tuple[object, ...]]) -> dict[tuple[object, ...], list[
 
 
 def _upsert(table: str, keys: Sequence[str], columns: Sequence[str] = ROLLUP_COLUMNS) -> str:
-    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in columns)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in columns)
     marks = ", ".join("?" for _ in (*keys, *columns))
     conflict = ", ".join(k for k in keys if k != "participant_id")
     return f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(columns)}) VALUES ({marks}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"

@@ -1,0 +1,125 @@
+"""A real PostgreSQL server for the tests, started and removed by the tests themselves.
+
+Debian's PostgreSQL (``make system-deps``) runs from a temporary data directory as an ordinary
+user: the tests run as root in CI, and PostgreSQL refuses to run as root, so as root the
+server runs as ``nobody`` (``setpriv``) with the directory owned by it. It listens only on a
+Unix socket inside that directory (``listen_addresses=''``): nothing is reachable from the
+network. Durability is switched off (``fsync``, ``synchronous_commit``, ``full_page_writes``):
+a test database is thrown away, and without them creating a database takes milliseconds.
+
+Each pytest-xdist worker starts its own server (its own directory and socket), so workers
+never share a database or a lock. Each test gets a fresh, empty database (``new_database``):
+the store under test creates its schema through its own migrations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPERUSER = "postgres"  # the role initdb creates (-U); trust authentication on the socket only
+SERVER_USER = "nobody"  # who runs the server when the tests run as root
+_COUNTER = itertools.count(1)
+
+
+class PostgresUnavailable(Exception):
+    """initdb or pg_ctl is missing or failed; ``str()`` says which and why."""
+
+
+def _binaries() -> tuple[str, str]:
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+            if (candidate / "initdb").exists():
+                return str(candidate / "initdb"), str(candidate / "pg_ctl")
+        raise PostgresUnavailable("PostgreSQL's initdb/pg_ctl are not installed (make system-deps installs Debian's postgresql)")
+    return initdb, pg_ctl
+
+
+@dataclass
+class PostgresServer:
+    """One running server: ``directory`` holds its data (``data/``) and its socket."""
+
+    directory: Path
+    pg_ctl: str
+    as_user: list[str]
+    start_seconds: float  # initdb + start, measured here (docs/testing.md quotes it)
+    databases: list[str] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        """A libpq URL through the socket directory (no host, no port, no password)."""
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.directory}"
+
+    def admin(self, sql: str) -> None:
+        """Run one statement as the superuser, outside a transaction (CREATE/DROP DATABASE)."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql)
+
+    def new_database(self) -> str:
+        """A fresh empty database; returns its URL."""
+        name = f"t{os.getpid()}_{next(_COUNTER)}"
+        self.admin(f'CREATE DATABASE "{name}"')
+        self.databases.append(name)
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        # WITH (FORCE): a test that failed half-way may leave a connection open.
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if name in self.databases:
+            self.databases.remove(name)
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_server() -> PostgresServer:
+    """initdb in a new temporary directory and start the server on a socket in it."""
+    initdb, pg_ctl = _binaries()
+    started = time.monotonic()
+    # Short and outside pytest's root-only temp tree: the socket path has a 107-byte limit, and
+    # the server's user must be able to reach the directory.
+    directory = Path(tempfile.mkdtemp(prefix="sr-pg-", dir="/tmp"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(SERVER_USER)
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+        as_user = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    data = directory / "data"
+    try:
+        done = subprocess.run(
+            [*as_user, initdb, "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, timeout=120, env=env, cwd=directory,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+        options = (
+            f"-k {directory} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=200 -c shared_buffers=32MB"
+        )
+        done = subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
+            capture_output=True, text=True, timeout=90, env=env, cwd=directory,
+        )  # fmt: skip
+        if done.returncode != 0:
+            log = (directory / "server.log").read_text(errors="replace")[-800:] if (directory / "server.log").exists() else ""
+            raise PostgresUnavailable(f"pg_ctl start failed: {done.stderr.strip()[-300:]} {log}")
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return PostgresServer(directory, pg_ctl, as_user, time.monotonic() - started)
