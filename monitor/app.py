@@ -49,7 +49,7 @@ from monitor.retention import RetentionJob
 from monitor.risk.engine import RiskConfig
 from monitor.risk.service import RiskService, RiskTimes
 from monitor.risk.summaries import SummaryJob
-from monitor.store.core import Store, open_store
+from monitor.store.core import Store, open_store_from_config
 from monitor.store.retention import KINDS as RETENTION_KINDS
 
 log = logging.getLogger("sessionready.monitor")
@@ -142,7 +142,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
 
 def _store_context(config: MonitorConfig, given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        store = given if given is not None else await asyncio.to_thread(open_store, config.data_path)
+        store = given if given is not None else await asyncio.to_thread(open_store_from_config, config)
         app[keys.STORE] = store
         app[keys.PROBE_SECRET] = await asyncio.to_thread(store.probe_secret)
         app[keys.RANDOM_BLOCK] = os.urandom(probe.RANDOM_BLOCK_BYTES)

@@ -26,6 +26,11 @@ class MonitorConfig:
     port: int = field(default=DEFAULT_PORT, metadata=limits(ge=0, le=65535))
     # Where the SQLite store and the probe-key secret live; "" = the platform default.
     data_dir: str = field(default="", metadata=limits(max_len=4096))
+    # Where the monitor keeps its data: "" = the embedded SQLite store in data_dir; a
+    # postgresql:// URL = a PostgreSQL database (docs/postgresql.md), which several monitors may
+    # share. The password belongs in the environment (PGPASSWORD) or a password file
+    # (PGPASSFILE, ~/.pgpass), not in this URL; repr=False: a URL is never printed whole.
+    store_url: str = field(default="", repr=False, metadata=limits(max_len=4096))
     # host:port clients should send UDP probes to, when it differs from the monitor's own
     # address (NAT, a UDP load balancer); "" = the host the client used for HTTP and `port`.
     advertise_udp: str = field(default="", metadata=limits(max_len=262, pattern=f"({HOST_PORT_PATTERN})?"))
@@ -101,6 +106,7 @@ class MonitorConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig, repr=False)
 
     def __post_init__(self) -> None:
+        check_store_url(self.store_url)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.advertise_udp:
@@ -124,6 +130,22 @@ class MonitorConfig:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
+
+
+STORE_SCHEMES = ("postgresql", "postgres")  # libpq's two spellings
+
+
+def check_store_url(url: str) -> None:
+    """ConfigError unless ``url`` is "" or a postgresql:// URL. The error never repeats the URL:
+    it may hold a password."""
+    if not url:
+        return
+    scheme, separator, _ = url.partition("://")
+    if not separator or scheme.lower() not in STORE_SCHEMES:
+        got = f"; got a {scheme}:// URL" if separator and scheme.isalnum() and len(scheme) <= 20 else ""
+        raise ConfigError(f'store_url must be "" (the embedded SQLite store in data_dir) or a postgresql:// URL{got}')
+    if any(character.isspace() for character in url):
+        raise ConfigError("store_url must not contain spaces or line breaks (percent-encode them)")
 
 
 def default_data_dir() -> Path:

@@ -125,6 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from monitor.app import serve
     from monitor.logs import configure_logging
+    from monitor.store.core import StoreUnavailable
     from monitor.store.migrations import StoreTooNew
     from sessionready.config import ConfigError
 
@@ -137,12 +138,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     def ready(url: str, udp: tuple[str, int]) -> None:
         # Config is logged field by field, never whole: it may one day hold secrets.
-        log.info("listening", extra={"fields": {"url": url, "udp": f"{udp[0]}:{udp[1]}", "data_dir": str(config.data_path), "tls": config.tls}})
+        store = "postgresql" if config.store_url else "sqlite"  # never the URL: it may hold a password
+        log.info("listening", extra={"fields": {"url": url, "udp": f"{udp[0]}:{udp[1]}", "data_dir": str(config.data_path), "store": store, "tls": config.tls}})
         print(f"sessionready monitor listening on {url} (UDP reflector on port {udp[1]}); Ctrl-C stops it", flush=True)
 
     try:
         asyncio.run(serve(config, ready))
-    except (ConfigError, StoreTooNew) as error:  # found while building the app, e.g. an unreadable secret file
+    except (ConfigError, StoreTooNew, StoreUnavailable) as error:  # found while building the app, e.g. an unreadable secret file
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot start: {error.strerror or error} (address {config.host}:{config.port})")
@@ -154,13 +156,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _with_store(args: argparse.Namespace, action: Callable[[SQLiteStore], int]) -> int:
     """Open the configured store, run ``action`` on it, close it; one sentence if it cannot open."""
-    from monitor.store.core import open_store
+    from monitor.store.core import StoreUnavailable, open_store_from_config
     from monitor.store.migrations import StoreTooNew
     from sessionready.config import ConfigError
 
     try:
-        store = open_store(_config(args).data_path)
-    except (ConfigError, OSError, StoreTooNew) as error:
+        store = open_store_from_config(_config(args))
+    except (ConfigError, OSError, StoreTooNew, StoreUnavailable) as error:
         return _fail(str(error))
     try:
         return action(store)

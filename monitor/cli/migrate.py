@@ -19,7 +19,8 @@ def add_migrate_parser(actions: argparse._SubParsersAction) -> None:
         "migrate",
         help="upgrade the store's schema to this version's (the monitor also does it at start)",
         description="Upgrade the store's schema to this version of sessionready, one step at a time, each in one "
-        "transaction, after copying the store to sessionready.sqlite3.before-v<N> beside it. A store written by a "
+        "transaction, after copying a SQLite store to sessionready.sqlite3.before-v<N> beside it (a PostgreSQL "
+        "store, [monitor] store_url, is not copied: pg_dump it first). A store written by a "
         f"newer sessionready is refused and left untouched. Exit status: {EXIT_OK} up to date (or upgraded), "
         f"{EXIT_PENDING} with --check when steps are pending, 3 when the store cannot be used.",
     )
@@ -34,9 +35,12 @@ def run_migrate(args: argparse.Namespace) -> int:
     from sessionready.config import ConfigError
 
     try:
-        data_dir = _config(args).data_path
+        config = _config(args)
     except ConfigError as error:
         return _fail(str(error))
+    if config.store_url:
+        return _migrate_postgres(config.store_url, args.check)
+    data_dir = config.data_path
     path = data_dir / "sessionready.sqlite3"
     if not path.is_file():
         return _fail(f"there is no store at {path}: start the monitor once, or give --data-dir or --config")
@@ -67,4 +71,41 @@ def run_migrate(args: argparse.Namespace) -> int:
     store.close()
     kept = f"; the store before it is kept as {path.name}.before-v{steps[0].version}" if steps else ""
     print(f"the store is at version {latest}{kept}")
+    return EXIT_OK
+
+
+def _migrate_postgres(url: str, check: bool) -> int:
+    """The same for a PostgreSQL store (``store_url``). No copy is made: take a pg_dump first
+    (docs/postgresql.md); each step is one transaction, so a failed one changes nothing."""
+    from monitor.store import migrations
+    from monitor.store.core import StoreUnavailable
+
+    try:
+        from monitor.store import postgres
+    except ImportError:
+        return _fail("store_url is a postgresql:// URL, but the PostgreSQL driver is not installed: pip install 'sessionready[postgresql]'")
+    where = postgres.describe(url)
+    try:
+        found, steps = postgres.pending(url)
+    except (migrations.StoreTooNew, StoreUnavailable) as error:
+        return _fail(str(error))
+    latest = migrations.latest()
+    print(f"store {where}: schema version {found or 'none (no tables yet)'}; this sessionready: {latest}")
+    todo = [(step.version, step.summary) for step in steps]
+    if found < migrations.BASELINE:
+        todo.insert(0, (migrations.BASELINE, "create the store's tables"))
+    if not todo:
+        print("nothing to do: the store is up to date")
+        return EXIT_OK
+    for version, summary in todo:
+        print(f"  {'pending' if check else 'applying'} v{version}: {summary}")
+    if check:
+        return EXIT_PENDING
+    try:
+        postgres.upgrade(url)
+    except (migrations.StoreTooNew, StoreUnavailable) as error:
+        return _fail(str(error))
+    except postgres.psycopg.Error as error:
+        return _fail(f"the upgrade failed and was rolled back: {type(error).__name__}")
+    print(f"the store is at version {latest}")
     return EXIT_OK

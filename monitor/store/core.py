@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.store import migrations
 from monitor.store.alerts import AlertStoreMixin
@@ -33,6 +34,9 @@ from monitor.store.trends import TrendStoreMixin
 from monitor.store.users import UserStoreMixin
 from sessionready.schema import CheckReport
 from sessionready.terms import AGENT_ROLES, ENROLL_ROLES
+
+if TYPE_CHECKING:
+    from monitor.config import MonitorConfig
 
 # client/therapist: an agent on a person's machine; metrics: a Prometheus scraper; it/admin:
 # staff who see every session (the dashboard's users get these roles too).
@@ -365,9 +369,28 @@ class SQLiteStore(StoreQueries):
             self._db.close()
 
 
-def open_store(data_dir: Path) -> SQLiteStore:
+def open_store(data_dir: Path, clock: Callable[[], float] = time.time) -> SQLiteStore:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The WAL and shared-memory files SQLite creates next to the database get the process
     # umask; a private directory keeps reports, token hashes and the probe-key secret private.
     data_dir.chmod(0o700)
-    return SQLiteStore(data_dir / "sessionready.sqlite3")
+    return SQLiteStore(data_dir / "sessionready.sqlite3", clock)
+
+
+class StoreUnavailable(Exception):
+    """The configured store cannot be opened (no driver, no connection). ``str()`` is one
+    sentence for a person, without any password."""
+
+
+def open_store_from_config(config: MonitorConfig, clock: Callable[[], float] = time.time) -> Store:
+    """The store ``[monitor] store_url`` names: "" the SQLite file in ``data_dir``, a
+    postgresql:// URL that database. Every command and the monitor open their store here."""
+    if not config.store_url:
+        return open_store(config.data_path, clock)
+    try:
+        from monitor.store.postgres import open_postgres
+    except ImportError:
+        raise StoreUnavailable(
+            "store_url is a postgresql:// URL, but the PostgreSQL driver is not installed: pip install 'sessionready[postgresql]'"
+        ) from None
+    return open_postgres(config.store_url, clock)

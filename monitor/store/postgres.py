@@ -34,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from monitor.store import migrations
-from monitor.store.core import _SCHEMA, StoreQueries
+from monitor.store.core import _SCHEMA, StoreQueries, StoreUnavailable
 from monitor.store.dialect import postgres_dialect
 from monitor.store.migrations import BASELINE, MIGRATIONS, Migration, StoreTooNew
 
@@ -47,10 +47,6 @@ MIGRATION_LOCK = 0x73657373696F6E72
 POOL_MIN, POOL_MAX = 1, 10  # the monitor's worker threads (asyncio.to_thread) share these
 CONNECT_TIMEOUT_S = 10
 POSTGRES = postgres_dialect(psycopg.IntegrityError)
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached or used. ``str()`` is one sentence, without the password."""
 
 
 def describe(url: str) -> str:
