@@ -21,7 +21,9 @@ from sessionready.terms import (  # the same for a token and a dashboard user: s
 
 # Paths that need no token: liveness, the API description, enrollment (how an agent gets
 # its token; the one-time code is its credential) and login (how a dashboard user gets one).
-PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login"})
+# /favicon.ico: a browser asks for it by itself on the check page, with no credential; it has
+# no route, so it gets 404, not an authentication error.
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json", "/api/v1/enroll", "/api/v1/login", "/favicon.ico"})
 # The browser check's page and its assets: the link's secret in the path is the page's own
 # credential, judged by its handler (monitor/http/link_page.py).
 PUBLIC_PREFIX = LINK_PAGE_PREFIX

@@ -156,6 +156,42 @@ def test_a_link_holder_calling_any_other_route_gets_401(shared_monitor: Monitor,
     assert monitor.json("GET", "/api/v1/link/checks", practice["staff"])[0] == 403
 
 
+def test_the_probe_stream_is_a_links_alone(shared_monitor: Monitor, practice: dict[str, str]) -> None:
+    """POST /api/v1/link/rtc: a real offer, answered for the link's holder, replayed with bearer
+    tokens (the link's own client's agent, staff): 403, no stream started. A link's holder and
+    an agent are different principals (docs/browser-check.md section 2): the stream serves only
+    the check its link submits."""
+    aiortc = pytest.importorskip("aiortc", reason="the monitor extra (aiortc) is not installed")
+    import asyncio
+
+    async def offer() -> str:
+        page = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+        page.createDataChannel("probe", ordered=False, maxRetransmits=0)
+        await page.setLocalDescription(await page.createOffer())
+        sdp = page.localDescription.sdp
+        await page.close()
+        return sdp
+
+    monitor = shared_monitor
+    _, link = make_link(monitor, practice["staff"], "lk-ca")
+    body = json.dumps({"type": "offer", "sdp": asyncio.run(offer())}).encode()
+    status, raw = link_request(monitor, "POST", "/api/v1/link/rtc", link["secret"], body)
+    if status == 503:
+        pytest.skip(f"this monitor runs no probe streams: {raw[:200]!r}")
+    assert status == 201 and json.loads(raw)["type"] == "answer", raw[:300]
+    for holder in ("client", "staff"):
+        status, raw = monitor.request("POST", "/api/v1/link/rtc", practice[holder], body)
+        assert status == 403 and json.loads(raw)["error"]["code"] == "forbidden", (holder, raw[:300])
+
+
+def test_the_browsers_favicon_request_is_not_an_auth_error(shared_monitor: Monitor) -> None:
+    """A browser on the check page asks for /favicon.ico by itself, with no credential: 404,
+    never 401 (the page's own markup names no icon)."""
+    for headers in ({}, {"Authorization": "Bearer nonsense"}):
+        status, _ = shared_monitor.request("GET", "/favicon.ico", None, headers=headers)
+        assert status == 404, headers
+
+
 def test_every_api_route_is_in_the_openapi_document() -> None:
     documented = set(openapi_document()["paths"])
     routes = {route.resource.canonical for route in create_app(MonitorConfig()).router.routes()}

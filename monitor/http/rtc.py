@@ -1,9 +1,11 @@
 """``POST /api/v1/link/rtc``: start a browser check's WebRTC probe stream (docs/browser-check.md
 section 3), and the application context that holds the streams (``app[keys.RTC]``).
 
-Only a check link's holder (role ``client``; an enrolled client agent passes too) may start
-one. The streams need aiortc (the ``monitor`` extra); without it the monitor runs without them
-and the route answers 503, which the page reports as ``rtc_unavailable``.
+Only a check link's holder may start one: a stream's records serve only the check its link
+submits (``POST /api/v1/link/checks``), so an agent's token, a client's included, gets 403
+like on the link's other routes. The streams need aiortc (the ``monitor`` extra); without it
+the monitor runs without them and the route answers 503, which the page reports as
+``rtc_unavailable``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from monitor import keys
-from monitor.auth import require_role
+from monitor.auth import LinkPrincipal, require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
 from monitor.rtc.records import RtcRefused, RtcStreams, StreamRecords
 from sessionready.browser_check import RTC_ID_PATTERN
@@ -52,6 +54,11 @@ def add_routes(app: web.Application) -> None:
 async def start_stream(request: web.Request) -> web.Response:
     principal = request[keys.AGENT]
     require_role(principal, "client", links=True)
+    if not isinstance(principal, LinkPrincipal):
+        # A link's holder and an agent are different principals (docs/browser-check.md section 2):
+        # an agent could never submit the check this stream exists for, and would hold a peer,
+        # a UDP port and a probe reflector for nothing.
+        raise ApiError(403, "forbidden", "only a check link may start a probe stream (Authorization: Link <secret>)")
     only_params(request)
     offer = decode_body(RtcOffer, await read_body(request))
     streams = request.app.get(keys.RTC)

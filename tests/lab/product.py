@@ -151,6 +151,7 @@ class RtcLabMonitor:
         config.write_text(f'[monitor]\ndata_dir = "{data}"\nrtc_port_min = {rtc_ports.start}\nrtc_port_max = {rtc_ports.stop - 1}\n')
         self.token = self._token(product_cli, data, "client", "p1")
         self.staff = self._token(product_cli, data, "it", "it-lab")
+        self._pages: list[str] = []  # the links run_page made
         self.url = f"http://{MONITOR_ADDR}:{MONITOR_PORT}"
         self.log = workdir / "rtc-monitor.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -186,13 +187,17 @@ class RtcLabMonitor:
         return False
 
     def run_page(self, seconds: float) -> dict:
-        """The Python page in the client namespace; the whole stream is its idle phase."""
-        args = [sys.executable, str(ROOT / "tests/rtc/page_client.py"), self.url, f"Bearer {self.token}",
+        """The Python page in the client namespace, through a new check link (only a link's holder
+        starts a stream); the whole stream is its idle phase. The page's record, with the link's
+        id as ``link_id`` (the stream's owner)."""
+        link = self.check_link(f"c-py{len(self._pages)}")
+        self._pages.append(link["link_id"])
+        args = [sys.executable, str(ROOT / "tests/rtc/page_client.py"), self.url, f"Link {link['secret']}",
                 "--seconds", str(seconds), "--phases", f"idle=0:{seconds + 1}"]  # fmt: skip
         proc = self.lab.client.run(args, check=False, timeout=seconds + 60)
         if proc.returncode != 0:
             raise LabError(f"page client failed: {proc.stderr[-3000:]}\nmonitor log:\n{self.log.read_text(errors='replace')[-2000:]}")
-        return json.loads(proc.stdout)
+        return {**json.loads(proc.stdout), "link_id": link["link_id"]}
 
     def run_chromium(self, secret: str, seconds: float) -> dict:
         """Headless Chromium in the client namespace, running rtc.js from the monitor."""
@@ -215,4 +220,5 @@ class RtcLabMonitor:
 
     def network_for(self, page: dict, owner: str | None = None) -> dict:
         """What the monitor computes from its records and the page's (posted from the client side)."""
+        owner = owner or page.get("link_id")
         return self.api("POST", "/test/network-for", {"owner": owner, **{key: page[key] for key in ("rtc_id", "sent", "echoes", "phases")}}, self.token)

@@ -9,6 +9,7 @@ tests/lab/test_rtc_loss.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from pathlib import Path
 
@@ -256,10 +257,19 @@ def _candidate_ports(sdp: str) -> list[int]:
     return [int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")]
 
 
+def _link(monitor: Monitor, participant: str) -> dict:
+    """A check link for a newly registered client: only a link's holder starts a stream."""
+    staff = monitor.token("it", f"it-{participant}")
+    assert monitor.json("POST", "/api/v1/participants", staff, {"participant_id": participant, "role": "client"})[0] == 201
+    status, link = monitor.json("POST", "/api/v1/check-links", staff, {"participant_id": participant})
+    assert status == 201, link
+    return link
+
+
 @pytest.mark.slow
 def test_stream_against_monitor_process(rtc_monitor: Monitor) -> None:
-    token = rtc_monitor.token("client", "p1")
-    result = asyncio.run(run_stream(rtc_monitor.url, f"Bearer {token}", seconds=3.0))
+    link = _link(rtc_monitor, "c-p1")
+    result = asyncio.run(run_stream(rtc_monitor.url, f"Link {link['secret']}", seconds=3.0))
     # 3 s at 50/s: about 150 probes; on loopback every one comes back, exactly as long as it went.
     assert result["sent"] >= 100
     assert len({seq for seq, _ in result["echoes"]}) == result["sent"]
@@ -272,26 +282,33 @@ def test_stream_against_monitor_process(rtc_monitor: Monitor) -> None:
 
 @pytest.mark.slow
 def test_refusals_over_http(rtc_monitor: Monitor) -> None:
-    client = rtc_monitor.token("client", "p1")
-    other = rtc_monitor.token("client", "p2")
+    client = f"Link {_link(rtc_monitor, 'c-p1')['secret']}"
+    other = f"Link {_link(rtc_monitor, 'c-p2')['secret']}"
     therapist = rtc_monitor.token("therapist", "t1")
+    agent = rtc_monitor.token("client", "c-p1")
     status, body = rtc_monitor.json("POST", "/api/v1/link/rtc", None, {"type": "offer", "sdp": "v=0"})
     assert status == 401
-    status, body = rtc_monitor.json("POST", "/api/v1/link/rtc", therapist, {"type": "offer", "sdp": "v=0"})
-    assert status == 403
-    status, body = rtc_monitor.json("POST", "/api/v1/link/rtc", client, {"type": "offer", "sdp": "v=0\r\nnot sdp"})
+    for token in (therapist, agent):  # an agent's token, a client's included, is not a link
+        status, body = rtc_monitor.json("POST", "/api/v1/link/rtc", token, {"type": "offer", "sdp": "v=0"})
+        assert status == 403, body
+
+    def offer(sdp_body: dict) -> tuple[int, dict]:
+        status, raw = rtc_monitor.request("POST", "/api/v1/link/rtc", None, json.dumps(sdp_body).encode(), headers={"Authorization": client})
+        return status, json.loads(raw)
+
+    status, body = offer({"type": "offer", "sdp": "v=0\r\nnot sdp"})
     assert status == 400 and body["error"]["code"] == "invalid_offer", body
-    status, body = rtc_monitor.json("POST", "/api/v1/link/rtc", client, {"type": "answer", "sdp": "v=0"})
+    status, body = offer({"type": "answer", "sdp": "v=0"})
     assert status == 400
 
     async def three_peers() -> tuple[int, dict]:
         import aiohttp
 
         async with aiohttp.ClientSession() as session:
-            first = await open_stream(session, rtc_monitor.url, f"Bearer {client}")
-            second = await open_stream(session, rtc_monitor.url, f"Bearer {other}")
+            first = await open_stream(session, rtc_monitor.url, client)
+            second = await open_stream(session, rtc_monitor.url, other)
             try:
-                await open_stream(session, rtc_monitor.url, f"Bearer {other}")
+                await open_stream(session, rtc_monitor.url, other)
             except Refused as refused:
                 return refused.status, refused.body
             finally:
@@ -313,8 +330,10 @@ def test_network_for_after_a_loopback_stream(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     data.mkdir()
-    created = run_cli("monitor", "token", "create", "--role", "client", "--participant", "p1", "--data-dir", str(data))
-    token = created.stdout.strip().splitlines()[-1]
+    assert run_cli("monitor", "sessions", "add-participant", "c-p1", "--role", "client", "--data-dir", str(data)).returncode == 0
+    created = run_cli("monitor", "link", "create", "--participant", "c-p1", "--data-dir", str(data))
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1].rsplit("/", 1)[1]
 
     async def scenario() -> None:
         app = create_app(MonitorConfig(data_dir=str(data), port=0, rtc_port_min=21410, rtc_port_max=21420))
@@ -324,13 +343,13 @@ def test_network_for_after_a_loopback_stream(tmp_path: Path) -> None:
         await site.start()
         port = runner.addresses[0][1]
         try:
-            result = await run_stream(f"http://127.0.0.1:{port}", f"Bearer {token}", seconds=3.0, phases={"idle": (0, 1.5), "download": (1.5, 3)})
+            result = await run_stream(f"http://127.0.0.1:{port}", f"Link {secret}", seconds=3.0, phases={"idle": (0, 1.5), "download": (1.5, 3)})
             streams = app[keys.RTC]
             records = streams.records(result["rtc_id"])
             assert records is not None and records.distinct == result["sent"] and records.ignored == 0
             phases = {name: tuple(span) if span else None for name, span in result["phases"].items()}
             echoes = [tuple(e) for e in result["echoes"]]
-            owner = records.owner  # the client token's id (a check link's id once links exist)
+            owner = records.owner  # the link's id
             net = streams.network_for(result["rtc_id"], owner, result["sent"], echoes, phases)
             assert net is not None
             # The idle phase's 1.5 s: about 75 probes, all back on loopback: loss 0 both ways,
