@@ -100,6 +100,12 @@ class MonitorConfig:
     # command-line check's fixed-length defaults). Shorter phases finish sooner and know less.
     link_udp_seconds: float = field(default=5.0, metadata=limits(ge=1, le=60))
     link_load_seconds: float = field(default=4.0, metadata=limits(ge=1, le=60))
+    # The idle phase stops once its figures are settled (sessionready/settle.py, the CLI's rule,
+    # applied by the monitor to the stream it terminates), between these lengths (the CLI's
+    # [check] udp_min_seconds and udp_max_seconds); false: it runs link_udp_seconds, fixed.
+    link_adaptive: bool = True
+    link_udp_min_seconds: float = field(default=2.0, metadata=limits(ge=1, le=60))
+    link_udp_max_seconds: float = field(default=10.0, metadata=limits(ge=1, le=60))
     # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
     # The top-level [retention] table (monitor/retention.py): how long each kind of row is kept.
@@ -117,6 +123,8 @@ class MonitorConfig:
             raise ConfigError(
                 f"rtc_port_min..rtc_port_max must be a range of UDP ports (min <= max), or both 0 for any port; got {self.rtc_port_min}..{self.rtc_port_max}"
             )
+        if self.link_udp_min_seconds > self.link_udp_max_seconds:
+            raise ConfigError(f"link_udp_min_seconds ({self.link_udp_min_seconds:g}) must not exceed link_udp_max_seconds ({self.link_udp_max_seconds:g})")
         if self.rtc_advertise_ip:
             try:
                 ipaddress.ip_address(self.rtc_advertise_ip)

@@ -16,7 +16,7 @@ from monitor.reflector import Reflector, ReflectorServer
 from monitor.risk.service import RiskService
 from monitor.store.core import Store, TokenInfo
 from monitor.store.users import UserPrincipal
-from sessionready.schema import Network
+from sessionready.schema import Network, PhaseRun
 
 CONFIG = web.AppKey("config", MonitorConfig)
 STORE = web.AppKey("store", Store)
@@ -41,6 +41,11 @@ class RtcStreams(Protocol):
     ) -> Network | None:
         """The network part of a check from the monitor's records of stream ``rtc_id`` and the
         page's (probes sent, ``[seq, arrival_ms]`` echoes, phase spans on the page's clock);
+        None when the stream is unknown or not this link's."""
+        ...
+
+    def phases_for(self, rtc_id: str, link_id: str, spans: dict[str, tuple[float, float] | None]) -> tuple[PhaseRun, ...] | None:
+        """How each phase ran (the idle phase's end decided by the monitor's rule when adaptive);
         None when the stream is unknown or not this link's."""
         ...
 

@@ -39,7 +39,7 @@ from monitor.store.core import TokenInfo, hash_token
 from monitor.store.protocols import CaseloadStore, CheckLinkStore, CheckStore, SessionStore, UserStore
 from monitor.store.sessions import SessionStoreError
 from monitor.words import in_own_words
-from sessionready import __version__, browser_check, quality, schema
+from sessionready import __version__, browser_check, quality, schema, settle
 from sessionready.browser_check import BrowserCheck
 from sessionready.facts import assess_check
 from sessionready.terms import DEFAULT_TTL_HOURS, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS, STAFF_ROLES
@@ -124,7 +124,9 @@ class LinkList:
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """How the page measures: the command-line check's defaults, so both measure alike."""
+    """How the page measures: the command-line check's defaults, so both measure alike.
+    ``adaptive``: the monitor ends the idle phase once settled, between ``udp_min_seconds`` and
+    ``udp_max_seconds`` (null when fixed); else it runs ``udp_seconds``."""
 
     udp_seconds: float
     load_seconds: float
@@ -132,6 +134,9 @@ class LinkSettings:
     streams: int
     packet_interval_ms: float
     packet_bytes: int
+    adaptive: bool = False
+    udp_min_seconds: float | None = None
+    udp_max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,18 @@ def link_settings(config: MonitorConfig) -> LinkSettings:
     as the command-line check (a short load phase keeps at least half of itself after the ramp)."""
     check, stream = CheckSection(), StreamSettings()
     load_s = config.link_load_seconds
-    return LinkSettings(config.link_udp_seconds, load_s, min(check.ramp_seconds, load_s / 2), check.streams, stream.interval_ms, stream.packet_bytes)
+    limits = link_idle_limits(config)
+    return LinkSettings(
+        config.link_udp_seconds, load_s, min(check.ramp_seconds, load_s / 2), check.streams, stream.interval_ms, stream.packet_bytes,
+        adaptive=limits is not None,
+        udp_min_seconds=None if limits is None else limits.min_s,
+        udp_max_seconds=None if limits is None else limits.max_s,
+    )  # fmt: skip
+
+
+def link_idle_limits(config: MonitorConfig) -> settle.PhaseLimits | None:
+    """The browser check's idle phase limits when the monitor ends it once settled (None: fixed)."""
+    return settle.PhaseLimits(config.link_udp_min_seconds, config.link_udp_max_seconds) if config.link_adaptive else None
 
 
 # --- making links (the API and the CLI) ----------------------------------------------------
@@ -419,33 +435,40 @@ class _TooManyChecks(ApiError):
         return response
 
 
-async def _network(app: web.Application, link: LinkPrincipal, posted: BrowserCheck) -> schema.Network:
-    """From the monitor's records of the link's probe stream; without them (no WebRTC here,
-    or a stream the monitor does not know for this link) the stream did not run: rtc_failed."""
+async def _network(app: web.Application, link: LinkPrincipal, posted: BrowserCheck) -> tuple[schema.Network, tuple[schema.PhaseRun, ...] | None]:
+    """From the monitor's records of the link's probe stream, with how its phases ran; without
+    them (no WebRTC here, or a stream the monitor does not know for this link) the stream did
+    not run: rtc_failed, and no phases."""
     page = posted.throughput
     if posted.rtc is None:
         assert posted.rtc_error is not None  # consistency_problem saw to it
-        return browser_check.no_stream_network(posted.rtc_error, 0, page)
+        return browser_check.no_stream_network(posted.rtc_error, 0, page), None
     records = posted.rtc
     streams = app.get(keys.RTC)
-    network = None
+    network = phases = None
     if streams is not None:
-        phases = {"idle": records.phases.idle, "download": records.phases.download, "upload": records.phases.upload}
-        network = await asyncio.to_thread(streams.network_for, records.rtc_id, link.link_id, records.sent, list(records.echoes), phases)
+        spans = {"idle": records.phases.idle, "download": records.phases.download, "upload": records.phases.upload}
+        network = await asyncio.to_thread(streams.network_for, records.rtc_id, link.link_id, records.sent, list(records.echoes), spans)
         if network is not None:  # only this link's own stream: an id of another link's ends nothing
+            phases = streams.phases_for(records.rtc_id, link.link_id, spans)
             streams.close(records.rtc_id)
     if network is None:
-        return browser_check.no_stream_network("rtc_failed", records.sent, page)
+        return browser_check.no_stream_network("rtc_failed", records.sent, page), None
     # Throughput is the page's own measurement; the stream gives delay, loss and jitter.
-    return replace(network, throughput_mbps=schema.Throughput(down=page.down_mbps, up=page.up_mbps), throughput_error=page.error)
+    return replace(network, throughput_mbps=schema.Throughput(down=page.down_mbps, up=page.up_mbps), throughput_error=page.error), phases
 
 
 async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserCheck) -> schema.CheckReport:
-    network = await _network(app, link, posted)
+    network, phases = await _network(app, link, posted)
     machine = browser_check.machine(posted.device) if posted.device is not None else None
     room = browser_check.room(posted.room) if posted.room is not None else None
     # The same model and thresholds as every check; judged once, here (in_own_words reuses it).
     assessment = assess_check(network, machine, room, quality.Thresholds(), posted.devices)
+    borderline = [(u.figure, u.low, u.high) for run in phases or () if run.stopped == "max_length" for u in run.unsettled if u.high is not None]
+    if extra := settle.borderline_reasons(borderline):
+        # A figure the idle phase could not settle by its longest: said so, as the CLI says it.
+        reasons = sorted([*assessment.reasons, *extra], key=lambda r: quality.SEVERITIES.index(r.severity))
+        assessment = replace(assessment, reasons=tuple(reasons), verdict=quality.verdict_from_reasons(reasons))
     settings = link_settings(app[keys.CONFIG])
     report = schema.CheckReport(
         schema_version=1,
@@ -471,12 +494,14 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
             packet_interval_ms=settings.packet_interval_ms,
             packet_bytes=settings.packet_bytes,
             streams=settings.streams,
+            adaptive=settings.adaptive,
         ),
         machine=machine,
         room=room,
         source="browser",
         browser=browser_check.browser_label(posted.browser),
         devices=posted.devices,
+        phases=phases,
     )
     # Through the wire schema once more: what is stored obeys every limit an agent's report
     # must (the network part came from another module), and then in the monitor's own words.

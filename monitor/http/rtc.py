@@ -98,7 +98,15 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
     async def open_peer(records: StreamRecords, offer_sdp: str, reached: str | None, ended: Callable[[], None]) -> peer.RtcPeer:
         return await peer.RtcPeer.answer(records, offer_sdp, settings, reached=reached, on_closed=ended)
 
-    streams = RtcStreams(open_peer, max_peers=config.rtc_max_peers, max_seconds=config.rtc_max_seconds, ramp_s=CheckSection().ramp_seconds)
+    from monitor.http.check_links import link_idle_limits  # the page's own settings: one place
+
+    streams = RtcStreams(
+        open_peer,
+        max_peers=config.rtc_max_peers,
+        max_seconds=config.rtc_max_seconds,
+        ramp_s=CheckSection().ramp_seconds,
+        idle_limits=link_idle_limits(config),
+    )
     app[keys.RTC] = streams
     yield
     await streams.aclose()

@@ -2,15 +2,23 @@
 
 Wire format (docs/browser-check.md section 3), big-endian, each message padded by the page:
 
-* probe, page -> monitor: ``u8 kind=1 | u8 0 | u16 0 | u32 seq | f64 sent_ms`` then padding;
-* echo, monitor -> page: ``u8 kind=2 | u8 0 | u16 0 | u32 seq | f64 sent_ms (copied) |
+* probe, page -> monitor: ``u8 kind=1 | u8 phase | u16 n | u32 seq | f64 sent_ms |
+  n x (u32 seq | f64 arrival_ms)`` then padding: the phase the page is in (1 idle, 2 download,
+  3 upload, 0 not said) and the arrival times of the last ``n`` echoes it received (receipts),
+  within the probe's length;
+* echo, monitor -> page: ``u8 kind=2 | u8 flags | u16 0 | u32 seq | f64 sent_ms (copied) |
   f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct_received`` then the probe's own
-  padding: exactly as long as the probe, never longer.
+  bytes: exactly as long as the probe, never longer. ``flags`` bit 0 (IDLE_OVER): the monitor's
+  stopping rule has ended the idle phase (``IdleRule``); every echo after the decision says so.
 
 The monitor's times are its monotonic clock; the page's are ``performance.now()``. The two
 clocks are never compared: only differences taken on one side enter the analysis
 (``sessionready.flow``), as with the CLI's UDP stream. Nothing here does I/O but the
 registry's closing of peers.
+
+The idle phase may be adaptive: the monitor holds both sides' records as the stream runs (its
+own, and the page's echo arrivals from the receipts), so it applies the CLI's stopping rule
+(``sessionready.settle``, the one rule) and tells the page when the phase is over.
 """
 
 from __future__ import annotations
@@ -24,13 +32,22 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sessionready import flow, schema
-from sessionready.browser_check import MAX_PROBES
+from sessionready import flow, quality, schema, settle
+from sessionready.browser_check import MAX_PAGE_MS, MAX_PROBES
 
 PROBE_KIND = 1
 ECHO_KIND = 2
 PROBE_HEAD = struct.Struct("!BBHId")  # kind, 0, 0, seq, sent_ms
-ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, 0, 0, seq, sent_ms, recv_ms, send_ms, distinct
+ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, flags, 0, seq, sent_ms, recv_ms, send_ms, distinct
+RECEIPT = struct.Struct("!Id")  # seq, arrival_ms on the page's clock: one echo the page received
+# The probe's phase byte; 0 is a page that does not say (it never hears IDLE_OVER either).
+PHASES = {1: "idle", 2: "download", 3: "upload"}
+IDLE_PHASE = 1
+IDLE_OVER = 0x01  # echo flag: the idle phase is over, the page moves on
+# How often the rule is asked while the idle phase runs (the CLI asks every 0.1 s). An
+# evaluation over 500 probes takes 1.5-3.5 ms of the event loop here; every 0.2 s keeps it
+# under 2 % of a core per stream, for at most 0.2 s more of idle phase.
+SETTLE_POLL_NS = 200_000_000
 # A probe must be long enough to carry its echo: an echo is never longer than what caused it.
 MIN_PROBE_BYTES = ECHO_HEAD.size
 # Far above a voice packet (172 bytes) and below any path MTU: SCTP never fragments a probe.
@@ -42,6 +59,41 @@ BURST = 100.0
 # A page that retries after a failure opens a new stream while the old one waits out its
 # lifetime; beyond a few, one link would only be taking the slots of others.
 MAX_STREAMS_PER_OWNER = 3
+
+
+@dataclass(frozen=True)
+class IdleDecision:
+    """How the monitor's rule ended the idle phase: after ``seconds`` (from the first probe's
+    arrival), ``stopped`` "settled" or "max_length", with the figures still unsettled."""
+
+    seconds: float
+    stopped: settle.StopReason
+    unsettled: tuple[settle.Judged, ...] = ()
+
+
+@dataclass
+class IdleRule:
+    """The adaptive idle phase of one stream: the limits and thresholds it is judged with, and
+    what became of it (``decision``; or ``page_moved_on`` before any decision)."""
+
+    limits: settle.PhaseLimits
+    thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
+    decision: IdleDecision | None = None
+    page_moved_on: bool = False
+    started_ns: int | None = None
+    last_ns: int = -SETTLE_POLL_NS
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One probe as ``settle.ProbeRecord`` reads it (times in ns, each on its own side's clock)."""
+
+    seq: int
+    sent_ns: int
+    echo_ns: int | None
+    reflector_recv_ns: int | None
+    reflector_send_ns: int | None
+    reflected_so_far: int | None
 
 
 @dataclass
@@ -61,6 +113,9 @@ class StreamRecords:
     reordered: int = 0
     highest: int = -1
     ignored: int = 0  # malformed, out of range, or over the rate: not echoed
+    arrival_ms: dict[int, float] = field(default_factory=dict)  # seq -> page arrival of its echo (receipts)
+    phase: int = 0  # the latest phase byte a probe carried
+    idle: IdleRule | None = None  # the adaptive idle phase's rule; None: the page runs it fixed
     _allowance: float = BURST
     _last_ns: int = 0
 
@@ -72,10 +127,14 @@ class StreamRecords:
         if not isinstance(message, bytes | bytearray) or not MIN_PROBE_BYTES <= len(message) <= MAX_PROBE_BYTES:
             self.ignored += 1
             return None
-        kind, _flags, _reserved, seq, sent_ms = PROBE_HEAD.unpack_from(message)
+        kind, phase, receipts, seq, sent_ms = PROBE_HEAD.unpack_from(message)
         if kind != PROBE_KIND or seq >= MAX_PROBES or not math.isfinite(sent_ms) or not self._admit(recv_ns):
             self.ignored += 1
             return None
+        if phase in PHASES and phase > self.phase:
+            self.phase = phase
+        if PROBE_HEAD.size + receipts * RECEIPT.size <= len(message):
+            self._take_receipts(message, receipts)
         if seq in self.recv_ns:
             self.duplicates += 1
             self.duplicate_seqs[seq] = self.duplicate_seqs.get(seq, 0) + 1
@@ -91,15 +150,58 @@ class StreamRecords:
         send_ns = clock_ns()
         self.send_ns.setdefault(seq, send_ns)
         echo = bytearray(message)
-        ECHO_HEAD.pack_into(echo, 0, ECHO_KIND, 0, 0, seq, sent_ms, recv_ns / 1e6, send_ns / 1e6, self.distinct)
+        flags = IDLE_OVER if self.idle is not None and self.idle.decision is not None else 0
+        ECHO_HEAD.pack_into(echo, 0, ECHO_KIND, flags, 0, seq, sent_ms, recv_ns / 1e6, send_ns / 1e6, self.distinct)
         return bytes(echo)
+
+    def _take_receipts(self, message: bytes, count: int) -> None:
+        """The page's arrival times of echoes it received: kept for echoes this monitor sent, the
+        first report of each (a receipt repeats in the next probes, so a lost probe loses none)."""
+        for index in range(count):
+            seq, arrival_ms = RECEIPT.unpack_from(message, PROBE_HEAD.size + index * RECEIPT.size)
+            if seq in self.send_ns and seq not in self.arrival_ms and math.isfinite(arrival_ms) and 0 <= arrival_ms <= MAX_PAGE_MS:
+                self.arrival_ms[seq] = arrival_ms
+
+    def settle_idle(self, now_ns: int) -> None:
+        """Ask the idle phase's stopping rule, at most every SETTLE_POLL_NS, while the page is in
+        its idle phase and nothing has decided yet. Called after a probe's echo has gone out, so
+        that the echo's own times never include the rule's work."""
+        rule = self.idle
+        if rule is None or rule.decision is not None or not self.recv_ns:
+            return
+        if self.phase > IDLE_PHASE:
+            rule.page_moved_on = True  # the page ended the phase by itself: nothing left to decide
+            return
+        if rule.started_ns is None:
+            rule.started_ns = now_ns  # the first probe's arrival: the phase's start, as the monitor sees it
+        if now_ns - rule.last_ns < SETTLE_POLL_NS:
+            return
+        rule.last_ns = now_ns
+        elapsed_s = (now_ns - rule.started_ns) / 1e9
+        judged = settle.judge_idle(settle.stream_so_far(self._probes_so_far()), rule.thresholds)
+        decision = settle.decide(elapsed_s, rule.limits, judged)
+        if decision.stop:
+            assert decision.reason is not None
+            rule.decision = IdleDecision(round(elapsed_s, 3), decision.reason, decision.unsettled)
+
+    def _probes_so_far(self) -> list[_Probe]:
+        """The probes the monitor received, in sequence order, as ``settle.stream_so_far`` reads
+        a flow: the page's send and arrival times, the monitor's receive and send times, and how
+        many distinct probes up to each the monitor had received."""
+        probes = []
+        for count, seq in enumerate(sorted(self.recv_ns), start=1):
+            arrival = self.arrival_ms.get(seq)
+            probes.append(
+                _Probe(seq, self.sent_ns[seq], None if arrival is None else round(arrival * 1e6), self.recv_ns[seq], self.send_ns.get(seq), count)
+            )
+        return probes
 
     def snapshot(self) -> StreamRecords:
         """A copy that later probes do not change."""
         return StreamRecords(
             self.rtc_id, self.owner, self.sent_ns.copy(), self.recv_ns.copy(), self.send_ns.copy(),
             self.duplicate_seqs.copy(), self.reordered_seqs.copy(), self.distinct, self.duplicates, self.reordered,
-            self.highest, self.ignored,
+            self.highest, self.ignored, self.arrival_ms.copy(), self.phase, self.idle,
         )  # fmt: skip
 
     def _admit(self, now_ns: int) -> bool:
@@ -216,6 +318,31 @@ def network_of(
     return flow.network(idle, loaded_down_ms=loaded["download"], loaded_up_ms=loaded["upload"], udp_error=udp_error)
 
 
+def phase_runs(spans: Mapping[str, tuple[float, float] | None], idle: IdleRule | None) -> tuple[schema.PhaseRun, ...]:
+    """The report's ``phases``: each phase the page ran, as long as its span on the page's clock.
+    The idle phase says why it stopped: the monitor's rule ("settled", "max_length", with the
+    figures left unsettled and the limits), or "fixed_length" when the page ran it fixed (no
+    rule for this stream, or the page moved on before the rule decided). The download and
+    upload phases run their fixed length in a browser."""
+    runs = []
+    for name in ("idle", "download", "upload"):
+        span = spans.get(name)
+        if span is None:
+            continue
+        seconds = round(max(0.0, span[1] - span[0]) / 1000, 3)
+        decision = idle.decision if name == "idle" and idle is not None else None
+        if decision is None:
+            runs.append(schema.PhaseRun(name=name, seconds=seconds, stopped="fixed_length"))  # type: ignore[arg-type]
+            continue
+        assert idle is not None
+        unsettled = tuple(
+            schema.Unsettled(j.figure, round(j.low, 6), round(j.high, 6) if math.isfinite(j.high) else None)  # type: ignore[arg-type]
+            for j in decision.unsettled
+        )
+        runs.append(schema.PhaseRun("idle", seconds, decision.stopped, idle.limits.min_s, idle.limits.max_s, unsettled))
+    return tuple(runs)
+
+
 class RtcRefused(Exception):
     """A stream cannot start. ``status`` and ``code`` for the HTTP answer; ``str()`` one sentence."""
 
@@ -251,11 +378,24 @@ class RtcStreams:
     from ``open_peer`` (monitor.rtc.peer in the monitor; tests may hand in their own).
     """
 
-    def __init__(self, open_peer: PeerOpener, *, max_peers: int, max_seconds: float, ramp_s: float) -> None:
+    def __init__(
+        self,
+        open_peer: PeerOpener,
+        *,
+        max_peers: int,
+        max_seconds: float,
+        ramp_s: float,
+        idle_limits: settle.PhaseLimits | None = None,
+        thresholds: quality.Thresholds | None = None,
+    ) -> None:
         self._open_peer = open_peer
         self.max_peers = max_peers
         self.max_seconds = max_seconds
         self.ramp_s = ramp_s
+        # The idle phase's limits when it is adaptive (None: the page runs it fixed), and the
+        # thresholds it is judged against: the ones the check's verdict uses.
+        self.idle_limits = idle_limits
+        self.thresholds = thresholds or quality.Thresholds()
         self._streams: dict[str, _Stream] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -274,7 +414,8 @@ class RtcStreams:
         if len(self._streams) >= self.max_peers:
             raise RtcRefused(503, "rtc_busy", f"the monitor runs {self.max_peers} probe streams already; try again in a minute")
         rtc_id = secrets.token_hex(16)
-        stream = _Stream(StreamRecords(rtc_id, owner))
+        idle = IdleRule(self.idle_limits, self.thresholds) if self.idle_limits is not None else None
+        stream = _Stream(StreamRecords(rtc_id, owner, idle=idle))
         self._streams[rtc_id] = stream  # the slot is taken while the answer is being made
         try:
             stream.peer = await self._open_peer(stream.records, offer_sdp, reached, lambda: self._peer_ended(rtc_id))
@@ -302,6 +443,14 @@ class RtcStreams:
         # Called from a worker thread while the event loop may still record late probes: work
         # on a copy (each dict and set copy is one C call under the GIL, so it is consistent).
         return network_of(stream.records.snapshot(), sent, echoes, phases, ramp_s=self.ramp_s)
+
+    def phases_for(self, rtc_id: str, link_id: str, spans: Mapping[str, tuple[float, float] | None]) -> tuple[schema.PhaseRun, ...] | None:
+        """The check's ``phases`` (see ``phase_runs``); None when the stream is unknown or another
+        link's."""
+        stream = self._streams.get(rtc_id)
+        if stream is None or not secrets.compare_digest(stream.records.owner, link_id):
+            return None
+        return phase_runs(spans, stream.records.idle)
 
     def _peer_ended(self, rtc_id: str) -> None:
         """The page went away (or its connection failed): free the port, keep the records for

@@ -21,14 +21,22 @@ from sessionready.typed import rfc3339
 from tests.conftest import CHROMEDRIVER, CHROMIUM, HEADLESS_CHROMIUM, Monitor, new_token, require_or_fail, start_monitor
 
 
-def _start(folder: Path) -> Monitor:
+FIXED_SHORT = "link_adaptive = false\nlink_udp_seconds = 1\n"
+
+
+def start_page_monitor(folder: Path, phases: str = FIXED_SHORT) -> Monitor:
+    """A monitor for page tests. ``phases``: [monitor] lines for the idle phase; by default a
+    fixed 1 s (tests/browser_check/test_adaptive.py runs the monitor's adaptive rule)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "monitor.toml"
     # Any UDP port for the probe streams: other monitors on this machine may hold the default range.
     # Short network phases: these tests prove the page, the lab and the benchmarks its numbers
     # (about 10 s less per page run).
-    config.write_text("[monitor]\nrtc_port_min = 0\nrtc_port_max = 0\nlink_udp_seconds = 1\nlink_load_seconds = 1.5\n")
+    config.write_text(f"[monitor]\nrtc_port_min = 0\nrtc_port_max = 0\nlink_load_seconds = 1.5\n{phases}")
     return start_monitor(folder / "monitor", "--config", str(config))
+
+
+_start = start_page_monitor
 
 
 @pytest.fixture(scope="session")
@@ -160,11 +168,13 @@ def chrome(
     window: tuple[int, int] = (1280, 800),
     fps: int | None = None,
     fake_ui: bool = True,
+    video_file: Path | None = None,
 ):
     """Debian's Chromium through the system chromedriver, headless, with fake media devices.
 
     ``fake_ui``: every permission prompt is answered "allow"; without it, the test sets each
-    permission itself (DevTools Browser.setPermission), e.g. to deny the microphone."""
+    permission itself (DevTools Browser.setPermission), e.g. to deny the microphone.
+    ``video_file``: a .y4m the fake camera plays (its size and frame rate: ``write_y4m``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -182,6 +192,7 @@ def chrome(
         *(["--use-fake-ui-for-media-stream"] if fake_ui else []),
         fake_device,
         f"--use-file-for-fake-audio-capture={audio_file}",
+        *([f"--use-file-for-fake-video-capture={video_file}"] if video_file else []),
         f"--window-size={window[0]},{window[1]}",
     ):
         options.add_argument(argument)
@@ -350,3 +361,30 @@ def make_reading(
     start = round(speech_at_s * rate)
     mixed[start : start + speech.size] += speech * 10 ** (gain_db / 20)
     return write_wav(directory / f"reading-{snr_db:g}.wav", mixed, rate), snr_db
+
+
+def write_y4m(path: Path, width: int, height: int, fps: int, frames: int = 8, *, black: bool = False) -> Path:
+    """A YUV4MPEG2 file for Chromium's fake camera (--use-file-for-fake-video-capture), written
+    here: ``frames`` 4:2:0 frames of ``width`` x ``height`` at ``fps`` (the header's F fps:1),
+    which the camera plays in a loop. Chromium reads W, H and F from the header (its
+    media/capture/video/file_video_capture_device.cc: only 4:2:0, F taken as whole frames/s)
+    and delivers the file's own size and rate (measured: 640x480@30 and 320x240@5 arrive as such).
+
+    ``black``: every frame video black (Y 16, chroma neutral). Otherwise a picture that is
+    plainly not black: a horizontal luma ramp from 16 to 216 with a white bar that moves one
+    step each frame."""
+    if width % 2 or height % 2:
+        raise ValueError("4:2:0 needs an even width and height")
+    chroma = bytes([128]) * (width * height // 2)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        ramp = np.linspace(16, 216, width).astype(np.uint8)
+        for index in range(frames):
+            if black:
+                luma = np.full((height, width), 16, dtype=np.uint8)
+            else:
+                luma = np.tile(ramp, (height, 1))
+                start = index * width // frames
+                luma[:, start : start + width // 10] = 235
+            out.write(b"FRAME\n" + luma.tobytes() + chroma)
+    return path

@@ -7,6 +7,9 @@ import { browserFamily, checkCamera, deviceFacts, playTone } from "./devices.js"
 import { canHearYourself, hearYourself, measureRoom, QUIET_PROMPT, SENTENCE, SPEECH_PROMPT } from "./room.js";
 
 const SECRET_PATTERN = /^\/c\/([A-Za-z0-9_-]{16,128})\/?$/;
+// The monitor ends an adaptive idle phase by its longest length; this much later the page moves
+// on by itself (the word travels on the echoes, and none may be coming back).
+const IDLE_MARGIN_S = 2;
 const RTC_CODES = new Set(["rtc_unsupported", "rtc_failed", "rtc_blocked"]);
 const THROUGHPUT_WORDS = {
   no_data: "no data moved",
@@ -193,11 +196,17 @@ async function run(state) {
   const started = performance.now();
   const facts = deviceFacts();
 
-  // 1. Connection: the idle probe stream.
+  // 1. Connection: the idle probe stream. Adaptive: until the monitor says its figures are
+  // settled (its rule, never the page's), with the longest length plus a margin as a backstop
+  // should that word never arrive; else the fixed length.
   setStep("connection", "running", "measuring…");
   const rtc = await startRtc(state.secret, link);
   if (rtc.stream) {
-    await sleep(settings.udp_seconds * 1000);
+    if (settings.adaptive && settings.udp_max_seconds && rtc.stream.idleOver) {
+      await Promise.race([rtc.stream.idleOver, sleep((settings.udp_max_seconds + IDLE_MARGIN_S) * 1000)]);
+    } else {
+      await sleep(settings.udp_seconds * 1000);
+    }
     setStep("connection", "done", "done");
   } else {
     setStep("connection", "problem", rtcText(rtc.error));

@@ -16,7 +16,12 @@
 //     a phase's span is [start, end) on performance.now(); marking a phase again replaces it.
 //   - stop(): Promise of the records above; call it once.
 //   - stats(): { sent, received } so far, for a progress display.
+//   - idleOver: a Promise that resolves when the monitor says the idle phase is over (its
+//     stopping rule, sessionready/settle.py, settled the figures or reached the longest length);
+//     it never resolves from a monitor that runs the idle phase fixed.
 //   - onEcho(seq, rttMs): optional, called for each first echo (RTT without the monitor's hold).
+//   Each probe carries the phase the page is in and the arrival times of the last echoes it
+//   received (receipts), so that the monitor holds both sides' records while the stream runs.
 //   It rejects with an Error whose .code is the check's rtc_error: "rtc_unsupported" (no WebRTC
 //   in this browser), "rtc_blocked" (the connection did not open: UDP blocked on the way),
 //   "rtc_failed" (the monitor refused or answered an error; .status holds the HTTP status).
@@ -26,8 +31,11 @@
 
 const PROBE_KIND = 1;
 const ECHO_KIND = 2;
-const PROBE_HEAD_BYTES = 16; // u8 kind | u8 0 | u16 0 | u32 seq | f64 sent_ms
-const ECHO_HEAD_BYTES = 36; // ... | f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct
+const PROBE_HEAD_BYTES = 16; // u8 kind | u8 phase | u16 receipts | u32 seq | f64 sent_ms
+const RECEIPT_BYTES = 12; // u32 seq | f64 arrival_ms, after the head, as many as fit
+const ECHO_HEAD_BYTES = 36; // u8 kind | u8 flags | ... | f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct
+const PHASE_CODES = { idle: 1, download: 2, upload: 3 }; // 0: between phases
+const IDLE_OVER = 0x01; // echo flag: the monitor ended the idle phase
 const MAX_PROBES = 65536;
 const GATHER_TIMEOUT_MS = 3000;
 // Beyond this much unsent data the channel is congested: a probe is not queued behind it (it
@@ -130,6 +138,12 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
   let maxRttMs = 0;
   let stopped = false;
   let timer = null;
+  // The last echoes received, [seq, arrival], as many as a probe carries: each is repeated in
+  // the next few probes, so one lost probe loses no receipt.
+  const maxReceipts = Math.floor((packetBytes - PROBE_HEAD_BYTES) / RECEIPT_BYTES);
+  const receipts = [];
+  let endIdle;
+  const idleOver = new Promise((resolve) => { endIdle = resolve; });
 
   channel.addEventListener("message", (event) => {
     const arrival = performance.now();
@@ -137,10 +151,13 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
     if (!(data instanceof ArrayBuffer) || data.byteLength < ECHO_HEAD_BYTES) return;
     const view = new DataView(data);
     if (view.getUint8(0) !== ECHO_KIND) return;
+    if (view.getUint8(1) & IDLE_OVER) endIdle();
     const seq = view.getUint32(4);
     if (seq >= sentAt.length || echoed.has(seq)) return;
     echoed.add(seq);
     echoes.push([seq, arrival]);
+    receipts.push([seq, arrival]);
+    if (receipts.length > maxReceipts) receipts.shift();
     const hold = view.getFloat64(24) - view.getFloat64(16);
     const rtt = arrival - sentAt[seq] - hold;
     if (rtt > maxRttMs) maxRttMs = rtt;
@@ -164,8 +181,14 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
     const seq = sentAt.length;
     const now = performance.now();
     sentAt.push(now);
+    view.setUint8(1, current ? PHASE_CODES[current] : 0);
+    view.setUint16(2, receipts.length);
     view.setUint32(4, seq);
     view.setFloat64(8, now);
+    receipts.forEach(([echoSeq, arrival], i) => {
+      view.setUint32(PROBE_HEAD_BYTES + i * RECEIPT_BYTES, echoSeq);
+      view.setFloat64(PROBE_HEAD_BYTES + i * RECEIPT_BYTES + 4, arrival);
+    });
     if (channel.readyState === "open" && channel.bufferedAmount <= MAX_BUFFERED_BYTES) {
       try {
         channel.send(probe);
@@ -216,6 +239,7 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
     rtcId: answer.rtc_id,
     markPhase,
     stop,
+    idleOver,
     stats: () => ({ sent: sentAt.length, received: echoes.length }),
   };
 }
