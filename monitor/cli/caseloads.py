@@ -14,7 +14,7 @@ from monitor.cli.main import PARTICIPANT, _add_location, _fail, _utc, _with_stor
 from sessionready.terms import EXIT_OK
 
 if TYPE_CHECKING:
-    from monitor.store.core import SQLiteStore
+    from monitor.store.protocols import CaseloadStore
 
 ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)"
 
@@ -55,7 +55,7 @@ def run_assign(args: argparse.Namespace) -> int:
     if problem := _bad_ids(args):
         return _fail(problem)
 
-    def assign(store: SQLiteStore) -> int:
+    def assign(store: CaseloadStore) -> int:
         from monitor.store.sessions import SessionStoreError
 
         try:
@@ -75,7 +75,7 @@ def run_remove(args: argparse.Namespace) -> int:
     if problem := _bad_ids(args):
         return _fail(problem)
 
-    def remove(store: SQLiteStore) -> int:
+    def remove(store: CaseloadStore) -> int:
         if not store.unassign_client(args.therapist, args.client):
             return _fail(f"client {args.client} is not on therapist {args.therapist}'s caseload")
         print(f"removed client {args.client} from therapist {args.therapist}'s caseload; their sessions stay, the client's checks are no longer shown to them")
@@ -88,7 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
     if problem := _bad_ids(args):
         return _fail(problem)
 
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: CaseloadStore) -> int:
         print(f"{'THERAPIST':24} {'CLIENT':24} {'ASSIGNED (UTC)':20} SOURCE")
         for entry in store.caseload(args.therapist):
             print(f"{entry.therapist_id:24} {entry.client_id:24} {_utc(entry.assigned_at):20} {entry.source}")

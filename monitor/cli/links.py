@@ -16,7 +16,8 @@ from monitor.cli.main import PARTICIPANT, _add_location, _config, _fail, _ttl_ho
 from sessionready.terms import DEFAULT_TTL_HOURS, EXIT_OK, MAX_TTL_HOURS, MIN_TTL_HOURS
 
 if TYPE_CHECKING:
-    from monitor.store.core import SQLiteStore
+    from monitor.http.check_links import LinkMakingStore
+    from monitor.store.protocols import CheckLinkStore
 
 ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)"
 BASE_URL = re.compile(r"https?://[^\s?#]+")
@@ -76,7 +77,7 @@ def run_create(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as error:
         return _fail(str(error))
 
-    def create(store: SQLiteStore) -> int:
+    def create(store: LinkMakingStore) -> int:
         from monitor.http.check_links import create_link
         from monitor.store.sessions import SessionStoreError
 
@@ -96,7 +97,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.participant is not None and not PARTICIPANT.fullmatch(args.participant):
         return _fail(f"--participant {ID_RULE}")
 
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: CheckLinkStore) -> int:
         now = time.time()
         print(f"{'LINK_ID':14} {'CLIENT':24} {'SESSION':24} {'EXPIRES (UTC)':20} {'STATE':8} CHECKS")
         for link in store.list_check_links(None if args.participant is None else {args.participant}):
@@ -107,7 +108,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    def revoke(store: SQLiteStore) -> int:
+    def revoke(store: CheckLinkStore) -> int:
         link = store.get_check_link(args.link_id)
         if link is None:
             return _fail(f"no check link with id '{args.link_id}'")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sessionready.terms import AGENT_ROLES, DEFAULT_TTL_HOURS, ENROLL_ROLES, EXIT_CANNOT_RUN, EXIT_OK, ID_PATTERN, MAX_TTL_HOURS, MIN_TTL_HOURS
 
 if TYPE_CHECKING:  # the store is imported when a command runs, not when the CLI is built
-    from monitor.store.core import SQLiteStore
+    from monitor.store.protocols import Store, TokenStore
 
 PARTICIPANT = re.compile(ID_PATTERN)
 
@@ -154,7 +154,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_store(args: argparse.Namespace, action: Callable[[SQLiteStore], int]) -> int:
+def _with_store(args: argparse.Namespace, action: Callable[[Store], int]) -> int:
     """Open the configured store, run ``action`` on it, close it; one sentence if it cannot open."""
     from monitor.store.core import StoreUnavailable, open_store_from_config
     from monitor.store.migrations import StoreTooNew
@@ -185,7 +185,7 @@ def run_token_create(args: argparse.Namespace) -> int:
     if _bad_participant(args.participant):
         return _fail(PARTICIPANT_RULE)
 
-    def create(store: SQLiteStore) -> int:
+    def create(store: TokenStore) -> int:
         info, token = store.create_token(args.role, args.participant)
         print(f"created {info.role} token {info.token_id} for participant {info.participant_id}; it is shown only once:")
         print(token)
@@ -195,7 +195,7 @@ def run_token_create(args: argparse.Namespace) -> int:
 
 
 def run_token_revoke(args: argparse.Namespace) -> int:
-    def revoke(store: SQLiteStore) -> int:
+    def revoke(store: TokenStore) -> int:
         if not store.revoke_token(args.token_id):
             return _fail(f"no active token with id '{args.token_id}'")
         print(f"revoked token {args.token_id}")
@@ -205,7 +205,7 @@ def run_token_revoke(args: argparse.Namespace) -> int:
 
 
 def run_token_list(args: argparse.Namespace) -> int:
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: TokenStore) -> int:
         print(f"{'TOKEN_ID':14} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} STATE")
         for t in store.list_tokens():
             print(f"{t.token_id:14} {t.role:10} {t.participant_id:24} {_utc(t.created_at):20} {'revoked' if t.revoked_at else 'active'}")
@@ -220,7 +220,7 @@ def run_enroll_create(args: argparse.Namespace) -> int:
     if _bad_participant(args.participant):
         return _fail(PARTICIPANT_RULE)
 
-    def create(store: SQLiteStore) -> int:
+    def create(store: TokenStore) -> int:
         from monitor.store.sessions import SessionConflict
 
         try:
@@ -238,7 +238,7 @@ def run_enroll_create(args: argparse.Namespace) -> int:
 
 
 def run_enroll_list(args: argparse.Namespace) -> int:
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: TokenStore) -> int:
         now = time.time()
         print(f"{'CODE_ID':14} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} {'EXPIRES (UTC)':20} STATE")
         for c in store.list_enrollments():
@@ -249,7 +249,7 @@ def run_enroll_list(args: argparse.Namespace) -> int:
 
 
 def run_enroll_revoke(args: argparse.Namespace) -> int:
-    def revoke(store: SQLiteStore) -> int:
+    def revoke(store: TokenStore) -> int:
         if not store.revoke_enrollment(args.code_id):
             return _fail(f"no unused enrollment code with id '{args.code_id}'")
         print(f"revoked enrollment code {args.code_id}")

@@ -20,7 +20,7 @@ from sessionready.terms import EXIT_CANNOT_RUN, EXIT_OK, ID_PATTERN
 
 if TYPE_CHECKING:
     from monitor.calendars.imports import ParsedImport
-    from monitor.store.core import SQLiteStore
+    from monitor.store.protocols import SessionStore, Store
 
 ID = re.compile(ID_PATTERN)
 ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)"
@@ -136,7 +136,7 @@ def _fail(message: str) -> int:
     return EXIT_CANNOT_RUN
 
 
-def _with_store(args: argparse.Namespace, action: Callable[[SQLiteStore], int]) -> int:
+def _with_store(args: argparse.Namespace, action: Callable[[Store], int]) -> int:
     from monitor.cli.main import _with_store as with_store
 
     return with_store(args, action)
@@ -152,7 +152,7 @@ def _zone(name: str | None):  # noqa: ANN202 - tzinfo or None
     return None if name is None else parse_zone(name)
 
 
-def _report(parsed: ParsedImport, store: SQLiteStore) -> int:
+def _report(parsed: ParsedImport, store: SessionStore) -> int:
     if parsed.errors:
         outcome_errors, count = parsed.errors, len(parsed.errors)
     else:
@@ -259,7 +259,7 @@ def run_import_ics(args: argparse.Namespace) -> int:
     start, end = default_window(time.time())
     window = (args.window_from if args.window_from is not None else start, args.window_to if args.window_to is not None else end)
 
-    def run(store: SQLiteStore) -> int:
+    def run(store: SessionStore) -> int:
         try:
             parsed = parse_ics(data, mapping, *window, store.calendar_key(), zone)
         except CalendarError as error:
@@ -285,7 +285,7 @@ def run_list(args: argparse.Namespace) -> int:
         except (ValueError, OverflowError):
             return _fail(f"--day must be a date, YYYY-MM-DD, got '{args.day[:20]}'")
 
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: SessionStore) -> int:
         rows = store.list_sessions(therapist_id=args.therapist, state=args.state, start_from_s=bounds[0], start_to_s=bounds[1], limit=args.limit)
         print(f"{'SESSION_ID':24} {'START':22} {'MIN':>4} {'THERAPIST':16} {'CLIENT':16} {'STATE':10} SOURCE")
         for s in rows:
@@ -310,7 +310,7 @@ def run_create(args: argparse.Namespace) -> int:
             f"e.g. 2026-03-16T09:00:00+01:00, got '{args.start[:40]}'"
         )
 
-    def create(store: SQLiteStore) -> int:
+    def create(store: SessionStore) -> int:
         try:
             info, created = store.create_session(args.session_id, args.therapist, args.client, start_at_s, args.duration_minutes * 60)
         except SessionStoreError as error:
@@ -324,7 +324,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_cancel(args: argparse.Namespace) -> int:
     from monitor.store.sessions import SessionStoreError
 
-    def cancel(store: SQLiteStore) -> int:
+    def cancel(store: SessionStore) -> int:
         try:
             info = store.set_session_state(args.session_id, "cancelled", time.time(), "cli")
         except SessionStoreError as error:
@@ -340,7 +340,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 def run_add_participant(args: argparse.Namespace) -> int:
     from monitor.store.sessions import SessionStoreError
 
-    def add(store: SQLiteStore) -> int:
+    def add(store: SessionStore) -> int:
         try:
             info, created = store.add_participant(args.participant_id, args.role)
         except SessionStoreError as error:
@@ -352,7 +352,7 @@ def run_add_participant(args: argparse.Namespace) -> int:
 
 
 def run_participants(args: argparse.Namespace) -> int:
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: SessionStore) -> int:
         print(f"{'PARTICIPANT':24} {'ROLE':10} REGISTERED (UTC)")
         for p in store.list_participants():
             print(f"{p.participant_id:24} {p.role:10} {_utc(p.created_at)}")

@@ -19,7 +19,7 @@ from monitor.cli.main import PARTICIPANT, _add_location, _fail, _utc, _with_stor
 from sessionready.terms import EXIT_OK, USER_ROLES
 
 if TYPE_CHECKING:
-    from monitor.store.core import SQLiteStore
+    from monitor.store.protocols import UserStore
 
 NO_ARGV_PASSWORD = (
     "passwords are never taken on the command line (shell history and the process list keep them); "
@@ -117,7 +117,7 @@ def run_create(args: argparse.Namespace) -> int:
         return _fail(problem or "no password")
     password_hash = _hash(password)
 
-    def create(store: SQLiteStore) -> int:
+    def create(store: UserStore) -> int:
         try:
             info = store.create_user(args.username, args.role, args.participant, password_hash)
         except ValueError as error:
@@ -130,7 +130,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    def listing(store: SQLiteStore) -> int:
+    def listing(store: UserStore) -> int:
         now = time.time()
         print(f"{'USERNAME':24} {'ROLE':10} {'PARTICIPANT':24} {'CREATED (UTC)':20} STATE")
         for u in store.list_users():
@@ -145,7 +145,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_disable(args: argparse.Namespace) -> int:
-    def disable(store: SQLiteStore) -> int:
+    def disable(store: UserStore) -> int:
         if not store.disable_user(args.username):
             return _fail(f"no active user named '{args.username}'")
         print(f"disabled user {args.username}; their logins have ended")
@@ -160,7 +160,7 @@ def run_passwd(args: argparse.Namespace) -> int:
         return _fail(problem or "no password")
     password_hash = _hash(password)
 
-    def passwd(store: SQLiteStore) -> int:
+    def passwd(store: UserStore) -> int:
         if not store.set_user_password(args.username, password_hash):
             return _fail(f"no user named '{args.username}'")
         print(f"set a new password for {args.username}; their open logins have ended")
