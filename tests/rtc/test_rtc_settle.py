@@ -203,3 +203,24 @@ def test_a_probe_with_receipts_is_still_a_voice_packet(count: int) -> None:
     size of a voice packet, as on the lab's wire (tests/lab/test_rtc_loss.py counts by length)."""
     message = probe(0, PAGE_MS, 1, [(i, PAGE_MS + i) for i in range(count)])
     assert len(message) == 172
+
+
+def test_the_idle_limits_are_configured_and_reach_the_page(tmp_path) -> None:
+    from monitor.config import load_config
+    from monitor.http.check_links import link_idle_limits, link_settings
+    from sessionready.config import ConfigError
+
+    config = tmp_path / "monitor.toml"
+    config.write_text("[monitor]\nlink_udp_min_seconds = 3\nlink_udp_max_seconds = 8\n")
+    loaded = load_config(config)
+    assert link_idle_limits(loaded) == settle.PhaseLimits(3.0, 8.0)
+    settings = link_settings(loaded)
+    assert (settings.adaptive, settings.udp_min_seconds, settings.udp_max_seconds) == (True, 3.0, 8.0)
+    config.write_text("[monitor]\nlink_adaptive = false\nlink_udp_seconds = 4\n")
+    fixed = link_settings(load_config(config))
+    assert (fixed.adaptive, fixed.udp_seconds, fixed.udp_min_seconds, fixed.udp_max_seconds) == (False, 4.0, None, None)
+    assert link_idle_limits(load_config(config)) is None
+    for text, key in (("link_udp_min_seconds = 9\nlink_udp_max_seconds = 8", "link_udp_min_seconds"), ("link_udp_max_seconds = 61", "link_udp_max_seconds")):
+        config.write_text(f"[monitor]\n{text}\n")
+        with pytest.raises(ConfigError, match=key):
+            load_config(config)
