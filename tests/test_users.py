@@ -19,6 +19,7 @@ from monitor.http.users import FAILURE_MEMORY_S, FREE_FAILURES, MAX_WAIT_S, fail
 from monitor.store.core import SQLiteStore, hash_token
 from sessionready import client_address
 from tests.conftest import Monitor, run_cli, start_monitor
+from tests.stores import StoreFactory
 
 PASSWORD = "correct horse battery staple"
 DB = "sessionready.sqlite3"
@@ -169,12 +170,12 @@ def test_an_unknown_username_waits_like_a_known_one(monitor: Monitor) -> None:
         assert statuses == [401] * FREE_FAILURES + [429], (name, statuses)
 
 
-def test_the_wait_grows_per_pair_is_bounded_and_ends(tmp_path: Path) -> None:
+def test_the_wait_grows_per_pair_is_bounded_and_ends(stores: StoreFactory) -> None:
     # 5 free, then 1, 2, 4 ... s: the 15th failure would be 2**10 = 1024 s, capped at 900.
     assert [failure_wait_s(n) for n in (0, FREE_FAILURES - 1, FREE_FAILURES, FREE_FAILURES + 1, FREE_FAILURES + 3)] == [0, 0, 1, 2, 8]
     assert failure_wait_s(FREE_FAILURES + 9) == 512 and failure_wait_s(FREE_FAILURES + 10) == MAX_WAIT_S == 900
     now = [1_000_000.0]
-    store = SQLiteStore(tmp_path / DB, clock=lambda: now[0])
+    store = stores.open(lambda: now[0])
     try:
         user = store.create_user("th.clock", "therapist", "th-clock", PasswordHasher().hash(PASSWORD))
         here, there = pair_hash("th.clock", "192.0.2.1"), pair_hash("th.clock", "192.0.2.2")
@@ -293,9 +294,9 @@ def test_disabling_a_user_or_changing_the_password_ends_their_logins(monitor: Mo
     assert monitor.json("GET", "/api/v1/whoami", three)[0] == 401
 
 
-def test_sessions_expire_absolutely_and_when_idle(tmp_path: Path) -> None:
+def test_sessions_expire_absolutely_and_when_idle(stores: StoreFactory) -> None:
     now = [2_000_000.0]
-    store = SQLiteStore(tmp_path / DB, clock=lambda: now[0])
+    store = stores.open(lambda: now[0])
     try:
         user = store.create_user("th.idle", "therapist", "th-idle", PasswordHasher().hash(PASSWORD))
         idle, lasting = hash_token("sru1_idle"), hash_token("sru1_lasting")

@@ -208,7 +208,8 @@ CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failur
             db.execute(
                 "INSERT INTO login_failures (pair_hash, user_id, failures, last_failure_at) VALUES (?, ?, 1, ?)"
                 " ON CONFLICT (pair_hash) DO UPDATE SET"
-                " failures = CASE WHEN last_failure_at < ? THEN 1 ELSE failures + 1 END, last_failure_at = excluded.last_failure_at",
+                " failures = CASE WHEN login_failures.last_failure_at < ? THEN 1 ELSE login_failures.failures + 1 END,"
+                " last_failure_at = excluded.last_failure_at",
                 (pair_hash, user_id, now, now - forget_after_s),
             )
             if user_id is not None:
