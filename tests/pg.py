@@ -83,7 +83,7 @@ class PostgresServer:
             self.databases.remove(name)
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -104,7 +104,7 @@ def start_server() -> PostgresServer:
     try:
         done = subprocess.run(
             [*as_user, initdb, "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, timeout=120, env=env, cwd=directory,
+            capture_output=True, text=True, timeout=120, env=env, cwd=directory, check=False,
         )  # fmt: skip
         if done.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
@@ -114,7 +114,7 @@ def start_server() -> PostgresServer:
         )
         done = subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, timeout=90, env=env, cwd=directory,
+            capture_output=True, text=True, timeout=90, env=env, cwd=directory, check=False,
         )  # fmt: skip
         if done.returncode != 0:
             log = (directory / "server.log").read_text(errors="replace")[-800:] if (directory / "server.log").exists() else ""

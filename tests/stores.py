@@ -8,6 +8,7 @@ everything opened is closed, and the database dropped, when the test ends.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ class StoreFactory:
     url: str | None = None  # the PostgreSQL database, made on the first open
     opened: list = field(default_factory=list)
 
-    def open(self, clock: Callable[[], float] = time.time):  # noqa: ANN201 - a Store
+    def open(self, clock: Callable[[], float] = time.time):  # a Store (SQLiteStore or PostgresStore)
         if self.backend == "sqlite":
             from monitor.store.core import SQLiteStore
 
@@ -43,10 +44,8 @@ class StoreFactory:
 
     def close(self) -> None:
         for store in self.opened:
-            try:
+            with contextlib.suppress(Exception):  # a test may have closed it already
                 store.close()
-            except Exception:  # noqa: BLE001 - a test may have closed it already (SQLite raises then)
-                pass
         if self.url is not None and self.server is not None:
             self.server.drop_database(self.url)
 

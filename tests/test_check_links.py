@@ -20,10 +20,11 @@ from monitor.auth import LINK_ROUTES, PUBLIC_PATHS
 from monitor.config import MonitorConfig
 from monitor.http.link_page import CSP, CheckPage
 from monitor.openapi import openapi_document
-from monitor.store.core import TokenInfo, hash_token, open_store
+from monitor.store.core import TokenInfo, hash_token
 from sessionready import schema
 from sessionready.typed import decode, rfc3339
 from tests.conftest import CHECK, Monitor, new_token, run_cli, start_monitor
+from tests.stores import StoreFactory
 
 SECRET = re.compile(r"[A-Za-z0-9_-]{32}")
 
@@ -364,11 +365,11 @@ def test_a_links_probe_limits_are_its_own(tmp_path: Path) -> None:
         running.stop()
 
 
-def test_a_secrets_lookup_counts_nothing_and_the_hourly_limit_reads_only_times(tmp_path: Path) -> None:
+def test_a_secrets_lookup_counts_nothing_and_the_hourly_limit_reads_only_times(stores: StoreFactory) -> None:
     # The lookup runs on every request of a running page (each throughput request too): it
     # does not count the link's checks; listing a link does. The hourly limit reads only the
     # receive times, newest first, never a report.
-    store = open_store(tmp_path / "store")
+    store = stores.open()
     try:
         store.add_participant("lk-store", "client")
         link = store.create_check_link(hash_token("s" * 32), "lk-store", None, 3600.0)

@@ -24,7 +24,7 @@ SPOOL = {"pending": 0, "dropped_background": 0, "dropped_live": 0, "rejected": 0
 
 
 @pytest.fixture
-def database(postgres_server: PostgresServer):  # noqa: ANN201 - a URL
+def database(postgres_server: PostgresServer):  # a URL
     url = postgres_server.new_database()
     yield url
     postgres_server.drop_database(url)

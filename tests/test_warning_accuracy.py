@@ -33,10 +33,12 @@ from dashboard.trends_view import section_csv, warning_records
 from dashboard.warnings_view import of, total_sentence, warnings_block
 from monitor.http.trends import TrendQuery, build_trends
 from monitor.risk.summaries import SummaryJob
-from monitor.store.core import SQLiteStore, TokenInfo
+from monitor.store.core import TokenInfo
+from monitor.store.protocols import Store
 from monitor.store.trends import TrendFilter
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode, encode
+from tests.stores import BACKENDS, StoreFactory
 
 WEEK_A = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()  # a Monday
 WEEK_B = WEEK_A + 7 * 86400
@@ -56,12 +58,12 @@ def live_sample(session_id: str, taken_at: float, loss: float) -> ReportEnvelope
     })  # fmt: skip
 
 
-def rate(store: SQLiteStore, session_id: str, state: str, reasons: list[tuple[str, str, str]], at: float) -> None:
+def rate(store: Store, session_id: str, state: str, reasons: list[tuple[str, str, str]], at: float) -> None:
     rows = [{"end": e, "cause": c, "severity": s, "message": "m", "action": "a"} for e, c, s in reasons]
     store.save_risk(session_id, state, [f"{e}:{c}" for e, c, _ in reasons], {}, rows, at)
 
 
-def build_history(store: SQLiteStore, therapist: TokenInfo, client: TokenInfo) -> None:
+def build_history(store: Store, therapist: TokenInfo, client: TokenInfo) -> None:
     """The groups' sessions, all of a week at one time (one batch per agent and tick carries
     every session's sample: samples arrive as they are taken)."""
     plan: list[tuple[str, str, float]] = []
@@ -96,14 +98,17 @@ def build_history(store: SQLiteStore, therapist: TokenInfo, client: TokenInfo) -
             store.set_session_state(sid, "ended", start + 2.0 * TICKS + 61, "agents_stopped")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLiteStore]:
-    """Built once for the module. In memory-backed /dev/shm where there is one: the history is
-    some 800 small transactions, and each one's fsync on a busy disk costs more than its work."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """Built once for the module on each back end (the contract suite: tests/stores.py). SQLite
+    in memory-backed /dev/shm where there is one: the history is some 800 small transactions,
+    and each one's fsync on a busy disk costs more than its work (the test PostgreSQL does not sync)."""
     shm = Path("/dev/shm")
     folder = Path(tempfile.mkdtemp(prefix="sr-accuracy-", dir=shm)) if shm.is_dir() else tmp_path_factory.mktemp("accuracy")
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    stores = StoreFactory(request.param, folder, server)
     now = [WEEK_B + 2 * 86400]
-    opened = SQLiteStore(folder / "monitor.sqlite3", clock=lambda: now[0])
+    opened = stores.open(lambda: now[0])
     opened.add_participant("t-acc", "therapist")
     opened.add_participant("c-acc", "client")
     therapist = opened.create_token("therapist", "t-acc")[0]
@@ -115,11 +120,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLiteStore]:
     try:
         yield opened
     finally:
-        opened.close()
+        stores.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_precision_and_recall_match_the_constructed_history(store: SQLiteStore) -> None:
+def test_precision_and_recall_match_the_constructed_history(store: Store) -> None:
     # The summaries themselves: each group as planned.
     summary = store.stored_summary("s-foreseen-0")
     assert summary and summary["foresight"] == "foreseen" and [(s["end"], s["cause"]) for s in summary["stretches"]] == [("client", "loss_burst")]
@@ -170,7 +175,7 @@ def test_a_handful_is_never_a_bare_percentage() -> None:
     assert of(0, 0) == "—"
 
 
-def test_a_therapist_filter_counts_only_their_sessions(store: SQLiteStore) -> None:
+def test_a_therapist_filter_counts_only_their_sessions(store: Store) -> None:
     query = TrendQuery(date(2026, 3, 2), date(2026, 3, 15), ZoneInfo("UTC"), "UTC", TrendFilter(therapist_id="t-other"))
     accuracy = encode(build_trends(store, query))["warnings"]  # type: ignore[index]
     assert (accuracy["sessions"], accuracy["flagged"], accuracy["degraded"]) == (0, 0, 0)
