@@ -19,6 +19,7 @@ from aiohttp import web
 
 from monitor import keys
 from monitor.auth import LinkPrincipal
+from monitor.config import MonitorConfig
 from monitor.http import check_links
 from sessionready import quality, schema
 from sessionready.browser_check import BrowserCheck
@@ -271,6 +272,10 @@ class FakeStreams:
         self.asked.append((rtc_id, link_id, sent, echoes, phases))
         return self.network
 
+    def phases_for(self, rtc_id: str, link_id: str, spans: dict) -> tuple[schema.PhaseRun, ...] | None:
+        # How the monitor's rule ended the idle phase: at its maximum, loss up unsettled.
+        return (schema.PhaseRun("idle", 5.0, "max_length", 2.0, 5.0, (schema.Unsettled("loss_up", 0.008, 0.046),)),) if self.network else None
+
     def close(self, rtc_id: str) -> None:
         self.closed.append(rtc_id)
 
@@ -298,7 +303,7 @@ def test_the_network_comes_from_the_links_own_stream_through_the_seam(known: boo
     app[keys.RTC] = streams  # type: ignore[assignment]
     link = LinkPrincipal("0123456789ab", "c-1", None, time.time() + 3600)
     posted = decode(BrowserCheck, BODY)
-    network = asyncio.run(check_links._network(app, link, posted))
+    network, runs = asyncio.run(check_links._network(app, link, posted))
     phases = {"idle": (1000.0, 6000.0), "download": (6000.0, 11000.0), "upload": (11000.0, 16000.0)}
     assert streams.asked == [(RTC_ID, "0123456789ab", 4, [(0, 1234.5), (1, 1254.9), (3, 1296.0)], phases)]
     # The link's own stream ends with its check; an id that is not this link's ends nothing
@@ -308,8 +313,15 @@ def test_the_network_comes_from_the_links_own_stream_through_the_seam(known: boo
         assert network.rtt_ms == schema.RttMs(18.0, 20.0, 31.0) and network.loss is not None and network.loss.down == 0.25
         assert network.loaded_latency_ms == schema.LoadedLatency(8.0, 12.0)
         assert network.throughput_mbps == schema.Throughput(95.1, 21.7), "throughput is the page's"
+        assert runs is not None and runs[0].stopped == "max_length", "the phases are the stream's, asked before it is closed"
+        # The stored check says so: the borderline reason from the unsettled interval.
+        app[keys.CONFIG] = MonitorConfig()
+        report = asyncio.run(check_links._report(app, link, posted))
+        assert report.phases == runs
+        borderline = [r for r in report.reasons if r.code == "borderline"]
+        assert len(borderline) == 1 and "loss on your upload 0.8–4.6 %" in borderline[0].message and report.verdict != "ready"
     else:  # unknown, or another link's stream: nothing of it is used
-        assert network.udp_error == "rtc_failed" and network.rtt_ms is None and network.packets.sent == 4
+        assert network.udp_error == "rtc_failed" and network.rtt_ms is None and network.packets.sent == 4 and runs is None
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import LinkPrincipal, require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
+from monitor.http.check_links import link_idle_limits
 from monitor.rtc.records import RtcRefused, RtcStreams, StreamRecords
 from sessionready.browser_check import RTC_ID_PATTERN
 from sessionready.typed import encode, json_schema, limits
@@ -97,8 +98,6 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
 
     async def open_peer(records: StreamRecords, offer_sdp: str, reached: str | None, ended: Callable[[], None]) -> peer.RtcPeer:
         return await peer.RtcPeer.answer(records, offer_sdp, settings, reached=reached, on_closed=ended)
-
-    from monitor.http.check_links import link_idle_limits  # the page's own settings: one place
 
     streams = RtcStreams(
         open_peer,

@@ -103,7 +103,7 @@ def test_loss_near_a_threshold_runs_to_the_maximum_and_says_what_is_unsettled() 
     unsettled = {j.figure: j for j in decision.unsettled}
     assert "loss_up" in unsettled, decision.unsettled
     low, high = unsettled["loss_up"].low, unsettled["loss_up"].high
-    assert low < 0.01 < 0.03 < high, (low, high)
+    assert low < quality.Thresholds().loss_warning_ratio and high > quality.Thresholds().loss_critical_ratio, (low, high)
     # The report's phases and the borderline reason the monitor adds from them.
     runs = phase_runs({"idle": (PAGE_MS, PAGE_MS + 5100.0), "download": (PAGE_MS + 5100.0, PAGE_MS + 7100.0), "upload": None}, records.idle)
     assert [(r.name, r.stopped, r.min_s, r.max_s) for r in runs] == [("idle", "max_length", 2.0, 5.0), ("download", "fixed_length", None, None)]
