@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +22,7 @@ import pytest
 from monitor.risk.engine import CheckSummary, EndInputs, RiskConfig, SessionInputs
 from sessionready import quality, schema
 from sessionready.typed import decode
+from tests.quiet import ordinary_test, quiet_machine
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Debian's Chromium for the browser tests (the dashboard's and the browser check's), headless,
@@ -127,33 +126,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError("xdist's loadgroup did not mark the node ids with their groups (pytest and pytest-xdist out of step)")
 
 
-# --- A quiet machine for the few tests that time real queues ----------------------------------
-#
-# Tests marked quiet_machine compare timing through real queues with ground truth (iperf3 and
-# irtt under tbf shaping). Beside two other workers on a 2-core machine, a descheduled irtt or
-# iperf3 once made two streams that saw the same queue differ 2:1. Such a test waits until the
-# tests running in other workers end, and holds new ones back while it runs: every test holds
-# a shared lock, a quiet_machine test an exclusive one. The gate gives the exclusive side
-# priority (flock alone would let a stream of shared holders starve it).
-QUIET_LOCKS = Path(tempfile.gettempdir()) / "sessionready-tests-quiet"  # .gate and .lock
-
-
-@contextmanager
-def machine_share(exclusive: bool, locks: Path = QUIET_LOCKS) -> Iterator[None]:
-    with locks.with_suffix(".gate").open("a") as gate, locks.with_suffix(".lock").open("a") as lock:
-        if exclusive:
-            fcntl.flock(gate, fcntl.LOCK_EX)  # no new test starts...
-            fcntl.flock(lock, fcntl.LOCK_EX)  # ...and the running ones finish
-        else:
-            fcntl.flock(gate, fcntl.LOCK_SH)
-            fcntl.flock(lock, fcntl.LOCK_SH)
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            if exclusive:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+# --- A quiet machine for the few tests that time real queues (tests/quiet.py) ------------------
 
 
 def _is_quiet(item: pytest.Item | None) -> bool:
@@ -161,9 +134,9 @@ def _is_quiet(item: pytest.Item | None) -> bool:
 
 
 class _QuietRun:
-    """The machine held alone from the first of consecutive quiet_machine tests to the last:
-    released in between, it let the other workers start tests that the next quiet test then
-    waited for (up to 40 s each time, the other workers idle meanwhile)."""
+    """The machine kept quiet from the first of consecutive quiet_machine tests to the last
+    (without root, where quiet tests wait for the others, released in between it let the other
+    workers start tests that the next quiet test then waited for: up to 40 s each time)."""
 
     held: ExitStack | None = None
 
@@ -171,7 +144,7 @@ class _QuietRun:
     def hold(cls) -> None:
         if cls.held is None:
             stack = ExitStack()
-            stack.enter_context(machine_share(exclusive=True))
+            stack.enter_context(quiet_machine())
             cls.held = stack
 
     @classmethod
@@ -188,7 +161,7 @@ def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     _QuietRun.release()
-    with machine_share(exclusive=False):
+    with ordinary_test():
         yield
 
 

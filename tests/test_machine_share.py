@@ -1,25 +1,67 @@
-"""The quiet-machine lock of tests/conftest.py: a quiet_machine test waits for the tests running in
-other workers and holds new ones back while it runs (other workers are other processes here).
-Each test uses lock files of its own, apart from the ones every test of this run holds."""
+"""The quiet machine of tests/quiet.py.
+
+With root (CI, the lab): while a quiet test runs, every other test process and everything it
+started is in the SCHED_IDLE class, so it gets a CPU only when the quiet test's processes do not
+want one; afterwards it is back in the normal class. Without root the file locks stand in:
+a quiet test waits for the tests running in other workers and holds new ones back while it runs.
+Each test uses lock files of its own, apart from the ones every test of this run holds.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
 
-from tests.conftest import machine_share
+import pytest
+
+from tests.quiet import Demotion, can_demote, machine_share
 
 HOLD = textwrap.dedent(
     """
     import sys
-    from tests.conftest import machine_share
+    from tests.quiet import machine_share
     from pathlib import Path
     with machine_share(exclusive=sys.argv[1] == "exclusive", locks=Path(sys.argv[2])):
         print("holding", flush=True)
         sys.stdin.readline()  # until the test says so
+    """
+)
+
+# Busy in two threads until its stdin closes; prints its pid and thread ids; answers "fork" by
+# starting a busy child and printing its pid (a process another test starts mid-way).
+BUSY = textwrap.dedent(
+    """
+    import os, subprocess, sys, threading
+    def spin():
+        while True:
+            pass
+    for _ in range(2):
+        threading.Thread(target=spin, daemon=True).start()
+    print(os.getpid(), flush=True)
+    children = []
+    for line in sys.stdin:
+        if line.strip() == "fork":
+            children.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+            print(children[-1].pid, flush=True)
+    for child in children:
+        child.kill()
+    """
+)
+
+# The quiet test: when told, how much CPU it gets over a second and a half of trying to use one
+# whole core.
+QUIET = textwrap.dedent(
+    """
+    import sys, time
+    sys.stdin.readline()
+    wall, cpu = time.monotonic(), time.process_time()
+    while time.monotonic() - wall < 1.5:
+        pass
+    print((time.process_time() - cpu) / (time.monotonic() - wall), flush=True)
     """
 )
 
@@ -71,3 +113,54 @@ def test_no_new_test_starts_while_a_quiet_test_runs(tmp_path: Path) -> None:
     release(quiet)
     assert started.wait(30)
     runner.join(30)
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not can_demote(), reason="moving threads back from SCHED_IDLE needs root or RLIMIT_NICE 20")
+def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet_test_gets_its_core() -> None:
+    # The quiet test is a child process here; this worker (its parent) and the "other test"
+    # (another child, a test process by its environment) are outside its subtree.
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(os.cpu_count() or 2)
+    ]
+    quiet = subprocess.Popen([sys.executable, "-c", QUIET], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        for hog in hogs:
+            assert hog.stdout is not None and int(hog.stdout.readline()) == hog.pid
+        demotion = Demotion(own=quiet.pid)
+        demotion.start()
+        try:
+            assert all(_policies(hog.pid) == {os.SCHED_IDLE} for hog in hogs)
+            assert _policies(quiet.pid) == {os.SCHED_OTHER}
+            assert _policies(os.getpid()) == {os.SCHED_OTHER}, "an ancestor of the quiet test was demoted"
+            # A process an idle-class one starts is idle-class too.
+            assert hogs[0].stdin is not None and hogs[0].stdout is not None
+            hogs[0].stdin.write("fork\n")
+            hogs[0].stdin.flush()
+            child = int(hogs[0].stdout.readline())
+            assert _policies(child) == {os.SCHED_IDLE}
+            # What the quiet test relies on: a whole core while every core has two busy threads.
+            assert quiet.stdin is not None and quiet.stdout is not None
+            quiet.stdin.write("go\n")
+            quiet.stdin.flush()
+            share = float(quiet.stdout.readline())
+        finally:
+            demotion.stop()
+        assert all(_policies(hog.pid) == {os.SCHED_OTHER} for hog in hogs)
+        assert _policies(child) == {os.SCHED_OTHER}
+        busy = 2 * len(hogs) + 1
+        print(f"the quiet test's CPU share beside {busy} idle-class busy threads: {share:.0%} of a core")
+        # A whole core if nothing outside the tests is busy; in the normal class it would get
+        # cores / (busy + 1), 36 % here on two cores.
+        assert share >= 0.7
+    finally:
+        quiet.kill()
+        if child is not None:
+            os.kill(child, 9)
+        for hog in hogs:
+            hog.kill()

@@ -49,6 +49,7 @@ def test_nft_loss_is_what_irtt_sees(lab: Lab, tmp_path):
         assert abs(seen_loss - truth) <= 0.01
 
 
+@pytest.mark.quiet_machine  # under a loaded machine irtt paired 465 of 500 round trips
 def test_relay_adds_the_delay_and_jitter_it_logs(lab: Lab, tmp_path):
     irtt = Irtt(lab, str(tmp_path))
     base = parse_irtt(irtt.run(duration_s=3))

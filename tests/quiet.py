@@ -1,0 +1,228 @@
+"""A quiet machine for the few tests that time real queues, without stopping the others.
+
+Tests marked ``quiet_machine`` compare timing through real queues with ground truth (iperf3 and
+irtt under tbf shaping). Beside other workers on a 2-core machine, a descheduled irtt or iperf3
+once made two streams that saw the same queue differ 2:1. Such tests used to wait for every other
+test to end and hold new ones back: 3.5 minutes of a run with three workers idle and the CPU 90 %
+idle, since the quiet tests themselves are mostly waiting on the queues they time.
+
+Now every other process of the test runs on this machine (each pytest process, each process
+a test started, which has pytest's ``PYTEST_CURRENT_TEST`` or xdist's ``PYTEST_XDIST_WORKER`` in
+its environment, and everything they started) goes to the ``SCHED_IDLE`` scheduling class while quiet tests run, and back afterwards.
+The kernel gives an idle-class thread a CPU only when no normal thread wants it, and a normal
+thread that wakes preempts an idle-class one at once (``check_preempt_wakeup_fair`` in
+kernel/sched/fair.c), so the quiet test's processes run as on an empty machine while the rest
+use the CPU they leave. Threads and processes an idle-class thread creates inherit the class;
+a rescan every half second catches the ones created by threads not yet moved.
+
+Moving a thread back from ``SCHED_IDLE`` needs root (or an ``RLIMIT_NICE`` of 20): without it the
+old way stays, file locks: every test holds a shared lock, a quiet test an exclusive one, and a
+gate gives the exclusive side priority (flock alone would let a stream of shared holders starve
+it). Quiet tests always exclude each other, in this run and in any other run on the machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+QUIET_LOCKS = Path(tempfile.gettempdir()) / "sessionready-tests-quiet"  # .gate, .lock, .quiet
+TEST_PROCESS_MARKS = (b"PYTEST_CURRENT_TEST=", b"PYTEST_XDIST_WORKER=")
+RESCAN_S = 0.5
+
+
+def can_demote() -> bool:
+    """Whether this process may move threads to SCHED_IDLE and back again."""
+    if os.geteuid() == 0:
+        return True
+    _, hard = resource.getrlimit(resource.RLIMIT_NICE)
+    return hard == resource.RLIM_INFINITY or hard >= 20
+
+
+@contextmanager
+def machine_share(exclusive: bool, locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    """The lock fallback: a shared hold for an ordinary test, an exclusive one for a quiet test."""
+    with locks.with_suffix(".gate").open("a") as gate, locks.with_suffix(".lock").open("a") as lock:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)  # no new test starts...
+            fcntl.flock(lock, fcntl.LOCK_EX)  # ...and the running ones finish
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@contextmanager
+def quiet_turn(locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    """One quiet test at a time on this machine, whichever run it belongs to."""
+    with locks.with_suffix(".quiet").open("a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+
+
+def _processes() -> dict[int, int]:
+    """pid -> parent pid of every process now."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        # The command name is in parentheses and may contain anything: split after its end.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _is_test_process(pid: int) -> bool:
+    """A pytest process (a run's main process; its xdist workers are its children), or one a
+    test started: pytest and xdist set their variables at run time, so a process sees them in
+    its initial environment only if a test started it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if any(b"pytest" in arg for arg in f.read().split(b"\0")):
+                return True
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environment = f.read()
+    except OSError:
+        return False  # ended, or someone else's
+    return any(environment.startswith(mark) or b"\0" + mark in environment for mark in TEST_PROCESS_MARKS)
+
+
+def _subtree(roots: set[int], parents: dict[int, int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = set(), list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return found
+
+
+def _ancestors(pid: int, parents: dict[int, int]) -> set[int]:
+    found = set()
+    while pid in parents and pid not in found:
+        found.add(pid)
+        pid = parents[pid]
+    return found
+
+
+def others(own: int) -> set[int]:
+    """The other test processes on this machine and their descendants: neither ``own``'s
+    subtree nor its ancestors (its own run's main process, make, the CI script)."""
+    parents = _processes()
+    tests = {pid for pid in parents if _is_test_process(pid)}
+    return _subtree(tests, parents) - _subtree({own}, parents) - _ancestors(own, parents)
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _set_policy(tid: int, policy: int) -> bool:
+    try:
+        if os.sched_getscheduler(tid) == policy:
+            return False
+        if policy == os.SCHED_IDLE and os.sched_getscheduler(tid) != os.SCHED_OTHER:
+            return False  # real-time or batch threads (e.g. the lab's relay) keep their class
+        os.sched_setscheduler(tid, policy, os.sched_param(0))
+        return True
+    except (ProcessLookupError, PermissionError, OSError):
+        return False
+
+
+class Demotion:
+    """The other test processes in SCHED_IDLE from ``start`` to ``stop``."""
+
+    def __init__(self, own: int | None = None) -> None:
+        self.own = own if own is not None else os.getpid()
+        self.demoted: set[int] = set()  # thread ids we moved
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def scan(self) -> int:
+        moved = 0
+        for pid in others(self.own):
+            for tid in _threads(pid):
+                if _set_policy(tid, os.SCHED_IDLE):
+                    self.demoted.add(tid)
+                    moved += 1
+        return moved
+
+    def start(self) -> None:
+        self.scan()
+        self._thread = threading.Thread(target=self._rescan, name="quiet-demotion", daemon=True)
+        self._thread.start()
+
+    def _rescan(self) -> None:
+        while not self._stop.wait(RESCAN_S):
+            self.scan()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        # Back to normal: what we moved, and what those threads created meanwhile (they
+        # inherited the class). Nothing of the tests' own asks for SCHED_IDLE.
+        for pid in others(self.own):
+            for tid in _threads(pid):
+                try:
+                    if os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                except OSError:
+                    pass  # ended meanwhile
+        for tid in self.demoted:
+            try:
+                if os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:
+                pass  # ended, or its id now belongs to a thread that never was ours
+        self.demoted.clear()
+
+
+@contextmanager
+def quiet_machine(locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    """The machine as quiet as the tests can make it, for one quiet test or a chain of them."""
+    with ExitStack() as stack:
+        stack.enter_context(quiet_turn(locks))
+        if can_demote():
+            demotion = Demotion()
+            demotion.start()
+            stack.callback(demotion.stop)
+        else:
+            stack.enter_context(machine_share(exclusive=True, locks=locks))
+        yield
+
+
+@contextmanager
+def ordinary_test(locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    """What an ordinary test holds: nothing when quiet tests demote it, else the shared lock."""
+    if can_demote():
+        yield
+    else:
+        with machine_share(exclusive=False, locks=locks):
+            yield
