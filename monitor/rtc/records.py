@@ -37,7 +37,7 @@ from sessionready.browser_check import MAX_PAGE_MS, MAX_PROBES
 
 PROBE_KIND = 1
 ECHO_KIND = 2
-PROBE_HEAD = struct.Struct("!BBHId")  # kind, 0, 0, seq, sent_ms
+PROBE_HEAD = struct.Struct("!BBHId")  # kind, phase, receipts, seq, sent_ms
 ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, flags, 0, seq, sent_ms, recv_ms, send_ms, distinct
 RECEIPT = struct.Struct("!Id")  # seq, arrival_ms on the page's clock: one echo the page received
 # The probe's phase byte; 0 is a page that does not say (it never hears IDLE_OVER either).
