@@ -69,3 +69,18 @@ class StoreFactory:
                 )
             ]
             return {table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+    def sql(self, statement: str) -> list[tuple]:
+        """Run one statement beside the store with the back end's own client (committed at once);
+        its rows, if it returns any. For a test's look at, or damage to, what is stored."""
+        if self.backend == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(self.directory / "sessionready.sqlite3") as db:
+                return db.execute(statement).fetchall()
+        import psycopg
+
+        assert self.url is not None
+        with psycopg.connect(self.url) as conn:
+            cursor = conn.execute(statement)
+            return cursor.fetchall() if cursor.description else []

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import bisect
 import random
-import sqlite3
 import urllib.parse
 import uuid
 from datetime import date, datetime, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -20,11 +18,23 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from monitor.http.trends import TrendQuery, build_trends
 from monitor.openapi import openapi_document
-from monitor.store.core import SQLiteStore, TokenInfo, open_store
-from monitor.store.trends import HISTOGRAMS, LOSS, MOS, RANK_COLUMNS, ROLLUP_COLUMNS, RTT, HistogramSpec, TrendFilter, percentile
+from monitor.store.core import TokenInfo
+from monitor.store.protocols import Store
+from monitor.store.trends import (
+    HISTOGRAMS,
+    LOSS,
+    MOS,
+    RANK_COLUMNS,
+    ROLLUP_COLUMNS,
+    RTT,
+    HistogramSpec,
+    TrendFilter,
+    percentile,
+)
 from sessionready.schema import ReportEnvelope, SpoolStatus
 from sessionready.typed import decode
 from tests.conftest import Monitor, fuzz_auth
+from tests.stores import StoreFactory
 
 SPOOL = SpoolStatus(0, 0, 0)
 
@@ -55,7 +65,7 @@ def envelope(taken_at: float, *, rtt: float = 30.0, jitter: tuple[float, float] 
     return decode(ReportEnvelope, raw)
 
 
-def ingest(store: SQLiteStore, agent: TokenInfo, envelopes: list[ReportEnvelope]) -> None:
+def ingest(store: Store, agent: TokenInfo, envelopes: list[ReportEnvelope]) -> None:
     for start in range(0, len(envelopes), 200):
         assert all(store.add_reports(agent, envelopes[start : start + 200], SPOOL, 1.0e9))
 
@@ -78,14 +88,14 @@ def assert_close(spec: HistogramSpec, estimate: float | None, truth: float) -> N
 
 
 @pytest.fixture
-def store(stores):  # noqa: ANN001, ANN201 - the contract suite: SQLite and PostgreSQL (tests/stores.py)
+def store(stores):
     return stores.open()
 
 
 DAY0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()  # a Monday
 
 
-def test_daily_percentiles_match_numpy_within_one_bucket(store: SQLiteStore) -> None:
+def test_daily_percentiles_match_numpy_within_one_bucket(store: Store) -> None:
     rng = np.random.default_rng(7)
     agent = store.create_token("client", "c-1")[0]
     other = store.create_token("therapist", "t-1")[0]
@@ -133,7 +143,7 @@ def test_percentile_reads_the_bucket_it_falls_in() -> None:
     assert percentile(top, RTT.edges, 0.5) == RTT.edges[-1], "the open last bucket answers its lower edge"
 
 
-def test_days_follow_the_viewers_time_zone(store: SQLiteStore) -> None:
+def test_days_follow_the_viewers_time_zone(store: Store) -> None:
     agent = store.create_token("client", "c-tz")[0]
     # 22:30 UTC on 10 March is 23:30 in Berlin (CET, +01:00); 23:10 UTC is 00:10 on the 11th.
     evening = datetime(2026, 3, 10, 22, 30, tzinfo=timezone.utc).timestamp()
@@ -155,7 +165,7 @@ def test_days_follow_the_viewers_time_zone(store: SQLiteStore) -> None:
     assert [d.samples for d in kolkata.days] == [1, 0]
 
 
-def test_filters_select_agents_participants_links_and_systems(store: SQLiteStore) -> None:
+def test_filters_select_agents_participants_links_and_systems(store: Store) -> None:
     wired = store.create_token("client", "c-wired")[0]
     mobile = store.create_token("client", "c-mobile")[0]
     mac = store.create_token("therapist", "t-mac")[0]
@@ -183,7 +193,7 @@ def test_filters_select_agents_participants_links_and_systems(store: SQLiteStore
     assert {n.link_type: n.samples for n in unfiltered.worst_networks} == {"cellular": 20, "wired": 10, "wifi": 5}
 
 
-def test_agent_ranking_counts_whole_days_and_edge_hours_alike(store: SQLiteStore) -> None:
+def test_agent_ranking_counts_whole_days_and_edge_hours_alike(store: Store) -> None:
     agent = store.create_token("client", "c-rank")[0]
     rng = random.Random(5)
     ingest(store, agent, [envelope(DAY0 + rng.uniform(0, 4 * 86400), loss=(rng.choice([0.0, 0.05]), 0.0), mos=rng.uniform(2.5, 4.4)) for _ in range(600)])
@@ -195,7 +205,7 @@ def test_agent_ranking_counts_whole_days_and_edge_hours_alike(store: SQLiteStore
             assert ranked.counts[column] == pytest.approx(sum(h.counts[column] for h in hours)), (first, last, column)
 
 
-def _session(store: SQLiteStore, session_id: str, start: float, therapist: str = "t-s", client: str = "c-s",
+def _session(store: Store, session_id: str, start: float, therapist: str = "t-s", client: str = "c-s",
              flagged: str | None = None, degraded: bool = False) -> None:  # fmt: skip
     store.create_session(session_id, therapist, client, int(start), 3000)
     store.save_risk(session_id, "ready", [], {}, [], start - 7200)
@@ -205,7 +215,7 @@ def _session(store: SQLiteStore, session_id: str, start: float, therapist: str =
     store.save_live(session_id, "{}", "at_risk" if degraded else "ready", None, None, start + 300)
 
 
-def test_weeks_and_heatmap_count_flagged_and_degraded_sessions(store: SQLiteStore) -> None:
+def test_weeks_and_heatmap_count_flagged_and_degraded_sessions(store: Store) -> None:
     monday_9 = DAY0 + 9 * 3600
     _session(store, "s-a", monday_9, flagged="at_risk")
     _session(store, "s-b", monday_9 + 86400, flagged="not_ready", degraded=True)
@@ -232,19 +242,17 @@ def test_weeks_and_heatmap_count_flagged_and_degraded_sessions(store: SQLiteStor
     assert [(w.sessions, w.degraded_live) for w in only.weeks] == [(0, 0), (1, 1)]
 
 
-def _rollup_rows(path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        rows = db.execute(f"SELECT agent_id, participant_id, hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_agent_hour ORDER BY 1, 3, 4, 5").fetchall()
-        rows += db.execute(f"SELECT hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour ORDER BY 1, 2, 3").fetchall()
-        rows += db.execute(f"SELECT hour, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour_total ORDER BY 1").fetchall()
-        rows += db.execute(f"SELECT agent_id, day, link_type, os, {', '.join(RANK_COLUMNS)} FROM trend_agent_day ORDER BY 1, 2, 3, 4").fetchall()
+def _rollup_rows(stores: StoreFactory) -> list[tuple[object, ...]]:
+    rows = stores.sql(f"SELECT agent_id, participant_id, hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_agent_hour ORDER BY 1, 3, 4, 5")
+    rows += stores.sql(f"SELECT hour, link_type, os, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour ORDER BY 1, 2, 3")
+    rows += stores.sql(f"SELECT hour, {', '.join(ROLLUP_COLUMNS)} FROM trend_hour_total ORDER BY 1")
+    rows += stores.sql(f"SELECT agent_id, day, link_type, os, {', '.join(RANK_COLUMNS)} FROM trend_agent_day ORDER BY 1, 2, 3, 4")
     return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
 
 
-def test_backfill_equals_the_rollups_kept_at_ingest(tmp_path: Path) -> None:
+def test_backfill_equals_the_rollups_kept_at_ingest(stores: StoreFactory) -> None:
     rng = random.Random(3)
-    data = tmp_path / "data"
-    store = open_store(data)
+    store = stores.open()
     agents = [store.create_token("client", f"c-{i}")[0] for i in range(3)]
     for agent in agents:
         ingest(store, agent, [
@@ -253,23 +261,19 @@ def test_backfill_equals_the_rollups_kept_at_ingest(tmp_path: Path) -> None:
                      kind=rng.choice(["background", "live"]))
             for _ in range(700)
         ])  # fmt: skip
-    incremental = _rollup_rows(data / "sessionready.sqlite3")
+    incremental = _rollup_rows(stores)
     assert len(incremental) > 100
     assert store.rebuild_rollups() > 0
-    assert _rollup_rows(data / "sessionready.sqlite3") == incremental
+    assert _rollup_rows(stores) == incremental
     store.close()
     # A store whose samples predate the rollups: opening it builds them.
-    with sqlite3.connect(data / "sessionready.sqlite3") as db:
-        db.execute("DELETE FROM trend_agent_hour")
-        db.execute("DELETE FROM trend_hour")
-        db.execute("DELETE FROM trend_hour_total")
-        db.execute("DELETE FROM trend_meta")
-    reopened = open_store(data)
-    assert _rollup_rows(data / "sessionready.sqlite3") == incremental
-    reopened.close()
+    for table in ("trend_agent_hour", "trend_hour", "trend_hour_total", "trend_meta"):
+        stores.sql(f"DELETE FROM {table}")
+    stores.open()
+    assert _rollup_rows(stores) == incremental
 
 
-def test_samples_without_network_numbers_are_not_counted(store: SQLiteStore) -> None:
+def test_samples_without_network_numbers_are_not_counted(store: Store) -> None:
     agent = store.create_token("client", "c-quiet")[0]
     plain = envelope(DAY0)
     machine_only = decode(ReportEnvelope, {**_raw(plain), "report_id": uuid.uuid4().hex, "sample": {**_raw(plain)["sample"], "network": None}})
