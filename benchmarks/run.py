@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.adaptive_matrix import adaptive_matrix
 from benchmarks.agent_footprint import agent_footprint
 from benchmarks.browser_check import browser_check_time, browser_checks_at_once
 from benchmarks.check_time import check_wall_time
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "connections": dashboard_connections,
     "browser": browser_check_time,
     "browser20": browser_checks_at_once,
+    "adaptive": adaptive_matrix,
 }
 
 
