@@ -8,8 +8,8 @@ network. Durability is switched off (``fsync``, ``synchronous_commit``, ``full_p
 a test database is thrown away, and without them creating a database takes milliseconds.
 
 Each pytest-xdist worker starts its own server (its own directory and socket), so workers
-never share a database or a lock. Each test gets a fresh, empty database (``new_database``):
-the store under test creates its schema through its own migrations.
+never share a database or a lock. Each test gets a fresh database (``new_database``): empty,
+for the migration tests, or a copy of one the store migrated once per server (cheaper).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 SUPERUSER = "postgres"  # the role initdb creates (-U); trust authentication on the socket only
 SERVER_USER = "nobody"  # who runs the server when the tests run as root
+TEMPLATE = "sessionready_template"  # a database at the latest schema, copied per test
 _COUNTER = itertools.count(1)
 
 
@@ -52,6 +53,7 @@ class PostgresServer:
     as_user: list[str]
     start_seconds: float  # initdb + start, measured here (docs/testing.md quotes it)
     databases: list[str] = field(default_factory=list)
+    template_ready: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -68,12 +70,26 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
-    def new_database(self) -> str:
-        """A fresh empty database; returns its URL."""
+    def new_database(self, migrated: bool = False) -> str:
+        """A fresh database, empty or (``migrated``) a copy of one the store has already brought
+        to the latest schema: copying it costs less than migrating each test's database, and
+        the migrations themselves are tested on empty ones (tests/test_store_postgres.py)."""
         name = f"t{os.getpid()}_{next(_COUNTER)}"
-        self.admin(f'CREATE DATABASE "{name}"')
+        if migrated:
+            self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template()}" STRATEGY FILE_COPY')
+        else:
+            self.admin(f'CREATE DATABASE "{name}"')
         self.databases.append(name)
         return self.url(name)
+
+    def _template(self) -> str:
+        if not self.template_ready:
+            from monitor.store.postgres import upgrade
+
+            self.admin(f'CREATE DATABASE "{TEMPLATE}"')
+            upgrade(self.url(TEMPLATE))
+            self.template_ready = True
+        return TEMPLATE
 
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1].split("?", 1)[0]

@@ -37,7 +37,7 @@ class StoreFactory:
 
             assert self.server is not None
             if self.url is None:
-                self.url = self.server.new_database()
+                self.url = self.server.new_database(migrated=True)
             store = PostgresStore(self.url, clock=clock)
         self.opened.append(store)
         return store
