@@ -283,8 +283,8 @@ def reference_text(reference: Outcome) -> str:
         return f"**failed**: {reference.error}"
     idle = reference.phase("idle")
     how = "settled" if reference.settled else "**not settled**: " + "; ".join(u for p in reference.phases for u in p.unsettled)
-    length = f", idle {idle.seconds:.0f} s" if idle else ""
-    return f"{verdict_label(reference)} ({how}{length})"
+    length = f"; idle {idle.seconds:.0f} s" if idle else ""
+    return f"{verdict_label(reference)} ({how}{length}; {reference.wall_s:.0f} s in all)"
 
 
 def scenario_row(result: ScenarioResult) -> list[object]:
@@ -304,7 +304,7 @@ def scenario_row(result: ScenarioResult) -> list[object]:
     ]
 
 
-HEADERS = ["Scenario", "Truth (kernel, relay)", "Reference (60 s idle)", "Adaptive verdicts", "Equal / borderline / opposite / failed",
+HEADERS = ["Scenario", "Truth (kernel, relay)", "Reference", "Adaptive verdicts", "Equal / borderline / opposite / failed",
            "Wall s, median", "Wall s, max", "Idle s, median (max); stops", "Download s; stops", "Upload s; stops"]  # fmt: skip
 
 
@@ -504,6 +504,30 @@ def run_scenario(scenario: Scenario, workdir: Path, *, runs: int, reference_idle
         lab.close()
 
 
+def raw_line(result: ScenarioResult, *, reference_idle_s: float, started: datetime) -> str:
+    """One scenario as a JSON line (``--raw``): everything the section is made from."""
+    return json.dumps({
+        "scenario": asdict(result.scenario), "congestion": result.congestion, "reference_idle_s": reference_idle_s,
+        "started": started.isoformat(timespec="seconds"), "reference": asdict(result.reference),
+        "checks": [asdict(c) for c in result.checks], "agreements": result.agreements(),
+    })  # fmt: skip
+
+
+def _outcome(item: dict) -> Outcome:
+    phases = tuple(Phase(p["name"], p["seconds"], p["stopped"], tuple(p["unsettled"])) for p in item.get("phases") or ())
+    return Outcome(item["verdict"], item["borderline"], item["wall_s"], phases, tuple(item.get("reasons") or ()),
+                   item.get("figures") or {}, item.get("truth") or {}, item.get("error"))  # fmt: skip
+
+
+def result_from_raw(line: str) -> tuple[ScenarioResult, float, datetime | None]:
+    """A ``--raw`` line back: the scenario's result, its reference's idle length, when it ran."""
+    item = json.loads(line)
+    scenario = Scenario(**{**item["scenario"], "link": Link(**item["scenario"]["link"])})
+    result = ScenarioResult(scenario, _outcome(item["reference"]), tuple(_outcome(c) for c in item["checks"]), item.get("congestion", "unknown"))
+    started = datetime.fromisoformat(item["started"]) if item.get("started") else None
+    return result, float(item.get("reference_idle_s", REFERENCE_IDLE_S)), started
+
+
 def lab_problems() -> list[str]:
     from tests.lab.netlab import missing_requirements
 
@@ -519,6 +543,7 @@ def run_matrix(chosen: Sequence[Scenario], workdir: Path, *, runs: int, referenc
 
     remove_stale_namespaces()
     results = []
+    started = datetime.now(UTC)
     for scenario in chosen:
         try:
             result = run_scenario(scenario, workdir / scenario.name, runs=runs, reference_idle_s=reference_idle_s, say=say)
@@ -527,8 +552,7 @@ def run_matrix(chosen: Sequence[Scenario], workdir: Path, *, runs: int, referenc
         results.append(result)
         if raw is not None:
             with raw.open("a") as f:
-                f.write(json.dumps({"scenario": asdict(scenario), "congestion": result.congestion, "reference": asdict(result.reference),
-                                    "checks": [asdict(c) for c in result.checks], "agreements": result.agreements()}) + "\n")  # fmt: skip
+                f.write(raw_line(result, reference_idle_s=reference_idle_s, started=started) + "\n")
     return results
 
 
@@ -555,9 +579,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-seconds", type=float, default=REFERENCE_IDLE_S, help=f"the reference's idle phase (default {REFERENCE_IDLE_S:g})")
     parser.add_argument("--raw", type=Path, help="append each scenario's checks to this JSON-lines file")
     parser.add_argument("--output", type=Path, help="write the section's markdown here (default: stdout)")
+    parser.add_argument("--from-raw", type=Path, metavar="FILE", help="run nothing: write the section from a --raw file of an earlier run")
+    parser.add_argument("--command", help="with --from-raw: the command that ran, as the section should name it")
+    parser.add_argument("--started", type=datetime.fromisoformat, help="with --from-raw: when that run started (ISO 8601), for a file without it")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.from_raw is not None:
+        return _from_raw(args.from_raw, args.output, args.command, args.started)
     chosen = tuple(s for s in scenarios() if not args.scenario or s.name in args.scenario)
     started = datetime.now(UTC)
     command = "python -m benchmarks.adaptive_matrix" + (f" {' '.join(sys.argv[1:])}" if argv is None else " " + " ".join(argv))
@@ -571,6 +600,27 @@ def main(argv: list[str] | None = None) -> int:
     markdown = section_markdown(results, runs=args.runs, reference_idle_s=args.reference_seconds, started=started, command=command.strip())
     if args.output:
         args.output.write_text(markdown + "\n")
+    else:
+        print(markdown)
+    return 0
+
+
+def _from_raw(path: Path, output: Path | None, command: str | None, started_at: datetime | None) -> int:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        parsed = [result_from_raw(line) for line in lines]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"adaptive matrix: cannot read {path}: {error}", file=sys.stderr)
+        return 1
+    if not parsed:
+        print(f"adaptive matrix: {path} holds no scenario", file=sys.stderr)
+        return 1
+    results = [result for result, _, _ in parsed]
+    started = parsed[0][2] or started_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    markdown = section_markdown(results, runs=max(len(r.checks) for r in results), reference_idle_s=parsed[0][1], started=started,
+                                command=command or f"python -m benchmarks.adaptive_matrix --raw {path}")  # fmt: skip
+    if output:
+        output.write_text(markdown + "\n")
     else:
         print(markdown)
     return 0

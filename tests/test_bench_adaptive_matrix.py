@@ -172,3 +172,25 @@ def test_section_says_met_only_without_opposites():
     text = section_markdown([unsettled], runs=1, reference_idle_s=60, started=datetime(2026, 12, 7, tzinfo=UTC), command="make bench")
     assert "References not settled even at 60 s: `loss-3`" in text
     assert "**not met**." in text
+
+
+def test_raw_lines_give_back_the_same_section(tmp_path):
+    """--raw keeps every check; --from-raw writes the section from it without running anything."""
+    from benchmarks.adaptive_matrix import main, raw_line, result_from_raw
+
+    started = datetime(2026, 12, 7, 7, 5, tzinfo=UTC)
+    outcome = outcome_from_report(report("at_risk", "borderline", phases=[
+        {"name": "idle", "seconds": 10.0, "stopped": "max_length", "min_s": 2.0, "max_s": 10.0,
+         "unsettled": [{"figure": "loss_up", "low": 0.0112, "high": None}]},
+    ]), 14.2, {"seen_up": 500, "drop_up": 9})  # fmt: skip
+    results = [scenario_result("loss-2", check("at_risk", phases=IDLE_SETTLED), [outcome, check("not_ready")])]
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(raw_line(r, reference_idle_s=60, started=started) + "\n" for r in results))
+    back, idle_s, when = result_from_raw(raw.read_text().splitlines()[0])
+    assert back == results[0]
+    assert (idle_s, when) == (60, started)
+    out = tmp_path / "section.md"
+    assert main(["--from-raw", str(raw), "--output", str(out), "--command", "make bench"]) == 0
+    assert out.read_text() == section_markdown(results, runs=2, reference_idle_s=60, started=started, command="make bench") + "\n"
+    raw.write_text("not json\n")
+    assert main(["--from-raw", str(raw)]) == 1
