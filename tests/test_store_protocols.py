@@ -16,6 +16,7 @@ imports, so names imported only under ``TYPE_CHECKING`` count.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -58,7 +59,7 @@ def area_names(areas: frozenset[type]) -> str:
 
 def test_store_is_every_area_and_core_reexports_it() -> None:
     assert core.Store is Store
-    assert {area for area in AREAS} == {base for base in Store.__mro__ if base in ALL_AREAS}
+    assert set(AREAS) == {base for base in Store.__mro__ if base in ALL_AREAS}
     assert len(set(AREAS)) == len(AREAS) == 13
 
 
@@ -110,16 +111,13 @@ class Binding:
     escapes: bool = False  # handed on somewhere the analysis cannot follow: no "unused" verdict
 
 
-_MODULES: dict[str, ModuleAnalysis] = {}
-
-
+@functools.cache
 def _module(name: str) -> ModuleAnalysis | None:
-    if name not in _MODULES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-            return None
-        _MODULES[name] = ModuleAnalysis(Path(spec.origin).read_text(), name)
-    return _MODULES[name]
+    """An imported module's syntax tree, to read what its functions declare (not analysed)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    return ModuleAnalysis(Path(spec.origin).read_text(), name)
 
 
 def _areas_of_object(value: object) -> frozenset[type] | None:
