@@ -5,6 +5,10 @@ WAL in synchronous=NORMAL a commit reaches the disk only at the next checkpoint,
 after the answer could lose reports that exist nowhere else any more (issue 12, low). A real
 power cut cannot be made here; the setting that decides it is read back from the store's own
 connection.
+
+SQLite only (not in the contract suite): WAL and its sync pragma are SQLite's. A PostgreSQL
+commit is durable when the server's own synchronous_commit and fsync say so, which is the
+database administrator's setting, not the monitor's (docs/postgresql.md).
 """
 
 from __future__ import annotations

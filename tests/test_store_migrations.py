@@ -1,5 +1,9 @@
 """Schema versions: a store written by the last release before versions opens with every row
-intact; a store from a newer release is refused untouched; each step is all or nothing."""
+intact; a store from a newer release is refused untouched; each step is all or nothing.
+
+SQLite only (not in the contract suite): the release store is a SQLite file, and the copies a
+SQLite upgrade writes beside the store are files. PostgreSQL's versions, from version 1 with the
+release's rows, are tested in tests/test_store_postgres.py."""
 
 from __future__ import annotations
 
