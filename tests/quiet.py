@@ -15,6 +15,13 @@ kernel/sched/fair.c), so the quiet test's processes run as on an empty machine w
 use the CPU they leave. Threads and processes an idle-class thread creates inherit the class;
 a rescan every half second catches the ones created by threads not yet moved.
 
+Scheduling classes only rank threads of one group. With autogroups (``kernel.sched_autogroup_
+enabled``, on in Debian's kernels) every session (``setsid``: a monitor started in a new session,
+Chromium) is a group of its own, and groups share the CPU by their weight whatever their threads'
+class: a group of idle-class threads still took 60 % of a core from a quiet test in another
+group. So each autogroup that has only other tests' processes also gets nice 19 (weight 15
+against 1024) for the same time; groups shared with the quiet test keep their nice.
+
 Moving a thread back from ``SCHED_IDLE`` needs root (or an ``RLIMIT_NICE`` of 20): without it the
 old way stays, file locks: every test holds a shared lock, a quiet test an exclusive one, and a
 gate gives the exclusive side priority (flock alone would let a stream of shared holders starve
@@ -155,22 +162,57 @@ def _set_policy(tid: int, policy: int) -> bool:
         return False
 
 
+def _autogroup(pid: int) -> tuple[str, int] | None:
+    """(group, nice) of a process's autogroup, from "/autogroup-25 nice 0"; None if none."""
+    try:
+        with open(f"/proc/{pid}/autogroup") as f:
+            name, _, nice = f.read().split()
+        return name, int(nice)
+    except (OSError, ValueError):
+        return None
+
+
+def _set_autogroup_nice(pid: int, nice: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+        return True
+    except OSError:
+        return False
+
+
 class Demotion:
-    """The other test processes in SCHED_IDLE from ``start`` to ``stop``."""
+    """The other test processes in SCHED_IDLE (and their own autogroups at nice 19) from
+    ``start`` to ``stop``."""
 
     def __init__(self, own: int | None = None) -> None:
         self.own = own if own is not None else os.getpid()
         self.demoted: set[int] = set()  # thread ids we moved
+        self.groups: dict[str, tuple[int, list[int]]] = {}  # autogroup -> (its nice before, members seen)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def scan(self) -> int:
         moved = 0
-        for pid in others(self.own):
+        parents = _processes()
+        tests = {pid for pid in parents if _is_test_process(pid)}
+        ours = _subtree({self.own}, parents) | _ancestors(self.own, parents)
+        theirs = _subtree(tests, parents) - ours
+        for pid in theirs:
             for tid in _threads(pid):
                 if _set_policy(tid, os.SCHED_IDLE):
                     self.demoted.add(tid)
                     moved += 1
+        shared = {group[0] for pid in ours if (group := _autogroup(pid)) is not None}
+        for pid in theirs:
+            group = _autogroup(pid)
+            if group is None or group[0] in shared:
+                continue
+            name, nice = group
+            if name in self.groups:
+                self.groups[name][1].append(pid)
+            elif _set_autogroup_nice(pid, 19):
+                self.groups[name] = (nice, [pid])
         return moved
 
     def start(self) -> None:
@@ -202,6 +244,12 @@ class Demotion:
             except OSError:
                 pass  # ended, or its id now belongs to a thread that never was ours
         self.demoted.clear()
+        for name, (nice, members) in self.groups.items():
+            for pid in members:  # any member still there; the group ends with its last one
+                group = _autogroup(pid)
+                if group is not None and group[0] == name and _set_autogroup_nice(pid, nice):
+                    break
+        self.groups.clear()
 
 
 @contextmanager

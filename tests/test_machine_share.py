@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import quiet
 from tests.quiet import Demotion, can_demote, machine_share
 
 HOLD = textwrap.dedent(
@@ -115,16 +116,23 @@ def test_no_new_test_starts_while_a_quiet_test_runs(tmp_path: Path) -> None:
     runner.join(30)
 
 
+def _autogroup(pid: int) -> int | None:
+    """The nice of a process's autogroup; None on a kernel without autogroups."""
+    group = quiet._autogroup(pid)
+    return None if group is None else group[1]
+
+
 def _policies(pid: int) -> set[int]:
     return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
 
 
+@pytest.mark.quiet_machine  # else the lab's quiet tests, in another worker, demote this one meanwhile
 @pytest.mark.skipif(not can_demote(), reason="moving threads back from SCHED_IDLE needs root or RLIMIT_NICE 20")
 def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet_test_gets_its_core() -> None:
     # The quiet test is a child process here; this worker (its parent) and the "other test"
     # (another child, a test process by its environment) are outside its subtree.
     hogs = [
-        subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
         for _ in range(os.cpu_count() or 2)
     ]
     quiet = subprocess.Popen([sys.executable, "-c", QUIET], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -136,6 +144,8 @@ def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet
         demotion.start()
         try:
             assert all(_policies(hog.pid) == {os.SCHED_IDLE} for hog in hogs)
+            # Each hog is a session, so an autogroup, of its own: that group is turned down too.
+            assert all(_autogroup(hog.pid) in (None, 19) for hog in hogs)
             assert _policies(quiet.pid) == {os.SCHED_OTHER}
             assert _policies(os.getpid()) == {os.SCHED_OTHER}, "an ancestor of the quiet test was demoted"
             # A process an idle-class one starts is idle-class too.
@@ -152,6 +162,7 @@ def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet
         finally:
             demotion.stop()
         assert all(_policies(hog.pid) == {os.SCHED_OTHER} for hog in hogs)
+        assert all(_autogroup(hog.pid) in (None, 0) for hog in hogs)
         assert _policies(child) == {os.SCHED_OTHER}
         busy = 2 * len(hogs) + 1
         print(f"the quiet test's CPU share beside {busy} idle-class busy threads: {share:.0%} of a core")
