@@ -33,6 +33,10 @@ from tests.browser_check.test_camera import allow_camera_only, fps_tolerance
 from tests.browser_check.test_page import run_check
 from tests.conftest import Monitor
 
+# The idle phase's length is real time (the rule is asked as the probes arrive), and the
+# camera's frame rate too (tests/browser_check/test_camera.py).
+pytestmark = pytest.mark.quiet_machine
+
 # Every 50th probe the page sends (kind 1) never leaves the browser; the page does not know.
 SWALLOW_EVERY_50TH_PROBE = """
 window.__probes = 0; window.__swallowed = [];

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.browser_check.conftest import CheckLink, chrome, make_pink, write_y4m
 from tests.browser_check.test_page import run_check
 
+# A frame rate is counted from the frames the browser presents: real time. With one core of
+# two busy elsewhere the page counted 25.5 of a 30 frames/s file and 2.9 of a 5 (the camera's
+# frames and their presentation starved), on a quiet machine 29.0-30.0 and 5.0.
+pytestmark = pytest.mark.quiet_machine
+
 
 def fps_tolerance(fps: float) -> float:
-    """What the page may miss a camera's rate by: one frame over its 2 s counting window
-    (0.5 frames/s), plus 2 % for the headless compositor's timing."""
-    return 0.5 + 0.02 * fps
+    """What the page may miss a camera's rate by: 10 % (as test_page.py allows the flag's
+    15 frames/s; 29.0-30.0 measured for 30 on a quiet machine), and never less than one frame
+    over its 2 s counting window (0.5 frames/s)."""
+    return max(0.5, 0.1 * fps)
 
 
 def allow_camera_only(driver, origin: str) -> None:
