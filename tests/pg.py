@@ -30,6 +30,11 @@ TEMPLATE = "sessionready_template"  # a database at the latest schema, copied pe
 _COUNTER = itertools.count(1)
 
 
+def database_name(url: str) -> str:
+    """The database of a URL made by ``PostgresServer.url`` (the socket directory is in its query)."""
+    return url.split("@/", 1)[1].split("?", 1)[0]
+
+
 class PostgresUnavailable(Exception):
     """initdb or pg_ctl is missing or failed; ``str()`` says which and why."""
 
@@ -92,11 +97,35 @@ class PostgresServer:
         return TEMPLATE
 
     def drop_database(self, url: str) -> None:
-        name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        name = database_name(url)
         # WITH (FORCE): a test that failed half-way may leave a connection open.
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if name in self.databases:
             self.databases.remove(name)
+
+    def add_password_role(self, role: str, password: str, database_url: str) -> str:
+        """A login role that must give ``password`` (SCRAM) on the socket, owning the database
+        at ``database_url``; every other role stays trusted. Returns a URL for it without the
+        password."""
+        import psycopg
+
+        self.admin(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        name = database_name(database_url)
+        self.admin(f'ALTER DATABASE "{name}" OWNER TO {role}')
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(f"local all {role} scram-sha-256\n" + hba.read_text())
+        self.admin("SELECT pg_reload_conf()")
+        url = f"postgresql://{role}@/{name}?host={self.directory}"
+        deadline = time.monotonic() + 30
+        while True:  # the reload is asynchronous: wait until a password is asked for
+            try:
+                psycopg.connect(url, password="").close()
+            except psycopg.OperationalError as error:
+                if "password" in str(error):
+                    return url
+            if time.monotonic() > deadline:
+                raise PostgresUnavailable("pg_hba.conf reload did not take effect")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=False)

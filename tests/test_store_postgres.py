@@ -6,7 +6,9 @@ process on PostgreSQL taking an agent's check and reports."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 import threading
 import uuid
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from monitor.store import migrations, postgres
 from monitor.store.migrations import StoreTooNew
-from tests.conftest import CHECK, make_sample, run_cli, start_monitor
+from tests.conftest import CHECK, SESSIONREADY, make_sample, run_cli, start_monitor
 from tests.pg import PostgresServer
 from tests.test_store_migrations import MANIFEST, RELEASE
 
@@ -162,6 +164,23 @@ def test_an_unreachable_database_is_one_sentence_without_the_password(tmp_path: 
     assert result.returncode == 3, result.stderr
     assert "cannot connect to the store postgresql://sr@" in result.stderr and "/no_such_database" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_the_password_comes_from_the_environment_or_a_password_file(tmp_path: Path, postgres_server: PostgresServer, database: str) -> None:
+    url = postgres_server.add_password_role("sr_pw", "pw-from-env-7", database)
+    config = str(write_config(tmp_path, url))
+    plain = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    refused = subprocess.run([*SESSIONREADY, "monitor", "migrate", "--config", config], capture_output=True, text=True, env=plain, timeout=60, check=False)
+    assert refused.returncode == 3, refused.stderr
+    assert "cannot connect to the store postgresql://sr_pw@" in refused.stderr and "Traceback" not in refused.stderr
+    done = run_cli("monitor", "migrate", "--config", config, env={"PGPASSWORD": "pw-from-env-7"})
+    assert done.returncode == 0 and f"the store is at version {migrations.latest()}" in done.stdout, done.stderr
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("*:*:*:sr_pw:pw-from-env-7\n")
+    passfile.chmod(0o600)  # libpq ignores a password file others can read
+    listed = run_cli("monitor", "token", "list", "--config", config, env={"PGPASSFILE": str(passfile)})
+    assert listed.returncode == 0, listed.stderr
+    assert "pw-from-env-7" not in done.stdout + done.stderr + listed.stdout + listed.stderr
 
 
 def test_migrate_says_what_it_will_do_does_it_and_then_has_nothing_to_do(tmp_path: Path, database: str) -> None:
