@@ -55,9 +55,9 @@ def test_a_black_picture(link: CheckLink, tmp_path: Path) -> None:
     camera = report["devices"]["camera"]
     print("black:", camera, step)
     assert camera["state"] == "ok" and camera["black"] is True
-    # What the camera delivered is still measured: the file's size and rate.
-    assert (camera["width"], camera["height"]) == (640, 480)
-    assert abs(camera["fps"] - 30) <= fps_tolerance(30), camera
+    # What the camera delivered is still measured: the file's size (its rate is the normal
+    # file's test, in test_adaptive.py).
+    assert (camera["width"], camera["height"]) == (640, 480) and camera["fps"] > 0
     by_code = {r["code"]: r for r in report["reasons"]}
     assert by_code["camera_black"]["severity"] == "warning"
     assert "camera_low_quality" not in by_code  # the black picture is the finding
