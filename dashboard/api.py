@@ -104,6 +104,10 @@ class MonitorApi:
     def logout(self, token: str) -> None:
         self._call("POST", "/api/v1/logout", token)
 
+    def whoami(self, token: str) -> dict[str, Any]:
+        """Who the token is; ``LoggedOut`` when the monitor no longer takes it."""
+        return dict(self._call("GET", "/api/v1/whoami", token))
+
     def sessions_of_day(self, token: str, day: str, tz: str) -> list[dict[str, Any]]:
         return list(self._call("GET", "/api/v1/sessions?" + urlencode({"day": day, "tz": tz, "limit": "1000"}), token)["sessions"])
 

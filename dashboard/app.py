@@ -33,7 +33,7 @@ from dashboard.pages import session as session_page
 from dashboard.pages import today as today_page
 from dashboard.pages import trends as trends_page
 from dashboard.present import zone_of
-from dashboard.websession import SessionTable, WebSession
+from dashboard.websession import SessionSealer, WebSession
 from sessionready import client_address
 from sessionready.ratelimit import RateLimiter
 from sessionready.terms import STAFF_ROLES  # who sees Trends, Agents and Caseloads (the monitor enforces it as well)
@@ -66,7 +66,7 @@ class Context:
         try:
             return method(session.token, *args)
         except LoggedOut:
-            self.auth.table.drop(session.session_id)
+            self.auth.end_current()
             raise
 
     @property
@@ -84,9 +84,10 @@ def create_app(config: DashboardConfig, *, clock: Callable[[], float] = time.tim
     address_secret = client_address.read_shared_secret(config.client_address_secret_file) if config.client_address_secret_file else None
     if api is None:
         api = MonitorApi(monitor_base_url(config), ca_file=config.ca_file or None, timeout_s=config.request_timeout_s, address_secret=address_secret, clock=clock)
-    table = SessionTable(idle_limit_s=config.session_minutes * 60.0, clock=clock)
+    shared_secret = secret if secret is not None else secret_key(config)
+    sessions = SessionSealer(shared_secret, idle_limit_s=config.session_minutes * 60.0, clock=clock)
     login_limiter = RateLimiter(config.login_attempts_per_minute)
-    auth = auth_module.Auth(table, api, secret if secret is not None else secret_key(config), config.cookie_secure, login_limiter)
+    auth = auth_module.Auth(sessions, api, shared_secret, config.cookie_secure, login_limiter)
     context = Context(auth, clock, config.time_zone)
 
     app = Dash(

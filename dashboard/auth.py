@@ -1,8 +1,11 @@
 """Login, logout and the guard in front of every dashboard request (plain Flask, not Dash).
 
-- The cookie ``sr_session`` holds a random session id, HMAC-signed, HttpOnly, SameSite=Strict,
-  Secure unless browser and dashboard are both on this machine over plain HTTP
-  (``Auth._secure``); the monitor's token stays in the server's ``SessionTable``.
+- The cookie ``sr_session`` holds the login sealed (encrypted and authenticated under the
+  dashboards' shared key: ``dashboard/websession.py``), HttpOnly, SameSite=Strict, Secure unless
+  browser and dashboard are both on this machine over plain HTTP (``Auth._secure``). No
+  dashboard keeps logins in memory: a restart keeps everyone logged in, and any dashboard with
+  the same secret key file serves any login. Each full page load asks the monitor whether the
+  login's token still holds (a logout on another dashboard revoked it there).
 - Logins are limited per browser address here, and the address goes to the monitor signed
   (``sessionready.client_address``), which limits by it too.
 - CSRF: every state-changing POST must come from this site (Origin, else Referer, names this
@@ -25,12 +28,12 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, redirect, request
-from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
+from flask import Flask, Response, g, redirect, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import escape
 
-from dashboard.api import ApiFailure, MonitorApi
-from dashboard.websession import SessionTable, WebSession
+from dashboard.api import ApiFailure, LoggedOut, MonitorApi
+from dashboard.websession import SessionSealer, WebSession
 from sessionready.netaddr import is_loopback_host
 from sessionready.ratelimit import RateLimiter
 
@@ -49,27 +52,42 @@ USERNAME_MAX, PASSWORD_MAX = 64, 1024
 
 @dataclass
 class Auth:
-    """What the guard and the pages share: the table of logins, the monitor, the signing keys,
-    the per-address login budget."""
+    """What the guard and the pages share: the sealer of logins, the monitor, the signing key of
+    the login form, the per-address login budget."""
 
-    table: SessionTable
+    sessions: SessionSealer
     api: MonitorApi
     secret: bytes
     cookie_secure: bool
     login_limiter: RateLimiter
 
     def __post_init__(self) -> None:
-        self._signer = Signer(self.secret, salt="sessionready-dashboard-session")
         self._login_forms = URLSafeTimedSerializer(self.secret, salt="sessionready-dashboard-login")
 
     def current(self) -> WebSession | None:
-        """The login of the request being served, or None."""
-        raw = request.cookies.get(SESSION_COOKIE, "")
-        try:
-            session_id = self._signer.unsign(raw).decode() if raw else ""
-        except BadSignature:
-            return None
-        return self.table.get(session_id)
+        """The login of the request being served, or None; opened once per request."""
+        if "sr_login" not in g:
+            g.sr_login = self.sessions.open(request.cookies.get(SESSION_COOKIE))
+        return g.sr_login
+
+    def end_current(self) -> None:
+        """The monitor no longer takes this request's login: treat the rest of the request as
+        logged out, and clear the browser's cookies in its response."""
+        g.sr_login = None
+        g.sr_login_ended = True
+
+    def finish(self, response: Response) -> None:
+        """Clear the cookies of a login that ended during the request, or re-seal a login in
+        use with this request's time (the idle limit counts from it). A response that sets or
+        clears the login cookie itself (login, logout) is left as it is."""
+        if any(line.startswith(SESSION_COOKIE + "=") for line in response.headers.getlist("Set-Cookie")):
+            return
+        if g.get("sr_login_ended"):
+            self.clear_cookies(response)
+            return
+        session = g.get("sr_login")
+        if session is not None and self.sessions.due_for_refresh(session):
+            response.set_cookie(SESSION_COOKIE, self.sessions.seal(self.sessions.touched(session)), httponly=True, samesite="Strict", secure=self._secure(), path="/")
 
     def _secure(self) -> bool:
         """Mark cookies Secure? Always over https (direct, or as the trusted proxy says); with
@@ -82,7 +100,7 @@ class Auth:
 
     def set_login_cookies(self, response: Response, session: WebSession) -> None:
         common = {"samesite": "Strict", "secure": self._secure(), "path": "/"}
-        response.set_cookie(SESSION_COOKIE, self._signer.sign(session.session_id).decode(), httponly=True, **common)
+        response.set_cookie(SESSION_COOKIE, self.sessions.seal(session), httponly=True, **common)
         # Not HttpOnly: Dash's renderer must read it to send it back as a header. It is no
         # credential on its own: it is checked against the value kept with the login.
         response.set_cookie(CSRF_COOKIE, session.csrf_token, httponly=False, **common)
@@ -141,14 +159,18 @@ def install(server: Flask, auth: Auth, content_security_policy: str) -> None:
                 if not hmac.compare_digest(header, session.csrf_token):
                     return _json_error(403, "The page's security token is missing or stale; reload the page.")
                 return None
+        background = path.startswith("/_dash") or path.startswith("/_favicon") or request.method != "GET"
+        if session is not None and not background and not _still_held(auth, session):
+            session = None
         if session is not None:
             return None
-        if path.startswith("/_dash") or path.startswith("/_favicon") or request.method != "GET":
+        if background:
             return _json_error(401, "Please log in.")
         return _bounce_to_login(path)
 
     @server.after_request
     def headers(response: Response) -> Response:
+        auth.finish(response)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -183,7 +205,7 @@ def install(server: Flask, auth: Auth, content_security_policy: str) -> None:
             # The form again, with the reason in words; status 200 because it is a page for a
             # person (a 401 without an HTTP auth scheme means nothing to a browser).
             return _login_page(auth, target, failure.sentence, 200)
-        session = auth.table.create(token=result.token, username=result.username, role=result.role, participant_id=result.participant_id, expires_at=result.expires_at)
+        session = auth.sessions.create(token=result.token, username=result.username, role=result.role, participant_id=result.participant_id, expires_at=result.expires_at)
         log.info("dashboard login", extra={"fields": {"role": result.role}})
         response = redirect(target, code=303)
         auth.set_login_cookies(response, session)
@@ -196,14 +218,29 @@ def install(server: Flask, auth: Auth, content_security_policy: str) -> None:
             return redirect("/login", code=303)
         if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf_token):
             return _json_error(403, "The page's security token is missing or stale; reload the page.")
-        auth.table.drop(session.session_id)
         try:
             auth.api.logout(session.token)
         except ApiFailure:
-            pass  # gone here in any case; the monitor's token then ends by its own expiry
+            # The browser's cookies go in any case; a copy of them would hold until the
+            # token's idle limit or expiry, as the monitor could not be told (docs/dashboard.md).
+            log.warning("logout: the monitor could not be told; the login's token ends by its own limits")
         response = redirect("/login", code=303)
         auth.clear_cookies(response)
         return response
+
+
+def _still_held(auth: Auth, session: WebSession) -> bool:
+    """Before a full page: does the monitor still take this login's token? A logout on another
+    dashboard, a new password or a disabled account ended it there. When the monitor cannot
+    be asked, the page loads and its own calls say what is wrong: an outage logs nobody out."""
+    try:
+        auth.api.whoami(session.token)
+    except LoggedOut:
+        auth.end_current()
+        return False
+    except ApiFailure:
+        pass
+    return True
 
 
 def _safe_next(target: str) -> str:

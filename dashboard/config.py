@@ -1,5 +1,5 @@
 """The dashboard's configuration: the ``[dashboard]`` table of a TOML file, validated once at
-start-up into a frozen object; the cookie-signing secret read from (or created in) its file."""
+start-up into a frozen object; the login secret read from (or created in) its file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sessionready.netaddr import is_loopback_host
 from sessionready.state_dir import state_dir
 from sessionready.typed import limits
 
-SECRET_BYTES = 32  # 256 bits for HMAC-signing cookies
+SECRET_BYTES = 32  # 256 bits: the key that seals logins is derived from it
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ class DashboardConfig:
     allow_insecure_http: bool = False
     host: str = field(default="127.0.0.1", metadata=limits(max_len=255))
     port: int = field(default=8050, metadata=limits(ge=0, le=65_535))
-    # Cookie-signing secret; empty: <state dir>/dashboard-secret.key, created 0600 if absent.
+    # The secret that seals logins into cookies and signs the login form; empty:
+    # <state dir>/dashboard-secret.key, created 0600 if absent. Dashboards behind one load
+    # balancer need the same file's content (docs/dashboard.md, "Several dashboards").
     secret_key_file: str = field(default="", metadata=limits(max_len=4096))
     # Idle limit of a dashboard login; the monitor's own expiry (expires_at) also applies.
     session_minutes: int = field(default=60, metadata=limits(ge=1, le=24 * 60))
@@ -116,9 +118,9 @@ def monitor_base_url(config: DashboardConfig) -> str:
 
 
 def secret_key(config: DashboardConfig) -> bytes:
-    """The cookie-signing secret: the configured file, else one in the state directory, created
-    (0600) on first start. Logins live in memory and end with a restart; the secret is kept so
-    that a login form opened before a restart still posts."""
+    """The login secret: the configured file, else one in the state directory, created (0600)
+    on first start. Logins are sealed under a key derived from it, so they outlive a restart
+    and hold on every dashboard given the same file; a new secret ends every login."""
     path = Path(config.secret_key_file) if config.secret_key_file else default_state_dir() / "dashboard-secret.key"
     try:
         if not path.exists():

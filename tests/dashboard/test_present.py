@@ -26,7 +26,6 @@ from dashboard.present import (
     timeline,
     today_rows,
 )
-from dashboard.websession import SessionTable
 from sessionready.config import ConfigError
 from tests.conftest import Monitor
 
@@ -183,31 +182,6 @@ def test_the_secret_is_created_private_once_and_kept(tmp_path: Path) -> None:
     first = secret_key(config)
     assert len(first) >= 64 and os.stat(tmp_path / "state" / "secret.key").st_mode & 0o777 == 0o600
     assert secret_key(config) == first
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_logins_end_when_idle_and_at_the_monitors_expiry() -> None:
-    clock = Clock()
-    table = SessionTable(idle_limit_s=600, clock=clock)
-    made = table.create(token="sru1_x", username="t.a", role="therapist", participant_id="t-a", expires_at="2026-03-20T10:46:40Z")  # T0 + 1 h
-    assert made.session_id != made.csrf_token and len(made.session_id) >= 40
-    clock.now += 500
-    assert table.get(made.session_id) is not None  # used: the idle clock restarts
-    clock.now += 599
-    assert table.get(made.session_id) is not None
-    clock.now += 601
-    assert table.get(made.session_id) is None  # idle too long
-    again = table.create(token="sru1_y", username="t.a", role="therapist", participant_id="t-a", expires_at="2026-03-20T10:46:40Z")
-    clock.now = T0 + 3600
-    assert table.get(again.session_id) is None  # the monitor's expiry
-    assert table.get("forged") is None and table.get(None) is None
 
 
 def test_the_client_turns_monitor_answers_into_sentences(monitor: Monitor) -> None:
