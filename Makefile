@@ -43,7 +43,7 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates \
 		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux \
-		systemd prometheus-node-exporter chromium chromium-driver postgresql
+		systemd prometheus-node-exporter chromium chromium-driver postgresql haproxy
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info
