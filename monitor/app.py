@@ -47,7 +47,7 @@ from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
 from monitor.retention import RetentionJob
 from monitor.risk.engine import RiskConfig
-from monitor.risk.service import RiskService, RiskTimes
+from monitor.risk.service import LiveLoopMetrics, RiskService, RiskTimes
 from monitor.risk.summaries import SummaryJob
 from monitor.store.core import Store, open_store_from_config
 from monitor.store.retention import KINDS as RETENTION_KINDS
@@ -198,7 +198,8 @@ async def _risk_context(app: web.Application) -> AsyncIterator[None]:
         interval_s=config.risk_interval_s,
         alert_lead_s=config.risk_horizon_minutes * 60.0,
     )
-    service = RiskService(app[keys.STORE], RiskConfig(horizon_s=times.horizon_s), times, app[keys.ALERTER].submit, app[keys.CLOCK])
+    metrics = LiveLoopMetrics.build(app[keys.METRICS].registry)
+    service = RiskService(app[keys.STORE], RiskConfig(horizon_s=times.horizon_s), times, app[keys.ALERTER].submit, app[keys.CLOCK], metrics)
     app[keys.RISK] = service
     register_session_metrics(app[keys.METRICS].registry, app[keys.STORE])
     task = asyncio.create_task(service.run(), name="risk")

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from monitor.alerts.delivery import AlertEvent, AlertReason
 from monitor.risk.engine import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
 from monitor.risk.live import LiveSample, LiveState, LiveTracker, LiveTransition
@@ -47,6 +49,39 @@ class RiskTimes:
     alert_lead_s: float = 7200.0  # pre-session alerts only for sessions starting within this
 
 
+# Seconds between the starts of two passes over the live sessions: 2 s when a pass and the
+# upcoming sessions' assessment fit in the interval, more when they do not.
+LIVE_CYCLE_BUCKETS = (1.0, 2.05, 2.1, 2.25, 2.5, 3.0, 4.0, 6.0, 10.0, 30.0)
+LIVE_PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class LiveLoopMetrics:
+    """How the live loop keeps up: each session's risk should be stepped every ``live_interval_s``."""
+
+    cycle_seconds: Histogram
+    pass_seconds: Histogram
+    sessions_stepped: Counter
+
+    @classmethod
+    def build(cls, registry: CollectorRegistry) -> LiveLoopMetrics:
+        return cls(
+            Histogram(
+                "sessionready_risk_live_cycle_seconds",
+                "Time from the start of one pass over the live sessions to the start of the next (2 s while the loop keeps up).",
+                buckets=LIVE_CYCLE_BUCKETS,
+                registry=registry,
+            ),
+            Histogram(
+                "sessionready_risk_live_pass_seconds",
+                "Wall time of one pass over the live sessions (read their samples, step, store).",
+                buckets=LIVE_PASS_BUCKETS,
+                registry=registry,
+            ),
+            Counter("sessionready_risk_live_sessions_stepped", "Live sessions stepped, one per session per pass.", registry=registry),
+        )
+
+
 class RiskServiceStore(RiskStore, SessionStore, AlertStore, Protocol):
     """What the risk service touches: risk inputs and results, sessions' states (it moves them
     to live and ended), and alert dedup records (it forgets a cause that cleared)."""
@@ -60,13 +95,16 @@ class RiskService:
         times: RiskTimes = RiskTimes(),
         submit: Callable[[AlertEvent], bool] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: LiveLoopMetrics | None = None,
     ) -> None:
-        """``submit`` receives alert events (the alerter's ``submit``); ``clock`` gives unix seconds."""
+        """``submit`` receives alert events (the alerter's ``submit``); ``clock`` gives unix seconds;
+        ``metrics`` (optional) times the live loop."""
         self._store = store
         self._config = config
         self._times = times
         self._submit = submit
         self._clock = clock
+        self._metrics = metrics
         self._tracker = LiveTracker(config.live)
         self._summaries: dict[str, CheckSummary | None] = {}  # by check id: a check never changes
         self._busy = threading.Lock()  # one pass at a time: the loop's, or a caller's (tests, benchmarks)
@@ -180,12 +218,13 @@ class RiskService:
 
     # --- live sessions ------------------------------------------------------------------------
 
-    def track_live(self) -> None:
-        """Start sessions both agents report, step live ones, end those whose agents stopped."""
+    def track_live(self) -> int:
+        """Start sessions both agents report, step live ones, end those whose agents stopped.
+        Returns how many live sessions were stepped."""
         with self._busy:
-            self._track_live()
+            return self._track_live()
 
-    def _track_live(self) -> None:
+    def _track_live(self) -> int:
         now = self._clock()
         activity = self._store.live_activity(now - LIVE_ACTIVITY_S)
         for session_id, participants in activity.items():
@@ -193,8 +232,11 @@ class RiskService:
             if info is not None and info.state == "scheduled" and {info.therapist_id, info.client_id} <= participants:
                 self._store.set_session_state(session_id, "live", now, "both_agents_live")
                 log.info("session live", extra={"fields": {"session_id": session_id}})
+        stepped = 0
         for session in self._store.live_sessions():
             self._step_live(session, now)
+            stepped += 1
+        return stepped
 
     def _step_live(self, session: RiskSession, now: float) -> None:
         state = self._live_state(session, now)
@@ -254,10 +296,17 @@ class RiskService:
     async def run(self) -> None:
         """Step live sessions every ``live_interval_s`` and assess upcoming ones every ``interval_s``."""
         next_evaluation = 0.0
+        previous: float | None = None
         while True:
             started = time.monotonic()
+            if self._metrics is not None and previous is not None:
+                self._metrics.cycle_seconds.observe(started - previous)
+            previous = started
             try:
-                await asyncio.to_thread(self.track_live)
+                stepped = await asyncio.to_thread(self.track_live)
+                if self._metrics is not None:
+                    self._metrics.pass_seconds.observe(time.monotonic() - started)
+                    self._metrics.sessions_stepped.inc(stepped)
                 if started >= next_evaluation:
                     await asyncio.to_thread(self.evaluate)
                     next_evaluation = started + self._times.interval_s
