@@ -57,20 +57,17 @@ WAIT_S = 60.0
 
 
 class CountingProxy:
-    """Forwards every TCP connection on 127.0.0.1:<port> to ``target``; counts the accepted ones."""
+    """Forwards TCP connections to ``target`` and counts the ones it accepts; ``drop_all``
+    closes every open one, as a server does with idle keep-alive connections."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.accepted = 0  # written by the accepting thread only
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.accepted = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-
-    def __enter__(self) -> CountingProxy:
         threading.Thread(target=self._accept, name="counting-proxy", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._listener.close()
 
     def _accept(self) -> None:
         while True:
@@ -78,28 +75,50 @@ class CountingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            self.accepted += 1
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
                 client.close()
                 continue
+            with self._lock:
+                self.accepted += 1
+                self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def drop_all(self) -> None:
+        with self._lock:
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self._open.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.drop_all()
+
+    def __enter__(self) -> CountingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --- the monitor and a live session -----------------------------------------------------------
@@ -320,7 +339,7 @@ def run_benchmark(workdir: Path, env: dict[str, str], seconds: float) -> list[Co
     practice = start_practice(workdir, env)
     try:
         host, port = practice.monitor.url.removeprefix("https://").rsplit(":", 1)
-        with CountingProxy(host, int(port)) as proxy, LiveAgents(practice) as agents:
+        with CountingProxy((host, int(port))) as proxy, LiveAgents(practice) as agents:
             deadline = time.monotonic() + WAIT_S
             while time.monotonic() < deadline:
                 status, detail = _get(practice, f"/api/v1/sessions/{practice.session_id}")

@@ -6,7 +6,6 @@ front of a real HTTPS monitor (trustme's private CA)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,63 +14,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from benchmarks.dashboard_connections import CountingProxy
 from dashboard.api import ApiFailure, LoggedOut, MonitorApi
 from tests.conftest import Monitor, new_token, start_monitor
-
-
-class CountingProxy:
-    """Forwards TCP connections to ``target`` and counts the ones it accepts; ``drop_all``
-    closes every open one, as a server does with idle keep-alive connections."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.accepted = 0
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self.accepted += 1
-                self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def drop_all(self) -> None:
-        with self._lock:
-            for sock in self._open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            self._open.clear()
-
-    def close(self) -> None:
-        self._listener.close()
-        self.drop_all()
 
 
 @pytest.fixture(scope="module")
