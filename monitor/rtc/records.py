@@ -167,7 +167,9 @@ class StreamRecords:
         its idle phase and nothing has decided yet. Called after a probe's echo has gone out, so
         that the echo's own times never include the rule's work."""
         rule = self.idle
-        if rule is None or rule.decision is not None or not self.recv_ns:
+        if rule is None or rule.decision is not None or not self.recv_ns or self.phase == 0:
+            # No rule, decided already, or a page that does not say its phase: it sends no
+            # receipts either and would never hear the word, so it runs its phase fixed.
             return
         if self.phase > IDLE_PHASE:
             rule.page_moved_on = True  # the page ended the phase by itself: nothing left to decide

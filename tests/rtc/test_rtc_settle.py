@@ -136,6 +136,16 @@ def test_a_page_that_moves_on_first_ran_a_fixed_phase() -> None:
     assert (run.stopped, run.seconds, run.min_s, run.max_s) == ("fixed_length", 3.0, None, None)
 
 
+def test_a_page_that_does_not_say_its_phase_runs_it_fixed() -> None:
+    """Phase byte 0 (a page from before the rule, tests/rtc/page_client.py): no receipts come
+    either, so the rule would read every echo as lost; it is not asked at all."""
+    records = adaptive()
+    page = Page(records)
+    for _ in range(600):
+        page.send(phase=0)
+    assert records.idle.decision is None and not any(flags & IDLE_OVER for flags in page.flags.values())
+
+
 def test_without_a_rule_nothing_is_decided_or_flagged() -> None:
     records = StreamRecords("a" * 32, "link1")
     page = Page(records)
