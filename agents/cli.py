@@ -51,7 +51,7 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
         epilog=CHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL, e.g. https://monitor.example.org:8470 (or [monitor] url in the config)")
+    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL, e.g. https://monitor.example.org:8470, or several separated by commas, tried in order (or [monitor] url in the config)")
     parser.add_argument("--token", metavar="T", help="this agent's token; visible to other users in 'ps': prefer $SESSIONREADY_TOKEN or 'sessionready enroll'")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout instead of the summary")
     parser.add_argument("--session", metavar="ID", help="the session this check is for (a pseudonymous id)")
@@ -102,15 +102,13 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, config):
-    from yarl import URL
-
     from agents.check import CheckOptions
     from agents.client import resolve_connection
 
     connection = resolve_connection(
         config, monitor=args.monitor, token=args.token, ca_file=args.ca_file, allow_insecure_http=args.allow_insecure_http
     )
-    url, token = URL(connection.url), connection.token
+    url, token = connection.base_urls(), connection.token
     if args.session is not None and not SESSION_ID.fullmatch(args.session):
         raise ValueError("--session must be 1-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name)")
     options = CheckOptions.from_config(

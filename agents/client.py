@@ -1,19 +1,33 @@
-"""Talking to the monitor over HTTP(S): URL policy, authentication, typed errors.
+"""Talking to the monitor over HTTP(S): URL policy, authentication, typed errors, failover.
 
 A token sent in clear text is a leaked token: plain HTTP is accepted only to a loopback
 monitor unless the caller explicitly allows it.
+
+Several monitors (one practice's, on one store): the client uses the first URL while it
+answers and moves to the next when one is down, retrying the same request there at once.
+Down means no HTTP answer at all (connection refused or reset, the answer cut off, a timeout)
+or 502/503/504 (a proxy with no monitor behind it, a monitor whose store is away). Any other
+answer, 4xx or 500 included, is the practice's answer: every monitor shares the store and the
+code, so another would say the same. A TLS certificate that is not accepted is a
+configuration fault to fix, not an outage, and is not failed over either. After
+``return_to_first_s`` on another monitor the first is tried again (the order is the
+administrator's preference, e.g. the nearer monitor, and agents spread back after a restart).
+A request retried on another monitor is safe: report batches and checks are deduplicated by
+report id in the shared store, and the other calls read or make fresh, harmless things.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
 import ssl
 import struct
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +41,11 @@ from sessionready.typed import SchemaError, decode
 if TYPE_CHECKING:
     from agents.config import AgentConfig
 
+log = logging.getLogger("sessionready.agent")
+
 USER_AGENT = "sessionready-agent"
+FAILOVER_STATUSES = frozenset({502, 503, 504})  # answers that say "no monitor here right now"
+RETURN_TO_FIRST_S = 300.0
 # Upload sockets get a fixed send buffer (no autotuning). Where the OS reports acknowledged
 # bytes (Linux) the upload is counted from those; elsewhere it is counted as the socket
 # accepts it, and a fixed buffer keeps that count within a buffer's worth of what has left.
@@ -43,11 +61,13 @@ class UsageError(ValueError):
 class MonitorError(Exception):
     """The monitor could not be used. ``message`` is one sentence for a person."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, code: str | None = None, *, down: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        # This monitor is not there (no answer, or 502/503/504): another one may be.
+        self.down = down or status in FAILOVER_STATUSES
 
 
 def monitor_url(raw: str, *, allow_insecure_http: bool = False) -> URL:
@@ -101,17 +121,46 @@ class ProbeSession:
     udp_port: int
     packet_bytes: int
     lifetime_s: float  # how long the key stays valid from now
+    monitor: str = ""  # the base URL of the monitor that issued it (whose reflector it is for)
 
 
 class MonitorClient:
-    """One monitor, one token. Create with ``async with MonitorClient(...) as client``."""
+    """One token, one monitor or several (tried in order, see the module's docstring). Create
+    with ``async with MonitorClient(...) as client``. ``monotonic`` times the return to the
+    first monitor (tests pass their own)."""
 
-    def __init__(self, base_url: URL, token: str, *, ca_file: str | None = None, timeout_s: float = 10.0) -> None:
-        self.base_url = base_url
+    def __init__(
+        self,
+        base_url: URL | Sequence[URL],
+        token: str,
+        *,
+        ca_file: str | None = None,
+        timeout_s: float = 10.0,
+        return_to_first_s: float = RETURN_TO_FIRST_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_urls: tuple[URL, ...] = (base_url,) if isinstance(base_url, URL) else tuple(base_url)
+        if not self.base_urls:
+            raise ValueError("a MonitorClient needs at least one monitor URL")
+        self._current = 0
+        self._moved_at: float | None = None  # monotonic, when the client left the first monitor
+        self._down_at: dict[URL, float] = {}  # monotonic, when each monitor was last found down
+        self._return_to_first_s = return_to_first_s
+        self._monotonic = monotonic
+        self.moves = 0  # how often the client moved to another monitor (counted for tests and logs)
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
-        self._ssl = tls_context(ca_file) if base_url.scheme == "https" else None
+        self._ssl = tls_context(ca_file) if any(url.scheme == "https" for url in self.base_urls) else None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> URL:
+        """The monitor in use now: the probes (UDP, throughput) go to it."""
+        return self.base_urls[self._current]
+
+    def found_down(self, base_url: str | URL) -> float | None:
+        """When (monotonic) the monitor at ``base_url`` was last found down, or None."""
+        return self._down_at.get(URL(str(base_url)))
 
     async def __aenter__(self) -> MonitorClient:
         self._session = self.new_session()
@@ -133,21 +182,65 @@ class MonitorClient:
         )
         return aiohttp.ClientSession(headers=self._headers, connector=connector, auto_decompress=False)
 
-    def url(self, path: str) -> URL:
-        return self.base_url.with_path(self.base_url.path.rstrip("/") + path)
+    def url(self, path: str, base_url: URL | None = None) -> URL:
+        base = base_url or self.base_url
+        return base.with_path(base.path.rstrip("/") + path)
 
     async def request_json(
         self, method: str, path: str, body: Mapping[str, object] | None = None, *, query: Mapping[str, str] | None = None
     ) -> dict:
+        return (await self._request_answered(method, path, body, query=query))[1]
+
+    async def _request_answered(
+        self, method: str, path: str, body: Mapping[str, object] | None = None, *, query: Mapping[str, str] | None = None
+    ) -> tuple[URL, dict]:
+        """The monitor that answered and its answer; each monitor is tried at most once, in
+        order from the one in use. The last monitor's error when none answered."""
+        last: MonitorError | None = None
+        for index in self._order():
+            base = self.base_urls[index]
+            try:
+                return base, await self._request_at(base, method, path, body, query)
+            except MonitorError as error:
+                if not error.down or len(self.base_urls) == 1:
+                    raise
+                self._leave(index, error)
+                last = error
+        assert last is not None
+        raise MonitorError(f"none of the {len(self.base_urls)} monitors answered; the last: {last.message}", last.status, last.code, down=True)
+
+    def _order(self) -> list[int]:
+        if self._current != 0 and self._moved_at is not None and self._monotonic() - self._moved_at >= self._return_to_first_s:
+            log.info("trying the first monitor again", extra={"fields": {"monitor": str(self.base_urls[0])}})
+            self._current, self._moved_at = 0, None
+        count = len(self.base_urls)
+        return [(self._current + step) % count for step in range(count)]
+
+    def _leave(self, index: int, error: MonitorError) -> None:
+        """Monitor ``index`` is down: the next one takes over, unless another request already moved on."""
+        now = self._monotonic()
+        self._down_at[self.base_urls[index]] = now
+        if self._current != index:
+            return
+        self._current = (index + 1) % len(self.base_urls)
+        self._moved_at = now if self._current != 0 else None
+        self.moves += 1
+        log.warning(
+            "monitor down, moving to the next: %s",
+            error.message,
+            extra={"fields": {"monitor": str(self.base_urls[index]), "next": str(self.base_urls[self._current])}},
+        )
+
+    async def _request_at(self, base: URL, method: str, path: str, body: Mapping[str, object] | None, query: Mapping[str, str] | None) -> dict:
         assert self._session is not None, "use 'async with MonitorClient(...)'"
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
-        url = self.url(path).with_query(query) if query else self.url(path)
+        url = self.url(path, base).with_query(query) if query else self.url(path, base)
         try:
             async with self._session.request(method, url, data=data, headers=headers, timeout=self._timeout) as response:
                 text = (await response.read()).decode("utf-8", errors="replace")
                 if response.status >= 400:
-                    raise error_from_response(response.status, text, self.base_url)
+                    raise error_from_response(response.status, text, base)
                 answer = json.loads(text) if text else {}
                 if not isinstance(answer, dict):
                     raise ValueError("not a JSON object")
@@ -155,15 +248,15 @@ class MonitorClient:
         except MonitorError:
             raise
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise transport_error(error, self.base_url) from None
+            raise transport_error(error, base) from None
         except ValueError:
-            raise MonitorError(f"the monitor at {self.base_url} answered something that is not sessionready's JSON") from None
+            raise MonitorError(f"the monitor at {base} answered something that is not sessionready's JSON") from None
 
     async def whoami(self) -> dict:
         return await self.request_json("GET", "/api/v1/whoami")
 
     async def probe_session(self) -> ProbeSession:
-        data = await self.request_json("POST", "/api/v1/probe/session")
+        issuer, data = await self._request_answered("POST", "/api/v1/probe/session")
         try:
             session = ProbeSession(
                 bytes.fromhex(data["key"]),
@@ -171,6 +264,7 @@ class MonitorClient:
                 int(data["udp"]["port"]),
                 int(data["packet_bytes"]),
                 float(data["expires_in_s"]),
+                str(issuer),
             )
         except (KeyError, TypeError, ValueError):
             raise MonitorError("the monitor's probe answer was not understood (version mismatch?)") from None
@@ -202,10 +296,11 @@ def transport_error(error: aiohttp.ClientError | TimeoutError, base_url: URL) ->
     if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         return MonitorError(f"the monitor's TLS certificate was not accepted ({error.__class__.__name__}); check --ca-file")
     if isinstance(error, aiohttp.ClientConnectorError):
-        return MonitorError(f"cannot reach the monitor at {base_url}: is it running and is the address right?")
+        return MonitorError(f"cannot reach the monitor at {base_url}: is it running and is the address right?", down=True)
     if isinstance(error, TimeoutError):
-        return MonitorError(f"the monitor at {base_url} did not answer in time")
-    return MonitorError(f"talking to the monitor at {base_url} failed: {error.__class__.__name__}")
+        return MonitorError(f"the monitor at {base_url} did not answer in time", down=True)
+    # The connection was reset or closed before a whole answer came: the monitor went away.
+    return MonitorError(f"talking to the monitor at {base_url} failed: {error.__class__.__name__}", down=True)
 
 
 def error_from_response(status: int, text: str, base_url: URL) -> MonitorError:
@@ -241,22 +336,36 @@ def warn_token_argument(token: str | None) -> None:
 
 @dataclass(frozen=True)
 class Connection:
-    """Where the monitor is and how to prove who we are; validated by ``resolve_connection``."""
+    """Where the monitors are (in the order they are tried) and how to prove who we are;
+    validated by ``resolve_connection``."""
 
-    url: str
+    urls: tuple[str, ...]
     token: str = field(repr=False)
     ca_file: str | None
+
+    @property
+    def url(self) -> str:
+        """The first monitor's URL."""
+        return self.urls[0]
+
+    def base_urls(self) -> list[URL]:
+        return [URL(url) for url in self.urls]
 
 
 def resolve_connection(
     config: AgentConfig, *, monitor: str | None, token: str | None, ca_file: str | None, allow_insecure_http: bool
 ) -> Connection:
     """Flags first, then the config (which holds the environment's overrides). ValueError or
-    UsageError with one sentence when something is missing or unusable, before any network use."""
-    raw_url = monitor or config.url
-    if not raw_url:
+    UsageError with one sentence when something is missing or unusable, before any network use.
+    ``monitor`` may name several URLs, separated by commas or spaces."""
+    from agents.config import check_urls, split_urls
+
+    raw_urls = check_urls(split_urls(monitor), "--monitor") if monitor else config.urls
+    if not raw_urls:
         raise ValueError("no monitor given: pass --monitor URL, set SESSIONREADY_MONITOR_URL, or set [monitor] url in the config")
-    url = monitor_url(raw_url, allow_insecure_http=allow_insecure_http or config.allow_insecure_http)
+    urls = [monitor_url(raw, allow_insecure_http=allow_insecure_http or config.allow_insecure_http) for raw in raw_urls]
+    if len({str(url) for url in urls}) != len(urls):
+        raise ValueError("a monitor URL is listed twice")
     token = token or config.token()
     if not token:
         raise ValueError("no token: set SESSIONREADY_TOKEN, enroll this computer with 'sessionready enroll', or pass --token T")
@@ -265,6 +374,6 @@ def resolve_connection(
     ca_file = ca_file or config.ca_file
     if ca_file and not os.path.isfile(ca_file):
         raise ValueError(f"the CA file {ca_file} does not exist")
-    if url.scheme == "https":
+    if any(url.scheme == "https" for url in urls):
         tls_context(ca_file)  # an unusable CA file fails now, in one sentence
-    return Connection(str(url), token, ca_file)
+    return Connection(tuple(str(url) for url in urls), token, ca_file)

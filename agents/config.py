@@ -2,8 +2,9 @@
 
 Tables: ``[monitor]``, ``[check]``, ``[room]``, ``[thresholds]``, ``[agent]`` (the daemon). Unknown keys
 are rejected by name. The file is optional; a commented sample is ``agents/agent.sample.toml``.
-The environment overrides the file: ``SESSIONREADY_MONITOR_URL`` the monitor's URL and
-``SESSIONREADY_TOKEN`` the token (so a service manager can pass them without a file). Under
+``[monitor] url`` is one URL or a list of them (several monitors of one practice, tried in
+order: ``agents/client.py``). The environment overrides the file: ``SESSIONREADY_MONITOR_URL``
+the monitor's URL (several separated by commas or spaces) and ``SESSIONREADY_TOKEN`` the token (so a service manager can pass them without a file). Under
 systemd, a credential named ``token`` (``LoadCredential=token:...``) is read from
 ``$CREDENTIALS_DIRECTORY/token`` when no token is given otherwise, before ``token_file``.
 """
@@ -22,11 +23,14 @@ from sessionready.state_dir import state_dir
 from sessionready.typed import limits
 
 SECTIONS = {"monitor", "check", "room", "thresholds", "agent"}
+MAX_MONITORS = 8  # a practice's monitors; more would only add timeouts before a report moves
+URL_MAX_CHARS = 2048
 
 
 @dataclass(frozen=True)
 class MonitorSection:
-    url: str = field(default="", metadata=limits(max_len=2048))
+    # One URL or several (a list in the file): the first is used while it answers.
+    url: tuple[str, ...] = field(default=(), metadata=limits(max_len=MAX_MONITORS))
     ca_file: str = field(default="", metadata=limits(max_len=4096))
     allow_insecure_http: bool = False
     # A file holding the token (readable only by its owner); the token itself never goes here.
@@ -98,6 +102,12 @@ class AgentConfig:
 
     @property
     def url(self) -> str:
+        """The first monitor's URL ("" when none is configured)."""
+        return self.monitor.url[0] if self.monitor.url else ""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every configured monitor URL, in the order they are tried."""
         return self.monitor.url
 
     @property
@@ -149,9 +159,9 @@ def load_agent_config(path: Path | None, environ: Mapping[str, str] | None = Non
 
 
 def _with_environment(config: AgentConfig, environ: Mapping[str, str]) -> AgentConfig:
-    url = environ.get("SESSIONREADY_MONITOR_URL", "").strip()
-    if url:
-        config = replace(config, monitor=replace(config.monitor, url=url))
+    urls = split_urls(environ.get("SESSIONREADY_MONITOR_URL", ""))
+    if urls:
+        config = replace(config, monitor=replace(config.monitor, url=check_urls(urls, "SESSIONREADY_MONITOR_URL")))
     token = environ.get("SESSIONREADY_TOKEN", "").strip()
     if token:
         return replace(config, token_override=token)
@@ -176,7 +186,15 @@ def _load_file(path: Path | None, environ: Mapping[str, str]) -> AgentConfig:
     for key in document:
         if key not in SECTIONS:
             raise ConfigError(f"config file {path}: unknown key '{key}' (expected tables: {', '.join(sorted(SECTIONS))})")
-    monitor = decode_section(MonitorSection, _table(document, "monitor", path), path, "monitor")
+    monitor_table = dict(_table(document, "monitor", path))
+    if "url" in monitor_table:
+        raw = monitor_table["url"]
+        if isinstance(raw, str):
+            monitor_table["url"] = [raw] if raw.strip() else []  # the single URL of earlier releases
+        elif not isinstance(raw, list):
+            raise ConfigError(f"config file {path}: key 'monitor.url': expected a URL or a list of URLs, got {type(raw).__name__}")
+    monitor = decode_section(MonitorSection, monitor_table, path, "monitor")
+    monitor = replace(monitor, url=check_urls(monitor.url, f"config file {path}: key 'monitor.url'"))
     check = decode_section(CheckSection, _table(document, "check", path), path, "check")
     for phase in ("udp", "load"):
         low, high = getattr(check, f"{phase}_min_seconds"), getattr(check, f"{phase}_max_seconds")
@@ -189,6 +207,27 @@ def _load_file(path: Path | None, environ: Mapping[str, str]) -> AgentConfig:
         raise ConfigError(f"config file {path}: [thresholds] {error}") from None
     agent = decode_section(AgentSection, _table(document, "agent", path), path, "agent")
     return AgentConfig(monitor, check, room, thresholds, str(path), agent)
+
+
+def split_urls(raw: str) -> tuple[str, ...]:
+    """Monitor URLs from one line (the environment, ``--monitor``): separated by commas or spaces."""
+    return tuple(part for part in raw.replace(",", " ").split() if part)
+
+
+def check_urls(urls: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The URLs stripped, each non-empty, bounded and listed once; ConfigError naming ``where``.
+    Whether each is a usable monitor URL (scheme, TLS) is ``agents.client.monitor_url``'s to say."""
+    cleaned = tuple(url.strip() for url in urls)
+    if len(cleaned) > MAX_MONITORS:
+        raise ConfigError(f"{where}: at most {MAX_MONITORS} monitor URLs, got {len(cleaned)}")
+    for index, url in enumerate(cleaned):
+        if not url:
+            raise ConfigError(f"{where}: URL {index + 1} of {len(cleaned)} is empty")
+        if len(url) > URL_MAX_CHARS:
+            raise ConfigError(f"{where}: URL {index + 1} is longer than {URL_MAX_CHARS} characters")
+        if url.rstrip("/") in [u.rstrip("/") for u in cleaned[:index]]:
+            raise ConfigError(f"{where}: {url} is listed twice")
+    return cleaned
 
 
 def _table(document: dict[str, object], name: str, path: Path) -> dict[str, object]:

@@ -52,7 +52,7 @@ def add_agent_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", type=Path, help="agent config file (TOML; every key in agents/agent.sample.toml and docs/agent.md)")
-    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL (default: $SESSIONREADY_MONITOR_URL, else [monitor] url in the config)")
+    parser.add_argument("--monitor", metavar="URL", help="the monitor's URL, or several separated by commas, tried in order (default: $SESSIONREADY_MONITOR_URL, else [monitor] url in the config)")
     parser.add_argument(
         "--token", metavar="T", help="this agent's token; visible to other users in 'ps': prefer $SESSIONREADY_TOKEN or the config's token file"
     )

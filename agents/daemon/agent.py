@@ -112,7 +112,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Exit status: 0 after a stop request, 1 if a part of the daemon failed unexpectedly."""
-        self._log.info("agent started", extra={"fields": {"monitor": self.connection.url, "spool": str(self.config.spool_file), **self._settings()}})
+        self._log.info("agent started", extra={"fields": {"monitor": list(self.connection.urls), "spool": str(self.config.spool_file), **self._settings()}})
         while True:
             outcome = await self._connected()
             if outcome != "reconnect":
@@ -134,12 +134,10 @@ class Daemon:
         """One client's lifetime: "stop", "reconnect" or "failed"."""
         import asyncio
 
-        from yarl import URL
-
         from agents.client import MonitorClient
         from agents.daemon.forward import Forwarder
 
-        async with MonitorClient(URL(self.connection.url), self.connection.token, ca_file=self.connection.ca_file) as client:
+        async with MonitorClient(self.connection.base_urls(), self.connection.token, ca_file=self.connection.ca_file) as client:
             forwarder = Forwarder(self.spool, client)
             self._sampler = None
             delivery = asyncio.create_task(forwarder.run(), name="forwarder")

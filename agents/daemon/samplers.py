@@ -315,6 +315,13 @@ class LiveSampler:
     halfway through its lifetime; the stream switches keys between two packets, without a
     gap. Without a key (monitor unreachable, refused) the windows carry ``problem``.
 
+    With several monitors, the stream goes to the reflector of the monitor that issued its key.
+    When the client moves to another monitor, a key is asked of that one at once and the
+    stream moves to its reflector; a window whose probes went to a monitor the client found
+    down carries ``monitor_unreachable`` rather than the loss of a dead reflector. The window
+    in which a monitor dies, before any request has found it down, still counts the probes
+    its reflector never echoed as lost (at most one live interval).
+
     ``machine``: a ``MachineMeter`` (seam for tests); ``audio_source``: an ``AudioSource``
     instead of the microphone (seam for tests); ``room_settings``: device and calibration.
     The microphone is opened only when ``room_allowed``.
@@ -342,6 +349,7 @@ class LiveSampler:
         self._monotonic = monotonic
         self._stream: UdpStream | None = None
         self._windows: LiveWindows | None = None
+        self._stream_monitor = ""  # the base URL whose reflector the stream goes to
         self._key_renew_at: float | None = None  # monotonic
         self._key_expires_at: float | None = None
         self._key_problem: NetworkProblem | None = None
@@ -408,14 +416,20 @@ class LiveSampler:
         # The stream stamps probes with the wall clock: place the boundary on it from now.
         until_ns = time.time_ns() + round((boundary_monotonic_s - self._monotonic()) * 1e9)
         flow = self._windows.take(until_ns)
+        if self._left_monitor() and self._client.found_down(self._stream_monitor) is not None:
+            return no_network("monitor_unreachable", flow.sent)
         expired = self._key_expires_at is not None and boundary_monotonic_s > self._key_expires_at
         if expired and not flow.received:
             return no_network(self._key_problem or "no_probe_key", flow.sent)
         return sample_network(flow)
 
+    def _left_monitor(self) -> bool:
+        """The client now uses another monitor than the one the stream goes to."""
+        return self._stream is not None and bool(self._stream_monitor) and self._stream_monitor != str(self._client.base_url)
+
     def _maybe_renew_key(self) -> None:
         now = self._monotonic()
-        due = self._stream is None or (self._key_renew_at is not None and now >= self._key_renew_at)
+        due = self._stream is None or self._left_monitor() or (self._key_renew_at is not None and now >= self._key_renew_at)
         if due and now >= self._next_key_try and (self._key_task is None or self._key_task.done()):
             self._key_task = asyncio.create_task(self._new_key())
 
@@ -434,10 +448,15 @@ class LiveSampler:
             self._key_problem = "udp_blocked"
 
     async def _use_key(self, key: ProbeSession, requested: float) -> None:
+        if self._stream is not None and key.monitor != self._stream_monitor:
+            # Another monitor's key: its reflector is elsewhere. A new stream (and windows)
+            # from here on; the old one's probes are not judged any more.
+            old, self._stream, self._windows = self._stream, None, None
+            await old.__aexit__(None, None, None)
         if self._stream is None:
             stream = UdpStream(key.udp_host, key.udp_port, LIVE_STREAM)
             await stream.__aenter__()
-            self._stream, self._windows = stream, LiveWindows(stream)
+            self._stream, self._windows, self._stream_monitor = stream, LiveWindows(stream), key.monitor
         assert self._windows is not None
         self._stream.start_flow("live", key.key)
         self._windows.add_flow(key.key)
