@@ -23,6 +23,7 @@ from monitor.risk.engine import CheckSummary, EndInputs, RiskConfig, SessionInpu
 from sessionready import quality, schema
 from sessionready.typed import decode
 from tests.quiet import ordinary_test, quiet_machine
+from tests.webhook_receiver import WebhookReceiver
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Debian's Chromium for the browser tests (the dashboard's and the browser check's), headless,
@@ -169,6 +170,13 @@ def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if not _is_quiet(nextitem):
         _QuietRun.release()
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on loopback for alert and summary deliveries."""
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 # --- Running the product ---------------------------------------------------------------------

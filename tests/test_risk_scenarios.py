@@ -153,12 +153,6 @@ class Practice:
 
 
 @pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def practice(tmp_path: Path, hook: WebhookReceiver, stores: StoreFactory) -> Iterator[Practice]:
     alerts = AlertsConfig(webhook=(
         WebhookConfig(name="it", url=hook.url("/it"), format="generic", audience="it"),

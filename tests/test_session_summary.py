@@ -30,12 +30,6 @@ INTERVAL_S = 2.0
 
 
 @pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def practice(tmp_path: Path, hook: WebhookReceiver, stores: StoreFactory) -> Iterator[Practice]:
     alerts = AlertsConfig(webhook=(
         WebhookConfig(name="all", url=hook.url("/all"), format="generic", audience="it"),  # every kind: but not summaries
