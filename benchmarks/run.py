@@ -32,6 +32,7 @@ from benchmarks.dashboard_pages import dashboard_pages
 from benchmarks.ingest import ingest_rate
 from benchmarks.risk import risk_evaluation
 from benchmarks.room import room_analysis
+from benchmarks.scale import scale_load
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "browser": browser_check_time,
     "browser20": browser_checks_at_once,
     "adaptive": adaptive_matrix,
+    "scale": scale_load,
 }
 
 
