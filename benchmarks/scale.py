@@ -71,7 +71,7 @@ AGENTS_PER_GENERATOR = 750
 AGENTS_PER_ADDRESS = 100  # below the monitor's default 256 connections per address
 START_DELAY_S = 6.0  # generator processes start and import before the shared start
 REFERENCE_AGENTS = 1000
-BISECT_ROUNDS = 1
+BISECT_ROUNDS = 2
 GRANULARITY = 50
 
 
@@ -86,6 +86,7 @@ class Cadence:
     longest_cycle_s: float | None  # the smallest bucket bound holding every cycle; inf past the last
     stepped: int
     live_sessions: int  # sessionready_sessions{state="live"} at the end of the window
+    pass_mean_s: float | None = None  # mean wall time of one pass over the live sessions
 
 
 @dataclass(frozen=True)
@@ -291,16 +292,30 @@ def largest_held(results: Sequence[StepResult]) -> StepResult | None:
 
 def _metrics(url: str, token: str) -> dict[str, object]:
     buckets: dict[float, float] = {}
-    values: dict[str, object] = {"buckets": buckets, "stepped": 0.0, "live": 0.0}
+    values: dict[str, object] = {"buckets": buckets, "stepped": 0.0, "live": 0.0, "pass_sum": 0.0, "pass_count": 0.0}
     for family in text_string_to_metric_families(get_text(f"{url}/metrics", token)):
         for sample in family.samples:
             if sample.name == "sessionready_risk_live_cycle_seconds_bucket":
                 buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == "sessionready_risk_live_pass_seconds_sum":
+                values["pass_sum"] = sample.value
+            elif sample.name == "sessionready_risk_live_pass_seconds_count":
+                values["pass_count"] = sample.value
             elif sample.name == "sessionready_risk_live_sessions_stepped_total":
                 values["stepped"] = sample.value
             elif sample.name == "sessionready_sessions" and sample.labels.get("state") == "live":
                 values["live"] = float(values["live"]) + sample.value  # type: ignore[arg-type]
     return values
+
+
+def _cadence_of(before: dict, after: dict) -> Cadence:
+    passes = after["pass_count"] - before["pass_count"]
+    return Cadence(
+        *longest_cycle(before["buckets"], after["buckets"]),
+        stepped=int(after["stepped"] - before["stepped"]),
+        live_sessions=int(after["live"]),
+        pass_mean_s=(after["pass_sum"] - before["pass_sum"]) / passes if passes else None,
+    )
 
 
 def _cpu_s(processes: Iterable[psutil.Process]) -> dict[int, float]:
@@ -498,10 +513,7 @@ def run_step(config: str, agents: int, workdir: Path, env: dict[str, str], postg
         results, cpu, (first, second), busy = _run_generators(
             step_dir, plan_list, env, groups, lambda: [_metrics(s.url, metrics_token) for s in servers]
         )
-        cadence = tuple(
-            Cadence(*longest_cycle(a["buckets"], b["buckets"]), int(b["stepped"] - a["stepped"]), int(b["live"]))  # type: ignore[operator, arg-type]
-            for a, b in zip(first, second)  # type: ignore[call-overload]
-        )
+        cadence = tuple(_cadence_of(a, b) for a, b in zip(first, second))  # type: ignore[call-overload]
         found = _found_postgres(store_url) if store_url else _found_sqlite(step_dir / "monitor" / "sessionready.sqlite3")
         return summarise(
             config, agents, window_s, results, found, cadence, cpu["monitor"],
@@ -538,6 +550,7 @@ def _cadence(step: StepResult) -> str:
         return ""
     return "; ".join(
         f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.cycles if c.cycles else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
+        + (f", pass {c.pass_mean_s:.2f} s" if c.pass_mean_s is not None else "")
         for c in step.cadence
     )
 
@@ -666,12 +679,19 @@ def measure(configs: Sequence[str], steps: Sequence[int], workdir: Path, env: di
                 out.write(json.dumps(asdict(result)) + "\n")
         return result
 
+    def attempt(config: str, agents: int, postgres: Postgres | None) -> StepResult:
+        try:
+            return keep(run_step(config, agents, workdir, env, postgres, warmup_s, window_s))
+        except (BenchmarkError, OSError, subprocess.SubprocessError) as error:
+            # A step that cannot run is a failed step with its reason; the other configurations still run.
+            return keep(StepResult(config, agents, window_s, 0, 0, 0, 0, math.inf, math.inf, math.inf, {}, (), 0.0, (), stopped=f"did not run: {error}"[:300]))
+
     if reference_agents:
-        keep(run_step(REFERENCE, reference_agents, workdir, env, None, warmup_s, window_s))
+        attempt(REFERENCE, reference_agents, None)
     postgres = start_postgres() if any(c != "sqlite" for c in configs) else None
     try:
         for config in configs:
-            search(steps, lambda n, c=config: keep(run_step(c, n, workdir, env, postgres, warmup_s, window_s)), budget_s=budget_s)
+            search(steps, lambda n, c=config: attempt(c, n, postgres), budget_s=budget_s)
     finally:
         if postgres is not None:
             postgres.stop()

@@ -126,7 +126,7 @@ def haproxy_config(port: int, backends: list[str]) -> str:
     """Round robin over the monitors (``http://HOST:PORT`` each), HTTP keep-alive both sides."""
     servers = "\n".join(f"    server m{i} {url.removeprefix('http://')}" for i, url in enumerate(backends, 1))
     return f"""global
-    maxconn 20000
+    maxconn 8000
     nbthread 1
 
 defaults
