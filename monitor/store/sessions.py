@@ -307,10 +307,16 @@ CREATE INDEX IF NOT EXISTS session_states_by_session ON session_states (session_
         if not re.fullmatch(REASON_PATTERN, reason):
             raise SessionStoreError("invalid_field", "a reason is a code of lowercase letters, digits and '_'", "reason")
         with self._transaction() as db:
-            self._dialect.serialize(db, f"session:{session_id}")  # the transition is judged on the current state
             current = self._session(db, session_id)
             if current is None:
                 return None
+            if current.state == state:
+                return current
+            # A change is judged on the current state: one writer of sessions at a time (imports
+            # change states too), and the state read again under that lock.
+            self._dialect.serialize(db, "sessions")
+            current = self._session(db, session_id)
+            assert current is not None  # sessions are never deleted
             if current.state == state:
                 return current
             if state not in TRANSITIONS[current.state]:
