@@ -1,3 +1,4 @@
-"""The monitor's store: the ``Store`` interface and its embedded SQLite implementation
-(``core``: connection, transactions, schema), with one module per area (a mixin of
-``core.SQLiteStore`` each)."""
+"""The monitor's store: the ``Store`` interface (``protocols``, one protocol per area), the SQL
+both back ends run (``core.StoreQueries``, built from one mixin per area module), the embedded
+SQLite back end (``core.SQLiteStore``) and PostgreSQL (``postgres.PostgresStore``, psycopg
+imported only there); what differs between the two dialects is in ``dialect``."""

@@ -1,7 +1,8 @@
-"""The monitor's store: an interface and its embedded SQLite implementation.
+"""The monitor's store: the queries both back ends share, and the embedded SQLite back end.
 
 Everything the monitor keeps goes through ``Store``, so that several monitor processes can
-later share one PostgreSQL database without the rest of the code knowing. Methods are
+share one PostgreSQL database (``monitor.store.postgres``) without the rest of the code knowing;
+``open_store_from_config`` picks the back end from ``[monitor] store_url``. Methods are
 synchronous and short; the web handlers call them in a worker thread.
 """
 
