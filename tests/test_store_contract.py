@@ -220,3 +220,13 @@ def _renamed(alert: AlertRecord) -> AlertRecord:
     from dataclasses import replace
 
     return replace(alert, alert_id=uuid.uuid4().hex)
+
+
+def test_two_monitors_rebuilding_the_rollups_at_once_count_each_sample_once(stores: StoreFactory) -> None:
+    first, second = stores.open(), stores.open()
+    agent, _ = first.create_token("client", "c-1")
+    first.add_reports(agent, [envelope(NOW + 60 * n, n + 1) for n in range(2000)], SPOOL, NOW + 1)
+    assert stores.sql("SELECT SUM(n) FROM trend_hour_total") == [(2000,)]
+    for n in range(ROUNDS):
+        race(2, lambda i: (first, second)[i].rebuild_rollups())
+        assert stores.sql("SELECT SUM(n) FROM trend_hour_total") == [(2000,)], f"round {n}"

@@ -63,6 +63,7 @@ def postgres_dialect(integrity_error: type[BaseException]) -> Dialect:
         # A transaction-scoped advisory lock on a 64-bit hash of the key: released at COMMIT or
         # ROLLBACK, never left behind by a monitor that dies.
         serialize=lambda db, key: db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,)),
-        # SHARE: readers go on, writers wait (and this waits for those under way to commit).
-        block_writes=lambda db, table: db.execute(f"LOCK TABLE {table} IN SHARE MODE"),
+        # Readers go on; writers wait (and this waits for those under way to commit); SHARE ROW
+        # EXCLUSIVE, unlike SHARE, also makes a second holder (another monitor's rebuild) wait.
+        block_writes=lambda db, table: db.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"),
     )
