@@ -22,7 +22,7 @@ import pytest
 from monitor.risk.engine import CheckSummary, EndInputs, RiskConfig, SessionInputs
 from sessionready import quality, schema
 from sessionready.typed import decode
-from tests.quiet import ordinary_test, quiet_machine
+from tests.quiet import can_demote, ordinary_test, quiet_machine
 from tests.webhook_receiver import WebhookReceiver
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -135,9 +135,9 @@ def _is_quiet(item: pytest.Item | None) -> bool:
 
 
 class _QuietRun:
-    """The machine kept quiet from the first of consecutive quiet_machine tests to the last
-    (without root, where quiet tests wait for the others, released in between it let the other
-    workers start tests that the next quiet test then waited for: up to 40 s each time)."""
+    """Without root, where a quiet test waits for the others to end: the machine held alone from
+    the first of consecutive quiet_machine tests to the last (released in between, it let the
+    other workers start tests that the next quiet test then waited for: up to 40 s each time)."""
 
     held: ExitStack | None = None
 
@@ -157,6 +157,12 @@ class _QuietRun:
 
 @pytest.fixture(autouse=True)
 def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    if _is_quiet(request.node) and can_demote():
+        # One quiet test at a time, and the others keep running: no chain, so that quiet tests
+        # of two workers (the lab's, the browser check's) take turns test by test.
+        with quiet_machine():
+            yield
+        return
     if _is_quiet(request.node):
         _QuietRun.hold()  # released by pytest_runtest_teardown once the next test is not quiet
         yield

@@ -22,6 +22,13 @@ class: a group of idle-class threads still took 60 % of a core from a quiet test
 group. So each autogroup that has only other tests' processes also gets nice 19 (weight 15
 against 1024) for the same time; groups shared with the quiet test keep their nice.
 
+And the kernel here is built with ``PREEMPT_NONE``: a thread inside a system call is not
+preempted until it leaves it, whatever its class, so the system time of a browser-test load
+(30-40 % of the CPU) still delayed the quiet test's wake-ups on the same CPU; beside Chromium
+tests, one or two of twelve quiet tests failed in each of four rounds. So the others are also
+kept off the first CPU (affinity) while quiet tests run: the quiet test's processes wake there
+without waiting for anyone's system call, and can use the other CPUs when they need more.
+
 Moving a thread back from ``SCHED_IDLE`` needs root (or an ``RLIMIT_NICE`` of 20): without it the
 old way stays, file locks: every test holds a shared lock, a quiet test an exclusive one, and a
 gate gives the exclusive side priority (flock alone would let a stream of shared holders starve
@@ -150,6 +157,18 @@ def _threads(pid: int) -> list[int]:
         return []
 
 
+def _set_cpus(tid: int, cpus: set[int]) -> set[int] | None:
+    """Restrict a thread to ``cpus``; its CPUs before, or None if unchanged or gone."""
+    try:
+        before = os.sched_getaffinity(tid)
+        if before == cpus:
+            return None
+        os.sched_setaffinity(tid, cpus)
+        return before
+    except OSError:
+        return None
+
+
 def _set_policy(tid: int, policy: int) -> bool:
     try:
         if os.sched_getscheduler(tid) == policy:
@@ -182,12 +201,16 @@ def _set_autogroup_nice(pid: int, nice: int) -> bool:
 
 
 class Demotion:
-    """The other test processes in SCHED_IDLE (and their own autogroups at nice 19) from
-    ``start`` to ``stop``."""
+    """The other test processes in SCHED_IDLE, on every CPU but the first, and their own
+    autogroups at nice 19, from ``start`` to ``stop``."""
 
     def __init__(self, own: int | None = None) -> None:
         self.own = own if own is not None else os.getpid()
         self.demoted: set[int] = set()  # thread ids we moved
+        # All CPUs but the first for the others (none kept aside on a single CPU).
+        self.all_cpus = os.sched_getaffinity(0)
+        self.their_cpus = self.all_cpus - {min(self.all_cpus)} if len(self.all_cpus) > 1 else self.all_cpus
+        self.pinned: dict[int, set[int]] = {}  # thread id -> its CPUs before
         self.groups: dict[str, tuple[int, list[int]]] = {}  # autogroup -> (its nice before, members seen)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -203,6 +226,8 @@ class Demotion:
                 if _set_policy(tid, os.SCHED_IDLE):
                     self.demoted.add(tid)
                     moved += 1
+                if tid not in self.pinned and (before := _set_cpus(tid, self.their_cpus)) is not None:
+                    self.pinned[tid] = before
         shared = {group[0] for pid in ours if (group := _autogroup(pid)) is not None}
         for pid in theirs:
             group = _autogroup(pid)
@@ -235,8 +260,13 @@ class Demotion:
                 try:
                     if os.sched_getscheduler(tid) == os.SCHED_IDLE:
                         os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                    if tid not in self.pinned and os.sched_getaffinity(tid) == self.their_cpus:
+                        os.sched_setaffinity(tid, self.all_cpus)  # created meanwhile, inherited the pin
                 except OSError:
                     pass  # ended meanwhile
+        for tid, cpus in self.pinned.items():
+            _set_cpus(tid, cpus)
+        self.pinned.clear()
         for tid in self.demoted:
             try:
                 if os.sched_getscheduler(tid) == os.SCHED_IDLE:

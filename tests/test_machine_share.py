@@ -146,6 +146,10 @@ def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet
             assert all(_policies(hog.pid) == {os.SCHED_IDLE} for hog in hogs)
             # Each hog is a session, so an autogroup, of its own: that group is turned down too.
             assert all(_autogroup(hog.pid) in (None, 19) for hog in hogs)
+            # And off the first CPU, which the quiet test keeps for itself.
+            cpus = os.sched_getaffinity(0)
+            if len(cpus) > 1:
+                assert all(os.sched_getaffinity(hog.pid) == cpus - {min(cpus)} for hog in hogs)
             assert _policies(quiet.pid) == {os.SCHED_OTHER}
             assert _policies(os.getpid()) == {os.SCHED_OTHER}, "an ancestor of the quiet test was demoted"
             # A process an idle-class one starts is idle-class too.
@@ -163,6 +167,8 @@ def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet
             demotion.stop()
         assert all(_policies(hog.pid) == {os.SCHED_OTHER} for hog in hogs)
         assert all(_autogroup(hog.pid) in (None, 0) for hog in hogs)
+        assert all(os.sched_getaffinity(hog.pid) == os.sched_getaffinity(0) for hog in hogs)
+        assert os.sched_getaffinity(child) == os.sched_getaffinity(0)
         assert _policies(child) == {os.SCHED_OTHER}
         busy = 2 * len(hogs) + 1
         print(f"the quiet test's CPU share beside {busy} idle-class busy threads: {share:.0%} of a core")
