@@ -218,7 +218,7 @@ def test_three_monitors_in_a_ring_and_none_answering() -> None:
             with pytest.raises(MonitorError) as error:
                 await client.whoami()
             assert error.value.down and error.value.message.startswith("none of the 3 monitors answered; the last:")
-            assert [len(m.seen) - n for m, n in zip((a, b, c), before)] == [1, 1, 1], "each monitor asked once per request"
+            assert [len(m.seen) - n for m, n in zip((a, b, c), before, strict=True)] == [1, 1, 1], "each monitor asked once per request"
 
     run(test, count=3)
 
