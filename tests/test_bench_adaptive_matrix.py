@@ -116,11 +116,13 @@ def test_scenarios_take_their_lines_from_the_quality_model():
     assert slow.up_kbit == slow.down_kbit
     assert {defaults[f"loss-{p}"].loss_up_pct for p in ("0.5", "1.5", "2", "3", "8")} == {0.5, 1.5, 2.0, 3.0, 8.0}
     assert defaults["fast"].link.down_kbit is None
+    below, near = defaults["jitter-below"].jitter_half_width_ms, defaults["jitter-near"].jitter_half_width_ms
+    assert below is not None and near is not None and below < near
     # Jitter follows the warning line: twice the line, twice the relay's spread.
     doubled = {s.name: s for s in scenarios(quality.Thresholds(jitter_warning_ms=2 * t.jitter_warning_ms, jitter_critical_ms=4 * t.jitter_critical_ms))}
-    for name in ("jitter-near", "jitter-far"):
+    for name in ("jitter-below", "jitter-near", "jitter-far"):
         assert doubled[name].jitter_half_width_ms == pytest.approx(2 * defaults[name].jitter_half_width_ms, abs=0.2)
-    assert len({s.name for s in scenarios()}) == len(scenarios()) == 10
+    assert len({s.name for s in scenarios()}) == len(scenarios()) == 11
 
 
 # --- the table ---------------------------------------------------------------------------------
