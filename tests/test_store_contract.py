@@ -210,7 +210,7 @@ def test_two_monitors_storing_the_same_check_keep_it_once(stores: StoreFactory) 
     agent, _ = first.create_token("client", "c-1")
     for n in range(ROUNDS):
         report = decode(CheckReport, {**CHECK, "check_id": f"{n:032x}", "session_id": None})
-        stored = race(2, lambda i, report=report: (first, second)[i].add_check(agent, report, json.dumps(CHECK), NOW + n))
+        stored = race(2, lambda i, report=report, n=n: (first, second)[i].add_check(agent, report, json.dumps(CHECK), NOW + n))
         assert sorted(stored) == [False, True], f"round {n}: {stored}"
     assert len(first.checks_for_agent(agent.token_id, 100)) == ROUNDS
 
