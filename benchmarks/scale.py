@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -726,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-raw", type=Path, action="append", help="write the section from earlier raw files, running nothing")
     parser.add_argument("--output", type=Path, required=True, help="where to write the section (markdown)")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so that every monitor, generator and server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.from_raw:
         steps = load_raw(args.from_raw)
     else:
