@@ -374,7 +374,17 @@ def section_markdown(results: Sequence[ScenarioResult], *, runs: int, reference_
         f"**Overall**: {all_counts['equal']} of {decided} adaptive checks equal to the reference ({100 * equal_share:.1f} %; "
         f"the issue asks ≥ 95 %), {all_counts['borderline']} borderline, {opposite} opposite, {all_counts['failed']} failed: "
         + ("**met**." if met else "**not met**."),
+        "",
     ]
+    settled = [r for r in results if r.reference.settled]
+    if len(settled) < len(results):
+        counts = totals(settled)
+        share = counts["equal"] / sum(counts.values()) if counts else 0.0
+        lines.append(
+            f"Against the {len(settled)} settled references alone (an unsettled reference's verdict is itself a coin toss "
+            f"that said so): {counts['equal']} of {sum(counts.values())} equal ({100 * share:.1f} %), "
+            f"{counts['borderline']} borderline, {counts['opposite']} opposite, {counts['failed']} failed."
+        )
     details = opposite_details(results)
     if details:
         lines += ["", "Opposite or failed checks, with what made their verdict:", "", *details]

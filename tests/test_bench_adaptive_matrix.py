@@ -173,6 +173,9 @@ def test_section_says_met_only_without_opposites():
     unsettled = scenario_result("loss-3", check("at_risk", True, phases=IDLE_AT_MAX), [check("not_ready")])
     text = section_markdown([unsettled], runs=1, reference_idle_s=60, started=datetime(2026, 12, 7, tzinfo=UTC), command="make bench")
     assert "References not settled even at 60 s: `loss-3`" in text
+    both = section_markdown([good, unsettled], runs=20, reference_idle_s=60, started=datetime(2026, 12, 7, tzinfo=UTC), command="make bench")
+    assert "19 of 21 adaptive checks equal" in both
+    assert "Against the 1 settled references alone (an unsettled reference's verdict is itself a coin toss that said so): 19 of 20 equal (95.0 %)" in both
     assert "**not met**." in text
 
 
