@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import ssl
 import time
@@ -18,6 +19,7 @@ from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
+from monitor.leader import Leadership, leader_gauge
 from monitor.http import (
     alerts,
     caseloads,
@@ -49,10 +51,17 @@ from monitor.retention import RetentionJob
 from monitor.risk.engine import RiskConfig
 from monitor.risk.service import LiveLoopMetrics, RiskService, RiskTimes
 from monitor.risk.summaries import SummaryJob
-from monitor.store.core import Store, open_store_from_config
+from monitor.store.core import Store, StoreUnavailable, open_store_from_config
 from monitor.store.retention import KINDS as RETENTION_KINDS
 
 log = logging.getLogger("sessionready.monitor")
+
+# What a client reads when the store cannot take its request (503), by StoreUnavailable.code.
+STORE_MESSAGES = {
+    "store_unavailable": "the monitor cannot reach its database right now; nothing was stored: try again shortly",
+    "store_full": "the monitor's disk is full; nothing was stored: try again later (the monitor's log says more)",
+}
+STORE_RETRY_AFTER_S = 5
 
 
 @web.middleware
@@ -79,6 +88,11 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         if error.status >= 400:
             return json_error(error.status, "http_error", error.reason)
         raise
+    except StoreUnavailable as error:
+        # The database restarting, a full disk: nothing was stored, and the client (an agent
+        # keeps its spool) should try again shortly. Not a 500: nothing is wrong with the monitor.
+        log.warning("store unavailable", extra={"fields": {"method": request.method, "path": loggable_path(request.path), "error": str(error)}})
+        return json_error(503, error.code, STORE_MESSAGES.get(error.code, STORE_MESSAGES["store_unavailable"]), headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
     except asyncio.CancelledError:
         raise
     except ConnectionError:
@@ -118,6 +132,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
         _reflector_context,  # UDP echoes for probe keys signed with that secret
         rtc.streams_context,  # the browser checks' WebRTC probe streams (app[keys.RTC]), all closed on the way out
         _metrics_context,  # the registry; reads the store and the reflector's counters
+        _leadership_context,  # the leases of the jobs that run once across monitors: store and metrics
         _alerts_context,  # webhook deliveries: store and metrics
         _risk_context,  # risk passes: store, metrics, and the alerter for risk changes
         _summary_context,  # summaries of sessions that ended: store, and the alerter for the session_summary webhook
@@ -173,12 +188,26 @@ async def _alerts_context(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     metrics = build_alert_metrics(app[keys.METRICS].registry, store.pending_alert_deliveries)
     alerter = Alerter(store, app[keys.CONFIG].alerts, clock=app[keys.CLOCK], metrics=metrics)
-    app[keys.ALERTER] = alerter
-    worker = asyncio.create_task(alerter.run(), name="alert-delivery")
+    app[keys.ALERTER] = alerter  # every monitor queues alerts; one delivers them
+    worker = asyncio.create_task(app[keys.LEADERSHIP].run_while_leading("alerts", alerter.run), name="alert-delivery")
     yield
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
+
+
+async def _leadership_context(app: web.Application) -> AsyncIterator[None]:
+    # A random id per process names this monitor in the store and its log lines: never a host name.
+    leadership = Leadership(
+        app[keys.STORE], secrets.token_hex(6), app[keys.CONFIG].leader_lease_s, clock=app[keys.CLOCK], gauge=leader_gauge(app[keys.METRICS].registry)
+    )
+    app[keys.LEADERSHIP] = leadership
+    log.info("monitor id", extra={"fields": {"monitor_id": leadership.holder}})
+    task = asyncio.create_task(leadership.run(), name="leadership")
+    yield
+    task.cancel()  # gives the leases up, after the jobs that follow them have stopped
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _retention_context(app: web.Application) -> AsyncIterator[None]:
@@ -202,7 +231,7 @@ async def _risk_context(app: web.Application) -> AsyncIterator[None]:
     service = RiskService(app[keys.STORE], RiskConfig(horizon_s=times.horizon_s), times, app[keys.ALERTER].submit, app[keys.CLOCK], metrics)
     app[keys.RISK] = service
     register_session_metrics(app[keys.METRICS].registry, app[keys.STORE])
-    task = asyncio.create_task(service.run(), name="risk")
+    task = asyncio.create_task(app[keys.LEADERSHIP].run_while_leading("risk", service.run), name="risk")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

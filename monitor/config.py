@@ -83,6 +83,10 @@ class MonitorConfig:
     # every risk_interval_s seconds; live sessions are followed every 2 s regardless.
     risk_horizon_minutes: int = field(default=120, metadata=limits(ge=5, le=7 * 24 * 60))
     risk_interval_s: float = field(default=15.0, metadata=limits(ge=1, le=3600))
+    # Monitors sharing one store run the risk service and the alert worker once: the holder of
+    # each job's lease renews it every leader_lease_s / 3; another takes over within
+    # leader_lease_s * 4/3 of the holder dying (monitor/leader.py, docs/deployment.md).
+    leader_lease_s: float = field(default=3.0, metadata=limits(ge=0.3, le=60))
     # The browser check's WebRTC probe streams (docs/browser-check.md section 3, docs/deployment.md).
     # ICE binds one UDP port per stream (on one address) within rtc_port_min..rtc_port_max,
     # inclusive: the range a firewall must open; 0 and 0 = any port the OS picks. One port

@@ -10,6 +10,7 @@ from aiohttp import web
 from monitor.alerts.delivery import Alerter
 from monitor.auth import LinkPrincipal
 from monitor.config import MonitorConfig
+from monitor.leader import Leadership
 from monitor.metrics import MonitorMetrics
 from monitor.probe_limits import ProbeLimits
 from monitor.reflector import Reflector, ReflectorServer
@@ -29,6 +30,7 @@ RANDOM_BLOCK = web.AppKey("random_block", bytes)
 ALERTER = web.AppKey("alerter", Alerter)  # submit() risk transitions here
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # unix seconds; tests inject their own
 RISK = web.AppKey("risk", RiskService)
+LEADERSHIP = web.AppKey("leadership", Leadership)  # which once-per-cluster jobs this monitor runs
 AGENT: web.RequestKey[TokenInfo | UserPrincipal | LinkPrincipal] = web.RequestKey("agent")  # who sent the request: an agent token, a dashboard login or a check link
 
 
@@ -56,4 +58,4 @@ class RtcStreams(Protocol):
 
 RTC: web.AppKey[RtcStreams] = web.AppKey("rtc")  # absent while the monitor runs no WebRTC peer
 
-__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "AGENT", "RTC", "RtcStreams", "TokenInfo"]
+__all__ = ["CONFIG", "STORE", "REFLECTOR", "REFLECTOR_SERVER", "METRICS", "PROBE_LIMITER", "PROBE_SECRET", "RANDOM_BLOCK", "ALERTER", "CLOCK", "RISK", "LEADERSHIP", "AGENT", "RTC", "RtcStreams", "TokenInfo"]

@@ -60,7 +60,7 @@ def area_names(areas: frozenset[type]) -> str:
 def test_store_is_every_area_and_core_reexports_it() -> None:
     assert core.Store is Store
     assert set(AREAS) == {base for base in Store.__mro__ if base in ALL_AREAS}
-    assert len(set(AREAS)) == len(AREAS) == 13
+    assert len(set(AREAS)) == len(AREAS) == 14
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -25,6 +25,7 @@ from monitor.store.alerts import AlertStoreMixin
 from monitor.store.caseloads import CaseloadStoreMixin
 from monitor.store.check_links import LINK_TOKEN_ROLE, CheckLinkStoreMixin
 from monitor.store.dialect import SQLITE, Dialect
+from monitor.store.leases import LeaseStoreMixin
 from monitor.store.protocols import Store  # noqa: F401  (its home before the areas were split: monitor/store/protocols.py)
 from monitor.store.reports import ReportStoreMixin
 from monitor.store.retention import RetentionStoreMixin
@@ -140,7 +141,7 @@ CREATE TABLE IF NOT EXISTS latest_checks (
 """
 
 
-class StoreQueries(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin, SummaryStoreMixin):
+class StoreQueries(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, CheckLinkStoreMixin, AlertStoreMixin, UserStoreMixin, RiskStoreMixin, TrendStoreMixin, RetentionStoreMixin, SummaryStoreMixin, LeaseStoreMixin):
     """Every method of ``Store``, in SQL that both back ends run (``monitor.store.dialect``).
 
     A back end provides ``_lock`` (a context in which ``_db`` reads), ``_db``, ``_transaction()``
@@ -357,13 +358,22 @@ class SQLiteStore(StoreQueries):
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                    raise
+                if self._db.in_transaction:  # a COMMIT that could not append to the WAL
+                    self._db.execute("ROLLBACK")
+                # The journal keeps the file consistent: the write is undone, nothing else lost.
+                raise StoreFull(f"the disk under the store {self._path} is full: nothing was written") from None
 
     def close(self) -> None:
         with self._lock:
@@ -379,8 +389,17 @@ def open_store(data_dir: Path, clock: Callable[[], float] = time.time) -> SQLite
 
 
 class StoreUnavailable(Exception):
-    """The configured store cannot be opened (no driver, no connection). ``str()`` is one
-    sentence for a person, without any password."""
+    """The configured store cannot be opened or used now (no driver, no connection, a database
+    restarting). ``str()`` is one sentence for a person, without any password. A request that
+    meets it is answered 503 with ``code`` (monitor/app.py): nothing was stored, try again."""
+
+    code = "store_unavailable"
+
+
+class StoreFull(StoreUnavailable):
+    """The disk under the SQLite store is full: the write was rolled back, the file is intact."""
+
+    code = "store_full"
 
 
 def open_store_from_config(config: MonitorConfig, clock: Callable[[], float] = time.time) -> Store:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.store.leases import SCHEMA_STATEMENTS as LEASE_STATEMENTS
 from monitor.store.retention import SCHEMA_INDEXES as RETENTION_INDEXES
 from monitor.store.summaries import SCHEMA_STATEMENTS as SUMMARY_STATEMENTS
 
@@ -67,6 +68,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(4, "session summaries: what happened, written when a session ends (monitor/store/summaries.py)", _statements(*SUMMARY_STATEMENTS)),
+    Migration(5, "leases: the jobs that run once across monitors sharing the store (monitor/store/leases.py)", _statements(*LEASE_STATEMENTS)),
 )
 
 

@@ -20,6 +20,7 @@ else in the store does, so a SQLite monitor and an agent never need it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -46,6 +47,9 @@ ROWID_TABLES = frozenset(
 MIGRATION_LOCK = 0x73657373696F6E72
 POOL_MIN, POOL_MAX = 1, 10  # the monitor's worker threads (asyncio.to_thread) share these
 CONNECT_TIMEOUT_S = 10
+# How long a request waits for a pooled connection before it is answered 503: while the
+# database restarts the pool has none, and an agent does better to retry than to hang.
+POOL_WAIT_S = 5.0
 POSTGRES = postgres_dialect(psycopg.IntegrityError)
 
 
@@ -133,12 +137,17 @@ class _Reading:
         bound = self._store._bound
         if getattr(bound, "conn", None) is not None:
             raise RuntimeError("a store read inside another read or a transaction of the same thread")
-        bound.conn = _Connection(self._store._pool.getconn())
+        try:
+            bound.conn = _Connection(self._store._pool.getconn())
+        except PoolTimeout:
+            raise self._store._unavailable(None) from None
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
         bound = self._store._bound
         conn, bound.conn = bound.conn, None
-        self._store._pool.putconn(conn.conn)
+        self._store._pool.putconn(conn.conn)  # a broken connection is discarded, not pooled
+        if isinstance(error, psycopg.OperationalError):
+            raise self._store._unavailable(error) from None
 
 
 class PostgresStore(StoreQueries):
@@ -158,6 +167,7 @@ class PostgresStore(StoreQueries):
             url,
             min_size=POOL_MIN,
             max_size=pool_max,
+            timeout=POOL_WAIT_S,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
             configure=_configure,
             open=False,
@@ -181,12 +191,27 @@ class PostgresStore(StoreQueries):
     def _transaction(self) -> Iterator[_Connection]:
         if getattr(self._bound, "conn", None) is not None:
             raise RuntimeError("a store transaction inside another read or transaction of the same thread")
-        with self._pool.connection() as conn, conn.transaction():
-            self._bound.conn = _Connection(conn)
-            try:
-                yield self._bound.conn
-            finally:
-                self._bound.conn = None
+        try:
+            with self._pool.connection(timeout=POOL_WAIT_S) as conn, conn.transaction():
+                self._bound.conn = _Connection(conn)
+                try:
+                    yield self._bound.conn
+                finally:
+                    self._bound.conn = None
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            raise self._unavailable(error) from None
+
+    def _unavailable(self, error: BaseException | None) -> StoreUnavailable:
+        """A connection lost or none to be had (the database restarting, the network down): the
+        request is answered 503 and the pool reconnects by itself. Idle connections broken by
+        the same outage are replaced now rather than each failing one request later."""
+        if error is None or isinstance(error, PoolTimeout):
+            return StoreUnavailable(f"no connection to the store {self._where} within {POOL_WAIT_S:g} s")
+        if getattr(error, "sqlstate", None) is None or str(getattr(error, "sqlstate", "")).startswith(("08", "57P")):
+            with contextlib.suppress(Exception):
+                self._pool.check()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return StoreUnavailable(f"the store {self._where} failed: {reason}")
 
     def close(self) -> None:
         self._pool.close()

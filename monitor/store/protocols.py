@@ -214,6 +214,14 @@ class RetentionStore(Protocol):
     def expire_batch(self, kind: str, before: float, limit: int) -> int: ...
 
 
+class LeaseStore(Protocol):
+    """Which monitor runs each job that must run once across the monitors sharing the store
+    (monitor/store/leases.py)."""
+
+    def take_lease(self, job: str, holder: str, now: float, ttl_s: float) -> bool: ...
+    def release_lease(self, job: str, holder: str) -> bool: ...
+
+
 class ClosableStore(Protocol):
     """The store's lifetime: whoever opened it closes it."""
 
@@ -234,6 +242,7 @@ AREAS: tuple[type, ...] = (
     SummaryStore,
     AlertStore,
     RetentionStore,
+    LeaseStore,
     ClosableStore,
 )
 
@@ -251,6 +260,7 @@ class Store(
     SummaryStore,
     AlertStore,
     RetentionStore,
+    LeaseStore,
     ClosableStore,
     Protocol,
 ):
