@@ -88,6 +88,9 @@ class Cadence:
     stepped: int
     live_sessions: int  # sessionready_sessions{state="live"} at the end of the window
     pass_mean_s: float | None = None  # mean wall time of one pass over the live sessions
+    # sessionready_leader{job="risk"} at the window's end: only the lease holder runs the risk
+    # service (monitor/leader.py); None from a monitor without leases (each ran it).
+    leader: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,11 @@ class StepResult:
         if self.delivered_ratio < DELIVERED_MIN:
             why.append(f"delivered {self.delivered_ratio * 100:.1f} % < {DELIVERED_MIN * 100:g}")
         if self.config != REFERENCE:
+            if not any(c.leader is not False for c in self.cadence):
+                why.append("no monitor held the risk service's lease")
             for index, c in enumerate(self.cadence, 1):
+                if c.leader is False:
+                    continue  # a standby: the lease holder steps every session
                 who = f"monitor {index}: " if len(self.cadence) > 1 else ""
                 if c.cycles == 0 or c.longest_cycle_s is None or c.longest_cycle_s > CYCLE_LIMIT_S:
                     why.append(f"{who}risk cycle up to {fmt_s(c.longest_cycle_s)} s")
@@ -293,11 +300,13 @@ def largest_held(results: Sequence[StepResult]) -> StepResult | None:
 
 def _metrics(url: str, token: str) -> dict[str, object]:
     buckets: dict[float, float] = {}
-    values: dict[str, object] = {"buckets": buckets, "stepped": 0.0, "live": 0.0, "pass_sum": 0.0, "pass_count": 0.0}
+    values: dict[str, object] = {"buckets": buckets, "stepped": 0.0, "live": 0.0, "pass_sum": 0.0, "pass_count": 0.0, "leader": None}
     for family in text_string_to_metric_families(get_text(f"{url}/metrics", token)):
         for sample in family.samples:
             if sample.name == "sessionready_risk_live_cycle_seconds_bucket":
                 buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == "sessionready_leader" and sample.labels.get("job") == "risk":
+                values["leader"] = sample.value == 1
             elif sample.name == "sessionready_risk_live_pass_seconds_sum":
                 values["pass_sum"] = sample.value
             elif sample.name == "sessionready_risk_live_pass_seconds_count":
@@ -316,6 +325,7 @@ def _cadence_of(before: dict, after: dict) -> Cadence:
         stepped=int(after["stepped"] - before["stepped"]),
         live_sessions=int(after["live"]),
         pass_mean_s=(after["pass_sum"] - before["pass_sum"]) / passes if passes else None,
+        leader=after["leader"],
     )
 
 
@@ -550,7 +560,8 @@ def _cadence(step: StepResult) -> str:
     if not step.cadence:
         return ""
     return "; ".join(
-        f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.cycles if c.cycles else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
+        ("standby (not the lease holder): " if c.leader is False else "lease holder: " if c.leader and len(step.cadence) > 1 else "")
+        + f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.cycles if c.cycles else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
         + (f", pass {c.pass_mean_s:.2f} s" if c.pass_mean_s is not None else "")
         for c in step.cadence
     )
@@ -644,8 +655,9 @@ every session of the step live (`sessionready_sessions`). The agents are stepped
   window ÷ samples stored in it: ingest, the risk loop, metrics and the access log together.
 - **PostgreSQL CPU**: the postmaster and all its processes. **Machine busy**: all CPUs, in % of
   one core (200 = both cores busy): the machine is shared, so this includes other sessions' work.
-- In the HAProxy configuration both monitors run the risk service and the alert worker: a
-  leader lease is not built yet (docs/postgresql.md), so each steps every live session.
+- In the HAProxy configuration both monitors take reports; the risk service and the alert
+  worker run on the monitor holding their lease (`monitor/leader.py`, `sessionready_leader`), and
+  the risk criterion applies to that monitor's live loop; the other is a standby.
 {ref_line}
 ### Live agents held
 

@@ -4,6 +4,7 @@ agents against one monitor on SQLite) so that the whole path is exercised."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -41,6 +42,16 @@ def test_a_step_holds_only_within_every_limit() -> None:
     assert step(500, cycle=math.inf).failures() == ["risk cycle up to > 30 s"]
     assert step(500, stepped_per_cycle=200).failures() == ["200 of 250 sessions stepped per cycle"]
     assert step(500, live=249).failures() == ["249 of 250 sessions live"]
+
+
+def test_with_two_monitors_the_lease_holder_s_loop_counts() -> None:
+    holder = Cadence(15, 2.05, 15 * 250, 250, 0.5, leader=True)
+    standby = Cadence(0, None, 0, 250, None, leader=False)
+    two = dataclasses.replace(step(500), config="haproxy", cadence=(standby, holder))
+    assert two.held
+    slow = dataclasses.replace(holder, longest_cycle_s=4.0)
+    assert dataclasses.replace(two, cadence=(standby, slow)).failures() == ["monitor 2: risk cycle up to 4 s"]
+    assert dataclasses.replace(two, cadence=(standby, standby)).failures() == ["no monitor held the risk service's lease"]
 
 
 def test_the_cycle_bound_is_the_smallest_bucket_holding_every_cycle() -> None:
