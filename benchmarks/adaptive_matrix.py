@@ -315,23 +315,23 @@ def totals(results: Sequence[ScenarioResult]) -> Counter[Agreement]:
 
 
 def opposite_details(results: Sequence[ScenarioResult]) -> list[str]:
-    """Each opposite (or failed) check, with what made its verdict, against the reference's."""
+    """Each opposite (or failed) check, with what made its verdict; its reference once per scenario."""
     lines = []
     for result in results:
-        for index, (check, agreement) in enumerate(zip(result.checks, result.agreements(), strict=True), 1):
-            if agreement not in ("opposite", "failed"):
-                continue
+        odd = [(index, check) for index, (check, agreement) in enumerate(zip(result.checks, result.agreements(), strict=True), 1)
+               if agreement in ("opposite", "failed")]  # fmt: skip
+        if not odd:
+            continue
+        reference = result.reference
+        lines.append(f"- `{result.scenario.name}`, the reference: **{verdict_label(reference)}**; reasons: {', '.join(reference.reasons) or 'none'}; "
+                     f"figures: {json.dumps(reference.figures)}" + (f"; truth: {json.dumps(reference.truth)}" if reference.truth else ""))  # fmt: skip
+        for index, check in odd:
             if check.verdict is None:
-                lines.append(f"- `{result.scenario.name}` check {index}: **failed**: {check.error}")
+                lines.append(f"  - check {index}: **failed**: {check.error}")
                 continue
-            lines.append(
-                f"- `{result.scenario.name}` check {index}: **{verdict_label(check)}** against the reference's "
-                f"{verdict_label(result.reference)}. Reasons: {', '.join(check.reasons) or 'none'}; reference's: "
-                f"{', '.join(result.reference.reasons) or 'none'}. Figures: {json.dumps(check.figures)}; "
-                f"reference: {json.dumps(result.reference.figures)}; phases: "
-                + "; ".join(f"{p.name} {p.seconds:.1f} s {p.stopped}{' (' + ', '.join(p.unsettled) + ')' if p.unsettled else ''}" for p in check.phases)
-                + f". Truth: {json.dumps(check.truth)}."
-            )
+            phases = "; ".join(f"{p.name} {p.seconds:.1f} s {p.stopped}{' (' + ', '.join(p.unsettled) + ')' if p.unsettled else ''}" for p in check.phases)
+            lines.append(f"  - check {index}: **{verdict_label(check)}**; reasons: {', '.join(check.reasons) or 'none'}; figures: {json.dumps(check.figures)}; "
+                         f"phases: {phases}" + (f"; truth: {json.dumps(check.truth)}" if check.truth else ""))  # fmt: skip
     return lines
 
 

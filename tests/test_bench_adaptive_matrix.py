@@ -161,8 +161,10 @@ def test_row_and_section_with_an_opposite_verdict():
     text = section_markdown([clean, lossy], runs=3, reference_idle_s=60, started=datetime(2026, 12, 7, tzinfo=UTC), command="make bench")
     assert "3 of 6 adaptive checks equal to the reference (50.0 %" in text
     assert "1 borderline, 1 opposite, 1 failed: **not met**." in text
-    assert "`loss-0.5` check 2: **not ready** against the reference's ready" in text
-    assert "`loss-0.5` check 3: **failed**" in text
+    assert "- `loss-0.5`, the reference: **ready**; reasons: none" in text
+    assert "  - check 2: **not ready**; reasons: none" in text
+    assert "  - check 3: **failed**" in text
+    assert "`clean`, the reference" not in text  # nothing odd there
 
 
 def test_section_says_met_only_without_opposites():
