@@ -358,6 +358,14 @@ def section_markdown(results: Sequence[ScenarioResult], *, runs: int, reference_
         "themselves whether they are settled (`settled`), or not even at that length (`max_length`, with the "
         "interval, and a `borderline` reason). **Adaptive**: the defaults (idle 2–10 s, each throughput phase 2–6 s)."),
         "",
+        ("**Scenarios**: loss in both directions at once: each direction has its own counter, its own interval and "
+         "the same lines, and the verdict reads the worse, so the idle phase stops only once both have settled (the "
+         "harder case for the rule), in half the time up-only and down-only scenarios would take. Jitter downstream "
+         "only, from the relay (each echo held 0 to 2w ms, uniform; the relay's log gives the jitter really applied). "
+         f"Every scenario but `slow` and `fast` runs on a {BASE_DOWN_KBIT / 1000:g}/{BASE_UP_KBIT / 1000:g} Mbit/s link "
+         f"with a {BASE_QUEUE_MS:g} ms queue (tbf), far above the best tier's need, so that the throughput phases "
+         "settle at once and delay under load stays far from its lines."),
+        "",
         (f"Lines (sessionready/quality.py defaults): loss {100 * t.loss_warning_ratio:g} % / {100 * t.loss_critical_ratio:g} %, "
         f"jitter {t.jitter_warning_ms:g} / {t.jitter_critical_ms:g} ms, the 360p tier "
         f"{min(quality.TIER_NEEDS_MBPS['360p']) * t.throughput_headroom_factor:g} Mbit/s with headroom."),
