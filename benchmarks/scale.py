@@ -91,6 +91,12 @@ class Cadence:
     # sessionready_leader{job="risk"} at the window's end: only the lease holder runs the risk
     # service (monitor/leader.py); None from a monitor without leases (each ran it).
     leader: bool | None = None
+    # Passes that ended in the window (sessionready_risk_live_pass_seconds_count): the count the
+    # stepped counter goes with. ``cycles`` counts starts: the window's edges can split one pass.
+    passes: int | None = None
+
+    def passes_counted(self) -> int:
+        return self.passes if self.passes is not None else max(0, self.cycles - 1)
 
 
 @dataclass(frozen=True)
@@ -152,8 +158,8 @@ class StepResult:
                 who = f"monitor {index}: " if len(self.cadence) > 1 else ""
                 if c.cycles == 0 or c.longest_cycle_s is None or c.longest_cycle_s > CYCLE_LIMIT_S:
                     why.append(f"{who}risk cycle up to {fmt_s(c.longest_cycle_s)} s")
-                if c.cycles and c.stepped < STEPPED_MIN * self.sessions * c.cycles:
-                    why.append(f"{who}{c.stepped / c.cycles:.0f} of {self.sessions} sessions stepped per cycle")
+                if c.passes_counted() and c.stepped < STEPPED_MIN * self.sessions * c.passes_counted():
+                    why.append(f"{who}{c.stepped / c.passes_counted():.0f} of {self.sessions} sessions stepped per pass")
                 if c.live_sessions < self.sessions:
                     why.append(f"{who}{c.live_sessions} of {self.sessions} sessions live")
         return why
@@ -326,6 +332,7 @@ def _cadence_of(before: dict, after: dict) -> Cadence:
         live_sessions=int(after["live"]),
         pass_mean_s=(after["pass_sum"] - before["pass_sum"]) / passes if passes else None,
         leader=after["leader"],
+        passes=int(passes),
     )
 
 
@@ -561,7 +568,7 @@ def _cadence(step: StepResult) -> str:
         return ""
     return "; ".join(
         ("standby (not the lease holder): " if c.leader is False else "lease holder: " if c.leader and len(step.cadence) > 1 else "")
-        + f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.cycles if c.cycles else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
+        + f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.passes_counted() if c.passes_counted() else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
         + (f", pass {c.pass_mean_s:.2f} s" if c.pass_mean_s is not None else "")
         for c in step.cadence
     )
@@ -647,7 +654,8 @@ schedules (p99 lag ≤ {LAG_LIMIT_MS:g} ms); ≥ {DELIVERED_MIN * 100:g} % of th
 **delivered** (acknowledged `stored` *and* found in the store afterwards, counted by report id); and
 every live session's risk was stepped every 2 s on every monitor: each cycle of the risk
 service's live loop ≤ {CYCLE_LIMIT_S:g} s (`sessionready_risk_live_cycle_seconds`, a bucket bound),
-every live session stepped in every cycle (`sessionready_risk_live_sessions_stepped_total`), and
+every live session stepped in every pass (`sessionready_risk_live_sessions_stepped_total` ÷
+`sessionready_risk_live_pass_seconds_count`), and
 every session of the step live (`sessionready_sessions`). The agents are stepped up
 ({", ".join(str(n) for n in STEPS)}) until a step fails, then bisected {BISECT_ROUNDS} time(s).
 
