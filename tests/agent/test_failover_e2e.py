@@ -97,11 +97,15 @@ def test_a_monitor_killed_before_answering_loses_nothing_and_the_agent_carries_o
     assert pending == 0 and dropped == 0, "every report made was acknowledged"
     assert len(set(seqs)) == len(seqs) == len(stored), "no report stored twice"
     assert seqs == list(range(1, last_seq + 1)), "no report lost"
-    assert by_second["duplicate"] == len(held.results), "the batch the dead monitor had stored was sent again, and recognised, every report of it"
+    # At least the held batch. A batch in flight when the agent is stopped is cancelled
+    # mid-request and sent again by the stop's flush: the second monitor recognises it too.
+    assert by_second["duplicate"] >= len(held.results), "the batch the dead monitor had stored was sent again, and recognised, every report of it"
     assert by_second["rejected"] == 0
     assert by_second["stored"] + sent_to_first == last_seq, "every report stored once, by one monitor or the other"
     messages = agent.messages()
-    assert any(message.startswith("monitor down, moving to the next") for message in messages)
+    moves = [message for message in messages if message.startswith("monitor down, moving to the next")]
+    print(f"failover: the agent's moves: {moves}")
+    assert moves, messages
     # Live mode went on through the second monitor's reflector: its windows have echoes again.
     after = [s["sample"]["network"] for s in stored if unix(s["sample"]["taken_at"]) > killed + 2]
     assert after and all(n["problem"] is None and n["packets_received"] > 0 for n in after[-5:]), after[-5:]
