@@ -265,6 +265,18 @@ def stop_counts(checks: Iterable[Outcome], phase: str) -> str:
     return f"{statistics.median(seconds):.1f} ({max(seconds):.1f}); " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
 
 
+def probe_rate(checks: Iterable[Outcome]) -> str:
+    """The lowest rate at which a check's idle phase got its probes out (sent / the phase's seconds):
+    50/s when the sender keeps its 20 ms cadence. A machine too busy to keep it sends fewer, and the
+    loss lines then need longer (first seen on this host under a load average of 12)."""
+    rates = []
+    for check in checks:
+        idle, packets = check.phase("idle"), check.figures.get("packets")
+        if idle is not None and idle.seconds > 0 and isinstance(packets, dict) and packets.get("sent"):
+            rates.append(packets["sent"] / idle.seconds)
+    return f"{min(rates):.0f}" if rates else "–"
+
+
 def truth_text(outcomes: Sequence[Outcome]) -> str:
     """What the path really did over the scenario's checks (nftables, the relay's log)."""
     parts = []
@@ -303,11 +315,13 @@ def scenario_row(result: ScenarioResult) -> list[object]:
         stop_counts(result.checks, "idle"),
         stop_counts(result.checks, "download"),
         stop_counts(result.checks, "upload"),
+        probe_rate(result.checks),
     ]
 
 
 HEADERS = ["Scenario", "Truth (kernel, relay)", "Reference", "Adaptive verdicts", "Equal / borderline / opposite / failed",
-           "Wall s, median", "Wall s, max", "Idle s, median (max); stops", "Download s; stops", "Upload s; stops"]  # fmt: skip
+           "Wall s, median", "Wall s, max", "Idle s, median (max); stops", "Download s; stops", "Upload s; stops",
+           "Idle probes/s, lowest"]  # fmt: skip
 
 
 def totals(results: Sequence[ScenarioResult]) -> Counter[Agreement]:

@@ -13,6 +13,7 @@ from benchmarks.adaptive_matrix import (
     ScenarioResult,
     classify,
     outcome_from_report,
+    probe_rate,
     scenario_row,
     scenarios,
     section_markdown,
@@ -142,6 +143,10 @@ def test_counts_and_phase_columns():
     assert verdict_counts(checks) == "2 at risk, 1 at risk (borderline)"
     assert stop_counts(checks, "idle") == "7.7 (10.0); 2 settled, 1 max_length"
     assert stop_counts(checks, "upload") == "–"
+    paced = Outcome("ready", False, 14.0, IDLE_SETTLED, figures={"packets": {"sent": 385}})
+    starved = Outcome("at_risk", True, 16.0, IDLE_AT_MAX, figures={"packets": {"sent": 357}})
+    assert probe_rate([paced, starved]) == "36"  # 357 probes in 10 s; 385 in 7.7 s is 50/s
+    assert probe_rate([check(None)]) == "–"
 
 
 def test_row_and_section_with_an_opposite_verdict():
