@@ -439,9 +439,12 @@ def test_webrtc_probe_stream_inside_the_monitors_sandbox(tmp_path: Path) -> None
     config.write_text('[monitor]\nhost = "0.0.0.0"\nport = 0\nrtc_port_min = 21430\nrtc_port_max = 21439\n')
     monitor = start_sandboxed_monitor(state_dir, config)
     try:
-        token = monitor.token("client", "c-sandbox")
+        staff = monitor.token("it", "it-sandbox")  # only a check link's holder starts a stream
+        assert monitor.json("POST", "/api/v1/participants", staff, {"participant_id": "c-sandbox", "role": "client"})[0] == 201
+        status, link = monitor.json("POST", "/api/v1/check-links", staff, {"participant_id": "c-sandbox"})
+        assert status == 201, link
         url = monitor.url.replace("0.0.0.0", "127.0.0.1")
-        result = asyncio.run(run_stream(url, f"Bearer {token}", seconds=2.0))
+        result = asyncio.run(run_stream(url, f"Link {link['secret']}", seconds=2.0))
         assert result["sent"] >= 50 and len(result["echoes"]) == result["sent"] and result["bad_echo_lengths"] == 0
         candidates = [line.split()[4:6] for line in result["answer_sdp"].splitlines() if line.startswith("a=candidate:")]
         assert candidates and all(host == "127.0.0.1" and 21430 <= int(port) <= 21439 for host, port in candidates), candidates
