@@ -158,6 +158,9 @@ class StepResult:
                 who = f"monitor {index}: " if len(self.cadence) > 1 else ""
                 if c.cycles == 0 or c.longest_cycle_s is None or c.longest_cycle_s > CYCLE_LIMIT_S:
                     why.append(f"{who}risk cycle up to {fmt_s(c.longest_cycle_s)} s")
+                elif c.cycles < self.window_s / INTERVAL_S - 1:
+                    # A pass still running at the window's end is in no cycle's bucket yet.
+                    why.append(f"{who}{c.cycles} risk cycles in {self.window_s:g} s")
                 if c.passes_counted() and c.stepped < STEPPED_MIN * self.sessions * c.passes_counted():
                     why.append(f"{who}{c.stepped / c.passes_counted():.0f} of {self.sessions} sessions stepped per pass")
                 if c.live_sessions < self.sessions:
@@ -632,8 +635,8 @@ def section(steps: Sequence[StepResult], window_s: float, warmup_s: float) -> Se
     if reference:
         r = reference[-1]
         ref_line = (
-            f"\n**Reference** (same run, same generator): the bare aiohttp endpoint took {r.agents} agents with p99 "
-            f"{fmt_ms(r.p99_ms)} ms at {r.monitor_cpu_ms_per_sample or 0:.3f} ms CPU per sample "
+            f"\n**Reference** (same run, same generator): the bare aiohttp endpoint under {r.agents} agents answered with p99 "
+            f"{fmt_ms(r.p99_ms)} ms (held: {'yes' if r.held else 'no'}) at {r.monitor_cpu_ms_per_sample or 0:.3f} ms CPU per sample "
             f"({_pct(r.monitor_cpu_s, r.window_s)} % of a core), the generators using {r.loadgen_cores * 100:.0f} % of a core.\n"
         )
     return Section(

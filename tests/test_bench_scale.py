@@ -45,6 +45,9 @@ def test_a_step_holds_only_within_every_limit() -> None:
     edge = dataclasses.replace(step(500).cadence[0], stepped=14 * 250, passes=None)
     assert dataclasses.replace(step(500), cadence=(edge,)).held
     assert step(500, live=249).failures() == ["249 of 250 sessions live"]
+    # 15 cycles are due in 30 s; a pass that outlasts the window's end shows as too few cycles.
+    stalled = dataclasses.replace(step(500).cadence[0], cycles=3, passes=3, stepped=3 * 250)
+    assert dataclasses.replace(step(500), cadence=(stalled,)).failures() == ["3 risk cycles in 30 s"]
 
 
 def test_with_two_monitors_the_lease_holder_s_loop_counts() -> None:
