@@ -22,7 +22,7 @@ import pytest
 from monitor.risk.engine import CheckSummary, EndInputs, RiskConfig, SessionInputs
 from sessionready import quality, schema
 from sessionready.typed import decode
-from tests.quiet import can_demote, ordinary_test, quiet_machine
+from tests.quiet import can_demote, ordinary_test, quiet_machine, realtime_test
 from tests.webhook_receiver import WebhookReceiver
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -168,6 +168,10 @@ def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     _QuietRun.release()
+    if request.node.get_closest_marker("audio") is not None and can_demote():
+        with realtime_test():  # sound captured as it plays: never demoted by a quiet test
+            yield
+        return
     with ordinary_test():
         yield
 

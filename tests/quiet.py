@@ -106,6 +106,14 @@ def _processes() -> dict[int, int]:
     return parents
 
 
+def _environment(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []  # ended, or someone else's
+
+
 def _is_test_process(pid: int) -> bool:
     """A pytest process (a run's main process; its xdist workers are its children), or one a
     test started: pytest and xdist set their variables at run time, so a process sees them in
@@ -114,11 +122,76 @@ def _is_test_process(pid: int) -> bool:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             if any(b"pytest" in arg for arg in f.read().split(b"\0")):
                 return True
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            environment = f.read()
     except OSError:
-        return False  # ended, or someone else's
-    return any(environment.startswith(mark) or b"\0" + mark in environment for mark in TEST_PROCESS_MARKS)
+        return False
+    return any(variable.startswith(mark) for variable in _environment(pid) for mark in TEST_PROCESS_MARKS)
+
+
+# --- Tests that keep real time: never demoted ---------------------------------------------------
+#
+# The audio lab's tests capture sound as it plays (PulseAudio, the room probe): starved of the
+# CPU for a few hundred ms, the capture has a gap ("The microphone stopped sending sound") and
+# the levels are wrong. While one runs, its worker, everything the worker started and every
+# process carrying the worker's id (PulseAudio, which daemonizes away from the worker) stay as
+# they are; a marker file per worker says so to the quiet test's rescans.
+
+
+def _exempt_dir(locks: Path) -> Path:
+    return locks.with_suffix(".exempt")
+
+
+def _exempt(locks: Path, parents: dict[int, int]) -> set[int]:
+    """The processes of workers running a real-time test now."""
+    pids, workers = set(), set()
+    try:
+        markers = list(_exempt_dir(locks).iterdir())
+    except OSError:
+        return set()
+    for marker in markers:
+        try:
+            pid, worker = int(marker.name), marker.read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if pid in parents:  # a crashed worker's marker names nobody
+            pids.add(pid)
+            if worker:
+                workers.add(f"PYTEST_XDIST_WORKER={worker}".encode())
+    found = _subtree(pids, parents)
+    if workers:
+        found |= {pid for pid in parents if workers.intersection(_environment(pid))}
+    return found
+
+
+def _restore(pids: set[int]) -> None:
+    """Normal class, every CPU and nice 0 for ``pids``, whatever a quiet test had done to them."""
+    every_cpu = set(range(os.cpu_count() or 1))
+    for pid in pids:
+        for tid in _threads(pid):
+            try:
+                if os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                if os.sched_getaffinity(tid) != every_cpu:
+                    os.sched_setaffinity(tid, every_cpu)
+            except OSError:
+                pass  # ended meanwhile
+        group = _autogroup(pid)
+        if group is not None and group[1] == 19:
+            _set_autogroup_nice(pid, 0)
+
+
+@contextmanager
+def realtime_test(locks: Path = QUIET_LOCKS) -> Iterator[None]:
+    """A test that must keep real time beside a quiet one: never demoted, and put back at once
+    if its worker was demoted when it starts."""
+    directory = _exempt_dir(locks)
+    directory.mkdir(exist_ok=True)
+    marker = directory / str(os.getpid())
+    marker.write_text(os.environ.get("PYTEST_XDIST_WORKER", ""))
+    try:
+        _restore(_exempt(locks, _processes()))  # this worker's among them, now that its marker is there
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _subtree(roots: set[int], parents: dict[int, int]) -> set[int]:
@@ -204,8 +277,9 @@ class Demotion:
     """The other test processes in SCHED_IDLE, on every CPU but the first, and their own
     autogroups at nice 19, from ``start`` to ``stop``."""
 
-    def __init__(self, own: int | None = None) -> None:
+    def __init__(self, own: int | None = None, locks: Path = QUIET_LOCKS) -> None:
         self.own = own if own is not None else os.getpid()
+        self.locks = locks
         self.demoted: set[int] = set()  # thread ids we moved
         # All CPUs but the first for the others (none kept aside on a single CPU).
         self.all_cpus = os.sched_getaffinity(0)
@@ -220,7 +294,7 @@ class Demotion:
         parents = _processes()
         tests = {pid for pid in parents if _is_test_process(pid)}
         ours = _subtree({self.own}, parents) | _ancestors(self.own, parents)
-        theirs = _subtree(tests, parents) - ours
+        theirs = _subtree(tests, parents) - ours - _exempt(self.locks, parents)
         for pid in theirs:
             for tid in _threads(pid):
                 if _set_policy(tid, os.SCHED_IDLE):
@@ -288,7 +362,7 @@ def quiet_machine(locks: Path = QUIET_LOCKS) -> Iterator[None]:
     with ExitStack() as stack:
         stack.enter_context(quiet_turn(locks))
         if can_demote():
-            demotion = Demotion()
+            demotion = Demotion(locks=locks)
             demotion.start()
             stack.callback(demotion.stop)
         else:

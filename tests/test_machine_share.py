@@ -172,12 +172,56 @@ def test_other_tests_run_in_the_idle_class_while_a_quiet_test_runs_and_the_quiet
         assert _policies(child) == {os.SCHED_OTHER}
         busy = 2 * len(hogs) + 1
         print(f"the quiet test's CPU share beside {busy} idle-class busy threads: {share:.0%} of a core")
-        # A whole core if nothing outside the tests is busy; in the normal class it would get
-        # cores / (busy + 1), 36 % here on two cores.
-        assert share >= 0.7
+        # A whole core if nothing outside the tests is busy (94-98 % here; 63 % once beside a
+        # benchmark's processes outside any test); in the normal class it would get
+        # cores / (busy + 1), 33 % on two cores.
+        assert share >= 0.5
     finally:
         quiet.kill()
         if child is not None:
             os.kill(child, 9)
         for hog in hogs:
             hog.kill()
+
+
+# A worker that starts a real-time test while demoted: it puts itself back and says its class.
+REALTIME = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from tests.quiet import realtime_test
+    sys.stdin.readline()
+    with realtime_test(locks=Path(sys.argv[1])):
+        print(os.sched_getscheduler(0), flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+@pytest.mark.quiet_machine
+@pytest.mark.skipif(not can_demote(), reason="moving threads back from SCHED_IDLE needs root or RLIMIT_NICE 20")
+def test_a_test_that_keeps_real_time_is_never_demoted(tmp_path: Path) -> None:
+    locks = tmp_path / "quiet"
+    sleeper = [sys.executable, "-c", "import sys; sys.stdin.readline()"]
+    worker = subprocess.Popen([sys.executable, "-c", REALTIME, str(locks)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTEST_XDIST_WORKER": "gw-sound"})  # fmt: skip
+    # PulseAudio daemonizes away from the worker that started it; it carries the worker's id.
+    daemon = subprocess.Popen(sleeper, stdin=subprocess.PIPE, start_new_session=True, env={**os.environ, "PYTEST_XDIST_WORKER": "gw-sound"})
+    ordinary = subprocess.Popen(sleeper, stdin=subprocess.PIPE, env={**os.environ, "PYTEST_XDIST_WORKER": "gw-other"})
+    quiet = subprocess.Popen(sleeper, stdin=subprocess.PIPE)
+    demotion = Demotion(own=quiet.pid, locks=locks)
+    try:
+        demotion.start()
+        assert {_policies(p.pid).pop() for p in (worker, daemon, ordinary)} == {os.SCHED_IDLE}
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write("start the test\n")
+        worker.stdin.flush()
+        assert int(worker.stdout.readline()) == os.SCHED_OTHER  # put back at once
+        demotion.scan()  # the quiet test's next rescan leaves it alone
+        assert _policies(worker.pid) == {os.SCHED_OTHER}
+        assert _policies(daemon.pid) == {os.SCHED_OTHER}
+        assert _policies(ordinary.pid) == {os.SCHED_IDLE}
+    finally:
+        demotion.stop()
+        for process in (worker, daemon, ordinary, quiet):
+            process.kill()
