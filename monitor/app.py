@@ -19,7 +19,6 @@ from monitor.alerts.delivery import Alerter
 from monitor.auth import auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
-from monitor.leader import Leadership, leader_gauge
 from monitor.http import (
     alerts,
     caseloads,
@@ -38,6 +37,7 @@ from monitor.http import (
     trends,
     users,
 )
+from monitor.leader import Leadership, leader_gauge
 from monitor.logs import JsonAccessLogger, loggable_path
 from monitor.metrics import (
     build_alert_metrics,

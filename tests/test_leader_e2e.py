@@ -45,7 +45,7 @@ def risk_cycles(monitor: Monitor, token: str) -> float:
     return scrape(monitor, token).get("sessionready_risk_live_cycle_seconds_count", 0.0)
 
 
-def once_each(hook, store) -> int:  # noqa: ANN001
+def once_each(hook, store) -> int:
     """Every alert in the store reached the receiver exactly once, one per session and cause;
     returns how many."""
     stored = store.list_alerts(None, None, 1000)
@@ -64,7 +64,7 @@ def write_config(path: Path, url: str, hook_url: str) -> Path:
     return path
 
 
-def test_two_monitors_run_risk_and_alerts_once_and_the_survivor_takes_over(tmp_path: Path, postgres_server, hook) -> None:  # noqa: ANN001
+def test_two_monitors_run_risk_and_alerts_once_and_the_survivor_takes_over(tmp_path: Path, postgres_server, hook) -> None:
     from monitor.store.postgres import PostgresStore
 
     url = postgres_server.new_database(migrated=True)

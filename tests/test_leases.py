@@ -27,7 +27,7 @@ class Clock:
         return self.now
 
 
-def test_one_holder_at_a_time_until_the_lease_expires(stores) -> None:  # noqa: ANN001
+def test_one_holder_at_a_time_until_the_lease_expires(stores) -> None:
     clock = Clock()
     first, second = stores.open(clock), stores.open(clock)
     assert first.take_lease("risk", "aaaa", clock.now, 3.0)
@@ -44,7 +44,7 @@ def test_one_holder_at_a_time_until_the_lease_expires(stores) -> None:  # noqa: 
     assert stores.sql("SELECT job, holder FROM leases ORDER BY job") == [("alerts", "bbbb"), ("risk", "aaaa")]
 
 
-def test_of_monitors_asking_at_once_exactly_one_gets_it(stores) -> None:  # noqa: ANN001
+def test_of_monitors_asking_at_once_exactly_one_gets_it(stores) -> None:
     clock = Clock()
     monitors = [stores.open(clock) for _ in range(2)]
     for round_ in range(10):
@@ -125,6 +125,6 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
     assert store.take_lease("risk", "other", clock.now, ttl), "released on a clean stop: free at once"
 
 
-async def _until(predicate) -> None:  # noqa: ANN001
+async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.01)

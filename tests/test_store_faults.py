@@ -134,7 +134,7 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
         threads = run_loaders(loaders)
         wait_for(lambda: acknowledged(loaders) >= 40, 20, "reports acknowledged before the restart", poll_s=0.05)
 
-        stopped = subprocess.run([*server.as_user, server.pg_ctl, "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, text=True, timeout=60)
+        stopped = subprocess.run([*server.as_user, server.pg_ctl, "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, text=True, timeout=60, check=False)
         assert stopped.returncode == 0, stopped.stderr
         down_at, before = time.monotonic(), acknowledged(loaders)
         wait_for(lambda: sum(len(loader.unavailable_bodies) for loader in loaders) >= 4, 20, "503 answers while the database is down", poll_s=0.05)
@@ -143,7 +143,7 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
         options = f"-k {server.directory} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
         started = subprocess.run(
             [*server.as_user, server.pg_ctl, "-D", str(server.data_dir), "-l", str(server.directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, timeout=90, env={**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}, cwd=server.directory,
+            capture_output=True, text=True, timeout=90, env={**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}, cwd=server.directory, check=False,
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
         downtime_s = time.monotonic() - down_at
@@ -185,8 +185,8 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
     # A request whose commit made it before the server died may be answered just after: one per
     # loader at most. Anything more would be acknowledged without a database.
     assert during <= len(loaders), "nothing is acknowledged while the database is down"
-    for participant, (_, _) in tokens.items():
-        [loader] = [l for l in loaders if l.token == tokens[participant][1]]
+    for (participant, (_, token)), loader in zip(tokens.items(), loaders, strict=True):
+        assert loader.token == token
         assert stored.get(participant, 0) == len(loader.acknowledged) == loader.acknowledged[-1], (participant, stored, len(loader.acknowledged))
     assert sum(stored.values()) == distinct == acked, "every acknowledged report stored, once"
     assert len(leaders) == 1
@@ -205,7 +205,7 @@ def _leads(monitor: Monitor, token: str) -> bool:
 def test_a_full_disk_under_sqlite_is_a_clear_503_no_corruption_and_recovers(tmp_path: Path) -> None:
     mount = tmp_path / "store"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         unavailable(f"cannot mount a small tmpfs for the full disk (needs root): {done.stderr.strip()}")
     monitor: Monitor | None = None
