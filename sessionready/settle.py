@@ -75,7 +75,10 @@ THROUGHPUT_WINDOW_S = 0.25
 THROUGHPUT_WINDOWS = 4
 THROUGHPUT_STABLE_RATIO = 0.2
 # "Far above": every recent window at least this many times the best tier's need (with the
-# headroom factor): neither the verdict nor the tier can change, stable or not.
+# headroom factor): neither the verdict nor the tier can change, stable or not. "Far below",
+# the mirror: every recent window at most 1 / this of the smallest tier's need, where the
+# verdict is already the worst a throughput can give (a tbf-shaped slow link's windows never
+# agree within 20 %: without it such a phase ran to its maximum and said "borderline").
 FAR_ABOVE_FACTOR = 2.0
 
 _SEVERITY_RANK = {None: 0, "info": 0, "warning": 1, "critical": 2}
@@ -470,6 +473,9 @@ def _judge_throughput(
     best_need = quality.TIER_NEEDS_MBPS[quality.VIDEO_TIERS[0]][index] * headroom
     if judged.low >= FAR_ABOVE_FACTOR * best_need:
         return judged  # far above every line: settled (and no line can be straddled)
+    smallest_need = min(need for need, _ in lines)
+    if judged.high * FAR_ABOVE_FACTOR <= smallest_need:
+        return judged  # far below every line: settled, critical, however uneven
     stable = point > 0 and (judged.high - judged.low) <= THROUGHPUT_STABLE_RATIO * point
     return Judged(figure, judged.low, judged.high, judged.settled and stable, judged.severity if stable else None)
 

@@ -220,6 +220,15 @@ def test_throughput_far_above_the_best_tier_settles_even_when_uneven() -> None:
     assert judged["throughput_down"].settled and judged["throughput_down"].low == pytest.approx(20.0, rel=0.01)
 
 
+def test_throughput_far_below_the_smallest_tier_settles_even_when_uneven() -> None:
+    # 360p needs 0.6 x 1.5 = 0.9 Mbit/s down; far below = 0.9 / 2 = 0.45. A tbf-shaped
+    # 0.45 Mbit/s link's windows read 0.23-0.35 (the scenario matrix, docs/benchmarks.md).
+    judged = load([0.35] * 4 + [0.23, 0.35, 0.3, 0.25])["throughput_down"]
+    assert (judged.settled, judged.severity) == (True, "critical")
+    # Just above 0.45 once, and uneven: not far below, so it waits as before.
+    assert not load([0.35] * 4 + [0.23, 0.46, 0.3, 0.25])["throughput_down"].settled
+
+
 def test_throughput_stable_on_one_side_of_each_line() -> None:
     # Lines: 720p 1.2 x 1.5 = 1.8 (warning below), 360p 0.6 x 1.5 = 0.9 (critical below).
     assert load([2.0] * 8)["throughput_down"].settled
