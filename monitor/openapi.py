@@ -56,17 +56,28 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# Operations that never touch the store, so never answer 503 store_unavailable / store_full.
+STORELESS_PATHS = frozenset({"/healthz"})
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The document, with the answers every operation can give added to each: 415 for a
-    request with Content-Encoding (refused before routing), 401 where a token is needed."""
+    request with Content-Encoding (refused before routing), 401 where a token is needed, 503
+    where the store is read or written (a database restarting, a full disk)."""
     document = _document()
-    for operations in document["paths"].values():
+    for path, operations in document["paths"].items():
         for operation in operations.values():
             responses = operation["responses"]
             responses.setdefault("415", _json(_ERROR, "Request bodies are sent without Content-Encoding"))
             if operation.get("security") != []:
                 responses.setdefault("401", _json(_ERROR, "Missing, invalid or revoked token."))
+            if path not in STORELESS_PATHS:
+                responses.setdefault(
+                    "503",
+                    _json(_ERROR, "The store cannot take the request now (store_unavailable: its database cannot be reached; "
+                                  "store_full: its disk is full); nothing was stored; try again after Retry-After seconds."),
+                )  # fmt: skip
     return document
 
 

@@ -182,6 +182,10 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
     assert set(statuses) <= {200, 503} and statuses[503] >= 4, statuses
     assert {body["error"]["code"] for body in bodies} == {"store_unavailable"}, bodies[:3]
     assert all("try again" in body["error"]["message"] for body in bodies)
+    # The answer is the one the API's document promises for this operation.
+    from monitor.openapi import openapi_document
+
+    assert "503" in openapi_document()["paths"]["/api/v1/reports"]["post"]["responses"]
     # A request whose commit made it before the server died may be answered just after: one per
     # loader at most. Anything more would be acknowledged without a database.
     assert during <= len(loaders), "nothing is acknowledged while the database is down"
