@@ -1,6 +1,6 @@
 """The scale benchmark's servers besides the monitor: a PostgreSQL and an HAProxy, on loopback.
 
-PostgreSQL is started the way the tests start theirs (tests/pg.py): Debian's binaries, a new
+PostgreSQL is started by the tests' own function (tests/pg.py `start_server`): Debian's binaries, a new
 data directory under /tmp, run as ``nobody`` when we are root (PostgreSQL refuses root),
 listening only on a Unix socket in that directory. Unlike the tests' server it keeps the
 default durability (``fsync``, ``synchronous_commit`` on), as a production server would, and
@@ -13,13 +13,10 @@ monitors as its backend, round robin, keep-alive on both sides.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +24,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.core import BenchmarkError
+from tests.pg import SUPERUSER, PostgresUnavailable, start_server
 
-SUPERUSER = "postgres"
-SERVER_USER = "nobody"
-
-
-def _pg_binaries() -> tuple[str, str]:
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl:
-        return initdb, pg_ctl
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return str(candidate / "initdb"), str(candidate / "pg_ctl")
-    raise BenchmarkError("PostgreSQL's initdb/pg_ctl are not installed (make system-deps installs Debian's postgresql)")
 
 
 @dataclass
@@ -87,33 +73,13 @@ class Postgres:
 
 
 def start_postgres() -> Postgres:
-    initdb, pg_ctl = _pg_binaries()
-    directory = Path(tempfile.mkdtemp(prefix="sr-bench-pg-", dir="/tmp"))  # short: a socket path has 107 bytes
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(SERVER_USER)
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
-        as_user = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
-    env = {**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-    data = directory / "data"
+    """A throwaway server as the tests start one (tests/pg.py), but with PostgreSQL's durability:
+    the benchmark measures commits."""
     try:
-        done = subprocess.run(
-            [*as_user, initdb, "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-instructions"],
-            capture_output=True, text=True, timeout=120, env=env, cwd=directory, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise BenchmarkError(f"initdb failed: {done.stderr.strip()[-500:]}")
-        options = f"-k {directory} -c listen_addresses='' -c max_connections=100 -c shared_buffers=128MB"
-        done = subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, timeout=90, env=env, cwd=directory, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise BenchmarkError(f"pg_ctl start failed: {done.stderr.strip()[-300:]}")
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return Postgres(directory, pg_ctl, as_user)
+        server = start_server(durable=True, prefix="sr-bench-pg-")
+    except PostgresUnavailable as error:
+        raise BenchmarkError(str(error)) from None
+    return Postgres(server.directory, server.pg_ctl, server.as_user)
 
 
 def free_port() -> int:

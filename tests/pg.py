@@ -132,13 +132,17 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_server() -> PostgresServer:
-    """initdb in a new temporary directory and start the server on a socket in it."""
+def start_server(*, durable: bool = False, prefix: str = "sr-pg-") -> PostgresServer:
+    """initdb in a new temporary directory and start the server on a socket in it.
+
+    The tests' server skips durability (no fsync, asynchronous commits: a test database is
+    thrown away); ``durable`` keeps PostgreSQL's defaults, as a benchmark of commits needs
+    (benchmarks/scale_servers.py)."""
     initdb, pg_ctl = _binaries()
     started = time.monotonic()
     # Short and outside pytest's root-only temp tree: the socket path has a 107-byte limit, and
     # the server's user must be able to reach the directory.
-    directory = Path(tempfile.mkdtemp(prefix="sr-pg-", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     as_user: list[str] = []
     if os.geteuid() == 0:
         entry = pwd.getpwnam(SERVER_USER)
@@ -148,14 +152,15 @@ def start_server() -> PostgresServer:
     data = directory / "data"
     try:
         done = subprocess.run(
-            [*as_user, initdb, "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+            [*as_user, initdb, "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", *([] if durable else ["--no-sync"]), "--no-instructions"],
             capture_output=True, text=True, timeout=120, env=env, cwd=directory, check=False,
         )  # fmt: skip
         if done.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
-        options = (
-            f"-k {directory} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200 -c shared_buffers=32MB"
+        options = f"-k {directory} -c listen_addresses='' " + (
+            "-c max_connections=100 -c shared_buffers=128MB"
+            if durable
+            else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
         )
         done = subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
