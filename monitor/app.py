@@ -231,7 +231,8 @@ async def _risk_context(app: web.Application) -> AsyncIterator[None]:
     service = RiskService(app[keys.STORE], RiskConfig(horizon_s=times.horizon_s), times, app[keys.ALERTER].submit, app[keys.CLOCK], metrics)
     app[keys.RISK] = service
     register_session_metrics(app[keys.METRICS].registry, app[keys.STORE])
-    task = asyncio.create_task(app[keys.LEADERSHIP].run_while_leading("risk", service.run), name="risk")
+    leadership = app[keys.LEADERSHIP]
+    task = asyncio.create_task(leadership.run_while_leading("risk", lambda: service.run(lambda: leadership.leads("risk"))), name="risk")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

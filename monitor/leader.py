@@ -15,6 +15,11 @@ Timing, with ``ttl_s`` the lease's length and ``renew_s = ttl_s / 3``:
   (4 s with the default 3 s: two of the risk service's 2 s live intervals);
 - a holder that cannot renew (the store is slow or down) stops the job ``ttl_s - renew_s``
   after its last successful renewal, before any other monitor may take the lease;
+- a holder whose process was stopped or starved of CPU past that moment (a paused VM, a
+  machine overloaded) does not lead when it wakes, even before its next renewal has answered:
+  ``leads()`` and the ``sessionready_leader`` gauge are judged against the deadline when they
+  are asked, and a timer at the deadline stops the job (only a step already running when the
+  process froze can finish after it);
 - clocks: the expiry is written by the holder's clock and read by the others', so monitors'
   clocks must agree to well within ``ttl_s - renew_s`` (NTP keeps them within milliseconds);
 - a monitor stopping cleanly releases its leases, so a restart hands over at the next ask.
@@ -74,18 +79,21 @@ class Leadership:
         self._store = store
         self._jobs = tuple(jobs)
         self._clock = clock
-        self._gauge = gauge
         self._valid_until = {job: -math.inf for job in self._jobs}  # monotonic seconds
         self._leading = {job: asyncio.Event() for job in self._jobs}
         self._following = {job: asyncio.Event() for job in self._jobs}
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self._failing = False
         for job in self._jobs:
             self._following[job].set()
             if gauge is not None:
-                gauge.labels(job).set(0)
+                # Judged when scraped: a monitor that wakes from a freeze says 0 at once.
+                gauge.labels(job).set_function(lambda job=job: 1.0 if self.leads(job) else 0.0)
 
     def leads(self, job: str) -> bool:
-        return self._leading[job].is_set()
+        """Whether this monitor holds ``job``'s lease now: a renewal said so and its validity
+        has not run out since (whether or not the loop has had a chance to notice)."""
+        return self._leading[job].is_set() and time.monotonic() < self._valid_until[job]
 
     async def run(self) -> None:
         """Renew every ``renew_s`` until cancelled; then give up what is held."""
@@ -95,8 +103,11 @@ class Leadership:
                 await asyncio.gather(*(self.renew(job) for job in self._jobs))
                 await asyncio.sleep(max(0.0, self.renew_s - (time.monotonic() - started)))
         finally:
+            for armed in self._deadlines.values():
+                armed.cancel()
+            self._deadlines.clear()
             for job in self._jobs:
-                if self.leads(job):
+                if self._leading[job].is_set():
                     self._set(job, False)
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(asyncio.to_thread(self._store.release_lease, job, self.holder), timeout=self.renew_s)
@@ -116,11 +127,27 @@ class Leadership:
         self._failing = False
         # Stop one renewal before the lease can expire for the others.
         self._valid_until[job] = started + self.ttl_s - self.renew_s if taken else -math.inf
-        self._set(job, taken)
-        return taken
+        self._set(job, taken and self._arm_deadline(job))
+        return self.leads(job)
+
+    def _arm_deadline(self, job: str) -> bool:
+        """Arm the timer that stops ``job`` at its deadline should no renewal move it on;
+        False when the deadline has already passed (the renewal answered too late)."""
+        if (armed := self._deadlines.pop(job, None)) is not None:
+            armed.cancel()
+        left_s = self._valid_until[job] - time.monotonic()
+        if left_s <= 0:
+            return False
+        self._deadlines[job] = asyncio.get_running_loop().call_later(left_s, self._expire, job)
+        return True
+
+    def _expire(self, job: str) -> None:
+        self._deadlines.pop(job, None)
+        if time.monotonic() >= self._valid_until[job]:
+            self._set(job, False)
 
     def _set(self, job: str, leading: bool) -> None:
-        if leading == self.leads(job):
+        if leading == self._leading[job].is_set():
             return
         if leading:
             self._following[job].clear()
@@ -128,8 +155,6 @@ class Leadership:
         else:
             self._leading[job].clear()
             self._following[job].set()
-        if self._gauge is not None:
-            self._gauge.labels(job).set(1 if leading else 0)
         log.info("leader lease gained" if leading else "leader lease lost", extra={"fields": {"job": job, "monitor_id": self.holder, "ttl_s": self.ttl_s}})
 
     async def run_while_leading(self, job: str, work: Callable[[], Awaitable[None]]) -> None:

@@ -41,6 +41,15 @@ def leads(monitor: Monitor, token: str, job: str) -> bool:
     return scrape(monitor, token).get(f'sessionready_leader{{job="{job}"}}') == 1.0
 
 
+def leaders_now(monitors: list[Monitor], token: str, job: str) -> list[Monitor]:
+    """The monitors that say they lead ``job``. The scrapes come one after another, so a
+    reading can straddle a hand-over and catch the old leader before it stopped and the new one
+    after it started: every one that said so but the last is asked again, and only those that
+    still say so count (two that keep saying so are two leaders)."""
+    said = [m for m in monitors if leads(m, token, job)]
+    return [m for m in said[:-1] if leads(m, token, job)] + said[-1:]
+
+
 def risk_cycles(monitor: Monitor, token: str) -> float:
     return scrape(monitor, token).get("sessionready_risk_live_cycle_seconds_count", 0.0)
 
@@ -80,14 +89,14 @@ def test_two_monitors_run_risk_and_alerts_once_and_the_survivor_takes_over(tmp_p
         running.append(start_monitor(tmp_path / "b", "--config", str(config)))
         a, b = running
 
-        holders = wait_for(lambda: [m for m in running if leads(m, metrics, "risk")], 10, "a risk leader", poll_s=0.1)
+        holders = wait_for(lambda: leaders_now(running, metrics, "risk"), 10, "a risk leader", poll_s=0.1)
         holder = holders[0]
         other = b if holder is a else a
         # Each end is offline and has no check: four alerts for the session, each once.
         hook.wait_for(4, "/it", timeout_s=20)
         # Both monitors run through several evaluations (risk_interval_s = 1 s) and live passes.
         wait_for(lambda: risk_cycles(holder, metrics) >= 2, 10, "the leader's live passes", poll_s=0.2)
-        leaders = {job: [leads(m, metrics, job) for m in running] for job in ("risk", "alerts")}
+        leaders = {job: [m in leaders_now(running, metrics, job) for m in running] for job in ("risk", "alerts")}
         cycles = {m.url: risk_cycles(m, metrics) for m in running}
         before_kill = once_each(hook, store)
         print(f"leader: risk {leaders['risk']}, alerts {leaders['alerts']}; live cycles per monitor {list(cycles.values())}; alerts stored and delivered once each {before_kill}")

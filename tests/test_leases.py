@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -125,6 +126,62 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
     assert store.take_lease("risk", "other", clock.now, ttl), "released on a clean stop: free at once"
 
 
+async def _within(seconds: float, predicate) -> bool:
+    try:
+        await asyncio.wait_for(_until(predicate), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+def test_a_holder_that_wakes_from_a_freeze_past_its_deadline_does_not_lead(tmp_path: Path) -> None:
+    """The attack on the lease the CI run found: a monitor starved of CPU (or a paused VM) past
+    its deadline while another took the lease over. When it wakes, the scrape and the job can run
+    before its next renewal answers; it must not say it leads then, nor keep running the job."""
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "s.sqlite3", clock)
+    registry = CollectorRegistry()
+    ttl = 0.6
+
+    async def scenario() -> dict[str, object]:
+        mine = Leadership(store, "mine", ttl, ("risk",), clock=clock, gauge=leader_gauge(registry))
+        steps: list[float] = []
+        stopped: list[bool] = []
+
+        async def work() -> None:  # passes like the risk service's: one starts only while leading
+            try:
+                while True:
+                    if mine.leads("risk"):
+                        steps.append(clock.now)
+                    await asyncio.sleep(0.01)
+            finally:
+                stopped.append(True)
+
+        keeper = asyncio.create_task(mine.run())
+        runner = asyncio.create_task(mine.run_while_leading("risk", work))
+        await asyncio.wait_for(_until(lambda: mine.leads("risk")), 1.0)
+        # The whole process freezes (nothing in it runs) for the lease's length; meanwhile the
+        # clock moves on, the lease runs out in the store and another monitor takes it.
+        time.sleep(ttl)
+        clock.now += ttl
+        assert store.take_lease("risk", "other", clock.now, ttl), "expired in the store: another monitor takes it"
+        woken = {"leads": mine.leads("risk"), "gauge": registry.get_sample_value("sessionready_leader", {"job": "risk"})}
+        # The loop's first turn after the freeze: the deadline's timer runs with whatever was ready.
+        steps_at_wake = len(steps)
+        woken["job stopped on waking"] = await _within(0.1, lambda: stopped == [True])
+        await asyncio.sleep(0.2)
+        woken["steps after"] = len(steps) - steps_at_wake
+        woken["leads later"] = mine.leads("risk")
+        for task in (keeper, runner):
+            task.cancel()
+        await asyncio.gather(keeper, runner, return_exceptions=True)
+        return woken
+
+    woken = asyncio.run(scenario())
+    print(f"woken from a freeze: {woken}")
+    assert woken == {"leads": False, "gauge": 0.0, "job stopped on waking": True, "steps after": 0, "leads later": False}

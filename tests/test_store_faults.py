@@ -36,6 +36,7 @@ import pytest
 
 from sessionready.typed import encode
 from tests.conftest import Monitor, make_sample, start_monitor, unavailable, wait_for
+from tests.test_leader_e2e import leaders_now
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +155,7 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
         for thread in threads:
             thread.join(40)
         # Both monitors reconnected; one of them leads the risk service again.
-        leaders = wait_for(lambda: [m for m in running if _leads(m, metrics)] or None, 10, "a risk leader after the restart", poll_s=0.1)
+        leaders = wait_for(lambda: leaders_now(running, metrics, "risk") or None, 10, "a risk leader after the restart", poll_s=0.1)
         logs = "".join(m.logs() for m in running)
     finally:
         stop.set()
@@ -196,11 +197,6 @@ def test_postgresql_restarted_under_load_503_meanwhile_nothing_acknowledged_lost
     assert len(leaders) == 1
     assert "store unavailable" in logs and "Traceback" not in logs and "internal_error" not in logs
     assert "store_url" not in logs
-
-
-def _leads(monitor: Monitor, token: str) -> bool:
-    status, raw = monitor.request("GET", "/metrics", token)
-    return status == 200 and 'sessionready_leader{job="risk"} 1.0' in raw.decode()
 
 
 # --- a full disk under the SQLite store --------------------------------------------------------

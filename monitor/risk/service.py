@@ -293,11 +293,16 @@ class RiskService:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Step live sessions every ``live_interval_s`` and assess upcoming ones every ``interval_s``."""
+    async def run(self, leading: Callable[[], bool] = lambda: True) -> None:
+        """Step live sessions every ``live_interval_s`` and assess upcoming ones every
+        ``interval_s``; a pass starts only while ``leading()`` (this monitor holds the risk
+        lease: one that wakes from a freeze past its lease's deadline skips the pass)."""
         next_evaluation = 0.0
         previous: float | None = None
         while True:
+            if not leading():
+                await asyncio.sleep(self._times.live_interval_s)
+                continue
             started = time.monotonic()
             if self._metrics is not None and previous is not None:
                 self._metrics.cycle_seconds.observe(started - previous)
