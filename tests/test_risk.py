@@ -70,6 +70,42 @@ def test_the_monitor_judges_the_numbers_not_the_reported_verdict() -> None:
     assert Finding("high_upload_loss", "critical") in summary.findings
 
 
+def _with_phases(data: dict, idle_stopped: str, unsettled: list[dict]) -> dict:
+    data["settings"]["adaptive"] = True
+    data["phases"] = [
+        {"name": "idle", "seconds": 10.0, "stopped": idle_stopped, "min_s": 2.0, "max_s": 10.0, "unsettled": unsettled},
+        {"name": "download", "seconds": 2.0, "stopped": "settled", "min_s": 2.0, "max_s": 6.0, "unsettled": []},
+        {"name": "upload", "seconds": 2.0, "stopped": "settled", "min_s": 2.0, "max_s": 6.0, "unsettled": []},
+    ]
+    return data
+
+
+@pytest.mark.parametrize("source", ["cli", "browser"])
+def test_a_stored_checks_borderline_reaches_the_sessions_risk(source: str) -> None:
+    # A clean link's numbers (0 lost: the point estimate says "ready"), but the idle phase ran
+    # to its longest with upload loss 0.4-1.6 % still straddling the 1 % line: the check said
+    # "borderline", at risk. The model alone cannot see that (it reads numbers, not phases).
+    data = report()
+    if source == "browser":
+        # A browser check stores phases too (its idle phase ended by the monitor's rule).
+        data.update(source="browser", browser="chrome 131", machine=None, agent={"version": "0.1.0", "os": "other"},
+                    devices={"camera": {"state": "ok", "width": 1280, "height": 720, "fps": 30.0, "black": False},
+                             "microphone": {"state": "ok", "signal": True}, "speaker": {"state": "heard"}})  # fmt: skip
+    unsettled = [{"figure": "loss_up", "low": 0.004, "high": 0.016}]
+    summary = CheckSummary.from_report(_with_phases(data, "max_length", unsettled), NOW - 300)
+    assert summary.verdict == "at_risk" and Finding("borderline", "warning") in summary.findings
+    risk = assess_session(session(end("client", summary), fine("therapist")), CONFIG, NOW)
+    assert risk.state == "at_risk" and risk.client.state == "at_risk"
+    (reason,) = [r for r in risk.reasons if r.cause == "borderline"]
+    assert (reason.end, reason.severity) == ("client", "warning")
+    assert reason.message == "The client's check ran its longest and one figure still sits on a threshold."
+    assert reason.action == render_action("client", "borderline", "warning")
+    # The same phases settled, or a figure with too few samples for any interval: no borderline.
+    settled = CheckSummary.from_report(_with_phases(report(), "settled", []), NOW - 300)
+    no_interval = CheckSummary.from_report(_with_phases(report(), "max_length", [{"figure": "loss_up", "low": 0.0, "high": None}]), NOW - 300)
+    assert settled.verdict == no_interval.verdict == "ready" and settled.findings == no_interval.findings == ()
+
+
 def test_client_without_a_check_by_t_minus_15_is_flagged_at_risk() -> None:
     client = end("client", None)
     at_deadline = assess_session(session(client, fine("therapist"), start=NOW + 900), CONFIG, NOW)

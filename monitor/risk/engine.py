@@ -22,7 +22,7 @@ from typing import Literal
 
 from monitor.risk import words as say
 from monitor.risk.live import LiveConfig
-from sessionready import quality, schema
+from sessionready import quality, schema, settle
 from sessionready.facts import device_facts, machine_facts, network_facts, room_facts
 from sessionready.quality import check_finite, check_non_negative, check_ratio
 from sessionready.stats import percentile
@@ -123,12 +123,15 @@ class CheckSummary:
         room = room_facts(checked.room) if checked.room is not None else None
         devices = device_facts(checked.devices) if checked.devices is not None else None  # a browser check's
         assessment = quality.assess(network, thresholds, machine=machine, room=room, devices=devices)
+        # The model judges numbers, not phases: a figure the check could not settle by its
+        # longest is read from the report's phases, as the check itself added it.
+        reasons = [*assessment.reasons, *_borderline(checked.phases)]
         net = checked.network
         return cls(
             check_id=checked.check_id,
             received_at_unix=check_finite("received_at_unix", received_at_unix),
-            verdict=assessment.verdict,
-            findings=tuple(Finding(r.code, r.severity) for r in assessment.reasons),
+            verdict=quality.verdict_from_reasons(reasons),
+            findings=tuple(Finding(r.code, r.severity) for r in reasons),
             mos=assessment.mos,
             video_tier=assessment.video_tier,
             rtt_p50_ms=network.rtt_p50_ms,
@@ -688,6 +691,20 @@ def _ordered(reasons: Iterable[RiskReason]) -> tuple[RiskReason, ...]:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _borderline(phases: Sequence[schema.PhaseRun] | None) -> list[quality.Reason]:
+    """The ``borderline`` warning a stored check's phases carry: the figures a phase left
+    unsettled at its longest (``max_length``) with an interval; none for a report without
+    phases (an older agent) or whose phases all settled."""
+    unsettled = [
+        (figure.figure, figure.low, figure.high)
+        for phase in phases or ()
+        if phase.stopped == "max_length"
+        for figure in phase.unsettled
+        if figure.high is not None
+    ]
+    return settle.borderline_reasons(unsettled)
 
 
 def _hour_of_day(unix: float) -> int:
