@@ -110,6 +110,10 @@ class MonitorConfig:
     link_adaptive: bool = True
     link_udp_min_seconds: float = field(default=2.0, metadata=limits(ge=1, le=60))
     link_udp_max_seconds: float = field(default=10.0, metadata=limits(ge=1, le=60))
+    # With link_adaptive, each throughput phase stops once settled too, between these lengths
+    # (the CLI's [check] load_min_seconds and load_max_seconds); without, it runs link_load_seconds.
+    link_load_min_seconds: float = field(default=2.0, metadata=limits(ge=1, le=60))
+    link_load_max_seconds: float = field(default=6.0, metadata=limits(ge=1, le=60))
     # The top-level [alerts] table (monitor/alerts/config.py); not a key of [monitor].
     alerts: AlertsConfig = field(default_factory=AlertsConfig, repr=False)
     # The top-level [retention] table (monitor/retention.py): how long each kind of row is kept.
@@ -129,6 +133,8 @@ class MonitorConfig:
             )
         if self.link_udp_min_seconds > self.link_udp_max_seconds:
             raise ConfigError(f"link_udp_min_seconds ({self.link_udp_min_seconds:g}) must not exceed link_udp_max_seconds ({self.link_udp_max_seconds:g})")
+        if self.link_load_min_seconds > self.link_load_max_seconds:
+            raise ConfigError(f"link_load_min_seconds ({self.link_load_min_seconds:g}) must not exceed link_load_max_seconds ({self.link_load_max_seconds:g})")
         if self.rtc_advertise_ip:
             try:
                 ipaddress.ip_address(self.rtc_advertise_ip)

@@ -126,7 +126,8 @@ class LinkList:
 class LinkSettings:
     """How the page measures: the command-line check's defaults, so both measure alike.
     ``adaptive``: the monitor ends the idle phase once settled, between ``udp_min_seconds`` and
-    ``udp_max_seconds`` (null when fixed); else it runs ``udp_seconds``."""
+    ``udp_max_seconds``, and each throughput phase between ``load_min_seconds`` and
+    ``load_max_seconds`` (all null when fixed); else they run ``udp_seconds`` and ``load_seconds``."""
 
     udp_seconds: float
     load_seconds: float
@@ -137,6 +138,8 @@ class LinkSettings:
     adaptive: bool = False
     udp_min_seconds: float | None = None
     udp_max_seconds: float | None = None
+    load_min_seconds: float | None = None
+    load_max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -174,18 +177,27 @@ def link_settings(config: MonitorConfig) -> LinkSettings:
     as the command-line check (a short load phase keeps at least half of itself after the ramp)."""
     check, stream = CheckSection(), StreamSettings()
     load_s = config.link_load_seconds
-    limits = link_idle_limits(config)
+    limits, loads = link_idle_limits(config), link_load_limits(config)
+    # As the CLI: a short load phase keeps at least half of its shortest length after the ramp.
+    shortest_load = load_s if loads is None else loads.min_s
     return LinkSettings(
-        config.link_udp_seconds, load_s, min(check.ramp_seconds, load_s / 2), check.streams, stream.interval_ms, stream.packet_bytes,
+        config.link_udp_seconds, load_s, min(check.ramp_seconds, shortest_load / 2), check.streams, stream.interval_ms, stream.packet_bytes,
         adaptive=limits is not None,
         udp_min_seconds=None if limits is None else limits.min_s,
         udp_max_seconds=None if limits is None else limits.max_s,
+        load_min_seconds=None if loads is None else loads.min_s,
+        load_max_seconds=None if loads is None else loads.max_s,
     )  # fmt: skip
 
 
 def link_idle_limits(config: MonitorConfig) -> settle.PhaseLimits | None:
     """The browser check's idle phase limits when the monitor ends it once settled (None: fixed)."""
     return settle.PhaseLimits(config.link_udp_min_seconds, config.link_udp_max_seconds) if config.link_adaptive else None
+
+
+def link_load_limits(config: MonitorConfig) -> settle.PhaseLimits | None:
+    """The browser check's download and upload limits when the monitor ends them once settled."""
+    return settle.PhaseLimits(config.link_load_min_seconds, config.link_load_max_seconds) if config.link_adaptive else None
 
 
 # --- making links (the API and the CLI) ----------------------------------------------------

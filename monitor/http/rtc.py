@@ -20,7 +20,7 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import LinkPrincipal, require_role
 from monitor.errors import ApiError, decode_body, only_params, read_body
-from monitor.http.check_links import link_idle_limits
+from monitor.http.check_links import link_idle_limits, link_load_limits, link_settings
 from monitor.rtc.records import RtcRefused, RtcStreams, StreamRecords
 from sessionready.browser_check import RTC_ID_PATTERN
 from sessionready.typed import encode, json_schema, limits
@@ -89,10 +89,6 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
         log.warning("WebRTC probe streams are off: %s (install sessionready[monitor])", error)
         yield
         return
-    from agents.config import (
-        CheckSection,  # the CLI's ramp: both checks leave out the same
-    )
-
     peer.check_aioice()
     settings = peer.IceSettings(config.host, config.rtc_port_min, config.rtc_port_max, config.rtc_advertise_ip)
 
@@ -103,8 +99,11 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
         open_peer,
         max_peers=config.rtc_max_peers,
         max_seconds=config.rtc_max_seconds,
-        ramp_s=CheckSection().ramp_seconds,
+        # The page's own ramp (the CLI's, shortened as the CLI does for short phases): the
+        # delay under load and the rule leave out what the page's rate leaves out.
+        ramp_s=link_settings(config).ramp_seconds,
         idle_limits=link_idle_limits(config),
+        load_limits=link_load_limits(config),
     )
     app[keys.RTC] = streams
     yield

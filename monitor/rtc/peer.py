@@ -228,5 +228,5 @@ def _serve(channel: RTCDataChannel, records: StreamRecords, clock_ns: Callable[[
         echo = records.answer(message, recv_ns, clock_ns)
         if echo is not None and channel.readyState == "open":
             channel.send(echo)
-        # The idle phase's stopping rule, once the echo is on its way (docs/browser-check.md 3).
-        records.settle_idle(clock_ns())
+        # The phases' stopping rule, once the echo is on its way (docs/browser-check.md 3).
+        records.settle_phases(clock_ns())

@@ -6,19 +6,25 @@ Wire format (docs/browser-check.md section 3), big-endian, each message padded b
   n x (u32 seq | f64 arrival_ms)`` then padding: the phase the page is in (1 idle, 2 download,
   3 upload, 0 not said) and the arrival times of the last ``n`` echoes it received (receipts),
   within the probe's length;
+* probe with a load sample (kind 3, during a throughput phase): the same with ``f64
+  load_start_ms | f64 load_at_ms | f64 load_bytes`` between ``sent_ms`` and the receipts: the
+  phase's start, and its cumulative bytes, complete up to ``load_at_ms`` (all on the page's
+  clock): one point of the series the page's throughput meter keeps (``LoadRule``);
 * echo, monitor -> page: ``u8 kind=2 | u8 flags | u16 0 | u32 seq | f64 sent_ms (copied) |
   f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct_received`` then the probe's own
-  bytes: exactly as long as the probe, never longer. ``flags`` bit 0 (IDLE_OVER): the monitor's
-  stopping rule has ended the idle phase (``IdleRule``); every echo after the decision says so.
+  bytes: exactly as long as the probe, never longer. ``flags``: bit 0 (IDLE_OVER), bit 1
+  (DOWNLOAD_OVER), bit 2 (UPLOAD_OVER): the monitor's stopping rule has ended that phase
+  (``IdleRule``, ``LoadRule``); every echo after the decision says so.
 
 The monitor's times are its monotonic clock; the page's are ``performance.now()``. The two
 clocks are never compared: only differences taken on one side enter the analysis
 (``sessionready.flow``), as with the CLI's UDP stream. Nothing here does I/O but the
 registry's closing of peers.
 
-The idle phase may be adaptive: the monitor holds both sides' records as the stream runs (its
-own, and the page's echo arrivals from the receipts), so it applies the CLI's stopping rule
-(``sessionready.settle``, the one rule) and tells the page when the phase is over.
+The phases may be adaptive: the monitor holds both sides' records as the stream runs (its
+own, and the page's echo arrivals from the receipts), and during the throughput phases the
+page's byte counts, so it applies the CLI's stopping rule (``sessionready.settle``, the one
+rule) and tells the page when each phase is over.
 """
 
 from __future__ import annotations
@@ -30,20 +36,32 @@ import secrets
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sessionready import flow, quality, schema, settle
 from sessionready.browser_check import MAX_PAGE_MS, MAX_PROBES
 
 PROBE_KIND = 1
 ECHO_KIND = 2
+LOAD_PROBE_KIND = 3  # a probe that also carries one point of the throughput meter's series
 PROBE_HEAD = struct.Struct("!BBHId")  # kind, phase, receipts, seq, sent_ms
+LOAD_SAMPLE = struct.Struct("!ddd")  # after PROBE_HEAD in kind 3: load_start_ms, load_at_ms, load_bytes
+LOAD_PROBE_HEAD_BYTES = PROBE_HEAD.size + LOAD_SAMPLE.size
 ECHO_HEAD = struct.Struct("!BBHIdddI")  # kind, flags, 0, seq, sent_ms, recv_ms, send_ms, distinct
 RECEIPT = struct.Struct("!Id")  # seq, arrival_ms on the page's clock: one echo the page received
 # The probe's phase byte; 0 is a page that does not say (it never hears IDLE_OVER either).
 PHASES = {1: "idle", 2: "download", 3: "upload"}
 IDLE_PHASE = 1
 IDLE_OVER = 0x01  # echo flag: the idle phase is over, the page moves on
+DOWNLOAD_OVER = 0x02  # echo flag: the download phase is over
+UPLOAD_OVER = 0x04  # echo flag: the upload phase is over
+LOAD_PHASES = {2: "download", 3: "upload"}
+PHASE_OVER = {"download": DOWNLOAD_OVER, "upload": UPLOAD_OVER}
+_PHASE_CODES = {name: code for code, name in PHASES.items()}
+# A throughput phase's load samples: at most this long (settle.PhaseLimits' own bound) and this
+# many bytes (100 Gbit/s for 600 s is 7.5e12; f64 holds every integer up to 2**53 exactly).
+MAX_LOAD_MS = 600_000.0
+MAX_LOAD_BYTES = 1e13
 # How often the rule is asked while the idle phase runs (the CLI asks every 0.1 s). An
 # evaluation over 500 probes takes 1.5-3.5 ms of the event loop here; every 0.2 s keeps it
 # under 2 % of a core per stream, for at most 0.2 s more of idle phase.
@@ -82,6 +100,64 @@ class IdleRule:
     page_moved_on: bool = False
     started_ns: int | None = None
     last_ns: int = -SETTLE_POLL_NS
+    floor: str | None = None  # what the settled figures made certain: the download's floor
+
+
+@dataclass(frozen=True)
+class LoadDecision:
+    """How the monitor's rule ended a throughput phase: after ``seconds`` (on the page's clock,
+    from the phase's start to the latest probe of the phase the monitor had), ``stopped``
+    "settled" or "max_length", with the figures still unsettled and the severity the settled
+    ones make certain (the next phase's floor, as in the CLI)."""
+
+    seconds: float
+    stopped: settle.StopReason
+    unsettled: tuple[settle.Judged, ...] = ()
+    floor: str | None = None
+
+
+@dataclass
+class LoadRule:
+    """The adaptive download or upload phase of one stream: its limits, ramp and thresholds, the
+    page's byte counts as they came (``samples``: cumulative (s since the phase's start, bytes)
+    on the page's clock, from 0, validated), and what became of it."""
+
+    direction: Literal["down", "up"]
+    limits: settle.PhaseLimits
+    ramp_s: float
+    thresholds: quality.Thresholds = field(default_factory=quality.Thresholds)
+    start_ms: float | None = None  # the phase's start on the page's clock, from its first sample
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    last_sent_ms: float | None = None  # the latest probe of this phase the monitor received
+    rejected: int = 0  # samples that could not be true (ignored; the probe was still echoed)
+    decision: LoadDecision | None = None
+    page_moved_on: bool = False
+    last_ns: int = -SETTLE_POLL_NS
+
+    def take(self, sent_ms: float, start_ms: float, at_ms: float, count: float) -> None:
+        """Keep one point of the page's series, if it can be true: finite, within the phase
+        (from its start, no later than the probe that carries it, at most MAX_LOAD_MS), the
+        same start as the phase's earlier samples, bytes from 0 to MAX_LOAD_BYTES that never
+        fall. A point older than the last one kept (a reordered probe) tells nothing new."""
+        if not (
+            math.isfinite(start_ms) and math.isfinite(at_ms) and math.isfinite(count)
+            and 0 <= start_ms <= MAX_PAGE_MS and start_ms <= at_ms <= min(sent_ms, start_ms + MAX_LOAD_MS)
+            and 0 <= count <= MAX_LOAD_BYTES and (self.start_ms is None or start_ms == self.start_ms)
+        ):  # fmt: skip
+            self.rejected += 1
+            return
+        if self.start_ms is None:
+            self.start_ms = start_ms
+            self.samples.append((0.0, 0.0))  # nothing had moved when the phase began
+        t_s = (at_ms - start_ms) / 1000
+        last_t, last_count = self.samples[-1]
+        if t_s < last_t or (t_s == last_t and count == last_count):
+            return
+        if count < last_count or t_s == last_t:
+            self.rejected += 1  # a cumulative count that falls, or two counts for one instant
+            return
+        self.samples.append((t_s, count))
+        self.last_sent_ms = sent_ms if self.last_sent_ms is None else max(self.last_sent_ms, sent_ms)
 
 
 @dataclass(frozen=True)
@@ -116,6 +192,8 @@ class StreamRecords:
     arrival_ms: dict[int, float] = field(default_factory=dict)  # seq -> page arrival of its echo (receipts)
     phase: int = 0  # the latest phase byte a probe carried
     idle: IdleRule | None = None  # the adaptive idle phase's rule; None: the page runs it fixed
+    # The adaptive throughput phases' rules, "download" and "upload"; empty: the page runs them fixed.
+    loads: dict[str, LoadRule] = field(default_factory=dict)
     _allowance: float = BURST
     _last_ns: int = 0
 
@@ -128,13 +206,21 @@ class StreamRecords:
             self.ignored += 1
             return None
         kind, phase, receipts, seq, sent_ms = PROBE_HEAD.unpack_from(message)
-        if kind != PROBE_KIND or seq >= MAX_PROBES or not math.isfinite(sent_ms) or not self._admit(recv_ns):
+        head = LOAD_PROBE_HEAD_BYTES if kind == LOAD_PROBE_KIND else PROBE_HEAD.size
+        if (
+            kind not in (PROBE_KIND, LOAD_PROBE_KIND) or len(message) < head or seq >= MAX_PROBES
+            or not math.isfinite(sent_ms) or not self._admit(recv_ns)
+        ):  # fmt: skip
             self.ignored += 1
             return None
         if phase in PHASES and phase > self.phase:
             self.phase = phase
-        if PROBE_HEAD.size + receipts * RECEIPT.size <= len(message):
-            self._take_receipts(message, receipts)
+        if kind == LOAD_PROBE_KIND:
+            rule = self.loads.get(LOAD_PHASES.get(phase, ""))
+            if rule is not None and rule.decision is None:
+                rule.take(sent_ms, *LOAD_SAMPLE.unpack_from(message, PROBE_HEAD.size))
+        if head + receipts * RECEIPT.size <= len(message):
+            self._take_receipts(message, receipts, head)
         if seq in self.recv_ns:
             self.duplicates += 1
             self.duplicate_seqs[seq] = self.duplicate_seqs.get(seq, 0) + 1
@@ -151,14 +237,17 @@ class StreamRecords:
         self.send_ns.setdefault(seq, send_ns)
         echo = bytearray(message)
         flags = IDLE_OVER if self.idle is not None and self.idle.decision is not None else 0
+        for name, rule in self.loads.items():
+            if rule.decision is not None:
+                flags |= PHASE_OVER[name]
         ECHO_HEAD.pack_into(echo, 0, ECHO_KIND, flags, 0, seq, sent_ms, recv_ns / 1e6, send_ns / 1e6, self.distinct)
         return bytes(echo)
 
-    def _take_receipts(self, message: bytes, count: int) -> None:
+    def _take_receipts(self, message: bytes, count: int, head: int) -> None:
         """The page's arrival times of echoes it received: kept for echoes this monitor sent, the
         first report of each (a receipt repeats in the next probes, so a lost probe loses none)."""
         for index in range(count):
-            seq, arrival_ms = RECEIPT.unpack_from(message, PROBE_HEAD.size + index * RECEIPT.size)
+            seq, arrival_ms = RECEIPT.unpack_from(message, head + index * RECEIPT.size)
             if seq in self.send_ns and seq not in self.arrival_ms and math.isfinite(arrival_ms) and 0 <= arrival_ms <= MAX_PAGE_MS:
                 self.arrival_ms[seq] = arrival_ms
 
@@ -185,6 +274,58 @@ class StreamRecords:
         if decision.stop:
             assert decision.reason is not None
             rule.decision = IdleDecision(round(elapsed_s, 3), decision.reason, decision.unsettled)
+            rule.floor = decision.floor
+
+    def settle_phases(self, now_ns: int) -> None:
+        """Ask the stopping rule of the phase the page is in (``settle_idle``, ``settle_load``).
+        Called after a probe's echo has gone out, so that no echo's times include the rule's work."""
+        self.settle_idle(now_ns)
+        self.settle_load(now_ns)
+
+    def settle_load(self, now_ns: int) -> None:
+        """Ask the throughput phase's stopping rule, at most every SETTLE_POLL_NS, while the page
+        is in that phase and nothing has decided yet: the CLI's judgement (``settle.judge_load``)
+        of the page's byte counts so far and of the delay under load from this stream's probes,
+        against the idle phase's. A phase the page left before any decision ran fixed."""
+        current = PHASES.get(self.phase)
+        for name, rule in self.loads.items():
+            if rule.decision is None and self.phase > _PHASE_CODES[name]:
+                rule.page_moved_on = True
+        rule = self.loads.get(current or "")
+        if rule is None or rule.decision is not None or rule.page_moved_on or rule.start_ms is None or rule.last_sent_ms is None:
+            return
+        if now_ns - rule.last_ns < SETTLE_POLL_NS:
+            return
+        rule.last_ns = now_ns
+        start_ns = round(rule.start_ms * 1e6)
+        download = self.loads.get("download")
+        # The idle phase is every probe sent before the first throughput phase began.
+        idle_end_ns = round(download.start_ms * 1e6) if download is not None and download.start_ms is not None else start_ns
+        loaded_from_ns = start_ns + round(rule.ramp_s * 1e9)
+        idle, loaded = [], []
+        for probe in self._probes_so_far():
+            if probe.sent_ns < idle_end_ns:
+                idle.append(probe)
+            elif probe.sent_ns >= loaded_from_ns:
+                loaded.append(probe)
+        idle_rtts = settle.stream_so_far(idle).rtts_ms() if idle else []
+        loaded_rtts = settle.stream_so_far(loaded).rtts_ms() if loaded else []
+        floor = self._floor_before(current or "")
+        elapsed_s = (rule.last_sent_ms - rule.start_ms) / 1000
+        # The throughput is judged up to where the page's series is complete (an upload's bytes
+        # are known once each request is answered), the phase's length on the page's clock.
+        judged = settle.judge_load(rule.direction, rule.samples[-1][0], rule.samples, rule.ramp_s, loaded_rtts, idle_rtts, rule.thresholds, floor)
+        decision = settle.decide(elapsed_s, rule.limits, judged, floor)
+        if decision.stop:
+            assert decision.reason is not None
+            rule.decision = LoadDecision(round(elapsed_s, 3), decision.reason, decision.unsettled, decision.floor)
+
+    def _floor_before(self, name: str) -> str | None:
+        """The severity the earlier phases' settled figures made certain (the CLI carries it on)."""
+        download = self.loads.get("download")
+        if name == "upload" and download is not None and download.decision is not None:
+            return download.decision.floor
+        return self.idle.floor if self.idle is not None else None
 
     def _probes_so_far(self) -> list[_Probe]:
         """The probes the monitor received, in sequence order, as ``settle.stream_so_far`` reads
@@ -203,7 +344,7 @@ class StreamRecords:
         return StreamRecords(
             self.rtc_id, self.owner, self.sent_ns.copy(), self.recv_ns.copy(), self.send_ns.copy(),
             self.duplicate_seqs.copy(), self.reordered_seqs.copy(), self.distinct, self.duplicates, self.reordered,
-            self.highest, self.ignored, self.arrival_ms.copy(), self.phase, self.idle,
+            self.highest, self.ignored, self.arrival_ms.copy(), self.phase, self.idle, loads=self.loads,
         )  # fmt: skip
 
     def _admit(self, now_ns: int) -> bool:
@@ -320,28 +461,30 @@ def network_of(
     return flow.network(idle, loaded_down_ms=loaded["download"], loaded_up_ms=loaded["upload"], udp_error=udp_error)
 
 
-def phase_runs(spans: Mapping[str, tuple[float, float] | None], idle: IdleRule | None) -> tuple[schema.PhaseRun, ...]:
-    """The report's ``phases``: each phase the page ran, as long as its span on the page's clock.
-    The idle phase says why it stopped: the monitor's rule ("settled", "max_length", with the
-    figures left unsettled and the limits), or "fixed_length" when the page ran it fixed (no
-    rule for this stream, or the page moved on before the rule decided). The download and
-    upload phases run their fixed length in a browser."""
+def phase_runs(
+    spans: Mapping[str, tuple[float, float] | None], idle: IdleRule | None, loads: Mapping[str, LoadRule] | None = None
+) -> tuple[schema.PhaseRun, ...]:
+    """The report's ``phases``: each phase the page ran, as long as its span on the page's clock,
+    and why it stopped: the monitor's rule ("settled", "max_length", with the figures left
+    unsettled and the limits), or "fixed_length" when the page ran it fixed (no rule for this
+    stream, or the page moved on before the rule decided)."""
+    rules: dict[str, IdleRule | LoadRule | None] = {"idle": idle, **(loads or {})}
     runs = []
     for name in ("idle", "download", "upload"):
         span = spans.get(name)
         if span is None:
             continue
         seconds = round(max(0.0, span[1] - span[0]) / 1000, 3)
-        decision = idle.decision if name == "idle" and idle is not None else None
-        if decision is None:
+        rule = rules.get(name)
+        decision = rule.decision if rule is not None else None
+        if rule is None or decision is None:
             runs.append(schema.PhaseRun(name=name, seconds=seconds, stopped="fixed_length"))  # type: ignore[arg-type]
             continue
-        assert idle is not None
         unsettled = tuple(
             schema.Unsettled(j.figure, round(j.low, 6), round(j.high, 6) if math.isfinite(j.high) else None)  # type: ignore[arg-type]
             for j in decision.unsettled
         )
-        runs.append(schema.PhaseRun("idle", seconds, decision.stopped, idle.limits.min_s, idle.limits.max_s, unsettled))
+        runs.append(schema.PhaseRun(name, seconds, decision.stopped, rule.limits.min_s, rule.limits.max_s, unsettled))  # type: ignore[arg-type]
     return tuple(runs)
 
 
@@ -388,6 +531,7 @@ class RtcStreams:
         max_seconds: float,
         ramp_s: float,
         idle_limits: settle.PhaseLimits | None = None,
+        load_limits: settle.PhaseLimits | None = None,
         thresholds: quality.Thresholds | None = None,
     ) -> None:
         self._open_peer = open_peer
@@ -397,6 +541,8 @@ class RtcStreams:
         # The idle phase's limits when it is adaptive (None: the page runs it fixed), and the
         # thresholds it is judged against: the ones the check's verdict uses.
         self.idle_limits = idle_limits
+        # The throughput phases' limits when they are adaptive too (their ramp is ``ramp_s``).
+        self.load_limits = load_limits
         self.thresholds = thresholds or quality.Thresholds()
         self._streams: dict[str, _Stream] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -417,7 +563,10 @@ class RtcStreams:
             raise RtcRefused(503, "rtc_busy", f"the monitor runs {self.max_peers} probe streams already; try again in a minute")
         rtc_id = secrets.token_hex(16)
         idle = IdleRule(self.idle_limits, self.thresholds) if self.idle_limits is not None else None
-        stream = _Stream(StreamRecords(rtc_id, owner, idle=idle))
+        loads = {}
+        if self.load_limits is not None:
+            loads = {name: LoadRule(direction, self.load_limits, self.ramp_s, self.thresholds) for name, direction in (("download", "down"), ("upload", "up"))}
+        stream = _Stream(StreamRecords(rtc_id, owner, idle=idle, loads=loads))  # type: ignore[arg-type]
         self._streams[rtc_id] = stream  # the slot is taken while the answer is being made
         try:
             stream.peer = await self._open_peer(stream.records, offer_sdp, reached, lambda: self._peer_ended(rtc_id))
@@ -452,7 +601,7 @@ class RtcStreams:
         stream = self._streams.get(rtc_id)
         if stream is None or not secrets.compare_digest(stream.records.owner, link_id):
             return None
-        return phase_runs(spans, stream.records.idle)
+        return phase_runs(spans, stream.records.idle, stream.records.loads)
 
     def _peer_ended(self, rtc_id: str) -> None:
         """The page went away (or its connection failed): free the port, keep the records for

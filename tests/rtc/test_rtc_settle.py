@@ -16,11 +16,16 @@ import struct
 import pytest
 
 from monitor.rtc.records import (
+    DOWNLOAD_OVER,
     ECHO_HEAD,
     IDLE_OVER,
+    LOAD_PROBE_HEAD_BYTES,
+    LOAD_SAMPLE,
     PROBE_HEAD,
     RECEIPT,
+    UPLOAD_OVER,
     IdleRule,
+    LoadRule,
     RtcStreams,
     StreamRecords,
     phase_runs,
@@ -32,8 +37,17 @@ PAGE_MS = 1000.0  # the page's clock when it sends the first probe
 MAX_RECEIPTS = (172 - PROBE_HEAD.size) // RECEIPT.size  # 13 in a 172-byte probe
 
 
-def probe(seq: int, sent_ms: float, phase: int, receipts: list[tuple[int, float]], length: int = 172) -> bytes:
-    body = PROBE_HEAD.pack(1, phase, len(receipts), seq, sent_ms) + b"".join(RECEIPT.pack(s, a) for s, a in receipts)
+def probe(
+    seq: int, sent_ms: float, phase: int, receipts: list[tuple[int, float]], length: int = 172, load: tuple[float, float, float] | None = None
+) -> bytes:
+    """A probe as rtc.js sends it: kind 1, or kind 3 with ``load`` = (phase start, sample time,
+    cumulative bytes) before the receipts, as many receipts as fit."""
+    if load is None:
+        head = PROBE_HEAD.pack(1, phase, len(receipts), seq, sent_ms)
+    else:
+        receipts = receipts[-((length - LOAD_PROBE_HEAD_BYTES) // RECEIPT.size) :] if receipts else []
+        head = PROBE_HEAD.pack(3, phase, len(receipts), seq, sent_ms) + LOAD_SAMPLE.pack(*load)
+    body = head + b"".join(RECEIPT.pack(s, a) for s, a in receipts)
     return body + bytes(length - len(body))
 
 
@@ -46,19 +60,45 @@ class Page:
         self.flags: dict[int, int] = {}  # seq -> the echo's flags byte
         self.seq = 0
 
-    def send(self, phase: int = 1) -> None:
+    def send(self, phase: int = 1, load: tuple[float, float, float] | None = None, delay_ms: float = 0.0) -> None:
+        """One probe; ``load`` its load sample; ``delay_ms`` a queue on the way up (a loaded path)."""
         seq, t_ms = self.seq, self.seq * 20.0
         self.seq += 1
-        message = probe(seq, PAGE_MS + t_ms, phase, self.received[-MAX_RECEIPTS:])
+        message = probe(seq, PAGE_MS + t_ms, phase, self.received[-MAX_RECEIPTS:], load=load)
         if seq in self.lost_up:
             return
-        recv_ns = ORIGIN_NS + round(t_ms * 1e6) + 500_000
+        recv_ns = ORIGIN_NS + round((t_ms + delay_ms) * 1e6) + 500_000
         echo = self.records.answer(message, recv_ns, lambda: recv_ns + 50_000)
         assert echo is not None and len(echo) == len(message)
-        self.records.settle_idle(recv_ns + 60_000)
+        self.records.settle_phases(recv_ns + 60_000)
         if seq not in self.lost_down:
             self.flags[seq] = ECHO_HEAD.unpack_from(echo)[1]
-            self.received.append((seq, PAGE_MS + t_ms + 1.05))
+            self.received.append((seq, PAGE_MS + t_ms + delay_ms + 1.05))
+
+    def now_ms(self) -> float:
+        """The page's clock when it sends its next probe."""
+        return PAGE_MS + self.seq * 20.0
+
+    def load_phase(self, phase: int, mbps, *, lag_ms: float = 0.0, delay_ms: float = 0.0, flag: int, limit_s: float = 10.0) -> tuple[float, int]:
+        """Run a throughput phase: each probe carries the page's byte count so far (``mbps(t_s)``
+        the rate at t_s into the phase; the series complete up to ``lag_ms`` before the probe, as
+        an upload's is), until an echo carries ``flag``: (the page's seconds into the phase when
+        it heard, the seq of that echo)."""
+        start = self.now_ms()
+        count, t_prev = 0.0, 0.0
+        series = [(0.0, 0.0)]
+        while self.now_ms() - start < limit_s * 1000:
+            t_s = (self.now_ms() - start) / 1000
+            count += mbps(t_s) * 1e6 / 8 * (t_s - t_prev)
+            t_prev = t_s
+            series.append((t_s, count))
+            at_s = max(0.0, t_s - lag_ms / 1000)
+            known = max(c for t, c in series if t <= at_s)
+            self.send(phase, load=(start, start + at_s * 1000, known), delay_ms=delay_ms)
+            told = [seq for seq, flags in self.flags.items() if flags & flag]
+            if told:
+                return (self.now_ms() - 20.0 - start) / 1000, told[0]
+        raise AssertionError("the monitor never ended the phase")
 
     def run_until_told(self, limit: int = 1000) -> int:
         """Send until an echo says the idle phase is over: the seq of that echo."""
@@ -70,8 +110,12 @@ class Page:
         raise AssertionError("the monitor never ended the idle phase")
 
 
-def adaptive(min_s: float = 2.0, max_s: float = 10.0) -> StreamRecords:
-    return StreamRecords("a" * 32, "link1", idle=IdleRule(settle.PhaseLimits(min_s, max_s)))
+def adaptive(min_s: float = 2.0, max_s: float = 10.0, load: tuple[float, float] | None = None) -> StreamRecords:
+    loads = {}
+    if load is not None:
+        limits = settle.PhaseLimits(*load)
+        loads = {"download": LoadRule("down", limits, 1.0), "upload": LoadRule("up", limits, 1.0)}
+    return StreamRecords("a" * 32, "link1", idle=IdleRule(settle.PhaseLimits(min_s, max_s)), loads=loads)
 
 
 def test_a_clean_path_settles_once_one_percent_is_ruled_out() -> None:
@@ -192,15 +236,21 @@ def test_the_registry_gives_each_stream_its_rule_and_the_phases_only_to_its_link
         async def open_peer(records, offer, reached, ended):
             return FakePeer()
 
-        streams = RtcStreams(open_peer, max_peers=4, max_seconds=60, ramp_s=1.0, idle_limits=settle.PhaseLimits(2.0, 10.0), thresholds=quality.Thresholds())
+        streams = RtcStreams(
+            open_peer, max_peers=4, max_seconds=60, ramp_s=1.0, idle_limits=settle.PhaseLimits(2.0, 10.0),
+            load_limits=settle.PhaseLimits(2.0, 6.0), thresholds=quality.Thresholds(),
+        )  # fmt: skip
         rtc_id, _ = await streams.start("link1", "offer")
         records = streams.records(rtc_id)
         assert records is not None and records.idle is not None and records.idle.limits == settle.PhaseLimits(2.0, 10.0)
+        assert {name: (rule.direction, rule.limits, rule.ramp_s) for name, rule in records.loads.items()} == {
+            "download": ("down", settle.PhaseLimits(2.0, 6.0), 1.0), "upload": ("up", settle.PhaseLimits(2.0, 6.0), 1.0),
+        }  # fmt: skip
         assert streams.phases_for(rtc_id, "link2", {"idle": (0.0, 1.0)}) is None
         assert streams.phases_for(rtc_id, "link1", {"idle": (0.0, 1000.0)})[0].stopped == "fixed_length"
         fixed = RtcStreams(open_peer, max_peers=4, max_seconds=60, ramp_s=1.0)
         other, _ = await fixed.start("link1", "offer")
-        assert fixed.records(other).idle is None
+        assert fixed.records(other).idle is None and fixed.records(other).loads == {}
         await streams.aclose()
         await fixed.aclose()
 
@@ -234,3 +284,131 @@ def test_the_idle_limits_are_configured_and_reach_the_page(tmp_path) -> None:
         config.write_text(f"[monitor]\n{text}\n")
         with pytest.raises(ConfigError, match=key):
             load_config(config)
+
+
+# --- the throughput phases ----------------------------------------------------------------------
+
+
+def test_clean_throughput_phases_stop_at_their_minimum_and_say_so() -> None:
+    """A clean path, 100 Mbit/s down and 40 up (every 0.25 s window far above twice the best
+    tier's need: 9 and 11.4 Mbit/s), no queue: both phases are settled at their 2 s minimum. The
+    upload's series is complete only up to 0.3 s before each probe (its requests are counted
+    when answered), so it stops once that horizon is 1 s past the ramp: at 2.3 s."""
+    records = adaptive(load=(2.0, 6.0))
+    page = Page(records)
+    page.run_until_told()
+    download_starts = page.now_ms()
+    heard_down, _ = page.load_phase(2, lambda t: 100.0, flag=DOWNLOAD_OVER)
+    down = records.loads["download"].decision
+    assert down is not None and down.stopped == "settled" and down.unsettled == (), down
+    # The rule is asked every 0.2 s from the phase's first probe: it stops within 0.2 s of 2 s,
+    # and the page hears it on the next echo.
+    assert 2.0 <= down.seconds <= 2.2 + 1e-9 and down.seconds <= heard_down <= down.seconds + 0.04, (down, heard_down)
+    upload_starts = page.now_ms()
+    heard_up, _ = page.load_phase(3, lambda t: 40.0, lag_ms=300.0, flag=UPLOAD_OVER)
+    up = records.loads["upload"].decision
+    assert up is not None and up.stopped == "settled" and 2.3 <= up.seconds <= 2.5 + 1e-9 and heard_up <= up.seconds + 0.04, (up, heard_up)
+    # Every echo from then on carries all three words.
+    page.send(3)
+    assert page.flags[page.seq - 1] == IDLE_OVER | DOWNLOAD_OVER | UPLOAD_OVER
+    spans = {"idle": (PAGE_MS, download_starts), "download": (download_starts, upload_starts), "upload": (upload_starts, page.now_ms())}
+    runs = phase_runs(spans, records.idle, records.loads)
+    assert [(r.name, r.stopped, r.min_s, r.max_s, r.unsettled) for r in runs] == [
+        ("idle", "settled", 2.0, 10.0, ()), ("download", "settled", 2.0, 6.0, ()), ("upload", "settled", 2.0, 6.0, ()),
+    ]  # fmt: skip
+
+
+def test_delay_under_load_near_a_line_and_an_uneven_upload_run_to_the_maximum() -> None:
+    """Download: a queue that adds 60 ms on the way up after the ramp, exactly the warning line
+    (the model warns strictly above 60): the interval of the increase straddles it, unsettled
+    until the 4 s maximum. Upload: 2 Mbit/s on average, but it alternates every 0.5 s between
+    1.4 and 2.6 Mbit/s, across the 1.8 Mbit/s line (720p's 1.2 x 1.5 headroom): unsettled."""
+    records = adaptive(load=(2.0, 4.0))
+    page = Page(records)
+    page.run_until_told()
+    start = page.now_ms()
+    seq_jitter = iter(range(10**6))
+
+    def queue_ms() -> float:
+        # 60 ms +/- 1 ms, so the loaded median's interval has width and contains 60.
+        return 60.0 + (1.0 if next(seq_jitter) % 2 else -1.0)
+
+    # The download with its queue: a probe sent after the ramp waits queue_ms on the way up.
+    count = 0.0
+    while records.loads["download"].decision is None:
+        t_s = (page.now_ms() - start) / 1000
+        count = 12.5e6 * t_s
+        page.send(2, load=(start, start + t_s * 1000, count), delay_ms=queue_ms() if t_s >= 1.0 else 0.0)
+        assert t_s < 5.0
+    down = records.loads["download"].decision
+    figures = {j.figure for j in down.unsettled}
+    assert down.stopped == "max_length" and 4.0 <= down.seconds <= 4.2 + 1e-9 and figures == {"loaded_latency_down"}, down
+    page.load_phase(3, lambda t: 1.4 if int(t / 0.5) % 2 else 2.6, flag=UPLOAD_OVER)
+    up = records.loads["upload"].decision
+    unsettled = {j.figure: j for j in up.unsettled}
+    assert up.stopped == "max_length" and set(unsettled) == {"throughput_up"}, up
+    assert unsettled["throughput_up"].low < 1.8 < unsettled["throughput_up"].high
+    (reason,) = settle.borderline_reasons([(j.figure, j.low, j.high) for j in (*down.unsettled, *up.unsettled)])
+    assert "delay while downloading" in reason.message and "upload speed" in reason.message, reason.message
+
+
+def test_a_link_far_below_every_need_stops_at_the_minimum() -> None:
+    """0.3 Mbit/s down: every window at most half the smallest line (0.9 Mbit/s, 360p's need x
+    1.5): the worst a throughput can be is certain at the minimum, whatever the spread."""
+    records = adaptive(load=(2.0, 6.0))
+    page = Page(records)
+    page.run_until_told()
+    page.load_phase(2, lambda t: 0.2 if int(t / 0.25) % 2 else 0.4, flag=DOWNLOAD_OVER)
+    down = records.loads["download"].decision
+    assert down.stopped == "settled" and 2.0 <= down.seconds <= 2.2 + 1e-9, down
+    assert down.floor == "critical"  # carried into the upload, as the CLI carries it
+
+
+def test_load_samples_that_cannot_be_true_are_ignored_and_the_probe_still_echoed() -> None:
+    records = adaptive(load=(2.0, 6.0))
+    rule = records.loads["download"]
+    clock = iter(range(ORIGIN_NS, ORIGIN_NS + 10**12, 20_000_000))
+
+    def send(seq: int, sent_ms: float, load: tuple[float, float, float], phase: int = 2, length: int = 172) -> bytes | None:
+        now = next(clock)
+        return records.answer(probe(seq, sent_ms, phase, [], load=load)[:length], now, lambda: now + 1)
+
+    start = 5000.0
+    assert send(0, start + 20, (start, start + 20, 1000.0)) is not None
+    assert rule.samples == [(0.0, 0.0), (0.02, 1000.0)]
+    bad = [
+        (start + 40, (start, start + 40, float("nan"))),  # not a number
+        (start + 60, (start, start + 80, 3000.0)),  # a count from after the probe that carries it
+        (start + 80, (start + 1, start + 80, 4000.0)),  # another start for the same phase
+        (start + 100, (start, start + 100, 500.0)),  # a cumulative count that falls
+        (start + 120, (start, start + 120, 2e13)),  # more than any link moves
+        (start + 140, (-1.0, start + 140, 5000.0)),  # a start before the page's clock began
+        (start + 700_000, (start, start + 700_000, 5000.0)),  # beyond the longest phase
+    ]
+    for seq, (sent_ms, load) in enumerate(bad, start=1):
+        assert send(seq, sent_ms, load) is not None  # echoed all the same
+    assert rule.samples == [(0.0, 0.0), (0.02, 1000.0)] and rule.rejected == len(bad)
+    # A reordered probe's older sample is no error, just nothing new; a later true one is kept.
+    assert send(20, start + 30, (start, start + 10, 500.0)) is not None and rule.rejected == len(bad)
+    assert send(21, start + 200, (start, start + 200, 9000.0)) is not None
+    assert rule.samples[-1] == (0.2, 9000.0)
+    # A sample on a probe of another phase, or a kind 3 message too short for its sample: the
+    # sample goes nowhere; the short message is dropped like any malformed probe.
+    assert send(22, start + 220, (start, start + 220, 9500.0), phase=1) is not None and rule.samples[-1] == (0.2, 9000.0)
+    ignored = records.ignored
+    assert send(23, start + 240, (start, start + 240, 9600.0), length=38) is None and records.ignored == ignored + 1
+
+
+def test_a_page_that_leaves_a_load_phase_first_ran_it_fixed() -> None:
+    records = adaptive(load=(2.0, 6.0))
+    page = Page(records)
+    page.run_until_told()
+    start = page.now_ms()
+    for i in range(40):  # 0.8 s of download, then the page moves on by itself
+        page.send(2, load=(start, start + i * 20.0, 1e5 * i))
+    for _ in range(5):
+        page.send(3)
+    assert records.loads["download"].decision is None and records.loads["download"].page_moved_on
+    assert not any(flags & DOWNLOAD_OVER for flags in page.flags.values())
+    (_, run, _) = phase_runs({"idle": (0.0, 1.0), "download": (start, start + 800.0), "upload": (start + 800.0, start + 900.0)}, records.idle, records.loads)
+    assert (run.name, run.stopped, run.min_s) == ("download", "fixed_length", None)

@@ -223,19 +223,28 @@ def test_port_range_config() -> None:
 
 def test_the_browser_checks_phase_lengths_are_configured_within_bounds(tmp_path: Path) -> None:
     config = tmp_path / "monitor.toml"
-    config.write_text("[monitor]\nlink_udp_seconds = 2\nlink_load_seconds = 1.5\n")
+    config.write_text("[monitor]\nlink_adaptive = false\nlink_udp_seconds = 2\nlink_load_seconds = 1.5\n")
     settings = link_settings(load_config(config))
     assert (settings.udp_seconds, settings.load_seconds, settings.ramp_seconds) == (2.0, 1.5, 0.75)
-    for key, value in (("link_udp_seconds", 0.5), ("link_load_seconds", 61)):
+    assert (settings.load_min_seconds, settings.load_max_seconds) == (None, None)
+    # Adaptive (the default): the ramp keeps half of the shortest load phase, as the CLI's does.
+    config.write_text("[monitor]\nlink_load_min_seconds = 1.5\nlink_load_max_seconds = 5\n")
+    settings = link_settings(load_config(config))
+    assert (settings.load_min_seconds, settings.load_max_seconds, settings.ramp_seconds) == (1.5, 5.0, 0.75)
+    assert link_settings(MonitorConfig()).ramp_seconds == 1.0
+    for key, value in (("link_udp_seconds", 0.5), ("link_load_seconds", 61), ("link_load_max_seconds", 61), ("link_load_min_seconds", 0.5)):
         config.write_text(f"[monitor]\n{key} = {value}\n")
         with pytest.raises(ConfigError, match=key):
             load_config(config)
+    config.write_text("[monitor]\nlink_load_min_seconds = 5\nlink_load_max_seconds = 4\n")
+    with pytest.raises(ConfigError, match="link_load_min_seconds"):
+        load_config(config)
 
 
 def test_sample_config_documents_every_rtc_key() -> None:
     sample = Path(__file__).parents[2] / "monitor" / "monitor.sample.toml"
     text = sample.read_text()
-    for key in ("rtc_port_min", "rtc_port_max", "rtc_advertise_ip", "rtc_max_seconds", "rtc_max_peers", "link_udp_seconds", "link_load_seconds"):
+    for key in ("rtc_port_min", "rtc_port_max", "rtc_advertise_ip", "rtc_max_seconds", "rtc_max_peers", "link_udp_seconds", "link_load_seconds", "link_load_min_seconds", "link_load_max_seconds"):
         assert f"# {key} = " in text or f"{key} = " in text, key
     load_config(sample)
 
