@@ -2,15 +2,11 @@
 // Contract: docs/browser-check.md (sections 2-5). No inline script or style (the CSP forbids
 // them), no third-party request, standard APIs only, each feature-detected.
 
-import { measureThroughput } from "./throughput.js";
+import { runNetwork } from "./network.js";
 import { browserFamily, checkCamera, deviceFacts, playTone } from "./devices.js";
 import { canHearYourself, hearYourself, measureRoom, QUIET_PROMPT, SENTENCE, SPEECH_PROMPT } from "./room.js";
 
 const SECRET_PATTERN = /^\/c\/([A-Za-z0-9_-]{16,128})\/?$/;
-// The monitor ends an adaptive idle phase by its longest length; this much later the page moves
-// on by itself (the word travels on the echoes, and none may be coming back).
-const IDLE_MARGIN_S = 2;
-const RTC_CODES = new Set(["rtc_unsupported", "rtc_failed", "rtc_blocked"]);
 const THROUGHPUT_WORDS = {
   no_data: "no data moved",
   link_refused: "the check link was refused",
@@ -100,10 +96,6 @@ function showError(sentence) {
   error.hidden = false;
 }
 
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function fmt(value, unit, digits = 1) {
   return typeof value === "number" && Number.isFinite(value) ? `${value.toFixed(digits)}${unit ? ` ${unit}` : ""}` : "not measured";
 }
@@ -134,51 +126,6 @@ function hidePrompt() {
   $("prompt-buttons").replaceChildren();
 }
 
-// --- the probe stream (monitor/static/check/rtc.js, another part's module) ------------------
-
-/**
- * Start the WebRTC probe stream (rtc.js, the probe stream's own module: docs/browser-check.md
- * section 3). Its "idle" phase starts with the first probe; markPhase moves it on; stop()
- * resolves to the "rtc" object of the check as it is posted. A missing module, a throw without
- * one of the contract's codes, or a malformed record is rtc_error "rtc_failed"; the check goes on.
- */
-async function startRtc(secret, link) {
-  if (typeof RTCPeerConnection !== "function") return { error: "rtc_unsupported" };
-  if (!link.rtc || !link.rtc.available) return { error: "rtc_failed" };
-  try {
-    const module = await import("./rtc.js");
-    const stream = await module.startProbeStream({
-      secret,
-      intervalMs: link.settings.packet_interval_ms,
-      packetBytes: link.settings.packet_bytes,
-    });
-    if (!stream || typeof stream.stop !== "function" || typeof stream.markPhase !== "function") return { error: "rtc_failed" };
-    return { stream };
-  } catch (error) {
-    return { error: error && RTC_CODES.has(error.code) ? error.code : "rtc_failed" };
-  }
-}
-
-function markPhase(started, name) {
-  if (!started.stream) return;
-  try {
-    started.stream.markPhase(name);
-  } catch {
-    // a stream that broke part-way says so when it stops
-  }
-}
-
-async function stopRtc(started) {
-  if (!started.stream) return { record: null, error: started.error };
-  try {
-    const record = await started.stream.stop();
-    const valid = record && /^[0-9a-f]{32}$/.test(record.rtc_id) && Number.isInteger(record.sent) && Array.isArray(record.echoes) && record.phases;
-    return valid ? { record, error: null } : { record: null, error: "rtc_failed" };
-  } catch (error) {
-    return { record: null, error: error && RTC_CODES.has(error.code) ? error.code : "rtc_failed" };
-  }
-}
-
 // --- the run ----------------------------------------------------------------------------------
 
 function rtcText(error) {
@@ -191,42 +138,25 @@ function rtcText(error) {
 
 async function run(state) {
   const { authorization, link } = state;
-  const settings = link.settings;
   const startedWall = new Date();
   const started = performance.now();
   const facts = deviceFacts();
 
-  // 1. Connection: the idle probe stream. Adaptive: until the monitor says its figures are
-  // settled (its rule, never the page's), with the longest length plus a margin as a backstop
-  // should that word never arrive; else the fixed length.
-  setStep("connection", "running", "measuring…");
-  const rtc = await startRtc(state.secret, link);
-  if (rtc.stream) {
-    if (settings.adaptive && settings.udp_max_seconds && rtc.stream.idleOver) {
-      await Promise.race([rtc.stream.idleOver, sleep((settings.udp_max_seconds + IDLE_MARGIN_S) * 1000)]);
-    } else {
-      await sleep(settings.udp_seconds * 1000);
-    }
-    setStep("connection", "done", "done");
-  } else {
-    setStep("connection", "problem", rtcText(rtc.error));
-  }
-
-  // 2-3. Throughput, the probe stream still running (delay under load).
-  const options = { streams: settings.streams, loadSeconds: settings.load_seconds, rampSeconds: settings.ramp_seconds, authorization };
-  const result = {};
-  for (const [step, direction, phase] of [["down", "down", "download"], ["up", "up", "upload"]]) {
-    setStep(step, "running", "measuring…");
-    markPhase(rtc, phase);
-    result[direction] = await measureThroughput(direction, options);
-    const r = result[direction];
-    if (r.status === 401) {
-      await stopRtc(rtc);
-      throw new ApiError(401, SENTENCES.expired);
-    }
-    setStep(step, r.mbps === null ? "problem" : "done", r.mbps === null ? `not measured: ${THROUGHPUT_WORDS[r.error] || r.error}` : fmt(r.mbps, "Mbit/s"));
-  }
-  const rtcDone = await stopRtc(rtc);
+  // 1-3. The network part (network.js): the idle probe stream, then download and upload with
+  // the stream still running; each phase ended by the monitor's rule when adaptive.
+  const network = await runNetwork({
+    secret: state.secret,
+    link,
+    authorization,
+    onStep: (step, stepState, detail) => {
+      if (stepState === "running") setStep(step, "running", "measuring…");
+      else if (step === "connection") setStep(step, stepState, stepState === "done" ? "done" : rtcText(detail));
+      else setStep(step, stepState, detail.mbps === null ? `not measured: ${THROUGHPUT_WORDS[detail.error] || detail.error}` : fmt(detail.mbps, "Mbit/s"));
+    },
+  });
+  if (network.refused) throw new ApiError(401, SENTENCES.expired);
+  const result = { down: network.down, up: network.up };
+  const rtcDone = network.rtc;
 
   // 4. Camera.
   setStep("camera", "running", "checking…");

@@ -19,6 +19,10 @@
 //   - idleOver: a Promise that resolves when the monitor says the idle phase is over (its
 //     stopping rule, sessionready/settle.py, settled the figures or reached the longest length);
 //     it never resolves from a monitor that runs the idle phase fixed.
+//   - loadOver.download, loadOver.upload: the same for the throughput phases.
+//   - setLoadSample(sample | null): while a throughput phase runs, each probe also carries
+//     sample(nowMs) = [phaseStartMs, atMs, bytes]: the phase's cumulative bytes, complete up to
+//     atMs (all on performance.now()), or null for none yet; the monitor's rule judges them.
 //   - onEcho(seq, rttMs): optional, called for each first echo (RTT without the monitor's hold).
 //   Each probe carries the phase the page is in and the arrival times of the last echoes it
 //   received (receipts), so that the monitor holds both sides' records while the stream runs.
@@ -31,11 +35,15 @@
 
 const PROBE_KIND = 1;
 const ECHO_KIND = 2;
+const LOAD_PROBE_KIND = 3; // a probe with a load sample: f64 phase start | f64 at | f64 bytes, after the head
 const PROBE_HEAD_BYTES = 16; // u8 kind | u8 phase | u16 receipts | u32 seq | f64 sent_ms
+const LOAD_SAMPLE_BYTES = 24;
 const RECEIPT_BYTES = 12; // u32 seq | f64 arrival_ms, after the head, as many as fit
 const ECHO_HEAD_BYTES = 36; // u8 kind | u8 flags | ... | f64 monitor_recv_ms | f64 monitor_send_ms | u32 distinct
 const PHASE_CODES = { idle: 1, download: 2, upload: 3 }; // 0: between phases
-const IDLE_OVER = 0x01; // echo flag: the monitor ended the idle phase
+const IDLE_OVER = 0x01; // echo flags: the monitor ended the idle, download, upload phase
+const DOWNLOAD_OVER = 0x02;
+const UPLOAD_OVER = 0x04;
 const MAX_PROBES = 65536;
 const GATHER_TIMEOUT_MS = 3000;
 // Beyond this much unsent data the channel is congested: a probe is not queued behind it (it
@@ -143,7 +151,14 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
   const maxReceipts = Math.floor((packetBytes - PROBE_HEAD_BYTES) / RECEIPT_BYTES);
   const receipts = [];
   let endIdle;
+  let endDownload;
+  let endUpload;
   const idleOver = new Promise((resolve) => { endIdle = resolve; });
+  const loadOver = {
+    download: new Promise((resolve) => { endDownload = resolve; }),
+    upload: new Promise((resolve) => { endUpload = resolve; }),
+  };
+  let loadSample = null;
 
   channel.addEventListener("message", (event) => {
     const arrival = performance.now();
@@ -151,7 +166,10 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
     if (!(data instanceof ArrayBuffer) || data.byteLength < ECHO_HEAD_BYTES) return;
     const view = new DataView(data);
     if (view.getUint8(0) !== ECHO_KIND) return;
-    if (view.getUint8(1) & IDLE_OVER) endIdle();
+    const flags = view.getUint8(1);
+    if (flags & IDLE_OVER) endIdle();
+    if (flags & DOWNLOAD_OVER) endDownload();
+    if (flags & UPLOAD_OVER) endUpload();
     const seq = view.getUint32(4);
     if (seq >= sentAt.length || echoed.has(seq)) return;
     echoed.add(seq);
@@ -176,18 +194,30 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
 
   const probe = new ArrayBuffer(packetBytes);
   const view = new DataView(probe);
-  view.setUint8(0, PROBE_KIND);
   function send() {
     const seq = sentAt.length;
     const now = performance.now();
     sentAt.push(now);
+    let sample = null;
+    if (loadSample && (current === "download" || current === "upload")) {
+      try {
+        sample = loadSample(now);
+      } catch {
+        sample = null; // a meter that broke part-way: the probe goes without its sample
+      }
+      if (!Array.isArray(sample) || sample.length !== 3 || !sample.every(Number.isFinite)) sample = null;
+    }
+    const head = sample ? PROBE_HEAD_BYTES + LOAD_SAMPLE_BYTES : PROBE_HEAD_BYTES;
+    const fit = receipts.slice(-Math.floor((packetBytes - head) / RECEIPT_BYTES));
+    view.setUint8(0, sample ? LOAD_PROBE_KIND : PROBE_KIND);
     view.setUint8(1, current ? PHASE_CODES[current] : 0);
-    view.setUint16(2, receipts.length);
+    view.setUint16(2, fit.length);
     view.setUint32(4, seq);
     view.setFloat64(8, now);
-    receipts.forEach(([echoSeq, arrival], i) => {
-      view.setUint32(PROBE_HEAD_BYTES + i * RECEIPT_BYTES, echoSeq);
-      view.setFloat64(PROBE_HEAD_BYTES + i * RECEIPT_BYTES + 4, arrival);
+    if (sample) sample.forEach((value, i) => view.setFloat64(PROBE_HEAD_BYTES + 8 * i, value));
+    fit.forEach(([echoSeq, arrival], i) => {
+      view.setUint32(head + i * RECEIPT_BYTES, echoSeq);
+      view.setFloat64(head + i * RECEIPT_BYTES + 4, arrival);
     });
     if (channel.readyState === "open" && channel.bufferedAmount <= MAX_BUFFERED_BYTES) {
       try {
@@ -240,6 +270,8 @@ export async function startProbeStream({ secret, intervalMs = 20, packetBytes = 
     markPhase,
     stop,
     idleOver,
+    loadOver,
+    setLoadSample: (sample) => { loadSample = typeof sample === "function" ? sample : null; },
     stats: () => ({ sent: sentAt.length, received: echoes.length }),
   };
 }

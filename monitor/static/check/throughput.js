@@ -27,6 +27,15 @@
 // on the downstream that the upload leaves idle) shifts every request alike and cancels out of
 // the rate. Without a usable record (another server), a request's bytes are spread from its
 // start to its answer.
+//
+// How long: `loadSeconds` at most; earlier when `stop` (a Promise) resolves: the monitor's
+// stopping rule (sessionready/settle.py, docs/browser-check.md section 3) ended the phase. The
+// rate is then taken over [rampSeconds, the phase's end]. Meanwhile `onSample` is handed a
+// function sample(nowMs) -> [phaseStartMs, atMs, bytes]: the cumulative bytes of the phase,
+// complete up to atMs, for the probe stream to carry to the monitor (rtc.js setLoadSample). A
+// download's bytes are counted as they arrive (complete up to now); an upload's only when each
+// request is answered, so its series is complete up to the start of the oldest request still
+// in flight.
 
 const MIB = 1 << 20;
 const DOWNLOAD_REQUEST_BYTES = 256 * MIB; // as the CLI: a stream that finishes one starts another
@@ -67,8 +76,12 @@ export function spanRate(spans, startS, endS) {
   const start = Math.max(startS, Math.min(...spans.map(([a]) => a)));
   const end = Math.min(endS, Math.max(...spans.map(([, b]) => b)));
   if (end - start <= 0) return null;
-  const arrived = (t) => spans.reduce((sum, [a, b, bytes]) => sum + (b <= a ? (t >= b ? bytes : 0) : bytes * Math.min(1, Math.max(0, (t - a) / (b - a)))), 0);
-  return (arrived(end) - arrived(start)) / (end - start);
+  return (arrivedBy(spans, end) - arrivedBy(spans, start)) / (end - start);
+}
+
+/** The bytes of [startS, endS, bytes] spans that had arrived by tS, each spread evenly. */
+export function arrivedBy(spans, tS) {
+  return spans.reduce((sum, [a, b, bytes]) => sum + (b <= a ? (tS >= b ? bytes : 0) : bytes * Math.min(1, Math.max(0, (tS - a) / (b - a)))), 0);
 }
 
 /** An upload request's bytes as [startMs, endMs, bytes] spans on the page's clock: from the
@@ -141,9 +154,9 @@ function randomBlock(bytes) {
   return block;
 }
 
-async function downloadStream(authorization, meter, deadline, now, signal, answered) {
+async function downloadStream(authorization, meter, end, now, signal, answered) {
   const streaming = typeof ReadableStream !== "undefined" && "body" in Response.prototype;
-  while (now() < deadline) {
+  while (now() < end.at) {
     const size = streaming ? DOWNLOAD_REQUEST_BYTES : FALLBACK_DOWNLOAD_BYTES;
     const response = await fetch(`/api/v1/probe/download?bytes=${size}`, {
       headers: { Authorization: authorization },
@@ -162,7 +175,7 @@ async function downloadStream(authorization, meter, deadline, now, signal, answe
       const { done, value } = await reader.read();
       if (done) break;
       meter.add(value.byteLength);
-      if (now() >= deadline) {
+      if (now() >= end.at) {
         await reader.cancel().catch(() => {});
         return;
       }
@@ -170,23 +183,31 @@ async function downloadStream(authorization, meter, deadline, now, signal, answe
   }
 }
 
-async function uploadStream(authorization, meter, deadline, now, signal, block, answered) {
+async function uploadStream(authorization, meter, end, now, signal, block, answered, inFlight) {
   let size = UPLOAD_START_BYTES;
-  while (now() < deadline) {
-    const began = now();
-    const response = await fetch("/api/v1/probe/upload", {
-      method: "POST",
-      headers: { Authorization: authorization, "Content-Type": "application/octet-stream" },
-      body: block.slice(0, size),
-      cache: "no-store",
-      signal,
-    });
-    if (!response.ok) throw new HttpStatusError(response.status);
-    answered();
-    // The monitor's {"received_bytes", "duration_s", "progress"}: the request is complete.
-    const answer = await response.json().catch(() => null);
-    const ended = now();
-    meter.addSpans(receivedSpans(began, ended, size, answer));
+  while (now() < end.at) {
+    const request = { began: now() };
+    const began = request.began;
+    inFlight.add(request);
+    let answer;
+    let ended;
+    try {
+      const response = await fetch("/api/v1/probe/upload", {
+        method: "POST",
+        headers: { Authorization: authorization, "Content-Type": "application/octet-stream" },
+        body: block.slice(0, size),
+        cache: "no-store",
+        signal,
+      });
+      if (!response.ok) throw new HttpStatusError(response.status);
+      answered();
+      // The monitor's {"received_bytes", "duration_s", "progress"}: the request is complete.
+      answer = await response.json().catch(() => null);
+      ended = now();
+      meter.addSpans(receivedSpans(began, ended, size, answer));
+    } finally {
+      inFlight.delete(request);
+    }
     const tookS = (ended - began) / 1000;
     if (tookS < UPLOAD_TARGET_S && size < UPLOAD_MAX_BYTES) size *= 2;
   }
@@ -198,18 +219,38 @@ async function uploadStream(authorization, meter, deadline, now, signal, block, 
  * @param {"down"|"up"} direction
  * @param {{streams: number, loadSeconds: number, rampSeconds: number, authorization: string}} options
  */
-export async function measureThroughput(direction, { streams, loadSeconds, rampSeconds, authorization, now = () => performance.now() }) {
+export async function measureThroughput(direction, { streams, loadSeconds, rampSeconds, authorization, now = () => performance.now(), stop = null, onSample = null }) {
   const meter = new Meter(now);
-  const deadline = meter.start + loadSeconds * 1000;
+  // The phase's end: loadSeconds at the longest, or when `stop` resolves, whichever is first.
+  const end = { at: meter.start + loadSeconds * 1000 };
+  let wake;
+  const ended = new Promise((resolve) => { wake = resolve; });
+  const deadlineTimer = setTimeout(wake, loadSeconds * 1000);
+  if (stop) {
+    stop.then(() => {
+      end.at = Math.min(end.at, now());
+      wake();
+    });
+  }
   const controller = new AbortController();
   const errors = [];
+  const inFlight = new Set(); // the upload requests not answered yet: {began}
+  if (onSample) {
+    onSample(direction === "down"
+      ? (nowMs) => [meter.start, nowMs, meter.total]
+      : (nowMs) => {
+        // Complete up to the oldest request in flight: every later answer's bytes arrive after it.
+        const horizon = Math.max(meter.start, Math.min(nowMs, ...[...inFlight].map((r) => r.began)));
+        return [meter.start, horizon, arrivedBy(meter.spans, (horizon - meter.start) / 1000)];
+      });
+  }
   // A Blob, not the ArrayBuffer: Chromium hands a Blob body to its network process by
   // reference, but copies an ArrayBuffer through IPC (measured in headless Chromium 156 on
   // loopback: 16 MiB in 1.5 s as an ArrayBuffer, 0.1 s as a Blob).
   const block = direction === "up" ? new Blob([randomBlock(UPLOAD_MAX_BYTES)]) : null;
   const run = (answered) => (direction === "down"
-    ? downloadStream(authorization, meter, deadline, now, controller.signal, answered)
-    : uploadStream(authorization, meter, deadline, now, controller.signal, block, answered));
+    ? downloadStream(authorization, meter, end, now, controller.signal, answered)
+    : uploadStream(authorization, meter, end, now, controller.signal, block, answered, inFlight));
   const keep = (error) => { if (error.name !== "AbortError") errors.push(error); };
   // The other streams start once the first has its first answer: a refused link (401) or a
   // rate limit (429) then costs one refused request, not one per stream (the monitor counts
@@ -218,22 +259,23 @@ export async function measureThroughput(direction, { streams, loadSeconds, rampS
   let first;
   const firstAnswer = new Promise((resolve) => { first = resolve; });
   const tasks = [run(() => first(true)).catch(keep).finally(() => first(false))];
-  let wait;
-  const noAnswer = new Promise((resolve) => { wait = setTimeout(() => resolve(false), Math.max(0, deadline - now())); });
-  const ok = await Promise.race([firstAnswer, noAnswer]);
-  clearTimeout(wait);
+  const ok = await Promise.race([firstAnswer, ended.then(() => false)]);
   for (let i = 1; ok && i < streams; i += 1) tasks.push(run(() => {}).catch(keep));
-  // The downloads stop themselves at the deadline; the uploads finish the POST in flight.
+  // The downloads stop themselves at the end; the uploads finish the POST in flight.
   // Whatever still runs after the grace is aborted.
+  const all = Promise.all(tasks);
+  await Promise.race([all, ended]);
+  clearTimeout(deadlineTimer);
+  end.at = Math.min(end.at, now()); // (all streams failed before the end: the phase is over)
   const graceMs = (direction === "down" ? 5 : UPLOAD_GRACE_S) * 1000;
   let timer;
-  const grace = new Promise((resolve) => { timer = setTimeout(resolve, deadline - now() + graceMs); });
-  await Promise.race([Promise.all(tasks), grace]);
+  await Promise.race([all, new Promise((resolve) => { timer = setTimeout(resolve, graceMs); })]);
   clearTimeout(timer);
   controller.abort();
-  await Promise.all(tasks);
+  await all;
   const seconds = (now() - meter.start) / 1000;
-  let rate = direction === "down" ? steadyRate(meter.samples, rampSeconds, loadSeconds) : spanRate(meter.spans, rampSeconds, loadSeconds);
+  const windowEndS = (end.at - meter.start) / 1000;
+  let rate = direction === "down" ? steadyRate(meter.samples, rampSeconds, windowEndS) : spanRate(meter.spans, rampSeconds, windowEndS);
   let error = null;
   if (rate === null || meter.total === 0) {
     error = errors.length ? describe(errors[0]) : "no_data";
