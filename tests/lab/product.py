@@ -209,7 +209,8 @@ class RtcLabMonitor:
 
     def run_network(self, secret: str, *, expected_s: float = 20) -> dict:
         """Headless Chromium in the client namespace running the browser check's network part
-        (rtc.js, then throughput.js down and up, with the link's settings) and submitting it:
+        (the page's network.js: rtc.js, then throughput.js down and up, with the link's settings,
+        each phase ended by the monitor's rule when adaptive) and submitting it:
         ``{"check": the monitor's 201 answer, "phases_wall_ms", "monitor_port", "throughput", ...}``
         (rtc_monitor.py, NETWORK_SCRIPT)."""
         args = [sys.executable, str(ROOT / "tests/rtc/chromium_page.py"), f"{self.url}/c/test/network.html", secret, str(expected_s)]

@@ -6,8 +6,8 @@ Standalone script (like relay.py), started inside the lab's monitor namespace::
 
 It serves the real ``create_app(config)`` and adds, for tests only: ``GET /c/test/rtc.html``, a
 page that runs rtc.js once, for Chromium (under /c/ because a browser sends no token for a page);
-``GET /c/test/network.html``, a page that runs the browser check's network part as check.js does
-(rtc.js and throughput.js with the link's settings) and submits it as a check of the link;
+``GET /c/test/network.html``, a page that runs the browser check's network part with the page's
+own module (network.js, which check.js runs) and submits it as a check of the link;
 and ``POST /test/network-for`` (any Bearer token), which answers
 ``app[keys.RTC].network_for(...)`` as JSON: how the test reads what the monitor computed from its
 own records, since the submission of a browser check (which calls the same function) belongs to
@@ -64,15 +64,15 @@ try {
 }
 """
 
-# The network part of the browser check, in check.js's order (docs/browser-check.md section 5):
-# the idle probe stream for udp_seconds, then download and upload with their phases marked, then
+# The network part of the browser check, run by the page's own module (monitor/static/check/
+# network.js, which check.js runs: one page logic): the idle probe stream, download and upload
+# with their phases marked, each ended by the monitor's rule when the link is adaptive, then
 # stop(); submitted through the link like the page's check, with the devices "not_tested" and no
 # room (those steps wait on a person, and they are not what the lab measures). Also left in
 # window.rtcOutcome: the phases on the wall clock (performance.timeOrigin + the page's clock), so
 # that a reference tool's packets can be sliced to the same windows, and the monitor's UDP port.
 NETWORK_PAGE = TEST_PAGE.replace("rtc.js in the lab", "the browser check's network part in the lab").replace("/c/test/rtc-page.js", "/c/test/network-page.js")
-NETWORK_SCRIPT = """import { startProbeStream } from "/c/static/rtc.js";
-import { measureThroughput } from "/c/static/throughput.js";
+NETWORK_SCRIPT = """import { runNetwork } from "/c/static/network.js";
 const params = new URLSearchParams(location.hash.slice(1));
 const secret = params.get("secret");
 const authorization = `Link ${secret}`;
@@ -86,18 +86,12 @@ async function api(path, options = {}) {
 }
 try {
   const link = await api("/api/v1/link");
-  const settings = link.settings;
   const startedWall = new Date();
   const started = performance.now();
-  const stream = await startProbeStream({ secret, intervalMs: settings.packet_interval_ms, packetBytes: settings.packet_bytes });
-  state.textContent = "running";
-  await new Promise((resolve) => setTimeout(resolve, settings.udp_seconds * 1000));
-  const options = { streams: settings.streams, loadSeconds: settings.load_seconds, rampSeconds: settings.ramp_seconds, authorization };
-  stream.markPhase("download");
-  const down = await measureThroughput("down", options);
-  stream.markPhase("upload");
-  const up = await measureThroughput("up", options);
-  const rtc = await stream.stop();
+  const net = await runNetwork({ secret, link, authorization, onStep: (step, s) => { state.textContent = `${step} ${s}`; } });
+  if (!net.rtc.record) throw Object.assign(new Error(`the probe stream did not run: ${net.rtc.error}`), { code: net.rtc.error });
+  const rtc = net.rtc.record;
+  const { down, up } = net;
   const major = Number((/Chrom(?:e|ium)\\/(\\d+)/.exec(navigator.userAgent) || [0, 0])[1]);
   const round = (mbps) => mbps === null ? null : Math.round(mbps * 100) / 100;
   const check = await api("/api/v1/link/checks", { method: "POST", body: JSON.stringify({

@@ -1,12 +1,14 @@
 """The browser check's throughput and delay under load in the network lab, against ground truth.
 
-Headless Chromium in the client namespace runs the page's own network code, rtc.js and
-throughput.js, with a real check link's settings (udp_seconds, load_seconds, ramp_seconds,
-streams) in check.js's order: the idle probe stream, then download, then upload, each phase
-marked on the stream; it submits the result through the link, and the monitor (the real
-``create_app`` in the monitor namespace) computes delay under load from its own records of the
-probe stream, as for any browser check (docs/browser-check.md sections 3-5). The link between
-them is shaped with tbf on the router, with a deep queue (300 ms: bufferbloat).
+Headless Chromium in the client namespace runs the page's own network code (network.js, which
+check.js runs: rtc.js and throughput.js) with a real check link's settings (the defaults:
+adaptive phases, ended by the monitor's rule): the idle probe stream, then download, then
+upload, each phase marked on the stream; it submits the result through the link, and the
+monitor (the real ``create_app`` in the monitor namespace) computes delay under load from its
+own records of the probe stream, as for any browser check (docs/browser-check.md sections 3-5).
+The link between them is shaped with tbf on the router, with a deep queue (300 ms: bufferbloat).
+Every phase must have been ended by the monitor's rule ("settled" or "max_length"), none by the
+page's own backstop.
 
 Ground truth, measured on the same link in the same test:
 
@@ -25,8 +27,8 @@ Ground truth, measured on the same link in the same test:
   test_accuracy.py's for the CLI; test_lab_sanity checks that two irtt streams agree to it), and
   the queue must show: irtt > 60 ms means the browser > 50 ms (the CLI's rule).
 
-The run is short: iperf3 2 x 5 s, then one browser check (5 + 4 + 4 s of phases), about 35 s in
-all with Chromium's start. Measured numbers: docs/browser-check.md, "Throughput and delay under
+The run is short: iperf3 2 x 5 s, then one browser check (adaptive phases: at most 10 + 6 + 6 s),
+about 35 s in all with Chromium's start. Measured numbers: docs/browser-check.md, "Throughput and delay under
 load against the lab".
 """
 
@@ -106,10 +108,17 @@ def test_page_throughput_and_delay_under_load_against_iperf3_and_irtt(lab: Lab, 
         router_link_mbps_in_window={k: v and round(v / 1e6, 3) for k, v in router_mbps.items()},
         irtt={"idle_rtt_ms": round(idle_irtt, 3), "loaded_latency_ms": {k: round(v, 2) for k, v in irtt_loaded.items()}},
         phases_s={name: round((end - start) / 1e9, 3) for name, (start, end) in wall.items()},
+        phases_stopped={p["name"]: (p["stopped"], p["seconds"], [u["figure"] for u in p["unsettled"]]) for p in stored["phases"]},
         console_errors=outcome["console_errors"],
     )  # fmt: skip
 
     assert outcome["console_errors"] == []
+    # Each phase ended by the monitor's rule, told on the echoes (the page's backstop is the
+    # longest length + 2 s), its length within the link's limits.
+    for phase in stored["phases"]:
+        assert phase["stopped"] in ("settled", "max_length") and (phase["min_s"], phase["max_s"]) != (None, None), phase
+        assert phase["min_s"] <= phase["seconds"] <= phase["max_s"] + 1.0, phase
+    assert [p["name"] for p in stored["phases"]] == ["idle", "download", "upload"]
     assert net["throughput_error"] is None, net
     failures = []
     for direction in ("down", "up"):
