@@ -132,6 +132,7 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
         _reflector_context,  # UDP echoes for probe keys signed with that secret
         rtc.streams_context,  # the browser checks' WebRTC probe streams (app[keys.RTC]), all closed on the way out
         _metrics_context,  # the registry; reads the store and the reflector's counters
+        reports.writer_context,  # ingest's group commit (monitor/report_writer.py): store and metrics
         _leadership_context,  # the leases of the jobs that run once across monitors: store and metrics
         _alerts_context,  # webhook deliveries: store and metrics
         _risk_context,  # risk passes: store, metrics, and the alerter for risk changes

@@ -9,8 +9,9 @@ spool. Every answer per report is final: stored, duplicate or rejected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -20,8 +21,9 @@ from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
 from monitor.risk.engine import agent_online
+from monitor.report_writer import ReportWriter
 from monitor.store.protocols import ReportStore, TokenStore
-from monitor.store.reports import AgentStatus, StoredSample
+from monitor.store.reports import AgentStatus, ReportBatch, StoredSample
 from monitor.words import plain_report
 from sessionready.schema import MAX_BATCH, ReportEnvelope, ReportResult, Sample, SpoolStatus
 from sessionready.terms import ID_PATTERN, PARTICIPANT_ROLES
@@ -32,6 +34,7 @@ RESULTS = ("stored", "duplicate", "rejected")
 DEFAULT_SAMPLES_WINDOW_S = 3600.0
 MAX_SAMPLES = 5000
 MAX_SINCE = 1e11  # unix seconds, the year 5138
+WRITER = web.AppKey("report_writer", ReportWriter)  # ingest's group commit (monitor/report_writer.py)
 
 
 class AgentSamplesStore(ReportStore, TokenStore, Protocol):
@@ -86,6 +89,18 @@ class AgentListing:
 @dataclass(frozen=True)
 class AgentList:
     agents: tuple[AgentListing, ...]
+
+
+async def writer_context(app: web.Application) -> AsyncIterator[None]:
+    """Ingest's writer task, for the application's lifetime: at the end it writes what is queued."""
+    store: ReportStore = app[keys.STORE]
+    writer = ReportWriter(store, registry=app[keys.METRICS].registry)
+    app[WRITER] = writer
+    task = asyncio.create_task(writer.run(), name="report-writer")
+    yield
+    writer.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def add_routes(app: web.Application) -> None:
@@ -147,8 +162,9 @@ async def post_reports(request: web.Request) -> web.Response:
     spool, raw_reports = parse_batch(parse_json(await read_body(request)))
     decoded = [decode_report(raw) for raw in raw_reports]
     valid = [d for d in decoded if isinstance(d, ReportEnvelope)]
-    store: ReportStore = request.app[keys.STORE]
-    outcomes = iter(await asyncio.to_thread(store.add_reports, agent, valid, spool, request.app[keys.CLOCK]()))
+    # Stored in the writer's next commit, together with other agents' reports arriving meanwhile;
+    # answered only once that commit succeeded (a failed one raises StoreUnavailable: 503).
+    outcomes = iter(await request.app[WRITER].add(ReportBatch(agent, valid, spool, request.app[keys.CLOCK]())))
     counter = request.app[keys.METRICS].reports
     results: list[ReportResult] = []
     for raw, item in zip(raw_reports, decoded):

@@ -24,7 +24,7 @@ from monitor.store.alerts import (
 )
 from monitor.store.caseloads import CaseloadEntry
 from monitor.store.check_links import LinkInfo
-from monitor.store.reports import AgentStatus, StoredSample
+from monitor.store.reports import AgentStatus, ReportBatch, StoredSample
 from monitor.store.risk import (
     RiskRow,
     RiskSession,
@@ -76,6 +76,7 @@ class ReportStore(Protocol):
     """Agents' spooled reports: samples, and each agent's last contact (monitor/store/reports.py)."""
 
     def add_reports(self, agent: TokenInfo, reports: Sequence[ReportEnvelope], spool: SpoolStatus, received_at: float) -> list[bool | None]: ...
+    def add_report_batches(self, batches: Sequence[ReportBatch]) -> list[list[bool | None]]: ...
     def samples_for_agent(self, agent_id: str, since: float, kind: str | None, limit: int) -> list[StoredSample]: ...
     def samples_for_session(self, session_id: str, since: float, limit: int = 100_000) -> list[StoredSample]: ...
     def latest_samples(self, participant_id: str, since: float, limit: int = 100_000) -> list[StoredSample]: ...

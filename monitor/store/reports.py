@@ -116,6 +116,39 @@ LAST_CONTACT_JOINS = " LEFT JOIN agent_status s ON s.agent_id = t.token_id LEFT 
 LAST_CONTACT = "CASE WHEN s.last_seen IS NULL OR l.received_at > s.last_seen THEN l.received_at ELSE s.last_seen END"
 
 
+@dataclass(frozen=True)
+class ReportBatch:
+    """One request's valid reports as ``add_report_batches`` stores them: the agent that sent
+    them, its spool's numbers, and when they arrived (the monitor's clock, unix seconds)."""
+
+    agent: TokenInfo
+    reports: Sequence[ReportEnvelope]
+    spool: SpoolStatus
+    received_at: float
+
+
+# Samples inserted per statement: 29 values a row stays far below SQLite's 32,766 bound
+# parameters and PostgreSQL's 65,535.
+INSERT_CHUNK = 250
+_INSERT_COLUMNS = (
+    "report_id", "agent_id", "participant_id", "session_id", "kind", "seq", "taken_at", "received_at",
+    *SAMPLE_COLUMNS, "has_network", "network_problem", "sample",
+)  # fmt: skip
+STATUS_UPSERT = (
+    "INSERT INTO agent_status (agent_id, last_seen, last_seq, version, os, link_type, spool_pending,"
+    " spool_dropped_background, spool_dropped_live, spool_rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (agent_id) DO UPDATE SET last_seen = excluded.last_seen,"
+    " last_seq = coalesce(excluded.last_seq, agent_status.last_seq),"
+    " version = coalesce(excluded.version, agent_status.version),"
+    " os = coalesce(excluded.os, agent_status.os),"
+    " link_type = coalesce(excluded.link_type, agent_status.link_type),"
+    " spool_pending = excluded.spool_pending,"
+    " spool_dropped_background = excluded.spool_dropped_background,"
+    " spool_dropped_live = excluded.spool_dropped_live,"
+    " spool_rejected = excluded.spool_rejected"
+)
+
+
 class ReportStoreMixin:
     SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -183,85 +216,68 @@ CREATE TABLE IF NOT EXISTS agent_status (
         the agent's status are one transaction; checks go through ``add_check``, so they
         deduplicate against POST /api/v1/checks.
         """
-        results: list[bool | None] = [None] * len(reports)
-        for index, envelope in enumerate(reports):
-            if envelope.check is not None:
-                report_json = json.dumps(encode(envelope.check), separators=(",", ":"))
-                results[index] = self.add_check(agent, envelope.check, report_json, received_at)
-        agent_id, participant_id = agent.token_id, agent.participant_id
-        with self._transaction() as db:
-            for index, envelope in enumerate(reports):
+        return self.add_report_batches([ReportBatch(agent, reports, spool, received_at)])[0]
+
+    def add_report_batches(self, batches: Sequence[ReportBatch]) -> list[list[bool | None]]:
+        """Store several agents' batches in one transaction (ingest's group commit,
+        ``monitor.report_writer``): one commit, one flush to disk, for all of them.
+
+        Per batch, what ``add_reports`` answers for it alone: its reports' results in order.
+        A report id that comes twice (in one batch or in two) is stored by the first and is a
+        retry (False) or another agent's (None) for the others, as if they came one after another.
+        Each batch's agent status is written, in the order of agent ids (two monitors
+        writing statuses of the same agents then wait for each other instead of deadlocking).
+        """
+        results: list[list[bool | None]] = [[None] * len(batch.reports) for batch in batches]
+        for batch, found in zip(batches, results):
+            for index, envelope in enumerate(batch.reports):
+                if envelope.check is not None:
+                    report_json = json.dumps(encode(envelope.check), separators=(",", ":"))
+                    found[index] = self.add_check(batch.agent, envelope.check, report_json, batch.received_at)
+        first: dict[str, tuple[int, int]] = {}  # report id: where it first comes (batch, report)
+        again: list[tuple[int, int]] = []
+        rows: list[tuple[object, ...]] = []
+        for number, batch in enumerate(batches):
+            for index, envelope in enumerate(batch.reports):
                 if envelope.sample is None:
                     continue
-                cursor = db.execute(
-                    f"INSERT INTO samples (report_id, agent_id, participant_id, session_id, kind, seq, taken_at,"
-                    f" received_at, {', '.join(SAMPLE_COLUMNS)}, has_network, network_problem, sample)"
-                    f" VALUES ({', '.join('?' * (11 + len(SAMPLE_COLUMNS)))}) ON CONFLICT (report_id) DO NOTHING",
-                    (
-                        envelope.report_id,
-                        agent_id,
-                        participant_id,
-                        envelope.sample.session_id,
-                        envelope.kind,
-                        envelope.seq,
-                        unix_seconds(envelope.sample.taken_at),
-                        received_at,
-                        *_sample_numbers(envelope.sample),
-                        int(envelope.sample.network is not None),
-                        envelope.sample.network.problem if envelope.sample.network else None,
-                        json.dumps(encode(envelope.sample), separators=(",", ":")),
-                    ),
-                )
-                if cursor.rowcount == 1:
-                    results[index] = True
-                else:
-                    owner = db.execute("SELECT agent_id FROM samples WHERE report_id = ?", (envelope.report_id,)).fetchone()
-                    results[index] = False if owner and owner[0] == agent_id else None
-            accepted = [e for e, r in zip(reports, results) if r is not None]
-            self._update_status(db, agent_id, accepted, spool, received_at)
-            self._roll_up(db, [e.report_id for e, r in zip(reports, results) if r and e.sample is not None])  # trends: monitor/store/trends.py
+                if envelope.report_id in first:
+                    again.append((number, index))
+                    continue
+                first[envelope.report_id] = (number, index)
+                rows.append(_sample_row(batch.agent, envelope, envelope.sample, batch.received_at))
+        with self._transaction() as db:
+            stored: set[str] = set()
+            for start in range(0, len(rows), INSERT_CHUNK):
+                chunk = rows[start : start + INSERT_CHUNK]
+                marks = ", ".join([f"({', '.join('?' * len(chunk[0]))})"] * len(chunk))
+                found_rows = db.execute(
+                    f"INSERT INTO samples ({', '.join(_INSERT_COLUMNS)}) VALUES {marks} ON CONFLICT (report_id) DO NOTHING RETURNING report_id",
+                    [value for row in chunk for value in row],
+                ).fetchall()
+                stored.update(row[0] for row in found_rows)
+            # Not stored: a retry of the agent's own report, or an id another agent holds.
+            unsettled = sorted({rid for rid in first if rid not in stored} | {batches[n].reports[i].report_id for n, i in again})
+            owners: dict[str, str] = {}
+            for start in range(0, len(unsettled), 500):
+                chunk = unsettled[start : start + 500]
+                owners.update(db.execute(f"SELECT report_id, agent_id FROM samples WHERE report_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+            for report_id, (number, index) in first.items():
+                agent_id = batches[number].agent.token_id
+                results[number][index] = True if report_id in stored else False if owners.get(report_id) == agent_id else None
+            for number, index in again:
+                owner = owners.get(batches[number].reports[index].report_id)
+                results[number][index] = False if owner == batches[number].agent.token_id else None
+            order = sorted(range(len(batches)), key=lambda n: batches[n].agent.token_id)  # stable: an agent's batches stay in order
+            db.executemany(
+                STATUS_UPSERT,
+                [
+                    _status_row(batches[n].agent.token_id, [e for e, r in zip(batches[n].reports, results[n]) if r is not None], batches[n].spool, batches[n].received_at)
+                    for n in order
+                ],
+            )
+            self._roll_up(db, [report_id for report_id in first if report_id in stored])  # trends: monitor/store/trends.py
         return results
-
-    def _update_status(self, db: sqlite3.Connection, agent_id: str, accepted: list[ReportEnvelope], spool: SpoolStatus, received_at: float) -> None:
-        # The agent sends its spool oldest first, so the latest batch carries its newest state.
-        # Software and link come from the newest report that has them, else stay as they were.
-        newest = sorted(accepted, key=lambda e: e.seq)
-        last_seq = newest[-1].seq if newest else None
-        version = os_name = link_type = None
-        for envelope in reversed(newest):
-            body: Sample | CheckReport | None = envelope.sample or envelope.check
-            if body is not None and version is None:
-                version, os_name = body.agent.version, body.agent.os
-            if link_type is None:
-                if envelope.sample is not None and envelope.sample.machine is not None:
-                    link_type = envelope.sample.machine.link_type
-                elif envelope.check is not None and envelope.check.machine is not None:
-                    link_type = envelope.check.machine.link.type
-        db.execute(
-            "INSERT INTO agent_status (agent_id, last_seen, last_seq, version, os, link_type, spool_pending,"
-            " spool_dropped_background, spool_dropped_live, spool_rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (agent_id) DO UPDATE SET last_seen = excluded.last_seen,"
-            " last_seq = coalesce(excluded.last_seq, agent_status.last_seq),"
-            " version = coalesce(excluded.version, agent_status.version),"
-            " os = coalesce(excluded.os, agent_status.os),"
-            " link_type = coalesce(excluded.link_type, agent_status.link_type),"
-            " spool_pending = excluded.spool_pending,"
-            " spool_dropped_background = excluded.spool_dropped_background,"
-            " spool_dropped_live = excluded.spool_dropped_live,"
-            " spool_rejected = excluded.spool_rejected",
-            (
-                agent_id,
-                received_at,
-                last_seq,
-                version,
-                os_name,
-                link_type,
-                spool.pending,
-                spool.dropped_background,
-                spool.dropped_live,
-                spool.rejected,
-            ),
-        )
 
     def samples_for_agent(self, agent_id: str, since: float, kind: str | None, limit: int) -> list[StoredSample]:
         """The agent's samples taken at or after ``since`` (unix seconds), oldest first."""
@@ -301,6 +317,43 @@ CREATE TABLE IF NOT EXISTS agent_status (
             StoredSample(*row[:charging], None if row[charging] is None else bool(row[charging]), *row[charging + 1 : -1], json.loads(row[-1]))
             for row in rows
         ]
+
+
+def _sample_row(agent: TokenInfo, envelope: ReportEnvelope, sample: Sample, received_at: float) -> tuple[object, ...]:
+    """The values of ``_INSERT_COLUMNS`` for one sample report."""
+    return (
+        envelope.report_id,
+        agent.token_id,
+        agent.participant_id,
+        sample.session_id,
+        envelope.kind,
+        envelope.seq,
+        unix_seconds(sample.taken_at),
+        received_at,
+        *_sample_numbers(sample),
+        int(sample.network is not None),
+        sample.network.problem if sample.network else None,
+        json.dumps(encode(sample), separators=(",", ":")),
+    )
+
+
+def _status_row(agent_id: str, accepted: list[ReportEnvelope], spool: SpoolStatus, received_at: float) -> tuple[object, ...]:
+    """The values of ``STATUS_UPSERT`` for one batch: ``accepted`` its reports stored or retried."""
+    # The agent sends its spool oldest first, so the latest batch carries its newest state.
+    # Software and link come from the newest report that has them, else stay as they were.
+    newest = sorted(accepted, key=lambda e: e.seq)
+    last_seq = newest[-1].seq if newest else None
+    version = os_name = link_type = None
+    for envelope in reversed(newest):
+        body: Sample | CheckReport | None = envelope.sample or envelope.check
+        if body is not None and version is None:
+            version, os_name = body.agent.version, body.agent.os
+        if link_type is None:
+            if envelope.sample is not None and envelope.sample.machine is not None:
+                link_type = envelope.sample.machine.link_type
+            elif envelope.check is not None and envelope.check.machine is not None:
+                link_type = envelope.check.machine.link.type
+    return (agent_id, received_at, last_seq, version, os_name, link_type, spool.pending, spool.dropped_background, spool.dropped_live, spool.rejected)
 
 
 def unix_seconds(timestamp: str) -> float:
