@@ -396,7 +396,11 @@ def _load_ran(outcome: PhaseOutcome[throughput.ThroughputResult], rule: _LoadRul
     if outcome.value is None:
         return PhaseOutcome(outcome.name, None, outcome.error, outcome.duration_s, outcome.failure)
     last = rule.last if rule is not None else None
-    if rule is None:
+    if outcome.value.mbps is None:
+        # Refused by the monitor (ended at once), or no data moved: nothing was measured that
+        # a longer phase could have settled, and no interval of it is borderline.
+        ran = _Ran(outcome.duration_s, "failed")
+    elif rule is None:
         ran = _Ran(outcome.duration_s, "fixed_length")
     elif last is not None and last.stop:
         ran = _Ran(outcome.duration_s, last.reason or "settled", last.unsettled, last.floor)

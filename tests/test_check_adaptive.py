@@ -4,16 +4,21 @@ against a real monitor on loopback that ends a phase unsettled at its maximum.""
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from agents.check import CheckOptions
 from agents.config import AgentConfig, CheckSection, load_agent_config
+from monitor.config import MonitorConfig
 from sessionready.config import ConfigError
 from sessionready.settle import PhaseLimits
 from tests.conftest import Monitor, run_cli
+
+STREAMS_PER_TOKEN = MonitorConfig().probe_streams_per_token  # how many the monitor lets one token run at once
 
 
 def with_check(check: CheckSection) -> AgentConfig:
@@ -111,3 +116,42 @@ def test_a_report_without_the_new_fields_is_still_accepted(shared_monitor: Monit
     assert status == 201 and body["stored"] is True, body
     status, stored = shared_monitor.json("GET", f"/api/v1/checks/{report['check_id']}", token)
     assert status == 200 and stored["report"]["phases"] is None and stored["report"]["settings"]["adaptive"] is None
+
+
+def test_a_refused_throughput_ends_its_phase_at_once_as_failed(shared_monitor: Monitor, tmp_path: Path) -> None:
+    # A real monitor that refuses this token's throughput: the token already has as many
+    # downloads in flight as the monitor allows at once (another check of the same person),
+    # so it answers 429 to every stream of this check. The phases may run 20 s each; refused,
+    # they end at once.
+    token = shared_monitor.token("client", "c-refused")
+    url = urlsplit(shared_monitor.url)
+    held = []
+    try:
+        for _ in range(STREAMS_PER_TOKEN):
+            sock = socket.create_connection((url.hostname, url.port), timeout=30)
+            held.append(sock)
+            sock.sendall(f"GET /api/v1/probe/download?bytes={1 << 30} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+            assert sock.recv(12) == b"HTTP/1.1 200"  # in flight: counted against the token
+        agent = tmp_path / "agent.toml"
+        agent.write_text("[check]\nudp_min_seconds = 0.5\nudp_max_seconds = 1\nload_min_seconds = 2\nload_max_seconds = 20\n")
+        result = run_cli(
+            "check", "--config", str(agent), "--monitor", shared_monitor.url, "--json", "--no-audio", "--no-machine",
+            env={"SESSIONREADY_TOKEN": token}, timeout=120,
+        )  # fmt: skip
+    finally:
+        for sock in held:
+            sock.close()
+    report = json.loads(result.stdout)
+    phases = {phase["name"]: phase for phase in report["phases"]}
+    for name in ("download", "upload"):
+        phase = phases[name]
+        assert (phase["stopped"], phase["max_s"], phase["unsettled"]) == ("failed", 20.0, []), phase
+        assert phase["seconds"] < 2.0, phase  # a tenth of its maximum, with room for a busy machine
+    # The whole check: the idle phase (at most 1 s) and start-up, far from one phase's 20 s.
+    assert report["duration_s"] < 10.0, report["duration_s"]
+    network = report["network"]
+    assert network["throughput_mbps"] == {"down": None, "up": None}
+    assert "rate-limited the throughput test (HTTP 429)" in network["throughput_error"]
+    codes = {reason["code"]: reason["severity"] for reason in report["reasons"]}
+    assert codes.get("throughput_test_failed") == "warning", codes
+    # Before, the download said "max_length" and the upload waited its 20 s for nothing.

@@ -5,6 +5,13 @@ move (received; for an upload, delivered to the monitor as the kernel's acknowle
 or else accepted by a fixed-size send buffer) and the rate is taken only over the window after
 ``ramp_seconds``, when the connections have left slow start. Failure is data: the result
 carries an error sentence, never an exception.
+
+A phase ends on time: at its deadline (its length, or earlier when the stop rule says so) the
+streams are cut off where they are, not waited for. A stream on a slow, lossy link can go a
+second or more without a byte (a retransmission timeout); waiting for each one to notice the
+deadline made a 6 s phase last 7.4 s. The bytes that arrive after the deadline would not count
+anyway. A phase whose streams all ended early, refused by the monitor (an HTTP error answer, or
+no connection at all), ends then, without a rate.
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ class _Meter:
         self.total += count
         self.samples.append((self._monotonic() - self.start, self.total))
 
+    def close(self) -> None:
+        """The phase ends now: the deadline is brought forward to now if it was later, and the
+        count as it stands is its last sample (nothing that comes later counts)."""
+        now = self._monotonic()
+        self.deadline = min(self.deadline, now)
+        self.samples.append((now - self.start, self.total))
+
     def set_total(self, total: int) -> None:
         # Kept also when unchanged: a count that stood still for half a second (a
         # retransmission timeout) must not be read as rising steadily between the readings
@@ -88,32 +102,35 @@ async def measure(
     acked: DeliveredBytes | None = None
     if direction == "down":
         stream = _download_stream
-        # The streams stop themselves at the deadline; the grace covers a slow first byte.
-        grace_s = 5.0
     else:
         assert upload_sockets is not None
         acked = DeliveredBytes(upload_sockets)
         # Incompressible bytes, so that no middlebox compression flatters the upload.
         stream = functools.partial(_upload_stream, random_block=os.urandom(1 << 20), count_writes=not acked.supported())
-        # An upload is cut off at the deadline: waiting for the send buffers to drain would
-        # make the phase last as long again on a slow link, and proves nothing more.
-        grace_s = 0.0
     sampler = asyncio.create_task(_sample_acked(acked, meter, monotonic)) if acked is not None else None
     tasks: list[asyncio.Task[None]] = []
     try:
         tasks = [asyncio.create_task(stream(client, session, meter, monotonic)) for _ in range(settings.streams)]
         pending: set[asyncio.Task[None]] = set(tasks)
         while pending:
-            now = monotonic()
-            if stop is not None and now < meter.deadline and stop(now - meter.start, meter.samples):
-                meter.deadline = now
-            if now >= meter.deadline + grace_s:
+            asked = monotonic()
+            if stop is not None and asked < meter.deadline and stop(asked - meter.start, meter.samples):
+                meter.deadline = asked
+            now = monotonic()  # the rule takes time of its own, more on a busy machine
+            if now >= meter.deadline:
                 break
-            _done, pending = await asyncio.wait(pending, timeout=min(STOP_POLL_S, meter.deadline + grace_s - now))
-        if sampler is not None:
-            await sampler
-        if direction == "up":
-            _abort_connections(session)
+            _done, pending = await asyncio.wait(pending, timeout=min(STOP_POLL_S, meter.deadline - now))
+        # Every stream ended before the deadline and the monitor refused one: it will not let
+        # this phase measure, and waiting out the phase (as the acknowledgement sampler did)
+        # changes nothing. One refused stream among others still moving data is not that.
+        refused = not pending and any(_is_refusal(task) for task in tasks)
+        if acked is not None and acked.supported():
+            meter.set_total(acked.total())  # what had reached the monitor by the end
+        meter.close()
+        # Cut off, not closed: a graceful close first flushes what asyncio still buffers (up
+        # to a second of data on a slow link, an upload's send buffers), which would keep the
+        # link busy past the phase and into the next measurement.
+        _abort_connections(session)
         done = [task for task in tasks if task.done()]
         errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
     finally:
@@ -125,7 +142,9 @@ async def measure(
     elapsed = monotonic() - meter.start
     rate = steady_rate(meter.samples, settings.ramp_seconds, min(settings.seconds, meter.deadline - meter.start))
     error = None
-    if rate is None or meter.total == 0:
+    if refused:
+        error, rate = _describe(next(e for e in errors if _refusal(e))), None
+    elif rate is None or meter.total == 0:
         error = _describe(errors[0]) if errors else "no data moved during the measurement"
         rate = None
     elif errors and len(errors) == settings.streams:
@@ -139,11 +158,21 @@ async def measure(
     )
 
 
+def _refusal(error: BaseException) -> bool:
+    """The monitor said no (an HTTP error answer) or could not be reached at all: known at
+    once, and waiting out the phase would not change it."""
+    return isinstance(error, (ThroughputHTTPError, aiohttp.ClientConnectorError))
+
+
+def _is_refusal(task: asyncio.Task[None]) -> bool:
+    return task.done() and not task.cancelled() and (error := task.exception()) is not None and _refusal(error)
+
+
 def _abort_connections(session: aiohttp.ClientSession) -> None:
-    """End the upload now. A graceful close first flushes what asyncio still buffers (up to
-    a second of data on a slow link), which would keep the link busy past the phase and into
-    the next measurement; abort drops it, and the sockets' zero linger resets the rest.
-    aiohttp has no public call for this: its connector's in-use set is read defensively."""
+    """End every stream now: abort drops what asyncio still buffers, an upload socket's zero
+    linger resets what the kernel holds, and a download's unread data makes the kernel reset
+    the connection, which stops the monitor sending. aiohttp has no public call for this:
+    its connector's in-use set is read defensively."""
     for protocol in list(getattr(session.connector, "_acquired", ())):
         abort = getattr(protocol, "abort", None)
         if abort is not None:
