@@ -105,7 +105,8 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
         # anyone else (ttl - renew_s after the last renewal), not when the store answers.
         slow.hold.clear()
         stalled = asyncio.get_running_loop().time()
-        await asyncio.wait_for(_until(lambda: not mine.leads("risk")), 2.0)
+        # leads() turns false at the deadline itself; the job is cancelled a few loop turns later.
+        await asyncio.wait_for(_until(lambda: not mine.leads("risk") and events[-1] == "stopped"), 2.0)
         events.append(f"lost after {asyncio.get_running_loop().time() - stalled:.2f}")
         slow.hold.set()
         await asyncio.wait_for(_until(lambda: mine.leads("risk")), 1.0)  # its own lease: renewed
