@@ -281,7 +281,7 @@ async def run_check(
         )
         speed = outcome.value or SpeedtestResult(False, None, None, None, None, outcome.error, outcome.duration_s)
 
-    network = _network(flows, loads, options, udp_host, udp_port)
+    network = _network(flows, loads, options, udp_host, udp_port, idle.value.jitter_mean_ms if idle.value is not None else None)
     # A phase that did not finish is kept as its code: unlike --no-machine or --no-audio.
     machine_wire = _machine(machine) if machine is not None else (_machine_failed(machine_failure) if machine_failure else None)
     if room is not None:
@@ -333,12 +333,15 @@ async def run_check(
 @dataclass(frozen=True)
 class _Ran:
     """How an adaptive or fixed phase ended: its length (s), why, what was still unsettled,
-    and the severity its settled figures made certain (carried into the next phase)."""
+    and the severity its settled figures made certain (carried into the next phase). The idle
+    phase also keeps its mean |D| per direction (up, down) in ms over the probes answered when
+    it ended: the jitter the rule settled is the one the report carries and the verdict reads."""
 
     seconds: float
     stopped: settle.StopReason
     unsettled: tuple[settle.Judged, ...] = ()
     floor: str | None = None
+    jitter_mean_ms: tuple[float | None, float | None] | None = None
 
 
 def _machine_floor(machine: MachineResult | None, thresholds: quality.Thresholds) -> str | None:
@@ -362,15 +365,21 @@ async def _idle(stream: UdpStream, key: bytes, options: CheckOptions, floor: str
     limits = options.idle_limits
     if limits is None:
         await asyncio.sleep(options.udp_seconds)
-        return _Ran(time.monotonic() - started, "fixed_length")
+        return _Ran(time.monotonic() - started, "fixed_length", jitter_mean_ms=_jitter_means(settle.stream_so_far(stream.probes(key))))
     while True:
         await asyncio.sleep(SETTLE_POLL_S)
         elapsed = time.monotonic() - started
-        judged = settle.judge_idle(settle.stream_so_far(stream.probes(key)), options.thresholds, floor)
+        so_far = settle.stream_so_far(stream.probes(key))
+        judged = settle.judge_idle(so_far, options.thresholds, floor)
         decision = settle.decide(elapsed, limits, judged, floor)
         if decision.stop:
             assert decision.reason is not None
-            return _Ran(elapsed, decision.reason, decision.unsettled, decision.floor)
+            return _Ran(elapsed, decision.reason, decision.unsettled, decision.floor, _jitter_means(so_far))
+
+
+def _jitter_means(so_far: settle.StreamSoFar) -> tuple[float | None, float | None]:
+    # Echoes still in flight when the phase ends would move the figure after the decision.
+    return (so_far.jitter_mean_up_ms, so_far.jitter_mean_down_ms)
 
 
 class _LoadRule:
@@ -539,6 +548,7 @@ def _network(
     options: CheckOptions,
     udp_host: str,
     udp_port: int,
+    jitter_mean_ms: tuple[float | None, float | None] | None = None,
 ) -> schema.Network:
     idle = flows["idle"]
     udp_error = None
@@ -559,6 +569,7 @@ def _network(
         throughput=schema.Throughput(down=_mbps(_rate(down)), up=_mbps(_rate(up))),
         udp_error=udp_error,
         throughput_error=next((e for e in errors if e), None),
+        jitter_mean_ms=jitter_mean_ms,
     )
 
 

@@ -30,6 +30,9 @@ def network_facts(network: schema.Network) -> quality.NetworkFacts:
         loaded_latency_up_ms=network.loaded_latency_ms.up,
         udp_error=network.udp_error,
         throughput_error=network.throughput_error,
+        # Absent from reports made before it: the model then judges J, as it did.
+        jitter_mean_up_ms=network.jitter_mean_ms.up if network.jitter_mean_ms else None,
+        jitter_mean_down_ms=network.jitter_mean_ms.down if network.jitter_mean_ms else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Analysis of one probe flow: RTT, RFC 3550 jitter and loss per direction, delay under load.
+"""Analysis of one probe flow: RTT, RFC 3550 jitter (and the mean |D| it estimates) and loss per
+direction, delay under load.
 
 One home for the arithmetic behind every probe stream the product runs: the CLI's UDP stream
 against the reflector (``agents.probes.udp_stream``) and the browser's WebRTC data channel
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sessionready import schema
-from sessionready.stats import percentile, rfc3550_jitter, wilson_interval
+from sessionready.stats import mean_abs_transit_difference, percentile, rfc3550_jitter, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class FlowResult:
     reordered_down: int
     duplicates_up: int
     duplicates_down: int
+    # The mean of |D| per direction, over the same packets as the jitter: the figure the
+    # verdict judges (RFC 3550's J above is its running estimate, which never converges).
+    # None: fewer than two packets, or a flow analysed without it (the daemon's samples).
+    jitter_mean_up_ms: float | None = None
+    jitter_mean_down_ms: float | None = None
 
     def rtts_ms(self, after_s: float = 0.0, before_s: float = math.inf) -> list[float]:
         """RTTs of the probes sent from ``after_s`` up to (not including) ``before_s`` seconds
@@ -115,11 +121,11 @@ def analyse(
 
     # Upstream: sender = this machine, receiver = reflector, in the reflector's arrival order.
     up_order = sorted(echoed, key=lambda seq: echoes[seq].reflector_recv_ns)
-    jitter_up = rfc3550_jitter([(sent_ns[s], echoes[s].reflector_recv_ns) for s in up_order])
+    up_pairs = [(sent_ns[s], echoes[s].reflector_recv_ns) for s in up_order]
     # Downstream: sender = reflector, receiver = this machine, in our arrival order.
-    jitter_down = rfc3550_jitter(
-        [(echoes[s].reflector_send_ns, echoes[s].client_recv_ns) for s in arrival_order if 0 <= s < sent and s in echoes]
-    )
+    down_pairs = [(echoes[s].reflector_send_ns, echoes[s].client_recv_ns) for s in arrival_order if 0 <= s < sent and s in echoes]
+    jitter_up, jitter_down = rfc3550_jitter(up_pairs), rfc3550_jitter(down_pairs)
+    mean_up, mean_down = mean_abs_transit_difference(up_pairs), mean_abs_transit_difference(down_pairs)
 
     reflected: int | None = None
     duplicates_up = reordered_up = 0
@@ -156,6 +162,8 @@ def analyse(
         reordered_down=max(0, reordered_echoes - reordered_up),
         duplicates_up=duplicates_up,
         duplicates_down=max(0, duplicate_echoes - duplicates_up),
+        jitter_mean_up_ms=None if mean_up is None else mean_up / 1e6,
+        jitter_mean_down_ms=None if mean_down is None else mean_down / 1e6,
     )
 
 
@@ -181,9 +189,16 @@ def network(
     throughput: schema.Throughput | None = None,
     udp_error: str | None = None,
     throughput_error: str | None = None,
+    jitter_mean_ms: tuple[float | None, float | None] | None = None,
 ) -> schema.Network:
-    """The report's network part from the idle flow's result and the delays under load."""
+    """The report's network part from the idle flow's result and the delays under load.
+
+    ``jitter_mean_ms``: the mean |D| (up, down) over the probes the idle phase's stopping rule
+    judged when it ended the phase, so that the report carries the very figure that was settled
+    (echoes still in flight then are in ``idle`` but not in it). None: the idle flow's own.
+    """
     summary = idle.rtt_summary()
+    mean_up, mean_down = jitter_mean_ms if jitter_mean_ms is not None else (idle.jitter_mean_up_ms, idle.jitter_mean_down_ms)
     loss = None
     if idle.loss_up is not None and idle.loss_down is not None and idle.loss_up_ci95 and idle.loss_down_ci95:
         loss = schema.Loss(
@@ -204,4 +219,5 @@ def network(
         loaded_latency_ms=schema.LoadedLatency(down=_ms(loaded_down_ms), up=_ms(loaded_up_ms)),
         udp_error=udp_error,
         throughput_error=throughput_error,
+        jitter_mean_ms=schema.DirectionMs(up=_ms(mean_up), down=_ms(mean_down)) if idle.received >= 2 and (mean_up, mean_down) != (None, None) else None,
     )

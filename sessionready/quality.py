@@ -246,7 +246,8 @@ def mos_from_r(r: float) -> float:
 
 
 def mouth_to_ear_delay_ms(rtt_ms: float, jitter_ms: float) -> float:
-    """One-way mouth-to-ear delay in ms from a measured round trip and RFC 3550 jitter.
+    """One-way mouth-to-ear delay in ms from a measured round trip and the jitter (the mean
+    |D| that RFC 3550's J estimates, or J itself where no mean was measured).
 
     network one way = RTT / 2 (paths are assumed symmetric: without synchronised clocks the
     split cannot be measured); jitter buffer = max(2 x jitter, 20 ms); codec and
@@ -323,7 +324,7 @@ class NetworkFacts:
 
     rtt_p50_ms: float | None
     rtt_p95_ms: float | None
-    jitter_up_ms: float | None  # RFC 3550 interarrival jitter, client->monitor
+    jitter_up_ms: float | None  # RFC 3550 interarrival jitter J (its last value), client->monitor
     jitter_down_ms: float | None  # monitor->client
     loss_up_ratio: float | None  # 0..1
     loss_down_ratio: float | None
@@ -337,9 +338,28 @@ class NetworkFacts:
     loaded_latency_up_ms: float | None  # ... while uploading
     udp_error: str | None = None  # the UDP stream could not run or got no echo at all
     throughput_error: str | None = None
+    # The mean of |D| per direction, the quantity J estimates (in a steady state E[J] = E|D|),
+    # over the idle phase's probes: when measured, the verdict judges jitter on it, not on J,
+    # whose last value moves with the last ~16 packets and never converges. None: not carried
+    # (a report from before it), and J is judged instead.
+    jitter_mean_up_ms: float | None = None
+    jitter_mean_down_ms: float | None = None
+
+    @property
+    def judged_jitter_up_ms(self) -> float | None:
+        """The upload jitter the model judges: the mean |D| when measured, else J."""
+        return self.jitter_up_ms if self.jitter_mean_up_ms is None else self.jitter_mean_up_ms
+
+    @property
+    def judged_jitter_down_ms(self) -> float | None:
+        """The download jitter the model judges: the mean |D| when measured, else J."""
+        return self.jitter_down_ms if self.jitter_mean_down_ms is None else self.jitter_mean_down_ms
 
     def __post_init__(self) -> None:
-        for name in ("rtt_p50_ms", "rtt_p95_ms", "jitter_up_ms", "jitter_down_ms", "throughput_down_mbps", "throughput_up_mbps"):
+        for name in (
+            "rtt_p50_ms", "rtt_p95_ms", "jitter_up_ms", "jitter_down_ms", "jitter_mean_up_ms", "jitter_mean_down_ms",
+            "throughput_down_mbps", "throughput_up_mbps",
+        ):  # fmt: skip
             _optional(name, getattr(self, name), check_non_negative)
         for name in ("loss_up_ratio", "loss_down_ratio"):
             _optional(name, getattr(self, name), check_ratio)
@@ -771,8 +791,8 @@ def _worse_direction_speech(network: NetworkFacts) -> _Speech | None:
         return None
     candidates = []
     for direction, jitter, loss in (
-        ("up", network.jitter_up_ms, network.loss_up_ratio),
-        ("down", network.jitter_down_ms, network.loss_down_ratio),
+        ("up", network.judged_jitter_up_ms, network.loss_up_ratio),
+        ("down", network.judged_jitter_down_ms, network.loss_down_ratio),
     ):
         if loss is None:
             continue
@@ -825,7 +845,7 @@ def _delay_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
     rtt = network.rtt_p50_ms
     if rtt is None:
         return []
-    jitters = [j for j in (network.jitter_up_ms, network.jitter_down_ms) if j is not None]
+    jitters = [j for j in (network.judged_jitter_up_ms, network.judged_jitter_down_ms) if j is not None]
     delay = mouth_to_ear_delay_ms(rtt, max(jitters, default=0.0))
     severity = grade(delay, t.mouth_to_ear_warning_ms, t.mouth_to_ear_critical_ms)
     if rtt > t.rtt_critical_ms:
@@ -876,7 +896,7 @@ def _loss_message(direction: str, loss: float) -> str:
 
 def _jitter_reasons(network: NetworkFacts, t: Thresholds) -> list[Reason]:
     reasons = []
-    for direction, jitter in (("upload", network.jitter_up_ms), ("download", network.jitter_down_ms)):
+    for direction, jitter in (("upload", network.judged_jitter_up_ms), ("download", network.judged_jitter_down_ms)):
         if jitter is None:
             continue
         severity = grade(jitter, t.jitter_warning_ms, t.jitter_critical_ms)

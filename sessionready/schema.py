@@ -113,6 +113,11 @@ class Network:
     loaded_latency_ms: LoadedLatency
     udp_error: str | None = field(metadata=_text)
     throughput_error: str | None = field(metadata=_text)
+    # Per direction, the mean of |D| (RFC 3550's transit differences) over the idle phase's
+    # probes up to its end: the jitter the verdict judges. ``jitter_ms`` keeps RFC 3550's
+    # running estimate J, whose last value never converges. None: a report from before this
+    # field (judged on ``jitter_ms``), or too few echoes.
+    jitter_mean_ms: DirectionMs | None = None
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ length"):
 - round trip: the distribution-free order-statistic interval of the median (RTTs are skewed
   and the model reads the median);
 - jitter per direction: a t interval for the mean absolute transit difference |D|, the
-  quantity RFC 3550's running estimate tracks, widened to include that running estimate
-  itself (the verdict reads it);
+  quantity RFC 3550's running estimate tracks and the figure the verdict judges (the report
+  carries it, over the same probes, as ``jitter_mean_ms``);
 - delay under load: the loaded median's interval minus the idle median's, end to end;
 - throughput: the spread of the rate over the last windows after the ramp, with the rate the
   report gives; it also settles when every recent window is far above the best tier's need.
@@ -31,7 +31,6 @@ the phase has run. Standard library only.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Literal, Protocol
 from sessionready import quality
 from sessionready.stats import (
     Z95,
+    abs_transit_differences,
     percentile,
     rfc3550_jitter,
     steady_rate,
@@ -194,7 +194,8 @@ class StreamSoFar:
     its way. ``reflected`` is what the reflector had received of those when it echoed that
     last one, so ``sent - reflected`` were lost upstream and ``reflected - received`` on the way
     back. ``rtt_samples`` are (seconds after the first probe, RTT ms); the |D| lists are the
-    absolute transit differences behind RFC 3550 jitter, per direction, in ms.
+    absolute transit differences behind RFC 3550 jitter, per direction, in ms, whose means are
+    the jitter judged; ``jitter_*_ms`` is RFC 3550's running J over the same probes (not judged).
     """
 
     sent: int
@@ -208,6 +209,20 @@ class StreamSoFar:
 
     def rtts_ms(self, after_s: float = 0.0) -> list[float]:
         return [rtt for sent_s, rtt in self.rtt_samples if sent_s >= after_s]
+
+    @property
+    def jitter_mean_up_ms(self) -> float | None:
+        """The mean of the upstream |D| so far (ms): the jitter the verdict judges. None: none."""
+        return _mean(self.abs_d_up_ms)
+
+    @property
+    def jitter_mean_down_ms(self) -> float | None:
+        """The mean of the downstream |D| so far (ms). None: none."""
+        return _mean(self.abs_d_down_ms)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
 
 
 def stream_so_far(probes: Sequence[ProbeRecord]) -> StreamSoFar:
@@ -241,8 +256,7 @@ def stream_so_far(probes: Sequence[ProbeRecord]) -> StreamSoFar:
 
 
 def _abs_differences(pairs: Sequence[tuple[int, int]]) -> tuple[float, ...]:
-    transits = [received - sent for sent, received in pairs]
-    return tuple(abs(b - a) / 1e6 for a, b in itertools.pairwise(transits))
+    return tuple(d / 1e6 for d in abs_transit_differences(pairs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,9 +349,11 @@ def _judge_idle_once(so_far: StreamSoFar, t: quality.Thresholds, floor: str | No
     rtts = so_far.rtts_ms()
     rtt_point = percentile(rtts, 50) if rtts else None
     rtt_interval = median_interval(rtts)
+    # Jitter is judged on the mean of |D| (the report's jitter_mean_ms), the point of its own
+    # t interval; RFC 3550's J, a running mean of the last ~16 |D|, is reported but not judged.
     jitters: dict[str, tuple[tuple[float, float] | None, float | None]] = {
-        "up": (mean_interval(so_far.abs_d_up_ms), so_far.jitter_up_ms),
-        "down": (mean_interval(so_far.abs_d_down_ms), so_far.jitter_down_ms),
+        "up": (mean_interval(so_far.abs_d_up_ms), so_far.jitter_mean_up_ms),
+        "down": (mean_interval(so_far.abs_d_down_ms), so_far.jitter_mean_down_ms),
     }
     judged: list[Judged] = []
     for direction, (interval, point) in jitters.items():

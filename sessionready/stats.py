@@ -65,6 +65,30 @@ def rfc3550_jitter(pairs: Iterable[tuple[int, int]]) -> float | None:
     return jitter if count >= 2 else None
 
 
+def abs_transit_differences(pairs: Iterable[tuple[int, int]]) -> list[int]:
+    """|D| of RFC 3550 section 6.4.1 between consecutive packets, in the unit of the inputs.
+
+    ``pairs`` as for ``rfc3550_jitter``: (send time, receive time) per packet in arrival order,
+    each on its own side's clock. The running jitter J is an exponential mean of these values
+    with gain 1/16; their plain mean is the quantity J estimates (in a steady state E[J] =
+    E|D|), and unlike J's last value it converges as the stream gets longer.
+    """
+    differences = []
+    previous = None
+    for sent, received in pairs:
+        transit = received - sent
+        if previous is not None:
+            differences.append(abs(transit - previous))
+        previous = transit
+    return differences
+
+
+def mean_abs_transit_difference(pairs: Iterable[tuple[int, int]]) -> float | None:
+    """The mean of ``abs_transit_differences``; None with fewer than two packets (as J)."""
+    differences = abs_transit_differences(pairs)
+    return math.fsum(differences) / len(differences) if differences else None
+
+
 def steady_rate(samples: Sequence[tuple[float, int]], start_s: float, end_s: float) -> float | None:
     """Bytes per second between ``start_s`` and ``end_s`` from cumulative (time s, bytes) samples.
 
