@@ -192,6 +192,7 @@ def outcome_from_report(report: dict, wall_s: float, truth: dict[str, object] | 
     figures = {
         "loss": net.get("loss"),
         "jitter_ms": net.get("jitter_ms"),
+        "jitter_mean_ms": net.get("jitter_mean_ms"),  # the jitter judged (mean |D|); absent before it existed
         "rtt_p50_ms": (net.get("rtt_ms") or {}).get("p50"),
         "throughput_mbps": net.get("throughput_mbps"),
         "loaded_latency_ms": net.get("loaded_latency_ms"),
