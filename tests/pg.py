@@ -14,6 +14,7 @@ for the migration tests, or a copy of one the store migrated once per server (ch
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -56,7 +57,8 @@ class PostgresServer:
     directory: Path
     pg_ctl: str
     as_user: list[str]
-    start_seconds: float  # initdb + start, measured here (docs/testing.md quotes it)
+    options: str  # the server's command-line settings (pg_ctl -o)
+    start_seconds: float = 0.0  # initdb + start, measured here (docs/testing.md quotes it)
     databases: list[str] = field(default_factory=list)
     template_ready: bool = False
 
@@ -127,8 +129,27 @@ class PostgresServer:
                 raise PostgresUnavailable("pg_hba.conf reload did not take effect")
             time.sleep(0.05)
 
+    def start(self) -> None:
+        """Start the server on its data directory (again, after ``crash``)."""
+        done = subprocess.run(
+            [*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-l", str(self.directory / "server.log"), "-o", self.options, "-w", "-t", "60", "start"],
+            capture_output=True, text=True, timeout=90, env={**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}, cwd=self.directory, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            log = (self.directory / "server.log").read_text(errors="replace")[-800:] if (self.directory / "server.log").exists() else ""
+            raise PostgresUnavailable(f"pg_ctl start failed: {done.stderr.strip()[-300:]} {log}")
+
+    def crash(self) -> None:
+        """Stop the server at once, as a crash would (``-m immediate``: no checkpoint, every
+        connection cut), keeping its data for ``start``."""
+        done = subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl stop failed: {done.stderr.strip()[-300:]}")
+
     def stop(self) -> None:
-        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=False)
+        """Stop the server and remove its directory."""
+        with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired):
+            self.crash()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -162,14 +183,10 @@ def start_server(*, durable: bool = False, prefix: str = "sr-pg-") -> PostgresSe
             if durable
             else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
         )
-        done = subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-l", str(directory / "server.log"), "-o", options, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, timeout=90, env=env, cwd=directory, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            log = (directory / "server.log").read_text(errors="replace")[-800:] if (directory / "server.log").exists() else ""
-            raise PostgresUnavailable(f"pg_ctl start failed: {done.stderr.strip()[-300:]} {log}")
+        server = PostgresServer(directory, pg_ctl, as_user, options)
+        server.start()
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return PostgresServer(directory, pg_ctl, as_user, time.monotonic() - started)
+    server.start_seconds = time.monotonic() - started
+    return server
