@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from monitor.alerts.delivery import AlertEvent, AlertReason
 from monitor.risk.engine import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
-from monitor.risk.live import LiveSample, LiveState, LiveTracker, LiveTransition
+from monitor.risk.live import LiveSample, LiveState, LiveStep, LiveTracker, LiveTransition
 from monitor.store.protocols import AlertStore, RiskStore, SessionStore
-from monitor.store.risk import RiskRow, RiskSession, RiskSnapshot
+from monitor.store.risk import LiveRow, RiskRow, RiskSession, RiskSnapshot
 from sessionready.typed import SchemaError, decode, encode
 
 log = logging.getLogger("sessionready.monitor.risk")
@@ -225,33 +225,44 @@ class RiskService:
             return self._track_live()
 
     def _track_live(self) -> int:
+        # One read of every live session's new samples and one write of every session's step per
+        # pass, not a read and a commit per session: a commit waits for the disk's flush, and a
+        # pass of 1,000 sessions then made 1,000 of them (docs/scaling.md).
         now = self._clock()
         activity = self._store.live_activity(now - LIVE_ACTIVITY_S)
+        live = self._store.live_sessions()
+        known = {session.session_id for session in live}
+        started = False
         for session_id, participants in activity.items():
+            if session_id in known:
+                continue
             info = self._store.get_session(session_id)
             if info is not None and info.state == "scheduled" and {info.therapist_id, info.client_id} <= participants:
                 self._store.set_session_state(session_id, "live", now, "both_agents_live")
                 log.info("session live", extra={"fields": {"session_id": session_id}})
-        stepped = 0
-        for session in self._store.live_sessions():
-            self._step_live(session, now)
-            stepped += 1
-        return stepped
-
-    def _step_live(self, session: RiskSession, now: float) -> None:
-        state = self._live_state(session, now)
-        last = [e.last_received_at_unix for e in (state.client, state.therapist) if e.last_received_at_unix is not None]
-        since = min(last) - LIVE_ACTIVITY_S if len(last) == 2 else state.started_at_unix - 60.0
-        samples = []
-        for participant, received_at, sample in self._store.live_samples(session.session_id, since):
-            end = "client" if participant == session.client_id else "therapist" if participant == session.therapist_id else None
-            if end is not None:
-                samples.append(LiveSample.from_sample(end, sample, received_at))  # type: ignore[arg-type]
-        step = self._tracker.step(state, samples, now)
-        new = step.state
-        self._store.save_live(
-            session.session_id, json.dumps(encode(new)), new.state, new.client.last_mos, new.therapist.last_mos, now
+                started = True
+        if started:
+            live = self._store.live_sessions()
+        states = {session.session_id: self._live_state(session, now) for session in live}
+        found = self._store.live_samples_since({session_id: _samples_since(state) for session_id, state in states.items()})
+        steps: list[tuple[RiskSession, LiveStep]] = []
+        for session in live:
+            samples = []
+            for participant, received_at, sample in found.get(session.session_id, ()):
+                end = "client" if participant == session.client_id else "therapist" if participant == session.therapist_id else None
+                if end is not None:
+                    samples.append(LiveSample.from_sample(end, sample, received_at))  # type: ignore[arg-type]
+            steps.append((session, self._tracker.step(states[session.session_id], samples, now)))
+        self._store.save_lives(
+            [LiveRow(session.session_id, json.dumps(encode(step.state)), step.state.state, step.state.client.last_mos, step.state.therapist.last_mos) for session, step in steps],
+            now,
         )
+        for session, step in steps:  # told and ended once its state is stored
+            self._after_step(session, step, now)
+        return len(steps)
+
+    def _after_step(self, session: RiskSession, step: LiveStep, now: float) -> None:
+        new = step.state
         for transition in step.transitions:
             self._alert_live(session, transition, new)
         quiet = [now - t for t in (new.client.last_received_at_unix, new.therapist.last_received_at_unix) if t is not None]
@@ -321,6 +332,13 @@ class RiskService:
                 # One bad pass must not stop risk tracking for every other session.
                 log.exception("risk evaluation failed; trying again at the next interval")
             await asyncio.sleep(max(0.0, self._times.live_interval_s - (time.monotonic() - started)))
+
+
+def _samples_since(state: LiveState) -> float:
+    """The live samples a step reads: received since both ends' last ones, less the activity
+    window; from a minute before the start while an end has not reported yet."""
+    last = [e.last_received_at_unix for e in (state.client, state.therapist) if e.last_received_at_unix is not None]
+    return min(last) - LIVE_ACTIVITY_S if len(last) == 2 else state.started_at_unix - 60.0
 
 
 def _alert_reason(reason: RiskReason) -> AlertReason:

@@ -13,7 +13,7 @@ The dataclasses the methods return stay in the area's module, beside the SQL tha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from monitor.store.alerts import (
@@ -26,6 +26,7 @@ from monitor.store.caseloads import CaseloadEntry
 from monitor.store.check_links import LinkInfo
 from monitor.store.reports import AgentStatus, ReportBatch, StoredSample
 from monitor.store.risk import (
+    LiveRow,
     RiskRow,
     RiskSession,
     RiskSnapshot,
@@ -162,8 +163,10 @@ class RiskStore(Protocol):
     def save_live(
         self, session_id: str, tracker_json: str, live_state: str, client_mos: float | None, therapist_mos: float | None, at: float
     ) -> None: ...
+    def save_lives(self, rows: Sequence[LiveRow], at: float) -> None: ...
     def live_activity(self, since: float) -> dict[str, set[str]]: ...
     def live_samples(self, session_id: str, since: float) -> list[tuple[str, float, dict[str, object]]]: ...
+    def live_samples_since(self, since: Mapping[str, float]) -> dict[str, list[tuple[str, float, dict[str, object]]]]: ...
     def live_sessions(self) -> list[RiskSession]: ...
     def stored_risk(self, session_id: str) -> StoredRisk | None: ...
     def risk_states(self, session_ids: Iterable[str]) -> dict[str, RiskSummary]: ...

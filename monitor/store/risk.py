@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -66,6 +66,18 @@ class RiskRow:
     causes: list[str]
     assessment: dict[str, object]
     reasons: list[dict[str, object]]
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    """One live session's step to store: the tracker's state as JSON, its live state
+    (ready | at_risk) and the latest MOS per end."""
+
+    session_id: str
+    tracker_json: str
+    live_state: str
+    client_mos: float | None
+    therapist_mos: float | None
 
 
 @dataclass(frozen=True)
@@ -217,16 +229,23 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
 
     def save_live(self, session_id: str, tracker_json: str, live_state: str, client_mos: float | None, therapist_mos: float | None, at: float) -> None:
         """Keep a live session's tracker state and latest MOS per end; remember if it ever degraded."""
+        self.save_lives([LiveRow(session_id, tracker_json, live_state, client_mos, therapist_mos)], at)
+
+    def save_lives(self, rows: Sequence[LiveRow], at: float) -> None:
+        """``save_live`` for every session of a live-loop pass, in one transaction (one flush)."""
+        if not rows:
+            return
+        ordered = sorted(rows, key=lambda row: row.session_id)  # rows locked in one order: no deadlock with another writer
         with self._transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, 'unknown', '[]', '{}', ?, ?)"
                 " ON CONFLICT (session_id) DO NOTHING",
-                (session_id, at, at),
+                [(row.session_id, at, at) for row in ordered],
             )
-            db.execute(
+            db.executemany(
                 "UPDATE session_risk SET live_tracker = ?, live_state = ?, client_mos = ?, therapist_mos = ?,"
                 f" live_degraded = {self._dialect.greatest}(live_degraded, ?) WHERE session_id = ?",
-                (tracker_json, live_state, client_mos, therapist_mos, int(live_state != "ready"), session_id),
+                [(row.tracker_json, row.live_state, row.client_mos, row.therapist_mos, int(row.live_state != "ready"), row.session_id) for row in ordered],
             )
 
     def live_activity(self, since: float) -> dict[str, set[str]]:
@@ -250,6 +269,25 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
                 (session_id, since),
             ).fetchall()
         return [(participant, received_at, json.loads(sample)) for participant, received_at, sample in rows]
+
+    def live_samples_since(self, since: Mapping[str, float]) -> dict[str, list[tuple[str, float, dict[str, object]]]]:
+        """``live_samples`` of many sessions in one query (per 400 sessions): by session id, each
+        from its own ``since``; a session without any is left out."""
+        ids = sorted(since)
+        found: dict[str, list[tuple[str, float, dict[str, object]]]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 400):
+                chunk = ids[start : start + 400]
+                rows = self._db.execute(
+                    f"WITH wanted (session_id, since) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
+                    " SELECT s.session_id, s.participant_id, s.received_at, s.sample FROM wanted w"
+                    " JOIN samples s ON s.session_id = w.session_id AND s.kind = 'live' AND s.received_at >= w.since"
+                    " ORDER BY s.session_id, s.taken_at",
+                    [value for session_id in chunk for value in (session_id, float(since[session_id]))],
+                ).fetchall()
+                for session_id, participant, received_at, sample in rows:
+                    found.setdefault(session_id, []).append((participant, received_at, json.loads(sample)))
+        return found
 
     def stored_risk(self, session_id: str) -> StoredRisk | None:
         with self._lock:
