@@ -215,6 +215,19 @@ def test_two_monitors_storing_the_same_check_keep_it_once(stores: StoreFactory) 
     assert len(first.checks_for_agent(agent.token_id, 100)) == ROUNDS
 
 
+def test_two_monitors_storing_the_same_batch_keep_each_sample_once(stores: StoreFactory) -> None:
+    # An agent that gave up on one monitor sends the batch to the other while the first still
+    # writes it. PostgreSQL's samples are partitioned by arrival and cannot hold a unique report
+    # id; sample_ids and its trigger keep it (monitor/store/partitions.py).
+    first, second = stores.open(), stores.open()
+    agent, _ = first.create_token("client", "c-1")
+    for n in range(ROUNDS):
+        batch = [envelope(NOW + n, 2 * n + 1, "s-1", "live"), envelope(NOW + n + 0.5, 2 * n + 2, "s-1", "live")]
+        stored = race(2, lambda i, batch=batch, n=n: (first, second)[i].add_reports(agent, batch, SPOOL, NOW + n + i))
+        assert sorted(stored) == [[False, False], [True, True]], f"round {n}: {stored}"  # type: ignore[type-var]
+    assert stores.sql("SELECT count(*), count(DISTINCT report_id) FROM samples") == [(2 * ROUNDS, 2 * ROUNDS)]
+
+
 def _renamed(alert: AlertRecord) -> AlertRecord:
     """The same change raised by the other monitor: its own alert id."""
     from dataclasses import replace

@@ -18,8 +18,11 @@ import pytest
 
 from monitor.store import migrations, postgres
 from monitor.store.migrations import StoreTooNew
+from sessionready.schema import ReportEnvelope, SpoolStatus
+from sessionready.typed import decode, encode, rfc3339
 from tests.conftest import CHECK, SESSIONREADY, make_sample, run_cli, start_monitor
 from tests.pg import PostgresServer
+from tests.stores import TABLES
 from tests.test_store_migrations import MANIFEST, RELEASE
 
 SPOOL = {"pending": 0, "dropped_background": 0, "dropped_live": 0, "rejected": 0}
@@ -33,14 +36,10 @@ def database(postgres_server: PostgresServer):  # a URL
 
 
 def pg_snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every row of every table but schema_version, in a stable order."""
+    """Every row of every table but schema_version, in a stable order (a partitioned table's
+    rows under its own name, its partitions left out)."""
     with psycopg.connect(url) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name != 'schema_version' ORDER BY 1"
-            )
-        ]
+        tables = [row[0] for row in conn.execute(TABLES)]
         return {table: sorted(conn.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr) for table in tables}
 
 
@@ -91,13 +90,65 @@ def test_a_version_1_database_with_the_release_rows_upgrades_with_every_row_inta
     after = pg_snapshot(database)
     for table, rows in before.items():
         assert after[table] == rows, f"{table} changed"
-    assert set(after) - set(before) == {"check_links", "session_summaries", "leases"}  # migrations 3, 4 and 5, empty
+    assert set(after) - set(before) == {"check_links", "session_summaries", "leases", "sample_ids"}  # migrations 3 to 6
+    assert after["sample_ids"] == sorted(((r[1], r[2], r[8]) for r in after["samples"]), key=repr), "each sample's id, agent, arrival"
+    assert placement(database) == {"samples_20261207": 6}, "the release's samples arrived in the week of 2026-12-07"
     assert pg_version(database) == migrations.latest()
     # What a monitor reads through the store, the same as the SQLite upgrade test sees.
     assert sessions.keys() == {"s-soon", "s-later", "s-imported"} and sessions["s-later"] == "cancelled"
     with sqlite3.connect(RELEASE / MANIFEST["file"]) as source:
         assert alerts == {row[0] for row in source.execute("SELECT alert_id FROM alerts")}
     assert ("t-1", "c-1") in caseload
+
+
+def placement(url: str) -> dict[str, int]:
+    """Rows of samples per partition that holds some."""
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM samples GROUP BY 1").fetchall())
+
+
+def test_a_version_5_database_with_samples_over_weeks_upgrades_into_partitions_with_every_row(database: str) -> None:
+    postgres.upgrade(database, up_to=1)
+    load_release_rows(database)
+    postgres.upgrade(database, up_to=5)
+    # Copies of a release sample arriving in other weeks, at a week's first instant, and far
+    # before and after any week a monitor would make (2001, 2096).
+    arrivals = {
+        1_795_996_800.0: "samples_20261130",  # Monday 2026-11-30 00:00 UTC: that week, not the one before
+        1_795_996_799.5: "samples_20261123",
+        1_794_000_000.0: "samples_20261102",
+        1_000_000_000.0: "samples_20010903",  # Sunday 2001-09-09: its ISO week began on Monday the 3rd
+        4_000_000_000.0: "samples_20961001",  # Tuesday 2096-10-02
+    }
+    columns = "agent_id, participant_id, session_id, kind, seq, taken_at, received_at, sample, has_network"
+    with psycopg.connect(database) as conn:
+        for n, at in enumerate(arrivals):
+            conn.execute(
+                f"INSERT INTO samples (report_id, {columns}) SELECT %s, {columns.replace('received_at', '%s')} FROM samples WHERE rowid = 1",
+                (f"{n:032x}", at),
+            )
+    before = pg_snapshot(database)
+
+    assert [step.version for step in postgres.upgrade(database)] == [6]
+
+    after = pg_snapshot(database)
+    assert {table: rows for table, rows in after.items() if table != "sample_ids"} == before, "every row, rowid included"
+    assert after["sample_ids"] == sorted(((r[1], r[2], r[8]) for r in before["samples"]), key=repr)
+    assert placement(database) == {"samples_20261207": 6, **dict.fromkeys(arrivals.values(), 1)}, "a week each, none in the default"
+
+    store = postgres.PostgresStore(database, clock=lambda: 1_796_606_400.0)
+    try:
+        agent = next(t for t in store.list_tokens() if t.token_id == before["samples"][0][2])
+        old = before["samples"][0][1]
+        again = {"report_id": old, "seq": 1, "kind": "background", "sample": encode(make_sample(rfc3339(1_796_606_400.0)))}
+        new = {**again, "report_id": "f" * 32, "seq": 99}
+        results = store.add_reports(agent, [decode(ReportEnvelope, again), decode(ReportEnvelope, new)], SpoolStatus(0, 0, 0, 0), 1_796_606_400.0)
+    finally:
+        store.close()
+    assert results == [False, True], "a stored id is a retry after the upgrade too"
+    with psycopg.connect(database) as conn:
+        # 11 rows were moved; the skipped retry took a number too (identities leave gaps).
+        assert conn.execute("SELECT rowid FROM samples WHERE report_id = %s", ("f" * 32,)).fetchone()[0] == 13, "rowid goes on after the moved rows"
 
 
 def test_a_database_from_a_newer_release_is_refused_and_left_untouched(database: str) -> None:

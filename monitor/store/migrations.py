@@ -21,8 +21,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from monitor.store.leases import SCHEMA_STATEMENTS as LEASE_STATEMENTS
+from monitor.store.partitions import partition_samples
 from monitor.store.retention import SCHEMA_INDEXES as RETENTION_INDEXES
 from monitor.store.summaries import SCHEMA_STATEMENTS as SUMMARY_STATEMENTS
 
@@ -37,6 +39,10 @@ class Migration:
     version: int
     summary: str  # one line, shown by ``sessionready monitor migrate``
     apply: Callable[[sqlite3.Connection], None]
+    # The step on PostgreSQL when it is not ``apply``'s statements translated: given the psycopg
+    # connection (``%s`` placeholders) inside the step's transaction. Versions stay one sequence
+    # for both back ends, so a step may do nothing on one of them.
+    postgresql: Callable[[Any], None] | None = None
 
 
 def _statements(*sql: str) -> Callable[[sqlite3.Connection], None]:
@@ -69,6 +75,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "session summaries: what happened, written when a session ends (monitor/store/summaries.py)", _statements(*SUMMARY_STATEMENTS)),
     Migration(5, "leases: the jobs that run once across monitors sharing the store (monitor/store/leases.py)", _statements(*LEASE_STATEMENTS)),
+    Migration(
+        6,
+        "PostgreSQL: samples partitioned by week of arrival, retention drops whole weeks (monitor/store/partitions.py); SQLite: nothing changes",
+        _statements(),
+        postgresql=partition_samples,
+    ),
 )
 
 

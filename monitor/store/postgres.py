@@ -13,6 +13,9 @@ AUTOINCREMENT key an identity column, and the tables whose queries order or page
 implicit ``rowid`` get a real identity column of that name. Schema versions are the SQLite
 store's (``monitor.store.migrations``), recorded in the table ``schema_version`` and applied
 under a session advisory lock, so two monitors starting at once on one database migrate it once.
+From version 6 ``samples`` is partitioned by week of arrival (``monitor.store.partitions``): the
+store makes the coming weeks' partitions when it opens and at each retention pass, and retention
+drops the weeks wholly past the samples limit.
 
 psycopg is an optional dependency (the ``postgresql`` extra): this module imports it, nothing
 else in the store does, so a SQLite monitor and an agent never need it.
@@ -34,7 +37,7 @@ from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from monitor.store import migrations
+from monitor.store import migrations, partitions
 from monitor.store.core import _SCHEMA, StoreQueries, StoreUnavailable
 from monitor.store.dialect import postgres_dialect
 from monitor.store.migrations import BASELINE, MIGRATIONS, Migration, StoreTooNew
@@ -175,6 +178,7 @@ class PostgresStore(StoreQueries):
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            self._maintain_partitions(None)
             self._ensure_rollups()
         except BaseException:
             self._pool.close()
@@ -215,6 +219,26 @@ class PostgresStore(StoreQueries):
 
     def close(self) -> None:
         self._pool.close()
+
+    # --- samples' partitions (monitor/store/partitions.py) -------------------------------------
+
+    def _maintain_partitions(self, before: float | None) -> tuple[list[str], list[str]]:
+        """Make the coming weeks' partitions (by the store's clock) and drop those wholly older
+        than ``before``, in one short transaction; (made, dropped). Left for the next pass, and
+        ([], []), when the table's lock is not had within ``partitions.LOCK_TIMEOUT_MS``."""
+        with self._transaction() as db:
+            try:
+                with db.conn.transaction():  # a savepoint: a lock timeout undoes only this
+                    return partitions.maintain(db.conn, self._clock(), before)
+            except psycopg.errors.LockNotAvailable:
+                return [], []
+
+    def _before_expiry(self, kind: str, before: float) -> None:
+        if kind == "samples":
+            self._maintain_partitions(before)
+
+    def _expire_samples(self, db: _Connection, before: float, limit: int) -> int:  # type: ignore[override]
+        return partitions.delete_rows(db.conn, before, limit)
 
 
 # --- schema versions --------------------------------------------------------------------------
@@ -295,7 +319,10 @@ def upgrade(url: str, steps: Sequence[Migration] = MIGRATIONS, *, up_to: int | N
                 if step.version <= max(found, BASELINE) or (up_to is not None and step.version > up_to):
                     continue
                 with conn.transaction():
-                    step.apply(_DDLConnection(conn))  # type: ignore[arg-type]
+                    if step.postgresql is not None:
+                        step.postgresql(conn)
+                    else:
+                        step.apply(_DDLConnection(conn))  # type: ignore[arg-type]
                     conn.execute("UPDATE schema_version SET version = %s", (step.version,))
                 applied.append(step)
             return applied

@@ -251,8 +251,10 @@ CREATE TABLE IF NOT EXISTS agent_status (
             for start in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[start : start + INSERT_CHUNK]
                 marks = ", ".join([f"({', '.join('?' * len(chunk[0]))})"] * len(chunk))
+                # No conflict target: PostgreSQL's partitioned samples have no unique report_id;
+                # a trigger skips a stored id there instead (monitor/store/partitions.py).
                 found_rows = db.execute(
-                    f"INSERT INTO samples ({', '.join(_INSERT_COLUMNS)}) VALUES {marks} ON CONFLICT (report_id) DO NOTHING RETURNING report_id",
+                    f"INSERT INTO samples ({', '.join(_INSERT_COLUMNS)}) VALUES {marks} ON CONFLICT DO NOTHING RETURNING report_id",
                     [value for row in chunk for value in row],
                 ).fetchall()
                 stored.update(row[0] for row in found_rows)

@@ -37,8 +37,13 @@ class RetentionStoreMixin:
         returns how many went. Call again until it returns less than ``limit``."""
         if kind not in KINDS:
             raise ValueError(f"unknown retention kind {kind!r}")
+        self._before_expiry(kind, before)
         with self._transaction() as db:
             return getattr(self, f"_expire_{kind}")(db, before, limit)
+
+    def _before_expiry(self, kind: str, before: float) -> None:
+        """A back end's own work before a batch, in its own transaction: PostgreSQL drops the
+        partitions of samples wholly older than ``before`` (``monitor.store.partitions``)."""
 
     @staticmethod
     def _expire_samples(db: sqlite3.Connection, before: float, limit: int) -> int:
