@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.core import BenchmarkError, Context, Section, spread, table
@@ -174,6 +174,7 @@ class PageRun:
     time_origin_s: float  # the page's performance.timeOrigin, wall clock
     verdict: str
     console_errors: list[str]
+    phases: tuple[dict, ...] = ()  # the stored check's phases: name, seconds, stopped, ...
 
     def at(self, name: str) -> float:
         if name not in self.events:
@@ -185,6 +186,13 @@ class PageRun:
 
     def wall(self, name: str) -> float:
         return self.time_origin_s + self.at(name) / 1000
+
+
+def stored_phases(url: str, secret: str) -> tuple[dict, ...]:
+    """The phases of the link's newest check, as the monitor stored them."""
+    request = urllib.request.Request(url + "/api/v1/link/checks", headers={"Authorization": f"Link {secret}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return tuple(json.loads(response.read())["checks"][0]["report"]["phases"] or ())
 
 
 def run_page(driver, url: str) -> PageRun:
@@ -211,9 +219,9 @@ def run_page(driver, url: str) -> PageRun:
 STEPS = (
     ("page load, until Start can be pressed", None, "start:enabled"),
     ("the person's click on Start (automated)", "start:enabled", "click:start"),
-    ("connection: the WebRTC connection opens, then the idle probe stream (`udp_seconds`)", "click:start", "connection:done"),
-    ("speed down (`load_seconds`, then the streams end)", "down:running", "down:done"),
-    ("speed up (`load_seconds`, then the last POSTs finish)", "up:running", "up:done"),
+    ("connection: the WebRTC connection opens, then the idle probe stream until the monitor's rule ends it", "click:start", "connection:done"),
+    ("speed down, until the monitor's rule ends it, then the streams end", "down:running", "down:done"),
+    ("speed up, until the monitor's rule ends it, then the last POSTs finish", "up:running", "up:done"),
     ("the probe stream's end (late echoes: 0.5 to 3 s)", "up:done", "camera:running"),
     ("camera (opens, 2 s of frames)", "camera:running", "room:running"),
     ("microphone and room (settle, 3 s quiet, 5 s reading)", "room:running", "speaker:running"),
@@ -254,7 +262,7 @@ def cli_check(url: str, token: str, env: dict[str, str]) -> tuple[float, float, 
 
 
 def browser_check_time(context: Context) -> Section:
-    runs = 1 if context.quick else 3
+    runs = 1 if context.quick else 5
     data_dir = context.workdir / "monitor"
     config = context.workdir / "monitor.toml"
     config.write_text("[monitor]\nrtc_port_min = 0\nrtc_port_max = 0\n")  # any free UDP port
@@ -278,6 +286,7 @@ def browser_check_time(context: Context) -> Section:
                 secret = new_link(monitor.url, staff, f"bench-client-{index}")
                 page = run_page(driver, f"{monitor.url}/c/{secret}")
                 time.sleep(0.5)  # the last samples
+                page = replace(page, phases=stored_phases(monitor.url, secret))
                 pages.append(page)
                 page_cpu.append({label: cpu.between(page.wall(start), page.wall(end)) for label, start, end in CPU_PHASES})
                 time.sleep(0.5)
@@ -324,10 +333,18 @@ def _time_markdown(pages: list[PageRun], page_cpu: list[dict[str, float]], cli: 
         "for permissions, and the room step waits while the person stays quiet and reads a sentence) and",
         "the speaker question — as the issue says; they are listed above with their own times.",
         f"Median {median_without:.1f} s: {verdict} the target. The network part is the CLI's, phase for phase",
-        "(`udp_seconds` 5 + 2 × `load_seconds` 4 = 13 s configured, the same defaults from",
-        "`agents/config.py`); what the page adds around it is the page load, the stream's wait for late",
-        "echoes and the upload's last POSTs, and the posting. The CLI took "
+        "(adaptive: each phase ends once the monitor's rule, `sessionready/settle.py`, finds its figures",
+        "settled, idle 2–10 s, download and upload 2–6 s each: the CLI's `[check]` defaults); what the page",
+        "adds around it is the page load, the word's way back on the echoes, the streams' end (the",
+        "upload's last POSTs), the stream's wait for late echoes, and the posting. The CLI took "
         + spread([w for w, _ in cli]) + " s for the same phases.",
+        "",
+        table(["Phase (stored check)", "Seconds", "Stopped"], [
+            [name, spread([p["seconds"] for run in pages for p in run.phases if p["name"] == name]),
+             ", ".join(sorted({f"{p['stopped']} ({p['min_s']:g}–{p['max_s']:g} s)" if p["min_s"] is not None else p["stopped"]
+                               for run in pages for p in run.phases if p["name"] == name}))]
+            for name in ("idle", "download", "upload")
+        ]),
         "",
         "**The monitor's CPU** (user + system, all threads, `/proc/PID/stat`, sampled every 50 ms and",
         "split at the page's step changes). On loopback the throughput phases move several Gbit/s, so",
