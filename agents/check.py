@@ -367,7 +367,8 @@ async def _idle(stream: UdpStream, key: bytes, options: CheckOptions, floor: str
         await asyncio.sleep(options.udp_seconds)
         return _Ran(time.monotonic() - started, "fixed_length", jitter_mean_ms=_jitter_means(settle.stream_so_far(stream.probes(key))))
     while True:
-        await asyncio.sleep(SETTLE_POLL_S)
+        # The last look falls on the maximum itself, not up to a poll past it.
+        await asyncio.sleep(min(SETTLE_POLL_S, max(0.0, limits.max_s - (time.monotonic() - started))))
         elapsed = time.monotonic() - started
         so_far = settle.stream_so_far(stream.probes(key))
         judged = settle.judge_idle(so_far, options.thresholds, floor)
