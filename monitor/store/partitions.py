@@ -52,7 +52,7 @@ MOVING = "sessionready.moving_samples"
 @dataclass(frozen=True)
 class Partition:
     name: str
-    low: float | None  # unix seconds, inclusive; None for the default partition
+    low: float | None  # unix seconds, inclusive; None for the default partition (or one not ours)
     high: float | None  # exclusive
 
 
@@ -69,17 +69,16 @@ _BOUNDS = re.compile(r"FOR VALUES FROM \('?([-+0-9.eE]+)'?\) TO \('?([-+0-9.eE]+
 
 
 def partitions(conn: Any) -> list[Partition]:
-    """``samples``'s partitions, oldest first, the default one last (from the catalog)."""
+    """``samples``'s partitions, oldest first, those without a range of ours last (from the catalog)."""
     rows = conn.execute(
         "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'samples'::regclass"
     ).fetchall()
     found = []
     for name, bound in rows:
-        if bound == "DEFAULT":
-            found.append(Partition(name, None, None))
-        elif (match := _BOUNDS.fullmatch(bound)) is not None:
-            found.append(Partition(name, float(match.group(1)), float(match.group(2))))
-        # A partition with other bounds (MINVALUE...) was made by hand: never touched here.
+        match = _BOUNDS.fullmatch(bound)
+        # The default partition; or one made by hand with other bounds (MINVALUE...), never
+        # dropped here, its expired rows deleted by batches like the default one's.
+        found.append(Partition(name, None, None) if match is None else Partition(name, float(match.group(1)), float(match.group(2))))
     return sorted(found, key=lambda p: (p.low is None, p.low or 0.0))
 
 
