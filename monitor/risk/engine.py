@@ -77,7 +77,9 @@ class CheckSummary:
     ``findings`` and ``verdict`` are the monitor's own reading of the report's numbers
     (``quality.assess`` with the monitor's thresholds), so every agent is judged by the same
     rules whatever version computed the report's own verdict. The numbers are kept for the
-    end-to-end estimate and for the plain-word messages. None = not measured.
+    end-to-end estimate and for the plain-word messages. None = not measured. Jitter is the
+    figure the model judged: the mean |D| a report carries (``jitter_mean_ms``), or RFC 3550's
+    J in a report from before it.
     """
 
     check_id: str
@@ -135,8 +137,8 @@ class CheckSummary:
             mos=assessment.mos,
             video_tier=assessment.video_tier,
             rtt_p50_ms=network.rtt_p50_ms,
-            jitter_up_ms=network.jitter_up_ms,
-            jitter_down_ms=network.jitter_down_ms,
+            jitter_up_ms=network.judged_jitter_up_ms,
+            jitter_down_ms=network.judged_jitter_down_ms,
             loss_up_ratio=network.loss_up_ratio,
             loss_down_ratio=network.loss_down_ratio,
             throughput_up_mbps=net.throughput_mbps.up,

@@ -82,11 +82,13 @@ MAX_STREAMS_PER_OWNER = 3
 @dataclass(frozen=True)
 class IdleDecision:
     """How the monitor's rule ended the idle phase: after ``seconds`` (from the first probe's
-    arrival), ``stopped`` "settled" or "max_length", with the figures still unsettled."""
+    arrival), ``stopped`` "settled" or "max_length", with the figures still unsettled, and the
+    mean |D| per direction (up, down; ms) it judged: the jitter the report carries."""
 
     seconds: float
     stopped: settle.StopReason
     unsettled: tuple[settle.Judged, ...] = ()
+    jitter_mean_ms: tuple[float | None, float | None] | None = None
 
 
 @dataclass
@@ -269,11 +271,13 @@ class StreamRecords:
             return
         rule.last_ns = now_ns
         elapsed_s = (now_ns - rule.started_ns) / 1e9
-        judged = settle.judge_idle(settle.stream_so_far(self._probes_so_far()), rule.thresholds)
+        so_far = settle.stream_so_far(self._probes_so_far())
+        judged = settle.judge_idle(so_far, rule.thresholds)
         decision = settle.decide(elapsed_s, rule.limits, judged)
         if decision.stop:
             assert decision.reason is not None
-            rule.decision = IdleDecision(round(elapsed_s, 3), decision.reason, decision.unsettled)
+            means = (so_far.jitter_mean_up_ms, so_far.jitter_mean_down_ms)
+            rule.decision = IdleDecision(round(elapsed_s, 3), decision.reason, decision.unsettled, means)
             rule.floor = decision.floor
 
     def settle_phases(self, now_ns: int) -> None:
@@ -440,6 +444,9 @@ def network_of(
     page marked no idle phase); delay under load = median RTT of the probes sent during each load
     phase after its first ``ramp_s`` seconds (the throughput ramp, excluded as the CLI excludes
     it) minus the idle median. A probe's phase is decided by its send time on the page's clock.
+    The jitter judged (mean |D|) is the one the monitor's idle rule settled on, over the probes
+    it had when it decided; without a decision (the page ran its idle phase fixed), the idle
+    phase's own.
     """
     sent = max(0, min(sent, MAX_PROBES))
     times = records.send_times(sent)
@@ -458,7 +465,11 @@ def network_of(
     udp_error = None
     if idle.sent and not idle.received:
         udp_error = "no echo came back over the WebRTC data channel"
-    return flow.network(idle, loaded_down_ms=loaded["download"], loaded_up_ms=loaded["upload"], udp_error=udp_error)
+    decided = records.idle.decision if records.idle is not None else None
+    return flow.network(
+        idle, loaded_down_ms=loaded["download"], loaded_up_ms=loaded["upload"], udp_error=udp_error,
+        jitter_mean_ms=decided.jitter_mean_ms if decided is not None else None,
+    )  # fmt: skip
 
 
 def phase_runs(
