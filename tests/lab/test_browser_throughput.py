@@ -102,7 +102,7 @@ def test_page_throughput_and_delay_under_load_against_iperf3_and_irtt(lab: Lab, 
         congestion_control=lab.congestion_control,
         page={"throughput_mbps": page_mbps, "loaded_latency_ms": net["loaded_latency_ms"], "rtt_ms": net["rtt_ms"],
               "throughput_error": net.get("throughput_error"), "probes": net["packets"],
-              "requests": {d: {k: outcome["throughput"][d][k] for k in ("bytes", "seconds", "error")} for d in ("down", "up")}},
+              "requests": {d: {k: outcome["throughput"][d][k] for k in ("bytes", "seconds", "error", "endedBy")} for d in ("down", "up")}},
         iperf3_mbps={k: round(v, 3) for k, v in iperf_mbps.items()},
         goodput_ceiling_mbps={k: round(v, 3) for k, v in ceiling.items()},
         router_link_mbps_in_window={k: v and round(v / 1e6, 3) for k, v in router_mbps.items()},
@@ -113,11 +113,13 @@ def test_page_throughput_and_delay_under_load_against_iperf3_and_irtt(lab: Lab, 
     )  # fmt: skip
 
     assert outcome["console_errors"] == []
-    # Each phase ended by the monitor's rule, told on the echoes (the page's backstop is the
-    # longest length + 2 s), its length within the link's limits.
+    # Each phase ended by the monitor's rule and told on the echoes (the page's backstop is the
+    # longest length + 2 s); its span on the page also holds the streams' end (an upload's last
+    # requests finish, 3 s at most).
     for phase in stored["phases"]:
         assert phase["stopped"] in ("settled", "max_length") and (phase["min_s"], phase["max_s"]) != (None, None), phase
-        assert phase["min_s"] <= phase["seconds"] <= phase["max_s"] + 1.0, phase
+        assert phase["min_s"] <= phase["seconds"] <= phase["max_s"] + 3.0, phase
+    assert {d: outcome["throughput"][d]["endedBy"] for d in ("down", "up")} == {"down": "monitor", "up": "monitor"}, outcome["throughput"]
     assert [p["name"] for p in stored["phases"]] == ["idle", "download", "upload"]
     assert net["throughput_error"] is None, net
     failures = []
