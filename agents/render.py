@@ -95,8 +95,11 @@ def render_report(
         table.add_row("Round trip", f"{network.rtt_ms.p50:.1f} ms typical (min {network.rtt_ms.min:.1f}, 95 % under {network.rtt_ms.p95:.1f})")
     else:
         table.add_row("Round trip", "not measured")
-    if network.jitter_ms:
-        table.add_row("Jitter", f"up {_value(network.jitter_ms.up, 'ms')}, down {_value(network.jitter_ms.down, 'ms')}")
+    # The figure the verdict judged (mean |D|), so that the number agrees with the reasons;
+    # RFC 3550's J stays in the JSON report (jitter_ms), and is shown for a report without it.
+    jitter = network.jitter_mean_ms or network.jitter_ms
+    if jitter:
+        table.add_row("Jitter", f"up {_value(jitter.up, 'ms')}, down {_value(jitter.down, 'ms')}")
     if network.loss:
         loss = network.loss
         table.add_row(

@@ -18,7 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sessionready import schema
-from sessionready.stats import mean_abs_transit_difference, percentile, rfc3550_jitter, wilson_interval
+from sessionready.stats import (
+    mean_abs_transit_difference,
+    percentile,
+    rfc3550_jitter,
+    wilson_interval,
+)
 
 
 @dataclass(frozen=True)

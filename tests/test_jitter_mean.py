@@ -12,14 +12,19 @@ equal |D| = b, J = b (to 1e-10); then m steps of |D| = v leave J = v - (v - b)(1
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+
+from agents.render import render_report
 from monitor.risk.engine import CheckSummary
 from monitor.rtc.records import PROBE_HEAD, RECEIPT, IdleRule, StreamRecords, network_of
 from sessionready import flow, quality, schema, settle
 from sessionready.facts import assess_check
 from sessionready.stats import abs_transit_differences, mean_abs_transit_difference
 from sessionready.typed import SchemaError, decode, encode
+from tests.conftest import CHECK
 
 T = quality.Thresholds()
 MS = 1_000_000
@@ -107,8 +112,6 @@ def test_an_old_report_without_the_mean_is_judged_on_j_as_before() -> None:
 
 
 def json_report(network_wire: dict) -> dict:
-    from tests.conftest import CHECK
-
     # The stored check of tests/data/report.json with this network part (its throughput kept).
     return {**CHECK, "network": {**network_wire, "throughput_mbps": CHECK["network"]["throughput_mbps"]}}
 
@@ -201,3 +204,14 @@ def test_the_browser_report_carries_the_figure_the_monitors_rule_settled() -> No
     assert net.jitter_ms.down > 30  # J, moved by the late echoes, is reported but not judged
     assert verdict(net).verdict == "ready"
 
+
+
+def test_the_check_prints_the_jitter_it_judged() -> None:
+    # The person reads "ready" next to the jitter judged (26.8 ms), not J's 31.9 ms; a report
+    # without the mean prints J.
+    net = encode(network_of_flow(downstream_flow([26.5] * 391 + [40.0] * 8)))
+    for network, shown in ((net, "down 26.8 ms"), ({k: v for k, v in net.items() if k != "jitter_mean_ms"}, "down 31.9 ms")):
+        report = decode(schema.CheckReport, json_report(network))
+        out = io.StringIO()
+        render_report(Console(file=out, width=200), report, "")
+        assert shown in out.getvalue(), out.getvalue()
