@@ -151,6 +151,9 @@ class LoadRule:
         if self.start_ms is None:
             self.start_ms = start_ms
             self.samples.append((0.0, 0.0))  # nothing had moved when the phase began
+        # The phase runs on whether or not this point is new: an upload's count stands still
+        # while a slow request is in flight, and the phase still reaches its longest length.
+        self.last_sent_ms = sent_ms if self.last_sent_ms is None else max(self.last_sent_ms, sent_ms)
         t_s = (at_ms - start_ms) / 1000
         last_t, last_count = self.samples[-1]
         if t_s < last_t or (t_s == last_t and count == last_count):
@@ -159,7 +162,6 @@ class LoadRule:
             self.rejected += 1  # a cumulative count that falls, or two counts for one instant
             return
         self.samples.append((t_s, count))
-        self.last_sent_ms = sent_ms if self.last_sent_ms is None else max(self.last_sent_ms, sent_ms)
 
 
 @dataclass(frozen=True)

@@ -412,3 +412,15 @@ def test_a_page_that_leaves_a_load_phase_first_ran_it_fixed() -> None:
     assert not any(flags & DOWNLOAD_OVER for flags in page.flags.values())
     (_, run, _) = phase_runs({"idle": (0.0, 1.0), "download": (start, start + 800.0), "upload": (start + 800.0, start + 900.0)}, records.idle, records.loads)
     assert (run.name, run.stopped, run.min_s) == ("download", "fixed_length", None)
+
+
+def test_an_upload_whose_count_stands_still_still_ends_at_its_maximum() -> None:
+    """A request so slow that nothing is answered within the phase: the page's count stays at 0
+    up to its start, no point is new, and the phase still ends at its longest, unsettled."""
+    records = adaptive(load=(2.0, 4.0))
+    page = Page(records)
+    page.run_until_told()
+    heard, _ = page.load_phase(3, lambda t: 5.0, lag_ms=60_000.0, flag=UPLOAD_OVER)
+    up = records.loads["upload"].decision
+    assert up.stopped == "max_length" and 4.0 <= up.seconds <= 4.2 + 1e-9 and heard <= up.seconds + 0.04, (up, heard)
+    assert "throughput_up" in {j.figure for j in up.unsettled} and records.loads["upload"].samples == [(0.0, 0.0)]
