@@ -117,7 +117,7 @@ class ReportWriter:
             for waiting in group:
                 _answer(waiting, error=error)
             return
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the request(s) it belongs to, which log it
             if len(group) == 1:
                 _answer(group[0], error=error)
                 return

@@ -20,8 +20,8 @@ from aiohttp import web
 from monitor import keys
 from monitor.auth import require_role
 from monitor.errors import ApiError, only_params, parse_json, read_body
-from monitor.risk.engine import agent_online
 from monitor.report_writer import ReportWriter
+from monitor.risk.engine import agent_online
 from monitor.store.protocols import ReportStore, TokenStore
 from monitor.store.reports import AgentStatus, ReportBatch, StoredSample
 from monitor.words import plain_report
