@@ -35,15 +35,16 @@ bench: install
 
 # Debian packages the tests need: the network lab's reference tools and shaping, a real
 # Prometheus, the audio lab (PulseAudio virtual microphone, PortAudio, sox, espeak-ng),
-# openssl for certificates, PostgreSQL (the store tests start their own server: tests/pg.py).
-# Runs as root (CI) or through sudo.
+# openssl for certificates, PostgreSQL (the store tests start their own server: tests/pg.py),
+# Chromium and Firefox ESR for the browser check's page (Firefox is driven over its own
+# WebDriver BiDi: no geckodriver). Runs as root (CI) or through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 		python3-venv iproute2 nftables iperf3 irtt iputils-ping prometheus openssl ca-certificates \
 		pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 sox espeak-ng util-linux \
-		systemd prometheus-node-exporter chromium chromium-driver postgresql haproxy
+		systemd prometheus-node-exporter chromium chromium-driver firefox-esr postgresql haproxy
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build *.egg-info

@@ -137,9 +137,24 @@ export async function checkCamera(video) {
   }
 }
 
+/**
+ * Whether the page's AudioContext runs, resuming it if need be, within ``timeoutMs``. A browser
+ * with no sound output it can open never starts its context, and resume() then never settles
+ * (Firefox 153 on a machine without a sound server, measured): the step that needs the context
+ * gives up instead of waiting for ever.
+ */
+export async function audioRunning(audioContext, timeoutMs = 3000) {
+  if (audioContext.state === "running") return true;
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+  await Promise.race([audioContext.resume().catch(() => {}), late]);
+  clearTimeout(timer);
+  return audioContext.state === "running";
+}
+
 /** Play a 1 s, 660 Hz tone at a moderate level through the default output. */
 export async function playTone(audioContext) {
-  if (audioContext.state !== "running") await audioContext.resume();
+  if (!(await audioRunning(audioContext))) throw new Error("the browser's audio does not run");
   const oscillator = audioContext.createOscillator();
   const gain = audioContext.createGain();
   oscillator.type = "sine";

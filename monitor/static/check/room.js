@@ -171,7 +171,10 @@ export async function measureRoom(context, hooks) {
   let node = null;
   let sink = null;
   try {
-    if (context.state !== "running") await context.resume();
+    const { audioRunning } = await import("./devices.js");
+    if (!(await audioRunning(context))) {
+      return { microphone: { state: "ok", signal: null }, room: emptyRoom("device_error"), sampleRate: null };
+    }
     const fs = context.sampleRate;
     const design = aWeightingDesign(fs);
     await context.audioWorklet.addModule("/c/static/room-worklet.js");
