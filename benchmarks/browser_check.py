@@ -121,6 +121,58 @@ class CpuSampler:
         return previous[1]
 
 
+class TreeCpuSampler(CpuSampler):
+    """(wall-clock s, CPU s) of a changing set of process trees (the client processes and all they
+    started, Chromium's included) every 0.25 s; a process that ended keeps its last count."""
+
+    def __init__(self) -> None:
+        super().__init__(os.getpid())
+        self.roots: list[int] = []
+        self._last: dict[int, float] = {}
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for root in list(self.roots):
+                try:
+                    tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for process in tree:
+                    try:
+                        times = process.cpu_times()
+                        self._last[process.pid] = times.user + times.system
+                    except psutil.Error:
+                        pass
+            self.samples.append((time.time(), sum(self._last.values())))
+            self._stop.wait(0.25)
+
+
+class MachineCpuSampler(CpuSampler):
+    """(wall-clock s, busy CPU s of every core together) from /proc/stat every 0.25 s: what all
+    processes on the machine used, other sessions' included."""
+
+    def __init__(self) -> None:
+        super().__init__(os.getpid())
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.is_set():
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+            idle = fields[3] + fields[4]  # idle + iowait
+            self.samples.append((time.time(), (sum(fields[:8]) - idle) / tick))
+            self._stop.wait(0.25)
+
+
+def udp_receive_errors(namespace) -> int:
+    """The kernel's count of UDP datagrams a full socket receive buffer dropped in a namespace
+    (/proc/net/snmp, Udp RcvbufErrors): packets lost by a process too slow to read them."""
+    lines = [line.split() for line in namespace.run(["cat", "/proc/net/snmp"]).stdout.splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 # --- links and the page ----------------------------------------------------------------------
 
 
@@ -405,12 +457,14 @@ def browser_checks_at_once(context: Context) -> Section:
             (ROOT / "tests/lab/page_clients.py", {"url": monitor.url, "secrets": secrets[i : i + STAND_INS_PER_PROCESS], "seconds": STREAM_SECONDS})
             for i in range(chromium, count, STAND_INS_PER_PROCESS)
         ]
-        with CpuSampler(monitor.proc.pid) as cpu:
+        buffer_drops = {"monitor": udp_receive_errors(lab.monitor), "clients": udp_receive_errors(lab.client)}
+        with CpuSampler(monitor.proc.pid) as cpu, TreeCpuSampler() as clients_cpu, MachineCpuSampler() as machine_cpu:
             started = time.time()
             running = []
             for script, job in jobs:
                 if job["secrets"]:
                     process = subprocess.Popen(lab.client.cmd([PYTHON, str(script)]), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    clients_cpu.roots.append(process.pid)
                     process.stdin.write(json.dumps(job))
                     process.stdin.close()
                     process.stdin = None  # written and closed: communicate() only reads
@@ -418,6 +472,7 @@ def browser_checks_at_once(context: Context) -> Section:
             outputs = [(p.returncode, *p.communicate(timeout=300)) for p in running]
             outputs = [(p.returncode, out, err) for p, (_, out, err) in zip(running, outputs, strict=True)]
             ended = time.time()
+        buffer_drops = {side: udp_receive_errors(ns) - buffer_drops[side] for side, ns in (("monitor", lab.monitor), ("clients", lab.client))}
         for code, _, stderr in outputs:
             if code != 0:
                 raise BenchmarkError(f"the pages failed: {stderr[-1500:]}")
@@ -449,6 +504,9 @@ def browser_checks_at_once(context: Context) -> Section:
     overlap_s = first_open + STREAM_SECONDS - last_open
     all_running = cpu.between(last_open + 1, first_open + STREAM_SECONDS)
     cpu_share = all_running / max(0.1, overlap_s - 1)
+    clients_share = clients_cpu.between(last_open + 1, first_open + STREAM_SECONDS) / max(0.1, overlap_s - 1)
+    machine_share = machine_cpu.between(last_open + 1, first_open + STREAM_SECONDS) / max(0.1, overlap_s - 1)
+    cores = os.cpu_count() or 1
     return Section(
         f"Browser checks at once: {count} probe streams against the kernel's loss counters",
         "\n".join([
@@ -472,7 +530,11 @@ def browser_checks_at_once(context: Context) -> Section:
             "",
             f"The windows were opened over {last_open - first_open:.1f} s; all {count} streams ran at once for about {overlap_s:.1f} s.",
             f"The monitor's CPU while all ran: {100 * cpu_share:.1f} % of one core, {100 * cpu_share / count:.2f} % per stream",
-            f"(whole run {cpu.between(started, ended):.1f} CPU s over {ended - started:.0f} s).",
+            f"(whole run {cpu.between(started, ended):.1f} CPU s over {ended - started:.0f} s); the clients' (the Chromium",
+            f"and stand-in processes and all they started): {100 * clients_share:.1f} % of one core; the whole machine's",
+            f"{cores} cores: {100 * machine_share / cores:.0f} % busy (every process, other sessions' included; load average",
+            f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} at the end). UDP datagrams dropped by a full socket",
+            f"receive buffer (a reader too slow): {buffer_drops['monitor']} in the monitor's namespace, {buffer_drops['clients']} in the clients'.",
             "",
             table(["Stream", "Monitor port", "Probes sent", "Seen up (kernel)", "Loss up %", "Kernel up %",
                    "Echoes sent", "Seen down (kernel)", "Loss down %", "Kernel down %", "RTT p50 ms", "Within 1 point"], rows),
