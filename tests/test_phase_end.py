@@ -9,9 +9,10 @@ the lab)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Iterator
 
 from aiohttp import web
 from yarl import URL
@@ -19,16 +20,18 @@ from yarl import URL
 from agents.client import MonitorClient
 from agents.probes import throughput
 
-# How far past its deadline a phase may end here: cutting four loopback connections takes
+# How far past its end a phase may run here: cutting four loopback connections takes
 # milliseconds; the rest is room for a busy machine's event loop (TESTING.md: generous bounds).
 MARGIN_S = 0.5
-T = TypeVar("T")
 
 
-async def _with_stalling_server(work: Callable[[MonitorClient], Awaitable[T]]) -> T:
-    """A real HTTP server on loopback that serves the probe download: every connection but the
-    first streams steadily (16 KiB every 10 ms); the first sends one block and then nothing, as
-    a stream does while it waits out a retransmission timeout on a slow, lossy link."""
+@contextlib.contextmanager
+def _stalling_server() -> Iterator[MonitorClient]:
+    """A real HTTP server on loopback, in a thread of its own, that serves the probe download:
+    every connection but the first streams steadily (16 KiB every 10 ms); the first sends one
+    block and then nothing, as a stream does while it waits out a retransmission timeout on a
+    slow, lossy link."""
+    loop = asyncio.new_event_loop()
     release = asyncio.Event()
     served = 0
 
@@ -51,39 +54,48 @@ async def _with_stalling_server(work: Callable[[MonitorClient], Awaitable[T]]) -
             pass  # the client cut the stream off: how a phase ends
         return response
 
-    app = web.Application()
-    app.router.add_get("/api/v1/probe/download", download)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    async def start() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/api/v1/probe/download", download)
+        runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     try:
-        return await work(MonitorClient(URL(f"http://127.0.0.1:{port}"), "token"))
+        yield MonitorClient(URL(f"http://127.0.0.1:{runner.addresses[0][1]}"), "token")
     finally:
-        release.set()
-        await runner.cleanup()
+        loop.call_soon_threadsafe(release.set)
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
 
 
 def test_a_stalled_stream_does_not_hold_the_phase_past_its_end() -> None:
-    settings = throughput.ThroughputSettings(seconds=0.6, ramp_seconds=0.2, streams=4)
-    stop_at_s = 0.3
+    settings = throughput.ThroughputSettings(seconds=0.8, ramp_seconds=0.1, streams=4)
+    decided: list[float] = []
 
     def rule(elapsed_s: float, _samples: object) -> bool:
-        return elapsed_s >= stop_at_s  # a stop rule that settles at 0.3 s
+        # A stop rule that settles from 0.4 s on; when it said so is the phase's end.
+        if elapsed_s >= 0.4:
+            decided.append(time.monotonic())
+            return True
+        return False
 
-    async def phases(client: MonitorClient) -> list[tuple[float, throughput.ThroughputResult]]:
-        timed = []
-        for stop in (None, rule):
-            started = time.monotonic()
-            result = await throughput.measure(client, "down", settings, stop=stop)
-            timed.append((time.monotonic() - started, result))
-        return timed
-
-    (at_max_s, at_max), (stopped_s, stopped) = asyncio.run(_with_stalling_server(phases))
-    # Its maximum: 0.6 s, not 0.6 s + the 5 s the stalled stream was once given.
+    with _stalling_server() as client:
+        started = time.monotonic()
+        at_max = asyncio.run(throughput.measure(client, "down", settings))
+        at_max_s = time.monotonic() - started
+        stopped = asyncio.run(throughput.measure(client, "down", settings, stop=rule))
+        ended = time.monotonic()
+    # Its maximum: 0.8 s, not 0.8 s + the 5 s the stalled stream was once given.
     assert settings.seconds <= at_max_s < settings.seconds + MARGIN_S, at_max_s
-    assert stop_at_s <= stopped_s < stop_at_s + MARGIN_S, stopped_s
-    for result in (at_max, stopped):
-        # Three streams of about 13 Mbit/s each moved data: a rate, and no error.
-        assert result.error is None and result.mbps is not None and result.mbps > 1
+    assert len(decided) == 1 and ended - decided[0] < MARGIN_S, (decided, ended)
+    # The three streams that did not stall moved data: a rate, and no error. (Not asked of the
+    # 0.4 s phase: on a starved machine its short window may see no byte at all.)
+    assert at_max.error is None and at_max.mbps is not None, at_max
+    assert stopped.seconds < settings.seconds, stopped
