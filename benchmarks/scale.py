@@ -94,6 +94,9 @@ class Cadence:
     # Passes that ended in the window (sessionready_risk_live_pass_seconds_count): the count the
     # stepped counter goes with. ``cycles`` counts starts: the window's edges can split one pass.
     passes: int | None = None
+    # Ingest's group commit (monitor/report_writer.py): report requests ÷ store commits over the
+    # window (``sessionready_ingest_commit_requests``); None from a monitor without it.
+    requests_per_commit: float | None = None
 
     def passes_counted(self) -> int:
         return self.passes if self.passes is not None else max(0, self.cycles - 1)
@@ -309,7 +312,9 @@ def largest_held(results: Sequence[StepResult]) -> StepResult | None:
 
 def _metrics(url: str, token: str) -> dict[str, object]:
     buckets: dict[float, float] = {}
-    values: dict[str, object] = {"buckets": buckets, "stepped": 0.0, "live": 0.0, "pass_sum": 0.0, "pass_count": 0.0, "leader": None}
+    values: dict[str, object] = {
+        "buckets": buckets, "stepped": 0.0, "live": 0.0, "pass_sum": 0.0, "pass_count": 0.0, "leader": None, "commit_sum": None, "commit_count": None,
+    }  # fmt: skip
     for family in text_string_to_metric_families(get_text(f"{url}/metrics", token)):
         for sample in family.samples:
             if sample.name == "sessionready_risk_live_cycle_seconds_bucket":
@@ -320,6 +325,10 @@ def _metrics(url: str, token: str) -> dict[str, object]:
                 values["pass_sum"] = sample.value
             elif sample.name == "sessionready_risk_live_pass_seconds_count":
                 values["pass_count"] = sample.value
+            elif sample.name == "sessionready_ingest_commit_requests_sum":
+                values["commit_sum"] = sample.value
+            elif sample.name == "sessionready_ingest_commit_requests_count":
+                values["commit_count"] = sample.value
             elif sample.name == "sessionready_risk_live_sessions_stepped_total":
                 values["stepped"] = sample.value
             elif sample.name == "sessionready_sessions" and sample.labels.get("state") == "live":
@@ -329,6 +338,8 @@ def _metrics(url: str, token: str) -> dict[str, object]:
 
 def _cadence_of(before: dict, after: dict) -> Cadence:
     passes = after["pass_count"] - before["pass_count"]
+    commits = None if after.get("commit_count") is None else after["commit_count"] - (before.get("commit_count") or 0.0)
+    requests = None if after.get("commit_sum") is None else after["commit_sum"] - (before.get("commit_sum") or 0.0)
     return Cadence(
         *longest_cycle(before["buckets"], after["buckets"]),
         stepped=int(after["stepped"] - before["stepped"]),
@@ -336,6 +347,7 @@ def _cadence_of(before: dict, after: dict) -> Cadence:
         pass_mean_s=(after["pass_sum"] - before["pass_sum"]) / passes if passes else None,
         leader=after["leader"],
         passes=int(passes),
+        requests_per_commit=requests / commits if commits and requests is not None else None,
     )
 
 
@@ -573,6 +585,7 @@ def _cadence(step: StepResult) -> str:
         ("standby (not the lease holder): " if c.leader is False else "lease holder: " if c.leader and len(step.cadence) > 1 else "")
         + f"{c.cycles} cycles ≤ {fmt_s(c.longest_cycle_s)} s, {c.stepped / c.passes_counted() if c.passes_counted() else 0:.0f}/{step.sessions} stepped, {c.live_sessions} live"
         + (f", pass {c.pass_mean_s:.2f} s" if c.pass_mean_s is not None else "")
+        + (f", {c.requests_per_commit:.1f} requests a commit" if c.requests_per_commit is not None else "")
         for c in step.cadence
     )
 
