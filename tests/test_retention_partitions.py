@@ -83,8 +83,10 @@ def test_weeks_are_made_ahead_and_exactly_the_expired_samples_go_whole_weeks_by_
     clock = Clock(M0 - 5 * WEEK + 0.5 * DAY_S)
     store = stores.open(clock)
     agent, _ = store.create_token("client", "c-1")
-    assert weeks(stores) == {"samples_default", week(-5), week(-4), week(-3)}, "opening made this week and the next two"
+    assert weeks(stores) == {"samples_default"}, "the migration made the default partition; opening makes none"
     nothing = RetentionConfig(samples_days=3650)  # earlier passes only make partitions
+    run(store, clock, clock.now, nothing)
+    assert weeks(stores) == {"samples_default", week(-5), week(-4), week(-3)}, "a pass made this week and the next two"
     ids = {"b": store_at(store, agent, M0 - 5 * WEEK + DAY_S)}
     run(store, clock, M0 - 3 * WEEK + 0.5 * DAY_S, nothing)
     ids |= {
@@ -126,6 +128,7 @@ def test_two_monitors_dropping_at_once_each_row_goes_once_and_a_stranded_row_mov
     first = stores.open(clock)
     second = stores.open(clock)
     agent, _ = first.create_token("client", "c-1")
+    run(first, clock, clock.now, RetentionConfig(samples_days=3650))  # weeks -2 to 0
     for n in range(30):  # week -2, wholly expired a week after T
         store_at(first, agent, M0 - 2 * WEEK + n * 3600.0)
     cut = [
@@ -170,6 +173,7 @@ def test_any_arrival_lands_and_a_report_sent_again_later_is_stored_once(
     clock = Clock(T)
     store = stores.open(clock)
     agent, _ = store.create_token("client", "c-1")
+    run(store, clock, T, KEEP)  # weeks 0 to 2
     envelope = decode(
         ReportEnvelope,
         {
@@ -195,3 +199,20 @@ def test_any_arrival_lands_and_a_report_sent_again_later_is_stored_once(
         store_at(store, agent, at + n)
     assert stores.sql("SELECT count(*) FROM samples") == [(1 + len(times),)]
     assert stores.sql("SELECT count(*) FROM samples_default") == [(4,)], "1938, 1970, 2065 and the far future"
+
+
+def test_a_partition_made_by_hand_over_the_coming_weeks_is_left_alone_and_retention_still_deletes(
+    stores: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T)
+    store = stores.open(clock)
+    agent, _ = store.create_token("client", "c-1")
+    stores.sql(f"CREATE TABLE handmade PARTITION OF samples FOR VALUES FROM ({M0}) TO (MAXVALUE)")
+    expired, kept = store_at(store, agent, T - 20 * DAY_S), store_at(store, agent, T)
+    assert where(stores) == {expired: "samples_default", kept: "handmade"}
+
+    deleted = run(store, clock, T, KEEP)
+
+    assert deleted["samples"] == 1 and set(where(stores)) == {kept}
+    assert weeks(stores) == {"samples_default", "handmade"}, "no week made over it, and it is not dropped"
+    assert [r.getMessage() for r in caplog.records if r.name == "sessionready.monitor.store"] == ["samples partitions not made"]

@@ -5,9 +5,9 @@ one table). docs/postgresql.md says why a week, and what retention does with the
 seconds: what retention measures ages by, and never an agent's clock). Each partition holds one
 span of ``SPAN_S`` seconds starting on a Monday 00:00 UTC and is named by that day
 (``samples_20270111``); ``samples_default`` takes any row no partition covers, so an insert
-never fails for want of one. Partitions are made ahead (``ensure``: the current span and the
-``AHEAD`` after it) when a store opens and at every retention pass, and dropped once wholly
-older than the samples limit (``maintain``); the rows of the partition that the limit cuts
+never fails for want of one. At every retention pass (each monitor runs one at start, then
+hourly) the current span's partition and the ``AHEAD`` after it are made, and those wholly older
+than the samples limit dropped (``maintain``); the rows of the partition that the limit cuts
 through (and of the default one) go a bounded batch at a time (``delete_rows``).
 
 PostgreSQL accepts a unique index on a partitioned table only if it holds the partition key, and
