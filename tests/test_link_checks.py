@@ -272,7 +272,7 @@ class FakeStreams:
         self.asked.append((rtc_id, link_id, sent, echoes, phases))
         return self.network
 
-    def phases_for(self, rtc_id: str, link_id: str, spans: dict) -> tuple[schema.PhaseRun, ...] | None:
+    def phases_for(self, rtc_id: str, link_id: str, spans: dict, failed=()) -> tuple[schema.PhaseRun, ...] | None:
         # How the monitor's rule ended the idle phase: at its maximum, loss up unsettled.
         return (schema.PhaseRun("idle", 5.0, "max_length", 2.0, 5.0, (schema.Unsettled("loss_up", 0.008, 0.046),)),) if self.network else None
 

@@ -462,7 +462,9 @@ async def _network(app: web.Application, link: LinkPrincipal, posted: BrowserChe
         spans = {"idle": records.phases.idle, "download": records.phases.download, "upload": records.phases.upload}
         network = await asyncio.to_thread(streams.network_for, records.rtc_id, link.link_id, records.sent, list(records.echoes), spans)
         if network is not None:  # only this link's own stream: an id of another link's ends nothing
-            phases = streams.phases_for(records.rtc_id, link.link_id, spans)
+            # A direction the page measured no rate for failed, whatever ended its phase.
+            failed = [name for name, rate in (("download", page.down_mbps), ("upload", page.up_mbps)) if rate is None]
+            phases = streams.phases_for(records.rtc_id, link.link_id, spans, failed)
             streams.close(records.rtc_id)
     if network is None:
         return browser_check.no_stream_network("rtc_failed", records.sent, page), None

@@ -475,13 +475,18 @@ def network_of(
 
 
 def phase_runs(
-    spans: Mapping[str, tuple[float, float] | None], idle: IdleRule | None, loads: Mapping[str, LoadRule] | None = None
+    spans: Mapping[str, tuple[float, float] | None],
+    idle: IdleRule | None,
+    loads: Mapping[str, LoadRule] | None = None,
+    failed: Iterable[str] = (),
 ) -> tuple[schema.PhaseRun, ...]:
     """The report's ``phases``: each phase the page ran, as long as its span on the page's clock,
     and why it stopped: the monitor's rule ("settled", "max_length", with the figures left
     unsettled and the limits), or "fixed_length" when the page ran it fixed (no rule for this
-    stream, or the page moved on before the rule decided)."""
+    stream, or the page moved on before the rule decided); "failed" for the throughput phases
+    named in ``failed`` (the page measured no rate: as the CLI says of a phase that failed)."""
     rules: dict[str, IdleRule | LoadRule | None] = {"idle": idle, **(loads or {})}
+    failed_phases = set(failed)
     runs = []
     for name in ("idle", "download", "upload"):
         span = spans.get(name)
@@ -489,6 +494,10 @@ def phase_runs(
             continue
         seconds = round(max(0.0, span[1] - span[0]) / 1000, 3)
         rule = rules.get(name)
+        if name in failed_phases:
+            limits = rule.limits if isinstance(rule, LoadRule) else None
+            runs.append(schema.PhaseRun(name, seconds, "failed", limits and limits.min_s, limits and limits.max_s))  # type: ignore[arg-type]
+            continue
         decision = rule.decision if rule is not None else None
         if rule is None or decision is None:
             runs.append(schema.PhaseRun(name=name, seconds=seconds, stopped="fixed_length"))  # type: ignore[arg-type]
@@ -608,13 +617,15 @@ class RtcStreams:
         # on a copy (each dict and set copy is one C call under the GIL, so it is consistent).
         return network_of(stream.records.snapshot(), sent, echoes, phases, ramp_s=self.ramp_s)
 
-    def phases_for(self, rtc_id: str, link_id: str, spans: Mapping[str, tuple[float, float] | None]) -> tuple[schema.PhaseRun, ...] | None:
+    def phases_for(
+        self, rtc_id: str, link_id: str, spans: Mapping[str, tuple[float, float] | None], failed: Iterable[str] = ()
+    ) -> tuple[schema.PhaseRun, ...] | None:
         """The check's ``phases`` (see ``phase_runs``); None when the stream is unknown or another
         link's."""
         stream = self._streams.get(rtc_id)
         if stream is None or not secrets.compare_digest(stream.records.owner, link_id):
             return None
-        return phase_runs(spans, stream.records.idle, stream.records.loads)
+        return phase_runs(spans, stream.records.idle, stream.records.loads, failed)
 
     def _peer_ended(self, rtc_id: str) -> None:
         """The page went away (or its connection failed): free the port, keep the records for

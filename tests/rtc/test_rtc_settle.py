@@ -316,6 +316,9 @@ def test_clean_throughput_phases_stop_at_their_minimum_and_say_so() -> None:
     assert [(r.name, r.stopped, r.min_s, r.max_s, r.unsettled) for r in runs] == [
         ("idle", "settled", 2.0, 10.0, ()), ("download", "settled", 2.0, 6.0, ()), ("upload", "settled", 2.0, 6.0, ()),
     ]  # fmt: skip
+    # A direction the page measured no rate for failed, whatever ended its phase (as in the CLI).
+    runs = phase_runs(spans, records.idle, records.loads, failed=["upload"])
+    assert [(r.name, r.stopped, r.min_s, r.max_s) for r in runs][1:] == [("download", "settled", 2.0, 6.0), ("upload", "failed", 2.0, 6.0)]
 
 
 def test_delay_under_load_near_a_line_and_an_uneven_upload_run_to_the_maximum() -> None:
