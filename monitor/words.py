@@ -39,7 +39,7 @@ def in_own_words(
         except (ValueError, TypeError):  # numbers the model cannot judge: every message from its code
             judged = None
     found = {} if judged is None else {reason.code: reason.message for reason in judged.reasons}
-    found.update({reason.code: reason.message for reason in _borderline(report)})
+    found.update({reason.code: reason.message for reason in settle.borderline_of_phases(report.phases)})
     reasons = tuple(
         schema.Reason(
             code=reason.code,
@@ -50,19 +50,6 @@ def in_own_words(
         for reason in report.reasons
     )
     return plain_strings(replace(report, reasons=reasons))
-
-
-def _borderline(report: schema.CheckReport) -> list[quality.Reason]:
-    """The "borderline" reason in the monitor's words, from the intervals the report's phases
-    left unsettled at their longest (the quality model does not see phases)."""
-    unsettled = [
-        (figure.figure, figure.low, figure.high)
-        for phase in report.phases or ()
-        if phase.stopped == "max_length"
-        for figure in phase.unsettled
-        if figure.high is not None
-    ]
-    return settle.borderline_reasons(unsettled)
 
 
 def code_message(code: str) -> str:

@@ -552,3 +552,31 @@ def borderline_reasons(unsettled: Iterable[tuple[str, float, float]]) -> list[qu
     if len(message) > 400:
         message = message[:397] + "..."
     return [quality.Reason(code="borderline", severity="warning", message=message, fix=quality.fix_text("borderline", "warning"))]
+
+
+class _UnsettledFigure(Protocol):
+    figure: str
+    low: float
+    high: float | None
+
+
+class _PhaseRun(Protocol):
+    stopped: str
+
+    @property
+    def unsettled(self) -> Sequence[_UnsettledFigure]: ...
+
+
+def borderline_of_phases(phases: Iterable[_PhaseRun] | None) -> list[quality.Reason]:
+    """The ``borderline`` reason a finished check's phases carry (``schema.PhaseRun``): the
+    figures a phase left unsettled at its longest (``max_length``) with an interval. None for a
+    check without phases (an older agent) or whose phases all settled. Whoever judges a stored
+    or posted check again (the monitor's words, the risk engine, a browser check) adds it, as
+    the check itself did."""
+    return borderline_reasons(
+        (figure.figure, figure.low, figure.high)
+        for phase in phases or ()
+        if phase.stopped == "max_length"
+        for figure in phase.unsettled
+        if figure.high is not None
+    )

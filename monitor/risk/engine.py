@@ -127,7 +127,7 @@ class CheckSummary:
         assessment = quality.assess(network, thresholds, machine=machine, room=room, devices=devices)
         # The model judges numbers, not phases: a figure the check could not settle by its
         # longest is read from the report's phases, as the check itself added it.
-        reasons = [*assessment.reasons, *_borderline(checked.phases)]
+        reasons = [*assessment.reasons, *settle.borderline_of_phases(checked.phases)]
         net = checked.network
         return cls(
             check_id=checked.check_id,
@@ -693,20 +693,6 @@ def _ordered(reasons: Iterable[RiskReason]) -> tuple[RiskReason, ...]:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _borderline(phases: Sequence[schema.PhaseRun] | None) -> list[quality.Reason]:
-    """The ``borderline`` warning a stored check's phases carry: the figures a phase left
-    unsettled at its longest (``max_length``) with an interval; none for a report without
-    phases (an older agent) or whose phases all settled."""
-    unsettled = [
-        (figure.figure, figure.low, figure.high)
-        for phase in phases or ()
-        if phase.stopped == "max_length"
-        for figure in phase.unsettled
-        if figure.high is not None
-    ]
-    return settle.borderline_reasons(unsettled)
 
 
 def _hour_of_day(unix: float) -> int:
