@@ -29,6 +29,7 @@ import urllib.request
 import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 from benchmarks.core import BenchmarkError, Context, Section, spread, table
 from benchmarks.processes import (
@@ -97,7 +98,7 @@ class CpuSampler:
             self.samples.append((time.time(), process_cpu_s(self.pid)))
             self._stop.wait(0.05)
 
-    def __enter__(self) -> CpuSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
