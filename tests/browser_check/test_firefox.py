@@ -37,6 +37,24 @@ CSP_LISTENER = (
 TONE_DBFS = 20 * math.log10(FAKE_TONE_AMPLITUDE / math.sqrt(2))
 
 
+# Firefox 153's offer with its default settings (taken from a run): host candidates under mDNS
+# names and the end of candidates, which the monitor's ICE cannot use (rtc.js offerForMonitor);
+# plus a server-reflexive candidate (a documentation address), which must stay.
+FIREFOX_OFFER_LINES = (
+    "v=0", "o=mozilla...THIS_IS_SDPARTA-99.0 959242127704416004 0 IN IP4 0.0.0.0", "s=-", "t=0 0",
+    "a=sendrecv", "a=fingerprint:sha-256 B2:94:6C:18:4C:F7:50:D1:02:D8:3B:9A:5C:D4:28:2A:48:DB:19:7E:C2:22:10:AA:6A:28:AF:DF:42:C1:63:1E",
+    "a=group:BUNDLE 0", "a=ice-options:trickle", "a=msid-semantic:WMS *", "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+    "c=IN IP4 0.0.0.0",
+    "a=candidate:0 1 UDP 2122187007 dceef122-12f0-4e82-82a9-84d558fe8795.local 57536 typ host",
+    "a=candidate:1 1 UDP 2122252543 34dc53f7-c3cf-43f1-8c2d-e7185f642678.local 34756 typ host",
+    "a=candidate:2 1 TCP 2105458943 dceef122-12f0-4e82-82a9-84d558fe8795.local 9 typ host tcptype active",
+    "a=candidate:3 1 UDP 1686052863 198.51.100.7 57536 typ srflx raddr 0.0.0.0 rport 0",
+    "a=sendrecv", "a=end-of-candidates", "a=ice-pwd:7ec2ba1744da068322463cbb4d8ccd7c", "a=ice-ufrag:009f669a",
+    "a=mid:0", "a=setup:actpass", "a=sctp-port:5000", "a=max-message-size:1073741823", "",
+)  # fmt: skip
+FIREFOX_OFFER = "\r\n".join(FIREFOX_OFFER_LINES)
+
+
 async def run_check(browser: Firefox, link: CheckLink) -> dict:
     """Open the link, click Start, answer "Yes" to the tone; what the page showed."""
     await browser.call("script.addPreloadScript", functionDeclaration=CSP_LISTENER)
@@ -64,6 +82,7 @@ async def run_check(browser: Firefox, link: CheckLink) -> dict:
             "[...document.querySelectorAll('#numbers-list dt')].map(dt => [dt.textContent, dt.nextElementSibling.textContent])"
         ),
         "csp": await browser.evaluate("window.__csp"),
+        "offer": await browser.evaluate(f"import('/c/static/rtc.js').then(m => m.offerForMonitor({json.dumps(FIREFOX_OFFER)}))"),
     }
 
 
@@ -135,6 +154,11 @@ def test_firefox_end_to_end(link: CheckLink, tmp_path: Path) -> None:
     assert devices["camera"]["state"] == "ok" and devices["camera"]["black"] is False, devices
     assert devices["camera"]["width"] > 0 and devices["camera"]["fps"] > 0, devices
     assert devices["speaker"] == {"state": "heard"}
+
+    # What the page posts of an offer with Firefox's default mDNS names: every line but those
+    # candidates and the end marker (the probe stream above ran with real addresses: loopback).
+    kept = [line for line in FIREFOX_OFFER_LINES if ".local " not in line and line != "a=end-of-candidates"]
+    assert shown["offer"].split("\r\n") == kept and "a=candidate:3 1 UDP" in shown["offer"]
 
     # Stored as a browser check of Firefox, with only its major version.
     assert report["source"] == "browser"
