@@ -1,7 +1,8 @@
 """Debian's Firefox ESR, headless, driven over WebDriver BiDi: the W3C protocol Firefox's own
 remote agent speaks (`--remote-debugging-port`), so no geckodriver is needed (Debian has none,
-and the PyPI packages that claim to ship one hold a Windows binary). The client is the project's
-aiohttp websocket; nothing is downloaded at test time.
+and the PyPI package that claims to ship one for offline use, geckodriver-wrapper 0.4, holds a
+32-bit Windows binary). The client is aiohttp's websocket, which the project has anyway; nothing
+is downloaded at test time.
 
 Firefox runs as root here with a HOME, a profile and an XDG_RUNTIME_DIR of the test's own
 (so it reaches no one else's PulseAudio), in a process group of its own that is ended on the
@@ -121,9 +122,10 @@ class Firefox:
         raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; the page says: {page}")
 
     async def click(self, element: str) -> None:
-        """A real mouse click on the centre of the element that the expression ``element`` gives (a user activation, as a script's click()
-        is not). Not a key press: headless Firefox's window never has the focus, and a button
-        there fires no click on Enter or Space (measured: the keydown arrives, the click not)."""
+        """A real mouse click on the centre of the element that the expression ``element`` gives
+        (a user activation, as a script's click() is not). Not a key press: headless Firefox's
+        window never has the focus, and a button there fires no click on Enter or Space
+        (measured: the keydown arrives, the click does not)."""
         found = await self.call(
             "script.evaluate",
             expression=element,
