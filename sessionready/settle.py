@@ -20,7 +20,8 @@ length"):
   and the model reads the median);
 - jitter per direction: a t interval for the mean absolute transit difference |D|, the
   quantity RFC 3550's running estimate tracks and the figure the verdict judges (the report
-  carries it, over the same probes, as ``jitter_mean_ms``);
+  carries it, over the same probes, as ``jitter_mean_ms``), widened for the positive
+  correlation of neighbouring |D|;
 - delay under load: the loaded median's interval minus the idle median's, end to end;
 - throughput: the spread of the rate over the last windows after the ramp, with the rate the
   report gives; it also settles when every recent window is far above the best tier's need.
@@ -31,6 +32,7 @@ the phase has run. Standard library only.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -153,13 +155,25 @@ def t_quantile_975(dof: int) -> float:
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float] | None:
-    """t interval (95 %) for the mean of ``values``; None below MIN_JITTER_SAMPLES."""
+    """t interval (95 %) for the mean of ``values`` in sequence order, allowing for correlation
+    between neighbours; None below MIN_JITTER_SAMPLES.
+
+    Consecutive |D| share a transit time (|t_k - t_k-1| and |t_k+1 - t_k|): a transit far
+    from the others makes both large, so they are positively correlated (simulated over 200,000
+    independent transits: lag-1 correlation 0.10 when uniform, 0.23 when normal, 0.16 for the
+    lab relay's uniform hold in arrival order; none beyond lag 1). The variance of their mean
+    is then (1 + 2 rho1) s^2 / n, up to 1.46 times the independent s^2 / n, and an interval
+    without it covers 89-93 % instead of 95 %. rho1 is the sample's own lag-1
+    autocorrelation; a negative one counts as none (it would only narrow the interval).
+    """
     n = len(values)
     if n < MIN_JITTER_SAMPLES:
         return None
     mean = sum(values) / n
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = t_quantile_975(n - 1) * math.sqrt(variance / n)
+    lag1 = sum((a - mean) * (b - mean) for a, b in itertools.pairwise(values)) / (n - 1)
+    inflation = 1 + 2 * max(0.0, lag1 / variance) if variance > 0 else 1.0
+    half = t_quantile_975(n - 1) * math.sqrt(variance * inflation / n)
     return (max(0.0, mean - half), mean + half)
 
 

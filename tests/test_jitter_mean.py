@@ -215,3 +215,15 @@ def test_the_check_prints_the_jitter_it_judged() -> None:
         out = io.StringIO()
         render_report(Console(file=out, width=200), report, "")
         assert shown in out.getvalue(), out.getvalue()
+
+
+def test_the_mean_interval_widens_for_neighbours_that_move_together() -> None:
+    # |D| 26, 26, 26, 28, 28, 28, ... (600 values, mean 27): s^2 = 600 / 599 = 1.00167; the
+    # neighbours' products of deviations repeat 1, 1, -1, 1, 1, -1, summing to 201 over the 599
+    # pairs, so rho1 = (201 / 599) / 1.00167 = 0.335 and the variance of the mean is 1.670 times
+    # s^2 / n: half-width t(599) x sqrt(1.00167 x 1.670 / 600) = 1.9640 x 0.05280 = 0.1037
+    # (0.0803 without). Alternating values (rho1 = -1) keep the plain interval: never narrower.
+    low, high = settle.mean_interval([26.0, 26.0, 26.0, 28.0, 28.0, 28.0] * 100)
+    assert (high - low) / 2 == pytest.approx(0.1037, abs=0.0005)
+    low, high = settle.mean_interval([26.0, 28.0] * 300)
+    assert (high - low) / 2 == pytest.approx(1.9640 * (600 / 599 / 600) ** 0.5, abs=0.0005)
