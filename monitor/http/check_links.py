@@ -478,8 +478,7 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
     room = browser_check.room(posted.room) if posted.room is not None else None
     # The same model and thresholds as every check; judged once, here (in_own_words reuses it).
     assessment = assess_check(network, machine, room, quality.Thresholds(), posted.devices)
-    borderline = [(u.figure, u.low, u.high) for run in phases or () if run.stopped == "max_length" for u in run.unsettled if u.high is not None]
-    if extra := settle.borderline_reasons(borderline):
+    if extra := settle.borderline_of_phases(phases):
         # A figure the idle phase could not settle by its longest: said so, as the CLI says it.
         reasons = sorted([*assessment.reasons, *extra], key=lambda r: quality.SEVERITIES.index(r.severity))
         assessment = replace(assessment, reasons=tuple(reasons), verdict=quality.verdict_from_reasons(reasons))
