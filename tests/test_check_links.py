@@ -144,7 +144,7 @@ def test_a_link_holder_calling_any_other_route_gets_401(shared_monitor: Monitor,
     assert status == 200 and facts["link_id"] == link["link_id"] and facts["session_start"] is not None
     assert facts["settings"] == {
         "udp_seconds": 5.0, "load_seconds": 4.0, "ramp_seconds": 1.0, "streams": 4, "packet_interval_ms": 20.0, "packet_bytes": 172,
-        "adaptive": True, "udp_min_seconds": 2.0, "udp_max_seconds": 10.0,
+        "adaptive": True, "udp_min_seconds": 2.0, "udp_max_seconds": 10.0, "load_min_seconds": 2.0, "load_max_seconds": 6.0,
     }  # fmt: skip
     # Available exactly when the monitor runs the probe stream: its offer route then answers
     # (here 400 for an empty offer), rather than being absent (404) or off (503).

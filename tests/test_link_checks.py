@@ -119,6 +119,8 @@ def test_a_browser_check_is_judged_stored_and_read_like_a_cli_check(monitor: Mon
     assert report["room"]["laeq_dbfs"] == -48.1 and report["room"]["calibrated"] is False
     assert report["devices"] == BODY["devices"]
     assert report["settings"]["packet_interval_ms"] == 20.0 and report["targets"] == [] and report["speedtest"] is None
+    # Adaptive, as the CLI's report says it: load_seconds is each throughput phase's maximum.
+    assert report["settings"]["adaptive"] and report["settings"]["load_seconds"] == 6.0
 
     assert own_checks(monitor, setting["session"])[0]["check_id"] == check_id, "newest first"
     # The session's therapist reads it like any check of their client...

@@ -501,8 +501,9 @@ async def _report(app: web.Application, link: LinkPrincipal, posted: BrowserChec
             video_tier=assessment.video_tier,
         ),
         settings=schema.CheckSettings(
+            # As the CLI's report: an adaptive throughput phase's length is its maximum.
             udp_seconds=settings.udp_seconds,
-            load_seconds=settings.load_seconds,
+            load_seconds=settings.load_max_seconds if settings.load_max_seconds is not None else settings.load_seconds,
             ramp_seconds=settings.ramp_seconds,
             packet_interval_ms=settings.packet_interval_ms,
             packet_bytes=settings.packet_bytes,
