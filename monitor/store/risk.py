@@ -275,9 +275,9 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         from its own ``since``; a session without any is left out."""
         ids = sorted(since)
         found: dict[str, list[tuple[str, float, dict[str, object]]]] = {}
-        with self._lock:
-            for start in range(0, len(ids), 400):
-                chunk = ids[start : start + 400]
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            with self._lock:  # per chunk, and the JSON decoded after: ingest's writes wait for the lock
                 rows = self._db.execute(
                     f"WITH wanted (session_id, since) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
                     " SELECT s.session_id, s.participant_id, s.received_at, s.sample FROM wanted w"
@@ -285,8 +285,8 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
                     " ORDER BY s.session_id, s.taken_at",
                     [value for session_id in chunk for value in (session_id, float(since[session_id]))],
                 ).fetchall()
-                for session_id, participant, received_at, sample in rows:
-                    found.setdefault(session_id, []).append((participant, received_at, json.loads(sample)))
+            for session_id, participant, received_at, sample in rows:
+                found.setdefault(session_id, []).append((participant, received_at, json.loads(sample)))
         return found
 
     def stored_risk(self, session_id: str) -> StoredRisk | None:
