@@ -105,3 +105,16 @@ class JsonAccessLogger(AbstractAccessLogger):
                 }
             },
         )
+
+
+def log_failed_pass(logger: logging.Logger, message: str, error: BaseException, fields: dict[str, object] | None = None) -> None:
+    """A background pass (risk, summaries, alerts, retention) that failed and is tried again at
+    the next one. A store that cannot be used now (the database restarting, the disk full) is
+    routine during an outage: one warning line with its reason, no traceback. Anything else is a
+    bug: logged with its traceback."""
+    from monitor.store.core import StoreUnavailable  # the store imports much; logs are imported first
+
+    if isinstance(error, StoreUnavailable):
+        logger.warning(f"{message}: the store is unavailable", extra={"fields": {**(fields or {}), "error": str(error)}})
+    else:
+        logger.error(message, exc_info=error, extra={"fields": fields or {}})

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitor.logs import log_failed_pass
 from monitor.store.protocols import RetentionStore
 from monitor.store.retention import KINDS
 from sessionready.config import ConfigError, decode_section
@@ -69,8 +70,8 @@ class RetentionJob:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # noqa: BLE001 - a full disk or a locked store must not end the job
-                log.exception("retention pass failed; trying again at the next interval")
+            except Exception as error:  # noqa: BLE001 - a full disk or a locked store must not end the job
+                log_failed_pass(log, "retention pass failed; trying again at the next interval", error)
             await asyncio.sleep(self._config.interval_minutes * 60.0)
 
     async def run_once(self) -> dict[str, int]:

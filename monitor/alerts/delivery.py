@@ -33,6 +33,7 @@ from typing import Any, Literal
 import aiohttp
 
 from monitor.alerts.config import KINDS, AlertKind, AlertsConfig, WebhookConfig
+from monitor.logs import log_failed_pass
 from monitor.metrics import AlertMetrics
 from monitor.store.alerts import AlertRecord, AttemptOutcome, PendingDelivery
 from monitor.store.protocols import AlertStore
@@ -342,9 +343,9 @@ class Alerter:
                     try:
                         in_flight.update(await self._start_due(session, in_flight))
                         timeout = await self._until_next_due(in_flight)
-                    except Exception:
+                    except Exception as error:
                         # A store hiccup (locked database, full disk) must not end delivery for good.
-                        log.exception("alert worker could not read the outbox; trying again")
+                        log_failed_pass(log, "alert worker could not read the outbox; trying again", error)
                         timeout = self._poll_s
                     waker = asyncio.create_task(self._wake.wait())
                     try:

@@ -21,6 +21,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from monitor.alerts.delivery import AlertEvent, AlertReason
+from monitor.logs import log_failed_pass
 from monitor.risk.engine import CheckSummary, EndInputs, HistorySummary, RecentSamples, RiskConfig, RiskReason, SessionInputs, SessionRisk, assess_session
 from monitor.risk.live import LiveSample, LiveState, LiveStep, LiveTracker, LiveTransition
 from monitor.store.protocols import AlertStore, RiskStore, SessionStore
@@ -328,9 +329,9 @@ class RiskService:
                     next_evaluation = started + self._times.interval_s
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 # One bad pass must not stop risk tracking for every other session.
-                log.exception("risk evaluation failed; trying again at the next interval")
+                log_failed_pass(log, "risk evaluation failed; trying again at the next interval", error)
             await asyncio.sleep(max(0.0, self._times.live_interval_s - (time.monotonic() - started)))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.alerts.config import AlertsConfig
+from monitor.logs import log_failed_pass
 from monitor.alerts.delivery import AlertEvent, AlertReason
 from monitor.risk.live import LiveConfig
 from monitor.risk.summary import (
@@ -31,6 +32,7 @@ from monitor.risk.summary import (
     read_sample,
     summarise,
 )
+from monitor.store.core import StoreUnavailable
 from monitor.store.protocols import RiskStore, SessionStore, SummaryStore
 from monitor.store.summaries import SummaryRow
 from sessionready.quality import Thresholds
@@ -107,6 +109,8 @@ class SummaryJob:
         for session_id in self._store.sessions_to_summarise(self._clock() - LOOK_BACK_S, BATCH):
             try:
                 summary = self._make(session_id)
+            except StoreUnavailable:
+                raise  # the whole pass waits for the store, not one session
             except Exception:
                 # One session whose rows do not add up must not stop the others' summaries.
                 log.exception(
@@ -125,8 +129,8 @@ class SummaryJob:
                     pass  # a backlog: carry on at once
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("session summaries failed; trying again at the next interval")
+            except Exception as error:
+                log_failed_pass(log, "session summaries failed; trying again at the next interval", error)
             await asyncio.sleep(self._poll_s)
 
     # --- inside ---------------------------------------------------------------------------------
