@@ -320,11 +320,13 @@ def check_numbers(report: dict[str, Any]) -> list[tuple[str, str]]:
     battery = part("machine", "battery_pct")
     charging = part("machine", "battery_charging")
     noise = part("room", "l90_dbfs")
+    # The figure the verdict judged: mean |D| (docs/quality-model.md), RFC 3550's J for an older check.
+    jitter = "jitter_mean_ms" if part("network", "jitter_mean_ms") is not None else "jitter_ms"
     return [
         ("Sound quality (MOS)", number(part("quality", "mos"), "MOS")),
         ("Best video", str(part("quality", "video_tier") or "—")),
         ("Round trip (median)", number(part("network", "rtt_ms", "p50"), "ms", 1)),
-        ("Jitter up / down", f"{number(part('network', 'jitter_ms', 'up'), 'ms', 1)} / {number(part('network', 'jitter_ms', 'down'), 'ms', 1)}"),
+        ("Jitter up / down", f"{number(part('network', jitter, 'up'), 'ms', 1)} / {number(part('network', jitter, 'down'), 'ms', 1)}"),
         ("Packet loss up / down", f"{percent(loss_up)} / {percent(loss_down)}"),
         ("Upload / download speed", f"{number(part('network', 'throughput_mbps', 'up'), 'Mbit/s', 1)} / {number(part('network', 'throughput_mbps', 'down'), 'Mbit/s', 1)}"),
         ("Slower when busy (up / down)", f"{number(part('network', 'loaded_latency_ms', 'up'), 'ms')} / {number(part('network', 'loaded_latency_ms', 'down'), 'ms')}"),

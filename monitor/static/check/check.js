@@ -293,7 +293,9 @@ function render({ body, answer: stored }) {
   const network = answer.network || {};
   if (network.rtt_ms) row(list, "Round trip", `${fmt(network.rtt_ms.p50, "ms")} typical (min ${fmt(network.rtt_ms.min, "ms")}, 95 % under ${fmt(network.rtt_ms.p95, "ms")})`);
   else row(list, "Round trip", rtcText(body.rtc_error));
-  if (network.jitter_ms) row(list, "Jitter", `up ${fmt(network.jitter_ms.up, "ms")}, down ${fmt(network.jitter_ms.down, "ms")}`);
+  // The figure the verdict judged (mean |D|); RFC 3550's J only where the monitor gave no mean.
+  const jitter = network.jitter_mean_ms || network.jitter_ms;
+  if (jitter) row(list, "Jitter", `up ${fmt(jitter.up, "ms")}, down ${fmt(jitter.down, "ms")}`);
   if (network.loss) row(list, "Packet loss", `up ${pct(network.loss.up)}, down ${pct(network.loss.down)}`);
   row(list, "Download", fmt(body.throughput.down_mbps, "Mbit/s"));
   row(list, "Upload", fmt(body.throughput.up_mbps, "Mbit/s"));
