@@ -38,6 +38,7 @@ numbers (product, ground truth, reference tool) as JSON lines.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import statistics
@@ -160,7 +161,14 @@ def test_rtt_and_jitter_against_relay_log(lab: Lab, product_cli, tmp_path, scena
     # their release times (a stalled machine delays some packets of one stream, not the other).
     irtt_truth = irtt_log.truth("up"), irtt_log.truth("down")
     worst_p99_us = max(t.sched_error_p99_us for t in (up_truth, down_truth, *irtt_truth))
-    comparable = worst_p99_us < 1000
+    # And only while irtt itself read what its relay applied: its client and server are processes
+    # too, and a busy machine adds their own wake-up delays to its IPDV (4.34 ms read against
+    # the 3.33 ms its relay applied, beside other work), which no product figure should follow.
+    irtt_own_error_ms = max(
+        math.inf if truth.mean_abs_d_ms is None else abs(ipdv - truth.mean_abs_d_ms)
+        for ipdv, truth in zip((reference.ipdv_up_mean_ms, reference.ipdv_down_mean_ms), irtt_truth, strict=True)
+    )
+    comparable = worst_p99_us < 1000 and irtt_own_error_ms <= 0.5
     failures = []
     if not within(net["rtt_ms"]["p50"], rtt_truth, 1.0, 0.10):
         failures.append(f"median RTT {net['rtt_ms']['p50']} ms, ground truth {rtt_truth:.3f} ms")
@@ -185,8 +193,9 @@ def test_rtt_and_jitter_against_relay_log(lab: Lab, product_cli, tmp_path, scena
             failures.append(f"jitter {direction} {value} ms, irtt mean IPDV {irtt_ipdv:.3f} ms (allowed +-{allowed:.2f})")
     if not comparable:
         warnings.warn(
-            f"{scenario.name}: a relay missed its release times by over 1 ms (p99 {worst_p99_us:.0f} µs; the "
-            "machine stalled), so irtt's stream saw other conditions than the product's: irtt comparison skipped",
+            f"{scenario.name}: a relay missed its release times by over 1 ms (p99 {worst_p99_us:.0f} µs) or irtt read "
+            f"its own relay's mean |D| {irtt_own_error_ms:.2f} ms off (the machine was busy), so irtt saw other conditions "
+            "than the product's: irtt comparison skipped",
             stacklevel=1,
         )
     assert not failures, "; ".join(failures)
