@@ -249,6 +249,17 @@ class Monitor:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
+    def metrics(self, token: str) -> dict[str, float]:
+        """``/metrics`` as {sample with its labels: value}, e.g. 'sessionready_leader{job="risk"}'."""
+        status, raw = self.request("GET", "/metrics", token)
+        assert status == 200, raw[:200]
+        values = {}
+        for line in raw.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
     def json(self, method: str, path: str, token: str | None = None, payload: object = None) -> tuple[int, dict]:
         body = None if payload is None else json.dumps(payload).encode()
         status, raw = self.request(method, path, token, body)

@@ -26,19 +26,8 @@ LEASE_S = 1.5
 LIVE_INTERVAL_S = 2.0  # the risk service's live loop (monitor.risk.service.RiskTimes)
 
 
-def scrape(monitor: Monitor, token: str) -> dict[str, float]:
-    status, raw = monitor.request("GET", "/metrics", token)
-    assert status == 200, raw[:200]
-    values = {}
-    for line in raw.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
 def leads(monitor: Monitor, token: str, job: str) -> bool:
-    return scrape(monitor, token).get(f'sessionready_leader{{job="{job}"}}') == 1.0
+    return monitor.metrics(token).get(f'sessionready_leader{{job="{job}"}}') == 1.0
 
 
 def leaders_now(monitors: list[Monitor], token: str, job: str) -> list[Monitor]:
@@ -51,7 +40,7 @@ def leaders_now(monitors: list[Monitor], token: str, job: str) -> list[Monitor]:
 
 
 def risk_cycles(monitor: Monitor, token: str) -> float:
-    return scrape(monitor, token).get("sessionready_risk_live_cycle_seconds_count", 0.0)
+    return monitor.metrics(token).get("sessionready_risk_live_cycle_seconds_count", 0.0)
 
 
 def once_each(hook, store) -> int:

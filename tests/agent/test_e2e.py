@@ -58,17 +58,6 @@ def agent_status(monitor: Monitor, staff: str, me: str) -> dict:
     return next(agent for agent in body["agents"] if agent["agent_id"] == me)
 
 
-def scrape(monitor: Monitor, token: str) -> dict[str, float]:
-    status, raw = monitor.request("GET", "/metrics", token)
-    assert status == 200
-    values = {}
-    for line in raw.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
 def spool_after(agent: AgentProcess) -> tuple[int, int, int]:
     """(last seq given out, pending, dropped background) of the stopped agent's spool file."""
     spool = Spool(agent.spool, 1_000_000)
@@ -202,7 +191,7 @@ def test_sigkill_during_delivery_loses_nothing_and_stores_nothing_twice(tmp_path
         assert code == 0
         last_seq, pending, dropped = spool_after(agent)
         stored = stored_samples(monitor, token)
-        duplicates = scrape(monitor, metrics)['sessionready_ingest_reports_total{kind="background",result="duplicate"}']
+        duplicates = monitor.metrics(metrics)['sessionready_ingest_reports_total{kind="background",result="duplicate"}']
     finally:
         gate.close()
         monitor.stop()
@@ -262,7 +251,7 @@ def test_full_spool_drops_the_oldest_background_samples_and_keeps_the_check(tmp_
         last_seq, pending, dropped = spool_after(agent)
         stored, arrived = stored_samples(monitor, token), checks(monitor, token)
         status = agent_status(monitor, staff, me)["spool"]
-        exported = scrape(monitor, metrics)[f'sessionready_agent_spool_dropped_reports_total{{agent_id="{me}",kind="background",participant_id="e2e-full"}}']
+        exported = monitor.metrics(metrics)[f'sessionready_agent_spool_dropped_reports_total{{agent_id="{me}",kind="background",participant_id="e2e-full"}}']
     finally:
         for each in running:
             each.stop()

@@ -211,14 +211,7 @@ def test_metrics_count_reports_and_export_agent_spools(shared_monitor: Monitor) 
     metrics = new_token(shared_monitor, "metrics", "prom")
 
     def scrape() -> dict[str, float]:
-        status, raw = shared_monitor.request("GET", "/metrics", metrics)
-        assert status == 200
-        values = {}
-        for line in raw.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return shared_monitor.metrics(metrics)
 
     before = scrape()
     key = 'sessionready_ingest_reports_total{kind="%s",result="%s"}'
