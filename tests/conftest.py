@@ -168,9 +168,8 @@ def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     _QuietRun.release()
-    realtime = request.node.get_closest_marker("audio") is not None or request.node.get_closest_marker("realtime") is not None
-    if realtime and can_demote():
-        with realtime_test():  # sound captured as it plays, a browser's timed phases: never demoted by a quiet test
+    if request.node.get_closest_marker("audio") is not None and can_demote():
+        with realtime_test():  # sound captured as it plays: never demoted by a quiet test
             yield
         return
     with ordinary_test():

@@ -101,9 +101,8 @@ def figures(text: str) -> list[float]:
 
 # Firefox and the monitor keep real time through the throughput phases: demoted beside another
 # worker's quiet test (idle class, one core) Firefox's upload once finished no request in its
-# phase and the check said "the speed test could not finish" (CI, 2026-12-07). As a quiet test it
-# held the machine (and waited for it) 20-45 s a run: it is never demoted instead, like the audio lab.
-@pytest.mark.realtime
+# phase and the check said "the speed test could not finish" (CI, 2026-12-07).
+@pytest.mark.quiet_machine
 def test_firefox_end_to_end(link: CheckLink, tmp_path: Path) -> None:
     """A whole check in Firefox: the verdict first in the monitor's words; round trip, loss and
     jitter per direction and throughput both ways measured, stored and shown; the room's level
