@@ -21,7 +21,7 @@ from aiohttp import web
 from tests.agent import test_daemon
 from tests.agent.conftest import QUIET_CHECK, create_session, unix
 from tests.agent.gate import ReportGate
-from tests.agent.test_e2e import scrape, spool_after, stored_samples
+from tests.agent.test_e2e import spool_after, stored_samples
 from tests.conftest import new_token, start_monitor, wait_for
 
 start_agent = test_daemon.start_agent
@@ -80,7 +80,7 @@ def test_a_monitor_killed_before_answering_loses_nothing_and_the_agent_carries_o
         assert code == 0
         last_seq, pending, dropped = spool_after(agent)
         stored = stored_samples(second, token)
-        counts = scrape(second, metrics)
+        counts = second.metrics(metrics)
     finally:
         for monitor in running:
             monitor.stop()
