@@ -51,6 +51,18 @@ def test_nft_loss_is_what_irtt_sees(lab: Lab, tmp_path):
 
 @pytest.mark.quiet_machine  # under a loaded machine irtt paired 465 of 500 round trips
 def test_relay_adds_the_delay_and_jitter_it_logs(lab: Lab, tmp_path):
+    # A relay that does not add what it logs fails every trial; irtt's own wake-ups on a busy
+    # machine moved its median RTT by 0.66-0.95 ms in single CI runs (2026-12-07): a failed
+    # trial is run once more in a fresh directory, and the second must hold.
+    try:
+        _relay_trial(lab, tmp_path / "first")
+    except AssertionError as first:
+        print(f"first trial failed ({first}); once more")
+        _relay_trial(lab, tmp_path / "second")
+
+
+def _relay_trial(lab: Lab, tmp_path) -> None:
+    tmp_path.mkdir()
     irtt = Irtt(lab, str(tmp_path))
     relay = Relay(
         lab, 4101, f"{MONITOR_ADDR}:{IRTT_PORT}",
