@@ -424,11 +424,17 @@ class StreamRecords:
 
 
 def _window(times: list[int], span: tuple[float, float] | None, skip_s: float = 0.0) -> range | None:
-    """The seqs whose send time falls within ``span`` (page ms), the first ``skip_s`` excluded."""
+    """The seqs whose send time falls within ``span`` (page ms), the first ``skip_s`` excluded.
+
+    Compared in whole microseconds, the precision the page posts its phase marks in: a probe
+    carries its send time unrounded, so the first probe, sent within a microsecond of the
+    phase's mark, could otherwise fall before a mark that was rounded up, and out of the phase
+    (seen in CI: 749 of 750 probes counted). Rounding is monotone, so a probe sent at or after
+    the mark stays at or after it."""
     if span is None:
         return None
-    start_ns, end_ns = round((span[0] + skip_s * 1000) * 1e6), round(span[1] * 1e6)
-    inside = [seq for seq, t in enumerate(times) if start_ns <= t < end_ns]
+    start_us, end_us = round(span[0] * 1000 + skip_s * 1e6), round(span[1] * 1000)
+    inside = [seq for seq, t in enumerate(times) if start_us <= round(t / 1000) < end_us]
     return range(inside[0], inside[-1] + 1) if inside else None
 
 

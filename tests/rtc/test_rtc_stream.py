@@ -158,6 +158,21 @@ def test_delay_under_load_skips_the_ramp() -> None:
     assert net.loaded_latency_ms.down == 50.0
 
 
+def test_a_probe_sent_just_after_a_mark_rounded_up_stays_in_its_phase() -> None:
+    # The page posts its phase marks rounded to the microsecond but each probe's send time
+    # unrounded. Marked at 1000.0006 ms (posted as 1000.001), the first probe sent 0.2 us later
+    # at 1000.0008 ms is in the idle phase: all 10 probes count (CI counted 749 of 750).
+    records = StreamRecords("a" * 32, "link1")
+    echoes = []
+    for seq in range(10):
+        sent_ms = 1000.0008 + 20 * seq
+        recv_ns = 50_000_000_000 + seq * 20_000_000
+        records.answer(probe(seq, sent_ms), recv_ns, lambda r=recv_ns: r)
+        echoes.append((seq, sent_ms + 10.0))
+    net = network_of(records, 10, echoes, {"idle": (round(1000.0006, 3), 1200.0), "download": None, "upload": None}, ramp_s=0.0)
+    assert net.packets.sent == 10 and net.loss is not None and net.loss.up == 0.0
+
+
 def test_echo_the_monitor_never_sent_is_ignored() -> None:
     records, echoes = _stream(10, lost_up={4}, lost_down=set())
     forged = [*echoes, (4, 1100.0)]  # the page claims an echo of a probe that never arrived
