@@ -219,7 +219,6 @@ async def run_check(
     targets_task = asyncio.gather(*(measure_target(t, TargetSettings()) for t in options.targets)) if options.targets else None
     loads: dict[str, PhaseOutcome[throughput.ThroughputResult]] = {}
     phases: list[schema.PhaseRun] = []
-    borderline: list[settle.Judged] = []
     # The room is heard while the network phases run: it costs the person no extra time.
     room_task = asyncio.create_task(_listen(options.room, prompter, progress)) if options.room is not None else None
     try:
@@ -241,7 +240,6 @@ async def run_check(
         )
         floor = idle.value.floor if idle.value is not None else machine_floor
         phases.append(_phase_run("idle", idle, options.idle_limits))
-        borderline += _borderline(idle)
         idle_rtts = settle.stream_so_far(stream.probes(first.key)).rtts_ms()
         for name, label in (("download", "Measuring download"), ("upload", "Measuring upload")):
             if not options.measure_throughput:
@@ -261,7 +259,6 @@ async def run_check(
             ran = _load_ran(loads[name], rule)
             floor = ran.value.floor if ran.value is not None else floor
             phases.append(_phase_run(name, ran, options.load_limits))
-            borderline += _borderline(ran)
         progress.phase_started("finish", "Collecting the last answers", 1.0)
         flows = {flow.name: flow for flow in await stream.finish()}
         progress.phase_finished("finish", "done")
@@ -291,9 +288,10 @@ async def run_check(
     else:
         room_wire = _room_unavailable("not_allowed") if options.room_not_allowed else None
     assessment = assess_check(network, machine_wire, room_wire, options.thresholds)
-    if borderline:
-        # Figures still unsettled at their phase's longest: said so, never settled by a toss.
-        extra = settle.borderline_reasons((j.figure, j.low, j.high) for j in borderline)
+    # Figures still unsettled at their phase's longest: said so, never settled by a toss. Read
+    # from the phases as the report carries them, by the rule the monitor, the risk engine and
+    # the browser check apply to a stored check, so all of them say the same words.
+    if extra := settle.borderline_of_phases(phases):
         reasons = sorted([*assessment.reasons, *extra], key=lambda r: SEVERITIES.index(r.severity))
         assessment = replace(assessment, reasons=tuple(reasons), verdict=quality.verdict_from_reasons(reasons))
     report = schema.CheckReport(
@@ -418,11 +416,6 @@ def _load_ran(outcome: PhaseOutcome[throughput.ThroughputResult], rule: _LoadRul
         # The phase reached its longest before the rule said stop.
         ran = _Ran(outcome.duration_s, "max_length", last.unsettled if last else (), last.floor if last else None)
     return PhaseOutcome(outcome.name, ran, outcome.error, outcome.duration_s, outcome.failure)
-
-
-def _borderline(outcome: PhaseOutcome[_Ran]) -> list[settle.Judged]:
-    ran = outcome.value
-    return list(ran.unsettled) if ran is not None and ran.stopped == "max_length" else []
 
 
 def _phase_run(name: Literal["idle", "download", "upload"], outcome: PhaseOutcome[_Ran], limits: settle.PhaseLimits | None) -> schema.PhaseRun:
