@@ -16,7 +16,7 @@ from aiohttp import web
 
 from monitor import guard, keys
 from monitor.alerts.delivery import Alerter
-from monitor.auth import auth_middleware
+from monitor.auth import TokenCache, auth_middleware
 from monitor.config import MonitorConfig
 from monitor.errors import ApiError, json_error
 from monitor.http import (
@@ -115,7 +115,10 @@ def create_app(config: MonitorConfig, store: Store | None = None, clock: Callabl
     """
     app = web.Application(
         client_max_size=config.max_report_bytes,
-        middlewares=[error_middleware, auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT, links=check_links.authenticate)],
+        middlewares=[
+            error_middleware,
+            auth_middleware(lambda request: request.app[keys.STORE], keys.AGENT, links=check_links.authenticate, tokens=TokenCache()),
+        ],
     )
     app[keys.CONFIG] = config
     app[keys.CLOCK] = clock

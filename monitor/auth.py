@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -66,6 +67,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Looks up a link's secret for a request: its principal, or the answer to give (401, 429).
 LinkAuthenticator = Callable[[web.Request, str], Awaitable["LinkPrincipal | web.Response"]]
 
+# Where an agent token's lookup may be remembered for a few seconds (TokenCache): report ingest,
+# which every live agent calls every 2 s. Everywhere else a revoked token is refused at once.
+CACHED_ROUTES = frozenset({("POST", "/api/v1/reports")})
+# How long a remembered lookup is used: a token revoked meanwhile (by this monitor's store or any
+# other process sharing it) may still post reports for this long, and no longer.
+TOKEN_CACHE_S = 10.0
+TOKEN_CACHE_MAX = 100_000  # tokens remembered at most: about 30 MB; a live agent is one
+
 _NO_CREDENTIAL = "this endpoint needs a token (an agent's, or a dashboard login's): send 'Authorization: Bearer <token>'"
 
 
@@ -73,7 +82,44 @@ class CredentialStore(TokenStore, UserStore, Protocol):
     """What the middleware reads: agents' tokens and dashboard users' login sessions."""
 
 
-def auth_middleware(store_of: Callable[[web.Request], CredentialStore], agent_key: web.AppKey, links: LinkAuthenticator | None = None) -> Callable:
+class TokenCache:
+    """Agent tokens found valid in the store, each for ``ttl_s`` after its lookup (monotonic clock).
+
+    Why: the lookup is a store query run in a worker thread, and the hop to that thread and back
+    cost more of the monitor's CPU than the query (docs/scaling.md). Only successful lookups of
+    agent tokens are kept, keyed by the token's SHA-256 (as the store keeps it), never the token.
+    The bound on revocation is ``ttl_s``: an entry is never used past it, whatever else happens.
+    """
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_S, max_entries: int = TOKEN_CACHE_MAX, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._found: dict[str, tuple[float, TokenInfo]] = {}
+
+    def get(self, token_hash: str) -> TokenInfo | None:
+        entry = self._found.get(token_hash)
+        if entry is None:
+            return None
+        if self._clock() - entry[0] >= self._ttl_s:
+            del self._found[token_hash]
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, info: TokenInfo) -> None:
+        if len(self._found) >= self._max_entries:
+            now = self._clock()
+            self._found = {key: entry for key, entry in self._found.items() if now - entry[0] < self._ttl_s}
+            if len(self._found) >= self._max_entries:
+                self._found.clear()
+        self._found[token_hash] = (self._clock(), info)
+
+
+def auth_middleware(
+    store_of: Callable[[web.Request], CredentialStore], agent_key: web.AppKey, links: LinkAuthenticator | None = None, tokens: TokenCache | None = None
+) -> Callable:
+    """``tokens``: agent tokens' lookups remembered on ``CACHED_ROUTES`` (none: every request asks the store)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
@@ -97,6 +143,13 @@ def auth_middleware(store_of: Callable[[web.Request], CredentialStore], agent_ke
         info: Principal | None
         if token.startswith(USER_TOKEN_PREFIX + "_"):
             info = await asyncio.to_thread(store.authenticate_user, hash_token(token))
+        elif tokens is not None and (request.method, request.path) in CACHED_ROUTES:
+            key = hash_token(token)
+            info = tokens.get(key)
+            if info is None:
+                info = await asyncio.to_thread(store.authenticate, token)
+                if info is not None:
+                    tokens.put(key, info)
         else:
             info = await asyncio.to_thread(store.authenticate, token)
         if info is None:
