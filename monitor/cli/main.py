@@ -55,7 +55,7 @@ def add_monitor_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--participant", required=True, metavar="ID", help="pseudonymous participant id (never a name)")
     _add_location(create)
     create.set_defaults(run=run_token_create)
-    revoke = token_actions.add_parser("revoke", help="revoke a token by its id", description="Revoke a token; it stops working at once.")
+    revoke = token_actions.add_parser("revoke", help="revoke a token by its id", description="Revoke a token; it stops working at once (report ingest within 10 s: docs/monitor.md).")
     revoke.add_argument("token_id", metavar="TOKEN_ID")
     _add_location(revoke)
     revoke.set_defaults(run=run_token_revoke)
