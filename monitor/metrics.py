@@ -99,7 +99,8 @@ class LatestCheckCollector:
         duration = gauge("duration_seconds", "How long the latest check ran.")
         verdict = gauge("verdict", "Latest check's verdict: 1 for the verdict it had, 0 for the others.", ("verdict",))
         rtt = gauge("rtt_seconds", "Round-trip time to the monitor in the latest check.", ("stat",))
-        jitter = gauge("jitter_seconds", "RFC 3550 interarrival jitter in the latest check.", ("direction",))
+        jitter = gauge("jitter_seconds", "RFC 3550 interarrival jitter J (its last value) in the latest check; the verdict judges jitter_mean_seconds when present.", ("direction",))
+        jitter_mean = gauge("jitter_mean_seconds", "Mean |D| (transit-time change between consecutive probes) in the latest check: the jitter its verdict judged; absent for a check from before it was measured.", ("direction",))
         loss = gauge("loss_ratio", "Packet loss ratio in the latest check.", ("direction",))
         throughput = gauge("throughput_bytes_per_second", "Sustained TCP throughput in the latest check.", ("direction",))
         loaded = gauge(
@@ -139,6 +140,8 @@ class LatestCheckCollector:
             for direction in ("up", "down"):
                 if network["jitter_ms"] and network["jitter_ms"][direction] is not None:
                     jitter.add_metric(key + [direction], network["jitter_ms"][direction] / 1000)
+                if network.get("jitter_mean_ms") and network["jitter_mean_ms"][direction] is not None:
+                    jitter_mean.add_metric(key + [direction], network["jitter_mean_ms"][direction] / 1000)
                 if network["loss"]:
                     loss.add_metric(key + [direction], network["loss"][direction])
                 if network["throughput_mbps"][direction] is not None:
@@ -169,7 +172,7 @@ class LatestCheckCollector:
                     _add(room_level, key + [stat, calibrated], room[f"{stat}_dbfs"])
                 _add(room_voice, key, room["voice_ratio"])
                 _add(room_snr, key, room["snr_db"])
-        yield from (timestamp, duration, verdict, rtt, jitter, loss, throughput, loaded, mos, r_factor)
+        yield from (timestamp, duration, verdict, rtt, jitter, jitter_mean, loss, throughput, loaded, mos, r_factor)
         yield from (cpu, memory, swap, battery, charging, link, signal, background)
         yield from (room_available, room_level, room_voice, room_snr)
 

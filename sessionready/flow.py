@@ -71,7 +71,8 @@ class FlowResult:
     duplicates_down: int
     # The mean of |D| per direction, over the same packets as the jitter: the figure the
     # verdict judges (RFC 3550's J above is its running estimate, which never converges).
-    # None: fewer than two packets, or a flow analysed without it (the daemon's samples).
+    # None: fewer than two packets. The agent's live windows (agents/daemon/samplers.py) take it
+    # with the same function over each window's packets.
     jitter_mean_up_ms: float | None = None
     jitter_mean_down_ms: float | None = None
 

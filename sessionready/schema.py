@@ -8,6 +8,7 @@ host names, no process names and no free text typed by anyone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -360,6 +361,24 @@ class SampleNetwork:
     mos: float | None = field(metadata=limits(ge=1, le=5))
     # Why there are no numbers: a closed set, never free text.
     problem: Literal["monitor_unreachable", "no_probe_key", "udp_blocked"] | None = None
+    # The mean |D| per direction over the sample's packets: the jitter a check's verdict judges
+    # (``jitter_*_ms`` above is RFC 3550's J, its running estimate). Optional: a sample from an
+    # agent before it has none and is judged on J (``judged_sample_jitter_ms``).
+    jitter_mean_up_ms: float | None = field(default=None, metadata=_ms)
+    jitter_mean_down_ms: float | None = field(default=None, metadata=_ms)
+
+
+def judged_sample_jitter_ms(network: SampleNetwork | Mapping[str, object]) -> tuple[float | None, float | None]:
+    """The jitter (up, down) in ms a sample is judged on: per direction its mean |D| when the
+    sample carries it, else its J, as ``quality.NetworkFacts`` judges a check. ``network`` is a
+    ``SampleNetwork`` or its JSON form (as stored, already validated)."""
+    get = network.get if isinstance(network, Mapping) else lambda name: getattr(network, name)
+    judged = []
+    for direction in ("up", "down"):
+        mean, j = get(f"jitter_mean_{direction}_ms"), get(f"jitter_{direction}_ms")
+        value = j if mean is None else mean
+        judged.append(None if value is None else float(value))  # type: ignore[arg-type]
+    return judged[0], judged[1]
 
 
 @dataclass(frozen=True)

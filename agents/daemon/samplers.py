@@ -32,7 +32,7 @@ from agents.daemon.traffic import MachineMeter, MachineReading
 from agents.probes.room.model import AudioSource, RoomSettings
 from agents.probes.udp_stream import FlowResult, Probe, StreamSettings, UdpStream, UdpUnavailable
 from sessionready import __version__, quality, schema, wire
-from sessionready.stats import rfc3550_jitter, wilson_interval
+from sessionready.stats import mean_abs_transit_difference, rfc3550_jitter, wilson_interval
 
 log = logging.getLogger("sessionready.agent")
 
@@ -80,6 +80,8 @@ def sample_network(flow: FlowResult) -> schema.SampleNetwork:
         rtt_p95_ms=p95,
         jitter_up_ms=flow.jitter_up_ms,
         jitter_down_ms=flow.jitter_down_ms,
+        jitter_mean_up_ms=flow.jitter_mean_up_ms,
+        jitter_mean_down_ms=flow.jitter_mean_down_ms,
         loss_up_ratio=flow.loss_up,
         loss_down_ratio=flow.loss_down,
         loss_up_ci95=flow.loss_up_ci95,
@@ -102,6 +104,8 @@ def sample_network(flow: FlowResult) -> schema.SampleNetwork:
         loss_up=_round(flow.loss_up, 6),
         loss_down=_round(flow.loss_down, 6),
         mos=_round(mos, 2),
+        jitter_mean_up_ms=_round(flow.jitter_mean_up_ms, 3),
+        jitter_mean_down_ms=_round(flow.jitter_mean_down_ms, 3),
     )
 
 
@@ -194,7 +198,8 @@ class _Cursor:
 
 
 class LiveWindows:
-    """Cuts a running ``UdpStream`` into windows: RTT, loss per direction, jitter per window.
+    """Cuts a running ``UdpStream`` into windows: RTT, loss per direction, jitter per window
+    (RFC 3550's J, continued across windows, and the window's mean |D|, the figure judged).
 
     Loss is split by direction without waiting for the reflector's totals: every echo says
     how many distinct probes the reflector had received so far, so for a run of missing echoes
@@ -243,10 +248,14 @@ class LiveWindows:
                 self._stream.forget_flow(cursor.key)
                 self._cursors.remove(cursor)
         # Jitter continues from the previous windows' packets, in arrival order per direction.
+        # The mean |D| (the figure judged) is the window's own: its packets' |D|, the first
+        # taken against the packet that arrived before it (in the previous window).
         up_pairs.sort(key=lambda pair: pair[1])
         down_pairs.sort(key=lambda pair: pair[1])
         jitter_up = rfc3550_jitter([*self._up, *up_pairs]) if len(up_pairs) >= 2 else None
         jitter_down = rfc3550_jitter([*self._down, *down_pairs]) if len(down_pairs) >= 2 else None
+        mean_up = mean_abs_transit_difference([*list(self._up)[-1:], *up_pairs]) if len(up_pairs) >= 2 else None
+        mean_down = mean_abs_transit_difference([*list(self._down)[-1:], *down_pairs]) if len(down_pairs) >= 2 else None
         self._up.extend(up_pairs)
         self._down.extend(down_pairs)
 
@@ -272,6 +281,8 @@ class LiveWindows:
             reordered_down=0,
             duplicates_up=0,
             duplicates_down=0,
+            jitter_mean_up_ms=None if mean_up is None else mean_up / 1e6,
+            jitter_mean_down_ms=None if mean_down is None else mean_down / 1e6,
         )
 
 

@@ -165,8 +165,10 @@ class RecentSamples:
     """Statistics over one end's recent background samples (the caller picks the window,
     ``RiskConfig.samples_window_s`` by default). None = no sample had that number.
 
-    RTT and jitter: median (typical) and 95th percentile over the samples; loss: the mean of
-    the samples' loss (equal-length bursts, so this is the pooled loss) and its 95th percentile.
+    RTT: median (typical) and 95th percentile over the samples; jitter per direction: the median
+    of the samples' judged jitter (their mean |D| when they carry it, else J:
+    ``schema.judged_sample_jitter_ms``); loss: the mean of the samples' loss (equal-length
+    bursts, so this is the pooled loss) and its 95th percentile.
     ``problem_count``: samples whose probe could not run (UDP blocked, monitor unreachable).
     """
 
@@ -211,13 +213,13 @@ class RecentSamples:
             if get("problem") is not None:
                 problems += 1
                 continue
-            for target, name in (
-                (rtts, "rtt_p50_ms"), (jitter_up, "jitter_up_ms"), (jitter_down, "jitter_down_ms"),
-                (loss_up, "loss_up"), (loss_down, "loss_down"),
-            ):  # fmt: skip
+            for target, name in ((rtts, "rtt_p50_ms"), (loss_up, "loss_up"), (loss_down, "loss_down")):
                 value = get(name)
                 if value is not None:
                     target.append(float(value))  # type: ignore[arg-type]
+            for target, judged in zip((jitter_up, jitter_down), schema.judged_sample_jitter_ms(sample)):
+                if judged is not None:
+                    target.append(judged)
         return cls(
             count=count,
             problem_count=problems,

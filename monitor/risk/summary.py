@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from monitor.risk.live import LIVE_ENDS, LiveConfig, LiveSample, LiveTracker, _unix
 from sessionready.quality import Thresholds
+from sessionready.schema import judged_sample_jitter_ms
 
 SUMMARY_VERSION = 1
 TICK_S = 2.0  # the risk service steps live sessions every 2 s (RiskTimes.live_interval_s)
@@ -73,7 +74,7 @@ class EndSample:
     loss_up_ratio: float | None
     loss_down_ratio: float | None
     rtt_ms: float | None
-    jitter_ms: float | None  # the worse direction
+    jitter_ms: float | None  # the worse direction's judged jitter: mean |D| when sent, else J
     cpu_pct: float | None
     wifi_dbm: float | None  # only on a Wi-Fi link
     noise_dbfs: float | None  # uncalibrated noise floor (L90)
@@ -113,7 +114,7 @@ def read_sample(
         loss_up_ratio=network.get("loss_up"),
         loss_down_ratio=network.get("loss_down"),
         rtt_ms=network.get("rtt_p50_ms"),
-        jitter_ms=worse(network.get("jitter_up_ms"), network.get("jitter_down_ms")),
+        jitter_ms=worse(*judged_sample_jitter_ms(network)),
         cpu_pct=machine.get("cpu_pct"),
         wifi_dbm=machine.get("wifi_signal_dbm") if machine.get("link_type") == "wifi" else None,
         noise_dbfs=None if calibrated else noise,

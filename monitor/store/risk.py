@@ -22,6 +22,9 @@ from monitor.store.reports import LAST_CONTACT, LAST_CONTACT_JOINS
 
 # Network numbers of a background sample, as the risk engine's ``RecentSamples`` reads them.
 SAMPLE_NETWORK_COLUMNS = ("rtt_p50_ms", "jitter_up_ms", "jitter_down_ms", "loss_up", "loss_down")
+# ... and the jitter it judges when the sample has it (the mean |D|, only in the sample's JSON;
+# read as text on PostgreSQL, a number on SQLite: ``RecentSamples`` takes either).
+SAMPLE_JSON_NETWORK_FIELDS = ("jitter_mean_up_ms", "jitter_mean_down_ms")
 
 
 @dataclass(frozen=True)
@@ -177,14 +180,16 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
                 ).fetchall()
             )
             background: dict[str, list[dict[str, object]]] = {}
+            from_json = ", ".join(self._dialect.json_text("sample", ("network", name)) for name in SAMPLE_JSON_NETWORK_FIELDS)
             query = (
-                f"SELECT {', '.join(SAMPLE_NETWORK_COLUMNS)}, network_problem FROM samples"
+                f"SELECT {', '.join(SAMPLE_NETWORK_COLUMNS)}, {from_json}, network_problem FROM samples"
                 " WHERE participant_id = ? AND taken_at >= ? AND kind = 'background' AND has_network = 1"
             )
+            names = (*SAMPLE_NETWORK_COLUMNS, *SAMPLE_JSON_NETWORK_FIELDS, "problem")
             for participant in participants:
                 found = db.execute(query, (participant, samples_since)).fetchall()
                 if found:
-                    background[participant] = [dict(zip((*SAMPLE_NETWORK_COLUMNS, "problem"), row)) for row in found]
+                    background[participant] = [dict(zip(names, row)) for row in found]
             history: dict[str, list[tuple[float, bool]]] = {}
             for therapist, client, start, degraded in db.execute(
                 "SELECT s.therapist_id, s.client_id, s.start_at, COALESCE(r.live_degraded, 0) FROM sessions s"
