@@ -108,6 +108,9 @@ class RiskService:
         self._metrics = metrics
         self._tracker = LiveTracker(config.live)
         self._summaries: dict[str, CheckSummary | None] = {}  # by check id: a check never changes
+        # The live states this process stored in its last pass, with the JSON it stored: a session
+        # whose stored JSON is still that string needs no decoding (decoding was a fifth of a pass).
+        self._stored_live: dict[str, tuple[str, LiveState]] = {}
         self._busy = threading.Lock()  # one pass at a time: the loop's, or a caller's (tests, benchmarks)
         self.evaluations = 0  # passes over the upcoming sessions so far
 
@@ -254,10 +257,12 @@ class RiskService:
                 if end is not None:
                     samples.append(LiveSample.from_sample(end, sample, received_at))  # type: ignore[arg-type]
             steps.append((session, self._tracker.step(states[session.session_id], samples, now)))
+        stored = {session.session_id: (json.dumps(encode(step.state)), step.state) for session, step in steps}
         self._store.save_lives(
-            [LiveRow(session.session_id, json.dumps(encode(step.state)), step.state.state, step.state.client.last_mos, step.state.therapist.last_mos) for session, step in steps],
+            [LiveRow(session.session_id, stored[session.session_id][0], step.state.state, step.state.client.last_mos, step.state.therapist.last_mos) for session, step in steps],
             now,
         )
+        self._stored_live = stored
         for session, step in steps:  # told and ended once its state is stored
             self._after_step(session, step, now)
         return len(steps)
@@ -274,6 +279,9 @@ class RiskService:
             log.info("session ended", extra={"fields": {"session_id": session.session_id}})
 
     def _live_state(self, session: RiskSession, now: float) -> LiveState:
+        remembered = self._stored_live.get(session.session_id)
+        if remembered is not None and remembered[0] == session.live_state:
+            return remembered[1]  # what decoding that same JSON gives: the state it was encoded from
         if session.live_state:
             try:
                 return decode(LiveState, json.loads(session.live_state))
