@@ -172,6 +172,34 @@ def test_the_summary_names_jitter_by_the_judged_figure(j_down: float, mean_down:
     assert (stretch.end, stretch.cause, stretch.worst_jitter_ms) == ("client", cause, round(judged, 1))
 
 
+@pytest.mark.parametrize(
+    ("low", "high", "mean_given", "cause"),
+    [
+        (24.0, 34.0, True, "low_audio_quality"),  # windows 24, 34, 24, ...: pooled 29, under the line
+        (26.0, 36.0, True, "jitter"),  # pooled 31, over it
+        (24.0, 34.0, False, "jitter"),  # an older agent's J: the worst window, as before
+    ],
+)
+def test_a_stretch_is_judged_on_its_windows_pooled_not_on_its_worst_window(low: float, high: float, mean_given: bool, cause: str) -> None:
+    # The ten low-sound windows (k = 11..20, 20 echoes each) alternate between two means; the
+    # stretch's mean |D| is their echo-weighted mean, (low + high) / 2, as a check's idle phase
+    # would read over the same 200 packets. The worst window alone is over 30 ms in all three.
+    def jitter(k: int) -> float:
+        return high if k % 2 else low
+
+    samples = []
+    for k in range(1, 41):
+        low_sound = 10 < k <= 20
+        j = jitter(k) if low_sound else 2.0
+        client = live_json(k, mos=3.2 if low_sound else 4.3, j_down=j if not mean_given else 5.0, mean_down=j if mean_given else None)
+        client["network"]["packets_received"] = 20
+        samples.append(read_sample("client", client, T0 + 2.0 * k + 0.05))
+        samples.append(read_sample("therapist", live_json(k, mos=4.3, j_down=2.0, mean_down=2.0), T0 + 2.0 * k + 0.05))
+    result = summarise(SummaryInputs("s-1", "t-1", "c-1", T0, 3000.0, T0, T0 + 200.0, None, tuple(samples)), T0 + 10_000)
+    [stretch] = result.stretches
+    assert (stretch.end, stretch.cause, stretch.worst_jitter_ms) == ("client", cause, high)
+
+
 @pytest.fixture
 def practice(tmp_path: Path, stores: StoreFactory) -> Iterator[Practice]:
     p = Practice(tmp_path, Clock(float(int(time.time() // 60 * 60))), AlertsConfig(), stores)

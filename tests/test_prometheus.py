@@ -168,6 +168,7 @@ def _expected_check_series(report: dict) -> dict[str, dict[tuple[tuple[str, str]
 
     rtt = network["rtt_ms"] or {}
     jitter = network["jitter_ms"] or {}
+    jitter_mean = network.get("jitter_mean_ms") or {}
     loss = network["loss"] or {}
     return {
         "sessionready_check_duration_seconds": {(): report["duration_s"]},
@@ -176,6 +177,7 @@ def _expected_check_series(report: dict) -> dict[str, dict[tuple[tuple[str, str]
         },
         "sessionready_check_rtt_seconds": {(("stat", s),): ms(rtt.get(s)) for s in ("min", "p50", "p95")},
         "sessionready_check_jitter_seconds": {(("direction", d),): ms(jitter.get(d)) for d in ("up", "down")},
+        "sessionready_check_jitter_mean_seconds": {(("direction", d),): ms(jitter_mean.get(d)) for d in ("up", "down")},
         "sessionready_check_loss_ratio": {(("direction", d),): loss.get(d) for d in ("up", "down")},
         "sessionready_check_throughput_bytes_per_second": {
             (("direction", d),): scaled(network["throughput_mbps"][d], 1e6 / 8) for d in ("up", "down")
