@@ -79,6 +79,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 # never dash_duo's: they are a group of their own and may run beside the dashboard's.
 SHARED_GROUPS = {"tests/lab/": "netlab", "tests/audio/": "audio", "tests/browser_check/": "browser_check"}
 BROWSER_GROUP = "browser"
+# Files that took 35 s or more in a four-worker run (2026-12-07, seconds of that run), longest
+# first: they start right after the shared groups, so none of them starts near the end and runs
+# on alone (test_users.py, 73 s, started last in that run and ended 38 s after the other workers).
+LONG_GROUPS = (
+    "tests/agent/test_e2e.py",  # 142
+    "tests/agent/test_daemon.py",  # 128
+    "tests/test_check.py",  # 127
+    "tests/test_users.py",  # 73
+    "tests/agent/test_samplers.py",  # 70
+    "tests/test_calendar_corpus.py",  # 69
+    "tests/test_api_fuzz.py",  # 68
+    "tests/test_monitor_api.py",  # 67
+    "tests/test_sessions_api.py",  # 62
+    "tests/test_demo.py",  # 49
+    "tests/test_enroll.py",  # 43
+    "tests/agent/test_live_room.py",  # 41
+    "tests/test_trends.py",  # 40
+    "tests/test_check_links.py",  # 38
+    "tests/test_alerts.py",  # 36
+)
 
 
 def worker_group(path: str, browser_files: set[str]) -> str:
@@ -100,17 +120,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker("xdist_group") is None:
                 item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     # Longest first, so no long group starts last and runs alone at the end: the shared groups,
-    # then files with a test marked slow, then the rest, each in collection order. (xdist's own
-    # reordering, by number of tests, is turned off in `make test`: --no-loadscope-reorder.)
+    # then the long files (LONG_GROUPS, in that order), then files with a test marked slow, then
+    # the rest, each in collection order. (xdist's own reordering, by number of tests, is turned
+    # off in `make test`: --no-loadscope-reorder.)
     slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
-    shared = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP]
+    first = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP, *LONG_GROUPS]
 
     def rank(item: pytest.Item) -> tuple[int, bool]:
         group = groups[item.nodeid]
         # Within a group, tests that need the machine to themselves first: at the start of a
         # run the other workers hold back once, not again and again (see machine_share).
         quiet_last = item.get_closest_marker("quiet_machine") is None
-        return (shared.index(group) if group in shared else len(shared) + (group not in slow), quiet_last)
+        return (first.index(group) if group in first else len(first) + (group not in slow), quiet_last)
 
     items.sort(key=rank)
 
