@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -245,12 +246,19 @@ def test_live_probe_key_is_renewed_without_a_gap(tmp_path: Path) -> None:
 
 class LossyRelay:
     """A UDP relay between the agent and the reflector that drops chosen probes (on the way up)
-    and chosen echoes (on the way down), by sequence number, and logs what it dropped."""
+    and chosen echoes (on the way down), by sequence number, and logs what it dropped. Echoes of
+    odd sequence numbers are held ``hold_odd_ms`` before they go on; ``held`` logs, per echo it
+    forwarded and in that order, (seq, ms from the reflector's send stamp in the echo to the
+    relay's own send, both on this machine's wall clock): the downstream transit up to the last
+    hop, whatever the hold and this busy relay's own wake-ups added."""
 
-    def __init__(self, drop_up: set[int], drop_down: set[int]) -> None:
+    def __init__(self, drop_up: set[int], drop_down: set[int], hold_odd_ms: float = 0.0) -> None:
         self.drop_up, self.drop_down = drop_up, drop_down
         self.dropped_up: list[int] = []
         self.dropped_down: list[int] = []
+        self.hold_odd_ms = hold_odd_ms
+        self.held: list[tuple[int, float]] = []
+        self.passed_up: list[tuple[int, float]] = []  # (seq, ms from the probe's send stamp to the relay's send)
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.front.bind(("127.0.0.1", 0))
         self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -278,6 +286,8 @@ class LossyRelay:
                 self.dropped_up.append(header.seq)
                 continue
             self.back.sendto(data, self.reflector)
+            if header.kind == wire.PROBE:
+                self.passed_up.append((header.seq, (time.time_ns() - header.sent_ns) / 1e6))
 
     def _down(self) -> None:
         self.back.settimeout(0.2)
@@ -290,8 +300,12 @@ class LossyRelay:
             if header.kind == wire.ECHO and header.seq in self.drop_down:
                 self.dropped_down.append(header.seq)
                 continue
+            if header.kind == wire.ECHO and header.seq % 2 and self.hold_odd_ms:
+                time.sleep(self.hold_odd_ms / 1000)  # probes are 100 ms apart: one hold never holds up the next
             if self.client is not None:
                 self.front.sendto(data, self.client)
+                if header.kind == wire.ECHO:
+                    self.held.append((header.seq, (time.time_ns() - wire.read_echo(data)[1]) / 1e6))
 
     def close(self) -> None:
         self._stop = True
@@ -305,7 +319,8 @@ class LossyRelay:
 def relay_monitor(tmp_path: Path) -> Iterator[tuple[Monitor, LossyRelay]]:
     # Window 2 (probes 20..39 at 10/s): 4 lost upstream, 2 echoes lost downstream; window 3:
     # a run of 3 mixing both directions (2 up, 1 down) -- the split comes from the echoes' counts.
-    relay = LossyRelay(drop_up={22, 25, 31, 38, 45, 47}, drop_down={27, 34, 46})
+    # Odd echoes are held 30 ms: the downstream transit zigzags, |D| about 30 ms (0 across a lost echo).
+    relay = LossyRelay(drop_up={22, 25, 31, 38, 45, 47}, drop_down={27, 34, 46}, hold_odd_ms=30.0)
     monitor = start_monitor(tmp_path / "monitor", "--advertise-udp", f"127.0.0.1:{relay.port}")
     relay.start(monitor.udp_port)
     yield monitor, relay
@@ -337,6 +352,22 @@ def test_live_loss_is_split_by_direction_as_the_relay_dropped_it(relay_monitor: 
     assert window2 is not None and window2.loss_up * window2.packets_sent == pytest.approx(4, abs=0.01)  # type: ignore[operator]
     assert window3 is not None and window3.loss_up * window3.packets_sent == pytest.approx(2, abs=0.01)  # type: ignore[operator]
     assert all(math.isfinite(n.mos) and n.mos < 4.4 for n in networks[1:3])  # type: ignore[union-attr, arg-type]
+    # Jitter judged (mean |D|) per window and direction against the relay's own logs of the
+    # transits up to its sends: the |D| of each packet it passed (of the probes whose echo came
+    # back: the ones the agent can time) against the one it passed before, for the window's
+    # probes (the first window's first packet has none before it). Only the last hop is not in
+    # the logs.
+    def mean_abs_d_per_window(log: list[tuple[int, float]]) -> list[float]:
+        log = [(seq, ms) for seq, ms in log if seq not in relay.drop_down]
+        d = [(seq, abs(ms - before)) for (_, before), (seq, ms) in zip(log, log[1:])]
+        return [statistics.fmean(v for seq, v in d if k * 20 <= seq < k * 20 + 20) for k in range(4)]
+
+    for k, (network, down, up) in enumerate(zip(networks, mean_abs_d_per_window(relay.held), mean_abs_d_per_window(relay.passed_up))):
+        assert network.jitter_mean_down_ms == pytest.approx(down, abs=1.0), (k, network, down)  # type: ignore[union-attr]
+        assert network.jitter_mean_up_ms == pytest.approx(up, abs=1.0), (k, network, up)  # type: ignore[union-attr]
+    # Windows 1 and 4 lost nothing: every |D| is the relay's 30 ms zigzag (give or take this
+    # machine's wake-ups); in 2 and 3 a lost packet puts two even or two odd ones side by side.
+    assert all(25 < mean_abs_d_per_window(relay.held)[k] < 40 for k in (0, 3))
 
 
 def test_live_without_a_monitor_gives_windows_with_a_problem(tmp_path: Path) -> None:
