@@ -216,3 +216,46 @@ def test_a_partition_made_by_hand_over_the_coming_weeks_is_left_alone_and_retent
     assert deleted["samples"] == 1 and set(where(stores)) == {kept}
     assert weeks(stores) == {"samples_default", "handmade"}, "no week made over it, and it is not dropped"
     assert [r.getMessage() for r in caplog.records if r.name == "sessionready.monitor.store"] == ["samples partitions not made"]
+
+
+def test_a_batch_run_while_another_monitor_drops_a_week_waits_for_it_and_deletes_without_error(
+    stores: StoreFactory,
+) -> None:
+    # Found by repeating the race above: one monitor's delete batch listed the partitions while
+    # the other's pass was dropping one, and failed (a NULL bound from the catalog, or the
+    # dropped table named in its DELETE). Here the drop is held open while the batch starts.
+    import threading
+
+    import psycopg
+
+    from monitor.store import partitions
+
+    clock = Clock(M0 - 2 * WEEK + 0.5 * DAY_S)
+    store = stores.open(clock)
+    agent, _ = store.create_token("client", "c-1")
+    run(store, clock, clock.now, RetentionConfig(samples_days=3650))  # weeks -2 to 0
+    for n in range(3):
+        store_at(store, agent, M0 - 2 * WEEK + n * 3600.0)  # week -2: dropped
+    late = store_at(store, agent, M0 - WEEK + DAY_S)  # week -1, before the limit: deleted by the batch
+    kept = store_at(store, agent, M0 - WEEK + 5 * DAY_S)
+    before = M0 - WEEK + 2 * DAY_S
+    outcome: list[object] = []
+
+    def batch() -> None:
+        try:
+            with psycopg.connect(stores.url) as conn, conn.transaction():  # type: ignore[arg-type]
+                outcome.append(partitions.delete_rows(conn, before, 100))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(error)
+
+    assert stores.url is not None
+    with psycopg.connect(stores.url) as dropper:
+        with dropper.transaction():
+            assert partitions.maintain(dropper, M0 + 0.5 * DAY_S, before)[1] == [week(-2)]
+            deleter = threading.Thread(target=batch)
+            deleter.start()
+            deleter.join(0.5)  # the batch starts while the drop is not yet committed
+        deleter.join(30)
+    assert outcome == [4], "week -2's three ids and week -1's row with its id, no error"
+    assert set(where(stores)) == {kept}
+    assert late not in {row[0] for row in stores.sql("SELECT report_id FROM sample_ids")}

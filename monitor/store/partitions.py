@@ -75,6 +75,8 @@ def partitions(conn: Any) -> list[Partition]:
     ).fetchall()
     found = []
     for name, bound in rows:
+        if bound is None:
+            continue  # dropped by another transaction while the catalog was read: gone
         match = _BOUNDS.fullmatch(bound)
         # The default partition; or one made by hand with other bounds (MINVALUE...), never
         # dropped here, its expired rows deleted by batches like the default one's.
@@ -138,7 +140,13 @@ def delete_rows(conn: Any, before: float, limit: int) -> int:
     at most ``limit`` rows of ``sample_ids``; returns the ids deleted. Each stored sample has one
     id row with the same ``received_at``, so the ids older than ``before`` are as many as the
     samples retention deletes, dropped or not: counting ids counts every sample gone, and a
-    batch loop that stops when the ids run out has deleted the rows too."""
+    batch loop that stops when the ids run out has deleted the rows too.
+
+    Holds the partitions' advisory lock shared until the caller's transaction ends: batches run
+    side by side, but never while ``maintain`` (which holds it exclusively) is dropping or making
+    a week, so the partitions listed here are those the DELETEs find. Without it, a batch that
+    listed a week another monitor was dropping failed."""
+    conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (LOCK_KEY,))
     left = limit
     for part in partitions(conn):
         if left <= 0:
