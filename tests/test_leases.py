@@ -78,7 +78,9 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
     store = SQLiteStore(tmp_path / "s.sqlite3", clock)
     registry = CollectorRegistry()
     slow = SlowStore(store)
-    ttl = 0.6  # renewals every 0.2 s
+    # Renewals every 0.5 s, each given 0.5 s to answer: a lease of 0.6 s (0.2 s each) failed 2
+    # runs in 60 with the machine's load at 14, a renewal's thread not scheduled in time.
+    ttl = 1.5
 
     async def scenario() -> list[str]:
         events: list[str] = []
@@ -95,10 +97,10 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
         assert store.take_lease("risk", "other", clock.now, ttl)  # another monitor holds it
         keeper = asyncio.create_task(mine.run())
         runner = asyncio.create_task(mine.run_while_leading("risk", work))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(2 * mine.renew_s)
         assert events == [] and not mine.leads("risk"), "never while another holds it"
         clock.now += ttl  # the other stopped renewing: its lease runs out
-        await asyncio.wait_for(_until(lambda: mine.leads("risk")), 1.0)
+        await asyncio.wait_for(_until(lambda: mine.leads("risk")), 2 * ttl)
         await asyncio.sleep(0.05)
         assert events == ["started"] and registry.get_sample_value("sessionready_leader", {"job": "risk"}) == 1
         # The store stalls: renewals hang. The job stops before the lease could expire for
@@ -106,10 +108,10 @@ def test_the_keeper_runs_a_job_only_while_it_holds_the_lease(tmp_path: Path) -> 
         slow.hold.clear()
         stalled = asyncio.get_running_loop().time()
         # leads() turns false at the deadline itself; the job is cancelled a few loop turns later.
-        await asyncio.wait_for(_until(lambda: not mine.leads("risk") and events[-1] == "stopped"), 2.0)
+        await asyncio.wait_for(_until(lambda: not mine.leads("risk") and events[-1] == "stopped"), 2 * ttl)
         events.append(f"lost after {asyncio.get_running_loop().time() - stalled:.2f}")
         slow.hold.set()
-        await asyncio.wait_for(_until(lambda: mine.leads("risk")), 1.0)  # its own lease: renewed
+        await asyncio.wait_for(_until(lambda: mine.leads("risk")), 2 * ttl)  # its own lease: renewed
         await asyncio.sleep(0.05)
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
