@@ -129,7 +129,9 @@ def test_monitor_restart_every_report_arrives_once_in_order(tmp_path: Path, star
 # --- agent killed while delivering ----------------------------------------------------------------
 
 
-BACKLOG = 5000  # reports waiting when the agent starts: some 50 batches to deliver
+# Reports waiting when the agent starts: some 20 batches of 100 to deliver. A killed agent
+# delivers at most one batch, so at least 1,000 are still waiting at the tenth kill.
+BACKLOG = 2000
 # Where each kill falls (the gate: tests/agent/gate.py):
 # "answer"    the monitor stored the batch and answered; the agent never heard, so the next
 #             agent sends it again and the monitor must recognise every report of it;
