@@ -248,10 +248,11 @@ def test_live_probe_key_is_renewed_without_a_gap(tmp_path: Path) -> None:
 class LossyRelay:
     """A UDP relay between the agent and the reflector that drops chosen probes (on the way up)
     and chosen echoes (on the way down), by sequence number, and logs what it dropped. Echoes of
-    odd sequence numbers are held ``hold_odd_ms`` before they go on; ``held`` logs, per echo it
-    forwarded and in that order, (seq, ms from the reflector's send stamp in the echo to the
-    relay's own send, both on this machine's wall clock): the downstream transit up to the last
-    hop, whatever the hold and this busy relay's own wake-ups added."""
+    odd sequence numbers are held ``hold_odd_ms`` before they go on, probes of odd sequence
+    numbers half that; ``held`` logs, per echo it forwarded and in that order, (seq, ms from the
+    reflector's send stamp in the echo to the relay's own send, both on this machine's wall
+    clock): the downstream transit up to the last hop, whatever the hold and this busy relay's
+    own wake-ups added. ``passed_up`` logs the same for probes, from the agent's send stamp."""
 
     def __init__(self, drop_up: set[int], drop_down: set[int], hold_odd_ms: float = 0.0) -> None:
         self.drop_up, self.drop_down = drop_up, drop_down
@@ -286,9 +287,13 @@ class LossyRelay:
             if header.kind == wire.PROBE and header.seq in self.drop_up:
                 self.dropped_up.append(header.seq)
                 continue
+            if header.kind == wire.PROBE and header.seq % 2 and self.hold_odd_ms:
+                time.sleep(self.hold_odd_ms / 1000 / 2)  # up: half the hold, so the directions differ
+            # Stamped just before the send: after it, this thread may wait for the GIL.
+            passed_ns = time.time_ns()
             self.back.sendto(data, self.reflector)
             if header.kind == wire.PROBE:
-                self.passed_up.append((header.seq, (time.time_ns() - header.sent_ns) / 1e6))
+                self.passed_up.append((header.seq, (passed_ns - header.sent_ns) / 1e6))
 
     def _down(self) -> None:
         self.back.settimeout(0.2)
@@ -304,9 +309,10 @@ class LossyRelay:
             if header.kind == wire.ECHO and header.seq % 2 and self.hold_odd_ms:
                 time.sleep(self.hold_odd_ms / 1000)  # probes are 100 ms apart: one hold never holds up the next
             if self.client is not None:
+                passed_ns = time.time_ns()
                 self.front.sendto(data, self.client)
                 if header.kind == wire.ECHO:
-                    self.held.append((header.seq, (time.time_ns() - wire.read_echo(data)[1]) / 1e6))
+                    self.held.append((header.seq, (passed_ns - wire.read_echo(data)[1]) / 1e6))
 
     def close(self) -> None:
         self._stop = True
@@ -320,7 +326,8 @@ class LossyRelay:
 def relay_monitor(tmp_path: Path) -> Iterator[tuple[Monitor, LossyRelay]]:
     # Window 2 (probes 20..39 at 10/s): 4 lost upstream, 2 echoes lost downstream; window 3:
     # a run of 3 mixing both directions (2 up, 1 down) -- the split comes from the echoes' counts.
-    # Odd echoes are held 30 ms: the downstream transit zigzags, |D| about 30 ms (0 across a lost echo).
+    # Odd echoes are held 30 ms, odd probes 15 ms: the transits zigzag, |D| about 30 ms down and
+    # 15 ms up (0 across a lost packet).
     relay = LossyRelay(drop_up={22, 25, 31, 38, 45, 47}, drop_down={27, 34, 46}, hold_odd_ms=30.0)
     monitor = start_monitor(tmp_path / "monitor", "--advertise-udp", f"127.0.0.1:{relay.port}")
     relay.start(monitor.udp_port)
@@ -369,9 +376,10 @@ def test_live_loss_is_split_by_direction_as_the_relay_dropped_it(relay_monitor: 
     for k, (network, down, up) in enumerate(zip(networks, mean_abs_d_per_window(relay.held), mean_abs_d_per_window(relay.passed_up))):
         assert network.jitter_mean_down_ms == pytest.approx(down, abs=1.0), (k, network, down)  # type: ignore[union-attr]
         assert network.jitter_mean_up_ms == pytest.approx(up, abs=1.0), (k, network, up)  # type: ignore[union-attr]
-    # Windows 1 and 4 lost nothing: every |D| is the relay's 30 ms zigzag (give or take this
-    # machine's wake-ups); in 2 and 3 a lost packet puts two even or two odd ones side by side.
-    assert all(25 < mean_abs_d_per_window(relay.held)[k] < 40 for k in (0, 3))
+    # Windows 1 and 4 lost nothing: every |D| is the relay's zigzag (give or take this machine's
+    # wake-ups); in 2 and 3 a lost packet puts two even or two odd ones side by side.
+    assert all(28 < mean_abs_d_per_window(relay.held)[k] < 40 for k in (0, 3))
+    assert all(13 < mean_abs_d_per_window(relay.passed_up)[k] < 25 for k in (0, 3))
 
 
 def test_live_without_a_monitor_gives_windows_with_a_problem(tmp_path: Path) -> None:
