@@ -77,13 +77,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 # ports from 8050 in every worker, and each Chromium takes most of a core).
 # The browser check's page tests (tests/browser_check/) start their own Chromium on free ports,
 # never dash_duo's: they are a group of their own and may run beside the dashboard's.
+# The lab's tests that only count packets (loss against nftables' counters) stay in the lab's
+# group, after its quiet tests: as a group of their own (tried 2026-12-07) they ran demoted beside
+# the lab's quiet tests for minutes, and on a machine with other load their reflector starved and
+# the interval-coverage test missed 5 of 16 intervals.
 SHARED_GROUPS = {"tests/lab/": "netlab", "tests/audio/": "audio", "tests/browser_check/": "browser_check"}
 BROWSER_GROUP = "browser"
-# The lab's tests that time nothing (loss against nftables' counters: they count packets) are a
-# group of their own, on another worker beside the lab's quiet tests rather than after them on
-# the lab's (110 s of a 460 s group): each test builds a lab of its own, whose namespace names
-# carry the pid and a counter (netlab.py), and shapes nothing.
-LAB_COUNTS_GROUP = "netlab_counts"
 # Files that took 35 s or more in a four-worker run (2026-12-07, seconds of that run), longest
 # first: they start right after the shared groups, so none of them starts near the end and runs
 # on alone (test_users.py, 73 s, started last in that run and ended 38 s after the other workers).
@@ -106,13 +105,11 @@ LONG_GROUPS = (
 )
 
 
-def worker_group(path: str, browser_files: set[str], quiet: bool = False) -> str:
-    """The xdist group of a test in a file (a path relative to the project); ``quiet``: the test
-    is marked quiet_machine."""
+def worker_group(path: str, browser_files: set[str]) -> str:
+    """The xdist group of a test file (a path relative to the project)."""
     if path in browser_files:
         return BROWSER_GROUP
-    group = next((group for prefix, group in SHARED_GROUPS.items() if path.startswith(prefix)), path)
-    return LAB_COUNTS_GROUP if group == "netlab" and not quiet else group
+    return next((group for prefix, group in SHARED_GROUPS.items() if path.startswith(prefix)), path)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group
@@ -121,17 +118,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return item.nodeid.split("::")[0]
 
     browser_files = {path(item) for item in items if "dash_duo" in getattr(item, "fixturenames", ())}
-    groups = {item.nodeid: worker_group(path(item), browser_files, _is_quiet(item)) for item in items}
+    groups = {item.nodeid: worker_group(path(item), browser_files) for item in items}
     if config.pluginmanager.hasplugin("xdist"):  # absent under `-p no:xdist`: one process, no groups
         for item in items:
             if item.get_closest_marker("xdist_group") is None:
                 item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     # Longest first, so no long group starts last and runs alone at the end: the shared groups,
-    # the lab's counting tests, then the long files (LONG_GROUPS, in that order), then files with a test marked slow, then
+    # then the long files (LONG_GROUPS, in that order), then files with a test marked slow, then
     # the rest, each in collection order. (xdist's own reordering, by number of tests, is turned
     # off in `make test`: --no-loadscope-reorder.)
     slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
-    first = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP, LAB_COUNTS_GROUP, *LONG_GROUPS]
+    first = [*dict.fromkeys(SHARED_GROUPS.values()), BROWSER_GROUP, *LONG_GROUPS]
 
     def rank(item: pytest.Item) -> tuple[int, bool]:
         group = groups[item.nodeid]
