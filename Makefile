@@ -28,7 +28,7 @@ demo: install
 # Python's bytecode caches stay on even where PYTHONDONTWRITEBYTECODE is set (this project's
 # machines set it): the suite starts hundreds of Python processes (monitors, agents, CLI commands,
 # calendar import workers), and without the caches each compiles the project's modules again
-# (a monitor process's imports: 0.58 CPU-s without, 0.45 with; the run is CPU-bound, so that is
+# (a monitor process's imports: 0.58 CPU-s without, 0.45 with; where the CPU is busy, that is
 # wall time). compileall writes them once up front, before four workers would each compile the
 # same modules while they collect.
 TEST_WORKERS ?= 4
