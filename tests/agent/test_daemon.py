@@ -18,6 +18,13 @@ from tests.agent.conftest import QUIET_CHECK, AgentProcess, agent_config, agent_
 from tests.conftest import SESSIONREADY, Monitor, run_cli, wait_for
 
 
+@pytest.fixture(scope="module")
+def monitor(shared_monitor: Monitor) -> Monitor:
+    """One monitor for the file (a start costs 1.5-4 s in a busy run): every test has a
+    participant, an agent, sessions and spool of its own, and reads back only its own."""
+    return shared_monitor
+
+
 @pytest.fixture
 def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []
