@@ -114,6 +114,10 @@ class Irtt:
         if self.server.poll() is not None:
             raise LabError(f"irtt server exited ({self.server.returncode})")
 
+    def stop(self) -> None:
+        """Stop the server now (the lab stops it on close otherwise), freeing its port."""
+        self.lab.stop(self.server)
+
     def start_client(self, target: str, duration_s: float, interval_ms: int = 20, length: int = 172):
         """Start an irtt client in the client namespace; returns (process, json path)."""
         self._runs += 1

@@ -64,6 +64,13 @@ def test_relay_adds_the_delay_and_jitter_it_logs(lab: Lab, tmp_path):
 def _relay_trial(lab: Lab, tmp_path) -> None:
     tmp_path.mkdir()
     irtt = Irtt(lab, str(tmp_path))
+    try:
+        _measure_relay(lab, irtt, tmp_path)
+    finally:
+        irtt.stop()  # a second trial's server takes the same port (it exited 1 in CI when this one still held it)
+
+
+def _measure_relay(lab: Lab, irtt: Irtt, tmp_path) -> None:
     relay = Relay(
         lab, 4101, f"{MONITOR_ADDR}:{IRTT_PORT}",
         up=DelayProfile(20, 5, "uniform"), down=DelayProfile(20, 3, "normal"),
