@@ -4,14 +4,14 @@ transaction, and each request is answered once the commit that holds it has succ
 Why: a durable commit waits for the disk's flush (SQLite ``synchronous=FULL``, PostgreSQL
 ``synchronous_commit``), and one commit per report made that flush the cost of a live sample
 (docs/scaling.md). Here one writer task drains a queue: a request that finds the writer idle is
-held for ``linger_s`` (10 ms) for company, then written with whatever came meanwhile; the
+held for ``linger_s`` (20 ms) for company, then written with whatever came meanwhile; the
 requests that arrive while a commit is under way wait for it to end and then go together in the
 next one (with no further wait once the oldest of them has waited ``linger_s``), up to
 ``max_reports`` reports. A request waits for at most ``linger_s`` plus the commit before it.
 
 Why the linger: at 250 live samples a second a request nearly always found the writer idle, so
 commits held 1.0 to 1.2 requests, and a commit costs the monitor far more CPU than the rows in it
-(docs/scaling.md): 10 ms of added latency, against a 250 ms budget, makes commits of several
+(docs/scaling.md): 20 ms of added latency, against a 250 ms budget, makes commits of several
 requests at that load.
 
 What each request is answered:
@@ -45,7 +45,7 @@ log = logging.getLogger("sessionready.monitor.ingest")
 # more than a few dozen; the bound keeps a burst of full spools (200 reports a request) from
 # making one transaction long.
 MAX_REPORTS = 1000
-LINGER_S = 0.010  # how long the oldest queued request waits for others before its commit starts
+LINGER_S = 0.020  # how long the oldest queued request waits for others before its commit starts
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
