@@ -77,4 +77,4 @@ def test_the_cache_keeps_token_hashes_and_stays_bounded() -> None:
     assert [cache.get(hash_token(t)) for t in ("t0", "t1", "t2")] == [None, infos[1], infos[2]]
     cache.put(hash_token("t0"), infos[0])  # full of live entries: it starts afresh rather than grow
     assert [cache.get(hash_token(t)) for t in ("t0", "t1", "t2")] == [infos[0], None, None]
-    assert all(len(key) == 64 and not key.startswith("t") for key in cache._found)  # noqa: SLF001 - what it holds: hashes, never a token
+    assert all(len(key) == 64 and not key.startswith("t") for key in cache._found)  # what it holds: hashes, never a token

@@ -44,7 +44,7 @@ def test_a_state_stored_by_another_process_is_decoded_not_the_remembered_one(tmp
         service.track_live()  # both ends reported: live, and its first state stored
         report_round(2)
         assert service.track_live() == 1
-        text, state = stored()
+        _, state = stored()
         assert state.client.last_received_at_unix is not None
         # Another monitor stores a state of its own: tracking since an hour earlier.
         theirs = dataclasses.replace(state, started_at_unix=state.started_at_unix - 3600.0)

@@ -100,9 +100,9 @@ def test_any_json_decodes_to_itself_or_is_a_schema_error(data: dict) -> None:
 
 
 def test_a_live_report_round_trips() -> None:
-    from benchmarks.scale_agents import batch_body
-
     import random
+
+    from benchmarks.scale_agents import batch_body
 
     raw = json.loads(batch_body("s-1", 1, 1_765_000_000.0, random.Random(1))[1])["reports"][0]
     assert encode(decode(ReportEnvelope, raw)) == {**raw, "check": None}
