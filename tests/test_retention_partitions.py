@@ -7,6 +7,7 @@ it at once. The contract suite (tests/test_retention.py) covers what both back e
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -254,7 +255,13 @@ def test_a_batch_run_while_another_monitor_drops_a_week_waits_for_it_and_deletes
             assert partitions.maintain(dropper, M0 + 0.5 * DAY_S, before)[1] == [week(-2)]
             deleter = threading.Thread(target=batch)
             deleter.start()
-            deleter.join(0.5)  # the batch starts while the drop is not yet committed
+            # The batch starts while the drop is not yet committed: it waits on a lock (the
+            # partitions' advisory lock; before the fix, the dropped week's table).
+            with psycopg.connect(stores.url, autocommit=True) as watcher:  # type: ignore[arg-type]
+                deadline = time.monotonic() + 30
+                while not watcher.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)").fetchone()[0]:  # type: ignore[index]
+                    assert deleter.is_alive() and time.monotonic() < deadline, outcome
+                    time.sleep(0.01)
         deleter.join(30)
     assert outcome == [4], "week -2's three ids and week -1's row with its id, no error"
     assert set(where(stores)) == {kept}
