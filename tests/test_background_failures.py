@@ -39,21 +39,27 @@ class _Restarting(SQLiteStore):
     def sessions_to_summarise(self, ended_since: float, limit: int) -> list[str]:
         return ["s-bg-1"]
 
-    def get_session(self, session_id: str):  # noqa: ANN201 - the store's own type
+    def get_session(self, session_id: str):  # the store's own type
         raise StoreUnavailable("the store failed: the database system is starting up")
 
 
 def test_the_summary_job_waits_for_the_store_without_a_traceback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     job = SummaryJob(_Restarting(tmp_path / "s.sqlite3"), poll_s=0.01)
 
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith("sessionready.monitor")]
+
     async def a_few_passes() -> None:
+        # Two failed passes at least, however long this machine takes to run them (10 s at most).
         task = asyncio.create_task(job.run())
-        await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(logged()) < 2 and asyncio.get_running_loop().time() < deadline and not task.done():
+            await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     with caplog.at_level(logging.INFO, logger="sessionready.monitor"):
         asyncio.run(a_few_passes())
-    messages = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records if r.name.startswith("sessionready.monitor")]
+    messages = [(r.levelname, r.getMessage(), r.exc_info) for r in logged()]
     # Before: "session summary failed" with the traceback, once per session and pass.
     assert messages and all(level == "WARNING" and exc is None and "store is unavailable" in text for level, text, exc in messages), messages
