@@ -396,7 +396,7 @@ class _LoadRule:
     def __call__(self, elapsed_s: float, samples: Sequence[tuple[float, int]]) -> bool:
         loaded = settle.stream_so_far(self._stream.probes(self._key)).rtts_ms(after_s=self._ramp_s)
         judged = settle.judge_load(self._direction, elapsed_s, samples, self._ramp_s, loaded, self._idle_rtts, self._thresholds, self._floor)
-        self.last = settle.decide(elapsed_s, self._limits, judged, self._floor)
+        self.last = settle.decide(elapsed_s, settle.load_limits(self._limits, self._ramp_s, loaded), judged, self._floor)
         return self.last.stop
 
 

@@ -25,6 +25,9 @@ length"):
 - delay under load: the loaded median's interval minus the idle median's, end to end;
 - throughput: the spread of the rate over the last windows after the ramp, with the rate the
   report gives; it also settles when every recent window is far above the best tier's need.
+  A load phase also runs until its rate's window spans RATE_WINDOW_RTTS round trips of the
+  loaded path (``load_limits``): the rate is only as true as its window is long against TCP's
+  own round trip.
 
 Pure functions over the samples so far, with no clock of their own: the caller says how long
 the phase has run. Standard library only.
@@ -82,6 +85,17 @@ THROUGHPUT_STABLE_RATIO = 0.2
 # verdict is already the worst a throughput can give (a tbf-shaped slow link's windows never
 # agree within 20 %: without it such a phase ran to its maximum and said "borderline").
 FAR_ABOVE_FACTOR = 2.0
+# A rate's window after the ramp spans at least this many loaded round trips (the median RTT
+# during the load), at most RATE_WINDOW_CAP_S. An application sees a TCP flow's bytes only in
+# order: after a loss, what arrives behind the hole waits a round trip for the retransmission,
+# then comes at once. Behind a deep queue that round trip is hundreds of ms, and a window edge
+# inside such a wait moves up to a round trip of the link's bytes across it (in the lab, 8
+# Mbit/s up behind a 300 ms queue, ~220 ms loaded: a 1.4-2 s window read 7-9 % low). Over ten
+# round trips one such wait is at most a tenth of the window. The cap keeps the default load
+# phase (1 s ramp, 6 s longest) able to meet it; a clean path's round trip of a few ms asks
+# nothing more than the minimum.
+RATE_WINDOW_RTTS = 10
+RATE_WINDOW_CAP_S = 3.0
 
 _SEVERITY_RANK = {None: 0, "info": 0, "warning": 1, "critical": 2}
 
@@ -508,6 +522,16 @@ def _judge_throughput(
         return judged  # far below every line: settled, critical, however uneven
     stable = point > 0 and (judged.high - judged.low) <= THROUGHPUT_STABLE_RATIO * point
     return Judged(figure, judged.low, judged.high, judged.settled and stable, judged.severity if stable else None)
+
+
+def load_limits(limits_: PhaseLimits, ramp_s: float, loaded_rtts_ms: Sequence[float]) -> PhaseLimits:
+    """A load phase's limits with its minimum raised until the rate's window (after the ramp)
+    spans RATE_WINDOW_RTTS loaded round trips (at most RATE_WINDOW_CAP_S, never past ``max_s``)."""
+    if not loaded_rtts_ms:
+        return limits_
+    window_s = min(RATE_WINDOW_RTTS * percentile(loaded_rtts_ms, 50) / 1000, RATE_WINDOW_CAP_S)
+    least = min(limits_.max_s, ramp_s + window_s)
+    return limits_ if least <= limits_.min_s else PhaseLimits(least, limits_.max_s)
 
 
 def decide(elapsed_s: float, limits_: PhaseLimits, judged: Sequence[Judged], floor: str | None = None) -> Decision:

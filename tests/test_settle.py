@@ -246,6 +246,24 @@ def test_throughput_needs_a_second_after_the_ramp() -> None:
     assert not load([2.0] * 7, elapsed=1.75)["throughput_down"].settled
 
 
+def test_a_load_phase_runs_until_its_rate_window_spans_ten_loaded_round_trips() -> None:
+    # Ramp 1 s, minimum 2 s, longest 6 s; the window after the ramp must span 10 x the loaded
+    # median RTT, at most 3 s.
+    limits_ = PhaseLimits(min_s=2.0, max_s=6.0)
+    assert settle.load_limits(limits_, 1.0, [5.0] * 50) == limits_  # a clean path: 0.05 s asks nothing
+    assert settle.load_limits(limits_, 1.0, []) == limits_  # no RTT yet: the configured minimum
+    assert settle.load_limits(limits_, 1.0, [100.0] * 50) == limits_  # exactly 1 s after the ramp: still 2 s
+    assert settle.load_limits(limits_, 1.0, [220.0] * 50) == PhaseLimits(min_s=3.2, max_s=6.0)  # a deep queue
+    assert settle.load_limits(limits_, 1.0, [900.0] * 50) == PhaseLimits(min_s=4.0, max_s=6.0)  # capped at 3 s
+    assert settle.load_limits(PhaseLimits(min_s=2.0, max_s=3.0), 1.0, [220.0] * 50) == PhaseLimits(min_s=3.0, max_s=3.0)  # never past the longest
+    # Every figure settled: a 250 ms queue's phase does not stop at 3.4 s, does at 3.5 s.
+    judged = tuple(load([8.0] * 12, loaded_rtt=250.0, elapsed=3.0).values())  # 230 ms more: critical, settled
+    assert all(item.settled for item in judged)
+    raised = settle.load_limits(limits_, 1.0, [250.0] * 50)
+    assert not settle.decide(3.4, raised, judged).stop
+    assert settle.decide(3.5, raised, judged) == settle.Decision(True, "settled", (), settle.raise_floor(None, judged))
+
+
 def test_delay_under_load_on_each_side_of_its_lines() -> None:
     assert (load([100.0] * 8, loaded_rtt=25.0)["loaded_latency_down"].settled, load([100.0] * 8, loaded_rtt=25.0)["loaded_latency_down"].severity) == (True, None)
     assert load([100.0] * 8, loaded_rtt=120.0)["loaded_latency_down"].severity == "warning"

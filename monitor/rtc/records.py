@@ -321,7 +321,7 @@ class StreamRecords:
         # The throughput is judged up to where the page's series is complete (an upload's bytes
         # are known once each request is answered), the phase's length on the page's clock.
         judged = settle.judge_load(rule.direction, rule.samples[-1][0], rule.samples, rule.ramp_s, loaded_rtts, idle_rtts, rule.thresholds, floor)
-        decision = settle.decide(elapsed_s, rule.limits, judged, floor)
+        decision = settle.decide(elapsed_s, settle.load_limits(rule.limits, rule.ramp_s, loaded_rtts), judged, floor)
         if decision.stop:
             assert decision.reason is not None
             rule.decision = LoadDecision(round(elapsed_s, 3), decision.reason, decision.unsettled, decision.floor)

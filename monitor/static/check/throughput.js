@@ -221,7 +221,7 @@ async function uploadStream(authorization, meter, end, now, signal, block, answe
 }
 
 /**
- * Measure one direction. Returns {mbps, bytes, seconds, error, status}; never throws for
+ * Measure one direction. Returns {mbps, bytes, seconds, window_s, endedBy, error, status}; never throws for
  * network trouble (a failed measurement is data: mbps null and a short code in error).
  * @param {"down"|"up"} direction
  * @param {{streams: number, loadSeconds: number, rampSeconds: number, authorization: string}} options
@@ -300,6 +300,7 @@ export async function measureThroughput(direction, { streams, loadSeconds, rampS
     mbps: rate === null ? null : (rate * 8) / 1e6,
     bytes: meter.total,
     seconds,
+    window_s: [rampSeconds, windowEndS], // the rate's window, seconds from the phase's start
     endedBy: endedBy || "streams", // "streams": every stream ended (failed) before either
     error,
     status: errors.length && errors[0] instanceof HttpStatusError ? errors[0].status : null,
