@@ -8,7 +8,8 @@ chance for a random run of losses to push the Wilson interval past a line: looki
 at a 95 % interval is not a 95 % decision. This script draws independent (binomial) losses in
 both directions at a fixed rate and applies the loss part of that rule (the lines of
 ``sessionready.quality.Thresholds``; the interval of ``sessionready.stats.wilson_interval``)
-to measure, per true loss rate:
+to measure, per true loss rate (by default with the rule's own intervals: its low end, which
+settles "above" a line, at ``settle.Z_LOSS_ABOVE``):
 
 * **wrong**: settled on a grade the true rate does not have (e.g. "not ready" at 2 %);
 * **borderline**: not settled by the maximum (the check says so);
@@ -16,9 +17,9 @@ to measure, per true loss rate:
 
 It models only the loss figures (delay, jitter and sound quality are left out) and independent
 losses; it is arithmetic about the rule, not a measurement of a network. ``--z-above`` asks
-what a wider interval for concluding "above a line" would change.
+what another interval for concluding "above a line" would change (1.96: the rule before).
 
-    .venv/bin/python -m benchmarks.stop_rule_loss [--trials 4000] [--z-above 2.576]
+    .venv/bin/python -m benchmarks.stop_rule_loss [--trials 4000] [--z-above 1.96]
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import statistics
 import numpy as np
 
 from sessionready.quality import Thresholds
+from sessionready.settle import Z_LOSS_ABOVE
 from sessionready.stats import Z95, wilson_interval
 
 PROBES_PER_LOOK = 5  # 0.1 s at 50 packets/s (agents/check.py SETTLE_POLL_S)
 MIN_PROBES, MAX_PROBES = 100, 500  # the idle phase's default 2 s and 10 s
-RATES = (0.0, 0.005, 0.015, 0.02, 0.0227, 0.03, 0.04, 0.08)
+RATES = (0.0, 0.005, 0.015, 0.02, 0.0227, 0.025, 0.028, 0.03, 0.035, 0.04, 0.08)
 
 
 def settle_one(up: np.ndarray, down: np.ndarray, lines: tuple[float, float], z_below: float, z_above: float) -> tuple[int | None, int]:
@@ -63,7 +65,7 @@ def settle_one(up: np.ndarray, down: np.ndarray, lines: tuple[float, float], z_b
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stop_rule_loss", description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=4000, help="simulated checks per loss rate (default 4000)")
-    parser.add_argument("--z-above", type=float, default=Z95, help="z of the interval for settling above a line (default: 1.96, the rule's)")
+    parser.add_argument("--z-above", type=float, default=Z_LOSS_ABOVE, help=f"z of the interval's low end, which settles above a line (default: {Z_LOSS_ABOVE}, the rule's; 1.96 was the rule before)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.trials < 1 or args.z_above <= 0:

@@ -15,7 +15,9 @@ that, and the phase need not wait for one.
 The intervals (the arithmetic and its justification are in docs/quality-model.md, "Adaptive
 length"):
 
-- loss per direction: the Wilson score interval of the lost count, as in the report;
+- loss per direction: the Wilson score interval of the lost count, as in the report, its low
+  end at Z_LOSS_ABOVE: the rule looks every 0.1 s, and each look at a 95 % interval is one more
+  chance to settle above a line the path is below;
 - round trip: the distribution-free order-statistic interval of the median (RTTs are skewed
   and the model reads the median);
 - jitter per direction: a t interval for the mean absolute transit difference |D|, the
@@ -69,6 +71,14 @@ UNITS: dict[str, str] = {
     "throughput_down": "mbps", "throughput_up": "mbps",
 }  # fmt: skip
 
+# The low end of a loss interval, the one that settles a loss *above* a line, is taken at this z
+# (a two-sided 99.5 % Wilson interval) rather than 1.96. The rule looks up to ~80 times a phase
+# and stops at the first look that settles; at 95 % a path losing 2.27 % each way settled "not
+# ready" (above 3 %) in 5.7 % of simulated checks, at 2.5 % in 10.9 %; at this z 0.9 % and 2.3 %
+# (python -m benchmarks.stop_rule_loss, independent losses; docs/quality-model.md, "Adaptive
+# length"). The high end, which settles "below", stays at 1.96: with no loss its bound only falls,
+# so the clean-link stop (0 lost in 381 probes) is one look's 95 %, however often it looks.
+Z_LOSS_ABOVE = 2.807
 # Fewer samples than this and no interval is claimed at all. Six is the least for which the
 # order-statistic interval of a median reaches 95 % (1 - 2 * 0.5**6 = 96.9 %); thirty keeps the
 # t interval for jitter within reach of its normal approximation.
@@ -154,6 +164,12 @@ def median_interval(values: Sequence[float], z: float = Z95) -> tuple[float, flo
     low_rank = max(1, math.floor(n / 2 - half_width))  # 1-based
     high_rank = min(n, math.ceil(n / 2 + 1 + half_width))
     return (ordered[low_rank - 1], ordered[high_rank - 1])
+
+
+def loss_interval(lost: int, count: int) -> tuple[float, float]:
+    """The loss interval the rule settles on: Wilson's, its low end at Z_LOSS_ABOVE (wider, for
+    the repeated looks), its high end at 95 %."""
+    return (wilson_interval(lost, count, Z_LOSS_ABOVE)[0], wilson_interval(lost, count)[1])
 
 
 def t_quantile_975(dof: int) -> float:
@@ -408,12 +424,12 @@ def _judge_idle_once(so_far: StreamSoFar, t: quality.Thresholds, floor: str | No
     losses: dict[str, tuple[tuple[float, float] | None, float | None]] = {}
     if so_far.sent:
         lost_up = so_far.sent - so_far.reflected
-        losses["up"] = (wilson_interval(lost_up, so_far.sent), lost_up / so_far.sent)
+        losses["up"] = (loss_interval(lost_up, so_far.sent), lost_up / so_far.sent)
     else:
         losses["up"] = (None, None)
     if so_far.reflected:
         lost_down = max(0, so_far.reflected - so_far.received)
-        losses["down"] = (wilson_interval(lost_down, so_far.reflected), lost_down / so_far.reflected)
+        losses["down"] = (loss_interval(lost_down, so_far.reflected), lost_down / so_far.reflected)
     else:
         losses["down"] = (None, None)
     for direction, (interval, point) in losses.items():
