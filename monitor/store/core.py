@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -315,11 +316,52 @@ class StoreQueries(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Chec
 
 
 
+class _ReadConnection(sqlite3.Connection):
+    """A reading thread's connection (a subclass only so that the store can hold it weakly: a
+    thread that ends takes its connection with it)."""
+
+
+class _SQLiteReading:
+    """``with store._lock:`` for SQLite: this thread's own read connection as ``store._db``,
+    inside one read transaction (a snapshot: the block's statements see the same commits).
+
+    WAL lets readers and the one writer work at once, so a long read (the risk pass over every
+    live session, a Trends query, the dashboard's lists) no longer holds up ingest's commits;
+    with one connection behind one lock it did, and an agent's report waited for the slowest
+    read in the process (issue 16: the p99 spikes at 1,000 agents).
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        bound = self._store._bound
+        if getattr(bound, "reading", None) is not None:
+            raise RuntimeError("a store read inside another read of the same thread")
+        conn = getattr(bound, "reader", None)
+        if conn is None:
+            conn = bound.reader = self._store._open_reader()
+        conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+        bound.reading = conn
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
+        bound = self._store._bound
+        conn, bound.reading = bound.reading, None
+        try:
+            if conn.in_transaction:
+                conn.execute("COMMIT")  # a read transaction: nothing to write, the snapshot let go
+        except sqlite3.Error:
+            if error is None:
+                raise  # a failure of its own; otherwise the block's error is the one to tell
+
+
 class SQLiteStore(StoreQueries):
     """The embedded store: one SQLite file in WAL mode, safe for one process with many threads.
 
-    Other processes (the token command while the monitor runs) may open the same file: WAL
-    lets them read and write without blocking the monitor for long.
+    Writes go through one connection, one at a time (``_transaction``); reads through a
+    connection of the reading thread's own (``_lock``, ``_SQLiteReading``), which WAL lets run
+    beside the writer. Other processes (the token command while the monitor runs) may open the
+    same file: WAL lets them read and write without blocking the monitor for long.
     """
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
@@ -327,12 +369,16 @@ class SQLiteStore(StoreQueries):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._write_lock = threading.Lock()
+        self._bound = threading.local()
+        self._lock = _SQLiteReading(self)
+        self._readers: weakref.WeakSet[_ReadConnection] = weakref.WeakSet()
+        self._readers_lock = threading.Lock()
+        self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         try:
-            version = migrations.check_not_newer(self._db, path)  # before anything writes to it
+            version = migrations.check_not_newer(self._writer, path)  # before anything writes to it
         except BaseException:
-            self._db.close()
+            self._writer.close()
             raise
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the monitor answers. An agent deletes a report from
@@ -350,34 +396,51 @@ class SQLiteStore(StoreQueries):
             )  # fmt: skip
             with self._transaction() as db:
                 self._upgrade_caseload(db, had_caseload)
-        with self._lock:
-            self.migrations_applied = migrations.upgrade(self._db, path)
+        with self._write_lock:
+            self.migrations_applied = migrations.upgrade(self._writer, path)
         self._ensure_rollups()  # trends: a one-off backfill for samples older than the rollups
         path.chmod(0o600)
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """Inside ``with self._lock``: this thread's read connection; elsewhere the writer's."""
+        reading = getattr(self._bound, "reading", None)
+        return reading if reading is not None else self._writer
+
+    def _open_reader(self) -> _ReadConnection:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10, factory=_ReadConnection)
+        conn.execute("PRAGMA query_only=ON")  # a read connection never writes, whatever it is asked
+        with self._readers_lock:
+            self._readers.add(conn)
+        return conn
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        if getattr(self._bound, "reading", None) is not None:
+            raise RuntimeError("a store transaction inside a read of the same thread")
+        with self._write_lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._writer.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self._db
+                    yield self._writer
                 except BaseException:
-                    if self._db.in_transaction:  # SQLite may have rolled back already (a full disk does)
-                        self._db.execute("ROLLBACK")
+                    if self._writer.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                        self._writer.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
+                self._writer.execute("COMMIT")
             except sqlite3.OperationalError as error:
                 if error.sqlite_errorcode != sqlite3.SQLITE_FULL:
                     raise
-                if self._db.in_transaction:  # a COMMIT that could not append to the WAL
-                    self._db.execute("ROLLBACK")
+                if self._writer.in_transaction:  # a COMMIT that could not append to the WAL
+                    self._writer.execute("ROLLBACK")
                 # The journal keeps the file consistent: the write is undone, nothing else lost.
                 raise StoreFull(f"the disk under the store {self._path} is full: nothing was written") from None
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._write_lock, self._readers_lock:
+            for conn in list(self._readers):
+                conn.close()
+            self._writer.close()
 
 
 def open_store(data_dir: Path, clock: Callable[[], float] = time.time) -> SQLiteStore:

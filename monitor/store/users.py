@@ -272,9 +272,12 @@ CREATE INDEX IF NOT EXISTS login_failures_by_time ON login_failures (last_failur
             session_id, last_seen_at, expires_at, idle_s, user_id, username, role, participant_id = row
             if now >= expires_at or now - last_seen_at >= idle_s:
                 return None
-            if now - last_seen_at >= min(60.0, idle_s / 10):
-                self._db.execute("UPDATE user_sessions SET last_seen_at = ? WHERE session_id = ?", (now, session_id))
-                last_seen_at = now
+        if now - last_seen_at >= min(60.0, idle_s / 10):
+            # A write of its own, after the read (a read never writes: SQLite reads on a
+            # read-only connection of this thread's, PostgreSQL on an autocommit one).
+            with self._transaction() as db:
+                db.execute("UPDATE user_sessions SET last_seen_at = ? WHERE session_id = ?", (now, session_id))
+            last_seen_at = now
         return UserPrincipal(
             token_id=f"user:{user_id}",
             role=role,
