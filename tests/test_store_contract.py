@@ -94,6 +94,32 @@ def test_samples_by_agent_session_and_participant_oldest_first(stores: StoreFact
     assert store.latest_samples("c-9", NOW) == []
 
 
+def test_live_samples_since_reads_only_what_each_end_took_after_its_last(stores: StoreFactory) -> None:
+    # The risk pass's read: each participant's live samples received since ``since`` and taken
+    # after the last it applied (less the store's 1 s margin); another participant's not at all.
+    store = stores.open()
+    client, _ = store.create_token("client", "c-1")
+    therapist, _ = store.create_token("therapist", "t-1")
+    stranger, _ = store.create_token("client", "c-9")
+    for agent in (client, therapist, stranger):
+        batch = [envelope(NOW + t, t, "s-1", "live") for t in (2, 4, 6, 8)]
+        assert store.add_reports(agent, batch, SPOOL, NOW + 10) == [True] * 4
+    everything = store.live_samples_since({"s-1": NOW})
+    assert len(everything["s-1"]) == 12
+    newer = store.live_samples_since({"s-1": NOW}, {"s-1": {"c-1": NOW + 6, "t-1": None}})
+    by_participant: dict[str, list[str]] = {}
+    for participant, received_at, sample in newer["s-1"]:
+        assert received_at == NOW + 10
+        by_participant.setdefault(participant, []).append(str(sample["taken_at"]))
+    # c-1: taken after NOW + 6 - 1 s: NOW + 6 (again: the margin) and NOW + 8; t-1: all four; c-9: none.
+    assert by_participant == {
+        "c-1": [rfc3339(NOW + 6), rfc3339(NOW + 8)],
+        "t-1": [rfc3339(NOW + t) for t in (2, 4, 6, 8)],
+    }
+    assert store.live_samples_since({"s-1": NOW}, {"s-1": {"c-1": NOW + 9.5, "t-1": NOW + 9.5}}) == {}
+    assert store.live_samples_since({"s-1": NOW + 11}, {"s-1": {"c-1": None}}) == {}  # received before since
+
+
 def test_participants_sessions_in_a_window_and_caseloads(stores: StoreFactory) -> None:
     store = stores.open()
     assert store.get_participant("t-1") is None

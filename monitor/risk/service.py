@@ -248,7 +248,15 @@ class RiskService:
         if started:
             live = self._store.live_sessions()
         states = {session.session_id: self._live_state(session, now) for session in live}
-        found = self._store.live_samples_since({session_id: _samples_since(state) for session_id, state in states.items()})
+        # Only what each end sent after the last sample the tracker applied (it ignores the rest).
+        taken_after = {
+            session.session_id: {
+                session.client_id: states[session.session_id].client.last_taken_at_unix,
+                session.therapist_id: states[session.session_id].therapist.last_taken_at_unix,
+            }
+            for session in live
+        }
+        found = self._store.live_samples_since({session_id: _samples_since(state) for session_id, state in states.items()}, taken_after)
         steps: list[tuple[RiskSession, LiveStep]] = []
         for session in live:
             samples = []
