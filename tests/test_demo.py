@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -44,10 +45,27 @@ LOSS_CAUSES = {"high_download_loss", "high_upload_loss", "recent_loss"}
 SHAPING_TOOLS = ("ip", "tc", "nft", "openssl")
 
 
+# Ports for the demo's monitor and dashboard come from below the kernel's ephemeral range: the
+# demo binds them some 20 s after the test chose them, and a port the kernel handed out (bind to
+# port 0) is one it may hand out again meanwhile as another test's connection's source port (CI
+# failed so: "cannot listen on 127.0.0.1:33741: Address already in use").
+PORT_FLOOR = 20_000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free for TCP and UDP on every address now, chosen at random below the ephemeral range."""
+    ceiling = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(PORT_FLOOR, ceiling)
+        try:
+            with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                tcp.bind(("0.0.0.0", port))
+                udp.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port found between {PORT_FLOOR} and {ceiling}")
 
 
 def can_shape() -> bool:
