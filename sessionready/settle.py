@@ -74,9 +74,9 @@ UNITS: dict[str, str] = {
 # The low end of a loss interval, the one that settles a loss *above* a line, is taken at this z
 # (a two-sided 99.5 % Wilson interval) rather than 1.96. The rule looks up to ~80 times a phase
 # and stops at the first look that settles; at 95 % a path losing 2.27 % each way settled "not
-# ready" (above 3 %) in 5.7 % of simulated checks, at 2.5 % in 10.9 %; at this z 0.9 % and 2.3 %
-# (python -m benchmarks.stop_rule_loss, independent losses; docs/quality-model.md, "Adaptive
-# length"). The high end, which settles "below", stays at 1.96: with no loss its bound only falls,
+# ready" (above 3 %) in 5.1 % of simulated checks, at 2.5 % in 11.0 %; at this z 1.1 % and 1.9 %
+# (python -m benchmarks.stop_rule_loss, 3,000 checks a rate, independent losses;
+# docs/quality-model.md, "Known limits"). The high end, which settles "below", stays at 1.96: with no loss its bound only falls,
 # so the clean-link stop (0 lost in 381 probes) is one look's 95 %, however often it looks.
 Z_LOSS_ABOVE = 2.807
 # Fewer samples than this and no interval is claimed at all. Six is the least for which the

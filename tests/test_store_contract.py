@@ -104,7 +104,7 @@ def test_live_samples_since_reads_only_what_each_end_took_after_its_last(stores:
     for agent in (client, therapist, stranger):
         batch = [envelope(NOW + t, t, "s-1", "live") for t in (2, 4, 6, 8)]
         assert store.add_reports(agent, batch, SPOOL, NOW + 10) == [True] * 4
-    everything = store.live_samples_since({"s-1": NOW})
+    everything = store.live_samples_since({"s-1": NOW}, {"s-1": {"c-1": None, "t-1": None, "c-9": None}})
     assert len(everything["s-1"]) == 12
     newer = store.live_samples_since({"s-1": NOW}, {"s-1": {"c-1": NOW + 6, "t-1": None}})
     by_participant: dict[str, list[str]] = {}

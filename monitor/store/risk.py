@@ -27,7 +27,7 @@ SAMPLE_NETWORK_COLUMNS = ("rtt_p50_ms", "jitter_up_ms", "jitter_down_ms", "loss_
 SAMPLE_JSON_NETWORK_FIELDS = ("jitter_mean_up_ms", "jitter_mean_down_ms")
 
 
-# How far before the caller's last applied sample ``live_samples_since(taken_after=...)`` reads:
+# How far before the caller's last applied sample ``live_samples_since`` reads:
 # the same RFC 3339 time parsed by ingest and by the live tracker may differ in its last digits
 # (or by a leap second, which ingest reads as :59); the tracker ignores what it has applied.
 TAKEN_AFTER_MARGIN_S = 1.0
@@ -282,37 +282,15 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         return [(participant, received_at, json.loads(sample)) for participant, received_at, sample in rows]
 
     def live_samples_since(
-        self, since: Mapping[str, float], taken_after: Mapping[str, Mapping[str, float | None]] | None = None
-    ) -> dict[str, list[tuple[str, float, dict[str, object]]]]:
-        """``live_samples`` of many sessions in one query (per 400 sessions): by session id, each
-        from its own ``since``; a session without any is left out.
-
-        With ``taken_after`` (per session, per participant: the sample time, agent clock, of the
-        last sample the caller has applied, or None for none yet) only those participants'
-        samples taken later are read, less TAKEN_AFTER_MARGIN_S; a session not in it is read as
-        without. The risk pass has applied every earlier one and would ignore them (a live
-        tracker never goes back in time): reading them again was most of its work (docs/scaling.md)."""
-        if taken_after is not None:
-            return self._live_samples_taken_after(since, taken_after)
-        ids = sorted(since)
-        found: dict[str, list[tuple[str, float, dict[str, object]]]] = {}
-        for start in range(0, len(ids), 400):
-            chunk = ids[start : start + 400]
-            with self._lock:  # per chunk, and the JSON decoded after: ingest's writes wait for the lock
-                rows = self._db.execute(
-                    f"WITH wanted (session_id, since) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
-                    " SELECT s.session_id, s.participant_id, s.received_at, s.sample FROM wanted w"
-                    " JOIN samples s ON s.session_id = w.session_id AND s.kind = 'live' AND s.received_at >= w.since"
-                    " ORDER BY s.session_id, s.taken_at",
-                    [value for session_id in chunk for value in (session_id, float(since[session_id]))],
-                ).fetchall()
-            for session_id, participant, received_at, sample in rows:
-                found.setdefault(session_id, []).append((participant, received_at, json.loads(sample)))
-        return found
-
-    def _live_samples_taken_after(
         self, since: Mapping[str, float], taken_after: Mapping[str, Mapping[str, float | None]]
     ) -> dict[str, list[tuple[str, float, dict[str, object]]]]:
+        """Live samples of many sessions in one query (per 200 participants), by session id; a
+        session without any is left out. Per session, those received since its ``since``; per
+        participant listed in ``taken_after`` (the sample time, agent clock, of the last sample
+        the caller has applied, or None for none yet), only those taken later, less
+        TAKEN_AFTER_MARGIN_S; other participants' not at all. The risk pass has applied every
+        earlier one and would ignore them (a live tracker never goes back in time): reading them
+        again was most of its work (docs/scaling.md)."""
         wanted = [
             (session_id, participant, float(since[session_id]), -1e18 if after is None else float(after) - TAKEN_AFTER_MARGIN_S)
             for session_id in sorted(since)
@@ -321,7 +299,7 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         found: dict[str, list[tuple[str, float, dict[str, object]]]] = {}
         for start in range(0, len(wanted), 200):  # 4 parameters a row: 800 a query
             chunk = wanted[start : start + 200]
-            with self._lock:
+            with self._lock:  # per chunk, and the JSON decoded after
                 rows = self._db.execute(
                     f"WITH wanted (session_id, participant_id, since, after) AS (VALUES {', '.join(['(?, ?, ?, ?)'] * len(chunk))})"
                     " SELECT s.session_id, s.participant_id, s.received_at, s.sample FROM wanted w"
