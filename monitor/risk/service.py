@@ -50,8 +50,8 @@ class RiskTimes:
     alert_lead_s: float = 7200.0  # pre-session alerts only for sessions starting within this
 
 
-# Seconds between the starts of two passes over the live sessions: 2 s when a pass and the
-# upcoming sessions' assessment fit in the interval, more when they do not.
+# Seconds between the starts of two passes over the live sessions: 2 s when a pass fits in the
+# interval, more when it does not (the upcoming sessions' assessment runs in a loop of its own).
 LIVE_CYCLE_BUCKETS = (1.0, 2.05, 2.1, 2.25, 2.5, 3.0, 4.0, 6.0, 10.0, 30.0)
 LIVE_PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -111,14 +111,17 @@ class RiskService:
         # The live states this process stored in its last pass, with the JSON it stored: a session
         # whose stored JSON is still that string needs no decoding (decoding was a fifth of a pass).
         self._stored_live: dict[str, tuple[str, LiveState]] = {}
-        self._busy = threading.Lock()  # one pass at a time: the loop's, or a caller's (tests, benchmarks)
+        # One pass of each kind at a time (the loop's, or a caller's: tests, benchmarks); a live
+        # pass and an evaluation may run at once (``run``).
+        self._evaluating = threading.Lock()
+        self._tracking = threading.Lock()
         self.evaluations = 0  # passes over the upcoming sessions so far
 
     # --- upcoming sessions ------------------------------------------------------------------
 
     def evaluate(self) -> list[SessionRisk]:
         """Assess every session starting within the horizon or under way; store what changed."""
-        with self._busy:
+        with self._evaluating:
             results = self._evaluate()
             self.evaluations += 1
             return results
@@ -225,7 +228,7 @@ class RiskService:
     def track_live(self) -> int:
         """Start sessions both agents report, step live ones, end those whose agents stopped.
         Returns how many live sessions were stepped."""
-        with self._busy:
+        with self._tracking:
             return self._track_live()
 
     def _track_live(self) -> int:
@@ -323,9 +326,17 @@ class RiskService:
 
     async def run(self, leading: Callable[[], bool] = lambda: True) -> None:
         """Step live sessions every ``live_interval_s`` and assess upcoming ones every
-        ``interval_s``; a pass starts only while ``leading()`` (this monitor holds the risk
-        lease: one that wakes from a freeze past its lease's deadline skips the pass)."""
-        next_evaluation = 0.0
+        ``interval_s``, each in a loop of its own; a pass starts only while ``leading()`` (this
+        monitor holds the risk lease: one that wakes from a freeze past its lease's deadline
+        skips the pass).
+
+        Two loops, not one: an assessment of every upcoming session takes seconds with hundreds
+        of them (1.3-2.0 s for 550 live sessions on PostgreSQL, docs/scaling.md), and a live
+        step waiting behind it came 2.5-3 s after the last instead of 2 s. The two passes write
+        different columns of a session's risk row, and alerts are deduplicated in the store."""
+        await asyncio.gather(self._live_loop(leading), self._evaluation_loop(leading))
+
+    async def _live_loop(self, leading: Callable[[], bool]) -> None:
         previous: float | None = None
         while True:
             if not leading():
@@ -340,15 +351,26 @@ class RiskService:
                 if self._metrics is not None:
                     self._metrics.pass_seconds.observe(time.monotonic() - started)
                     self._metrics.sessions_stepped.inc(stepped)
-                if started >= next_evaluation:
-                    await asyncio.to_thread(self.evaluate)
-                    next_evaluation = started + self._times.interval_s
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 # One bad pass must not stop risk tracking for every other session.
-                log_failed_pass(log, "risk evaluation failed; trying again at the next interval", error)
+                log_failed_pass(log, "live risk pass failed; trying again at the next interval", error)
             await asyncio.sleep(max(0.0, self._times.live_interval_s - (time.monotonic() - started)))
+
+    async def _evaluation_loop(self, leading: Callable[[], bool]) -> None:
+        while True:
+            if not leading():
+                await asyncio.sleep(self._times.live_interval_s)
+                continue
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(self.evaluate)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log_failed_pass(log, "risk evaluation failed; trying again at the next interval", error)
+            await asyncio.sleep(max(0.0, self._times.interval_s - (time.monotonic() - started)))
 
 
 def _samples_since(state: LiveState) -> float:
