@@ -120,6 +120,28 @@ def test_live_samples_since_reads_only_what_each_end_took_after_its_last(stores:
     assert store.live_samples_since({"s-1": NOW + 11}, {"s-1": {"c-1": None}}) == {}  # received before since
 
 
+def test_a_live_pass_keeps_the_assessment_and_remembers_a_degraded_session(stores: StoreFactory) -> None:
+    # save_lives writes only the live columns: a session the assessment never saw gets a row of
+    # its own, one it did keeps its state and history, and once degraded stays degraded.
+    store = stores.open()
+    therapist, _ = store.create_token("therapist", "t-1")
+    client, _ = store.create_token("client", "c-1")
+    for session_id in ("s-1", "s-2"):
+        store.create_session(session_id, therapist.participant_id, client.participant_id, int(NOW) + 600, 3600, assign=True)
+    store.save_risk("s-1", "at_risk", ["client:high_loss"], {"state": "at_risk"}, [], NOW)
+    store.save_live("s-1", '{"a": 1}', "at_risk", 3.1, 4.2, NOW + 2)
+    store.save_live("s-2", '{"b": 2}', "ready", None, 4.0, NOW + 2)
+    store.save_live("s-1", '{"a": 2}', "ready", 4.0, 4.3, NOW + 4)
+    first, second = store.stored_risk("s-1"), store.stored_risk("s-2")
+    assert first is not None and second is not None
+    assert (first.state, first.evaluated_at, first.assessment, len(first.history)) == ("at_risk", NOW, {"state": "at_risk"}, 1)
+    assert (first.live_state, first.client_mos, first.therapist_mos, first.live_degraded) == ("ready", 4.0, 4.3, True)
+    assert (second.state, second.evaluated_at, second.live_state, second.client_mos, second.therapist_mos, second.live_degraded) == (
+        "unknown", NOW + 2, "ready", None, 4.0, False,
+    )
+    assert [s.session_id for s in store.live_sessions()] == []  # live columns do not make a session live
+
+
 def test_participants_sessions_in_a_window_and_caseloads(stores: StoreFactory) -> None:
     store = stores.open()
     assert store.get_participant("t-1") is None

@@ -250,16 +250,19 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         if not rows:
             return
         ordered = sorted(rows, key=lambda row: row.session_id)  # rows locked in one order: no deadlock with another writer
+        # One upsert a session, not an insert and an update: on PostgreSQL each row of an
+        # executemany goes through the driver's pipeline in Python, and a pass makes one a session.
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, 'unknown', '[]', '{}', ?, ?)"
-                " ON CONFLICT (session_id) DO NOTHING",
-                [(row.session_id, at, at) for row in ordered],
-            )
-            db.executemany(
-                "UPDATE session_risk SET live_tracker = ?, live_state = ?, client_mos = ?, therapist_mos = ?,"
-                f" live_degraded = {self._dialect.greatest}(live_degraded, ?) WHERE session_id = ?",
-                [(row.tracker_json, row.live_state, row.client_mos, row.therapist_mos, int(row.live_state != "ready"), row.session_id) for row in ordered],
+                "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at,"
+                " live_tracker, live_state, client_mos, therapist_mos, live_degraded) VALUES (?, 'unknown', '[]', '{}', ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (session_id) DO UPDATE SET live_tracker = excluded.live_tracker, live_state = excluded.live_state,"
+                " client_mos = excluded.client_mos, therapist_mos = excluded.therapist_mos,"
+                f" live_degraded = {self._dialect.greatest}(session_risk.live_degraded, excluded.live_degraded)",
+                [
+                    (row.session_id, at, at, row.tracker_json, row.live_state, row.client_mos, row.therapist_mos, int(row.live_state != "ready"))
+                    for row in ordered
+                ],
             )
 
     def live_activity(self, since: float) -> dict[str, set[str]]:
