@@ -142,6 +142,49 @@ def test_a_live_pass_keeps_the_assessment_and_remembers_a_degraded_session(store
     assert [s.session_id for s in store.live_sessions()] == []  # live columns do not make a session live
 
 
+def test_an_assessment_and_a_live_pass_side_by_side_neither_fails(stores: StoreFactory) -> None:
+    # The risk service runs them at once (monitor/risk/service.py, ``run``). An assessment lists
+    # sessions by start time and a live pass by id: rows locked in two orders deadlocked
+    # (PostgreSQL aborts one), and a row the live pass made after the assessment looked for it
+    # failed the assessment's plain INSERT.
+    store = stores.open()
+    therapist, _ = store.create_token("therapist", "t-1")
+    client, _ = store.create_token("client", "c-1")
+    ids = [f"s-{i:03d}" for i in range(120)]
+    for session_id in ids:
+        store.create_session(session_id, therapist.participant_id, client.participant_id, int(NOW) + 600, 3600, assign=True)
+    from monitor.store.risk import LiveRow, RiskRow
+
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def assess() -> None:
+        start.wait()
+        for round_ in range(8):
+            rows = [RiskRow(i, "at_risk" if round_ % 2 else "ready", [], {}, []) for i in reversed(ids)]
+            try:
+                store.save_risks(rows, NOW + round_)
+            except Exception as error:  # noqa: BLE001 - the test reports what failed
+                failures.append(error)
+
+    def step() -> None:
+        start.wait()
+        for round_ in range(8):
+            try:
+                store.save_lives([LiveRow(i, "{}", "ready", 4.0, 4.0) for i in ids[round_ * 15 :] + ids[: round_ * 15]], NOW + round_)
+            except Exception as error:  # noqa: BLE001
+                failures.append(error)
+
+    threads = [threading.Thread(target=assess), threading.Thread(target=step)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    risks = [store.stored_risk(i) for i in ids]
+    assert all(r is not None and r.state == "at_risk" and r.live_state == "ready" for r in risks)
+
+
 def test_participants_sessions_in_a_window_and_caseloads(stores: StoreFactory) -> None:
     store = stores.open()
     assert store.get_participant("t-1") is None

@@ -218,13 +218,18 @@ CREATE INDEX IF NOT EXISTS session_risk_history_by_session ON session_risk_histo
         changed: set[str] = set()
         with self._transaction() as db:
             self._dialect.serialize(db, "session_risk")  # each row is read, compared, then written
-            for row in rows:
+            # Rows in session id order, as save_lives writes them: a live pass runs beside an
+            # assessment, and two transactions locking the same rows in two orders deadlock.
+            for row in sorted(rows, key=lambda row: row.session_id):
                 causes_json = json.dumps(row.causes)
                 stored = db.execute("SELECT state, causes FROM session_risk WHERE session_id = ?", (row.session_id,)).fetchone()
                 differs = stored is None or (stored[0], stored[1]) != (row.state, causes_json)
                 if stored is None:
+                    # A live pass may have made the row since the look above (save_lives).
                     db.execute(
-                        "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO session_risk (session_id, state, causes, assessment, evaluated_at, changed_at) VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (session_id) DO UPDATE SET state = excluded.state, causes = excluded.causes,"
+                        " assessment = excluded.assessment, evaluated_at = excluded.evaluated_at, changed_at = excluded.changed_at",
                         (row.session_id, row.state, causes_json, json.dumps(row.assessment), at, at),
                     )
                 else:
