@@ -333,7 +333,8 @@ class RiskService:
         Two loops, not one: an assessment of every upcoming session takes seconds with hundreds
         of them (1.3-2.0 s for 550 live sessions on PostgreSQL, docs/scaling.md), and a live
         step waiting behind it came 2.5-3 s after the last instead of 2 s. The two passes write
-        different columns of a session's risk row, and alerts are deduplicated in the store."""
+        different columns of a session's risk row and lock rows in one order (session id), and
+        alerts are deduplicated in the store."""
         await asyncio.gather(self._live_loop(leading), self._evaluation_loop(leading))
 
     async def _live_loop(self, leading: Callable[[], bool]) -> None:
