@@ -10,6 +10,7 @@ Everything here is synchronous and runs in a worker thread; ``run`` schedules it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -335,9 +336,10 @@ class RiskService:
         step waiting behind it came 2.5-3 s after the last instead of 2 s. The two passes write
         different columns of a session's risk row and lock rows in one order (session id), and
         alerts are deduplicated in the store."""
-        await asyncio.gather(self._live_loop(leading), self._evaluation_loop(leading))
+        live_pass_ended = asyncio.Event()
+        await asyncio.gather(self._live_loop(leading, live_pass_ended), self._evaluation_loop(leading, live_pass_ended))
 
-    async def _live_loop(self, leading: Callable[[], bool]) -> None:
+    async def _live_loop(self, leading: Callable[[], bool], ended: asyncio.Event) -> None:
         previous: float | None = None
         while True:
             if not leading():
@@ -357,13 +359,21 @@ class RiskService:
             except Exception as error:
                 # One bad pass must not stop risk tracking for every other session.
                 log_failed_pass(log, "live risk pass failed; trying again at the next interval", error)
+            ended.set()
             await asyncio.sleep(max(0.0, self._times.live_interval_s - (time.monotonic() - started)))
 
-    async def _evaluation_loop(self, leading: Callable[[], bool]) -> None:
+    async def _evaluation_loop(self, leading: Callable[[], bool], live_pass_ended: asyncio.Event) -> None:
         while True:
             if not leading():
                 await asyncio.sleep(self._times.live_interval_s)
                 continue
+            # Start just after a live pass: the assessment then has the rest of the interval to
+            # itself, and only a long one overlaps the next live pass (both share one interpreter:
+            # side by side, the requests waited for both; SQLite's p99 at 1,500 agents went from
+            # 210-218 to 311-318 ms when they were started independently).
+            live_pass_ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live_pass_ended.wait(), 2 * self._times.live_interval_s)
             started = time.monotonic()
             try:
                 await asyncio.to_thread(self.evaluate)
