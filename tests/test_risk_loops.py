@@ -5,6 +5,7 @@ Real SQLite store; the store's snapshot read is slowed at the store's seam, noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,19 @@ from monitor.risk.service import RiskService, RiskTimes
 from monitor.store.core import SQLiteStore, open_store
 
 EVALUATION_S = 3.0
+
+
+def _run(service: RiskService, seconds: float) -> None:
+    """Run the service's loops for ``seconds``, then cancel them."""
+
+    async def run_for() -> None:
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run_for())
 
 
 class _SlowSnapshot:
@@ -42,17 +56,8 @@ def test_live_passes_keep_their_interval_while_an_assessment_runs(tmp_path: Path
     slow = _SlowSnapshot(store)
     service = RiskService(slow, times=RiskTimes(interval_s=3600.0, live_interval_s=0.2))  # type: ignore[arg-type]
 
-    async def run_for(seconds: float) -> None:
-        task = asyncio.create_task(service.run())
-        await asyncio.sleep(seconds)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
     try:
-        asyncio.run(run_for(EVALUATION_S + 1.0))
+        _run(service, EVALUATION_S + 1.0)
         assert slow.evaluating.is_set() and service.evaluations == 1
         gaps = [b - a for a, b in zip(slow.live_passes, slow.live_passes[1:])]
         # One loop for both made the live pass wait out the whole assessment (a gap of 3 s).
@@ -90,17 +95,8 @@ def test_an_assessment_starts_after_a_live_pass_not_beside_it(tmp_path: Path) ->
     slow = _SlowLivePass(store)
     service = RiskService(slow, times=RiskTimes(interval_s=3600.0, live_interval_s=1.0))  # type: ignore[arg-type]
 
-    async def run_for(seconds: float) -> None:
-        task = asyncio.create_task(service.run())
-        await asyncio.sleep(seconds)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
     try:
-        asyncio.run(run_for(1.5))
+        _run(service, 1.5)
         assert len(slow.assessments_began) == 1 and slow.live_pass_reads_ended, (slow.assessments_began, slow.live_pass_reads_ended)
         assert slow.assessments_began[0] >= slow.live_pass_reads_ended[0]
     finally:
