@@ -101,3 +101,39 @@ def test_a_finished_threads_connection_goes_with_it_and_close_closes_the_rest(tm
     store.close()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         kept.execute("SELECT 1")
+
+
+def test_close_waits_for_a_read_under_way_and_later_reads_are_refused(tmp_path: Path) -> None:
+    # At shutdown a worker thread's risk pass outlives the cancelled task that started it, and
+    # the store closed its read connection under it: CI saw the monitor die of SIGSEGV.
+    from monitor.store.core import StoreUnavailable
+
+    store = open_store(tmp_path)
+    inside, release, closed = threading.Event(), threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def long_read() -> None:
+        with store._lock:
+            inside.set()
+            release.wait(WAIT_S)
+            outcome["closed_meanwhile"] = closed.is_set()
+            try:
+                outcome["count"] = store._db.execute("SELECT count(*) FROM tokens").fetchone()[0]
+            except sqlite3.Error as error:
+                outcome["count"] = error
+
+    reader = threading.Thread(target=long_read)
+    reader.start()
+    assert inside.wait(WAIT_S)
+    closer = threading.Thread(target=lambda: (store.close(), closed.set()))
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "close() returned while a read was under way"
+    release.set()
+    reader.join(WAIT_S)
+    closer.join(WAIT_S)
+    assert outcome == {"closed_meanwhile": False, "count": 0}
+    assert closed.is_set()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        with store._lock:
+            pass

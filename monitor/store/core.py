@@ -316,6 +316,11 @@ class StoreQueries(ReportStoreMixin, SessionStoreMixin, CaseloadStoreMixin, Chec
 
 
 
+# How long close() waits for reads under way (the longest, a Trends query over 90 days, takes
+# seconds; a shutdown must not hang on a stuck one).
+CLOSE_WAIT_S = 30.0
+
+
 class _ReadConnection(sqlite3.Connection):
     """A reading thread's connection (a subclass only so that the store can hold it weakly: a
     thread that ends takes its connection with it)."""
@@ -335,13 +340,18 @@ class _SQLiteReading:
         self._store = store
 
     def __enter__(self) -> None:
-        bound = self._store._bound
+        store, bound = self._store, self._store._bound
         if getattr(bound, "reading", None) is not None:
             raise RuntimeError("a store read inside another read of the same thread")
-        conn = getattr(bound, "reader", None)
-        if conn is None:
-            conn = bound.reader = self._store._open_reader()
-        conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+        store._begin_read()
+        try:
+            conn = getattr(bound, "reader", None)
+            if conn is None:
+                conn = bound.reader = store._open_reader()
+            conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+        except BaseException:
+            store._end_read()
+            raise
         bound.reading = conn
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
@@ -353,6 +363,8 @@ class _SQLiteReading:
         except sqlite3.Error:
             if error is None:
                 raise  # a failure of its own; otherwise the block's error is the one to tell
+        finally:
+            self._store._end_read()
 
 
 class SQLiteStore(StoreQueries):
@@ -374,6 +386,12 @@ class SQLiteStore(StoreQueries):
         self._lock = _SQLiteReading(self)
         self._readers: weakref.WeakSet[_ReadConnection] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
+        # Reads under way, so that close() waits for them: a read connection closed under a
+        # thread still reading with it crashed the monitor (a worker thread's risk pass outlives
+        # the cancelled task that started it, and the store closes next at shutdown).
+        self._reads = threading.Condition()
+        self._reads_open = 0
+        self._closed = False
         self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         try:
             version = migrations.check_not_newer(self._writer, path)  # before anything writes to it
@@ -436,7 +454,23 @@ class SQLiteStore(StoreQueries):
                 # The journal keeps the file consistent: the write is undone, nothing else lost.
                 raise StoreFull(f"the disk under the store {self._path} is full: nothing was written") from None
 
+    def _begin_read(self) -> None:
+        with self._reads:
+            if self._closed:
+                raise StoreUnavailable(f"the store {self._path} is closed (the monitor is stopping)")
+            self._reads_open += 1
+
+    def _end_read(self) -> None:
+        with self._reads:
+            self._reads_open -= 1
+            self._reads.notify_all()
+
     def close(self) -> None:
+        """Close every connection once the reads under way have ended (at most CLOSE_WAIT_S);
+        reads asked for afterwards raise StoreUnavailable."""
+        with self._reads:
+            self._closed = True
+            self._reads.wait_for(lambda: self._reads_open == 0, timeout=CLOSE_WAIT_S)
         with self._write_lock, self._readers_lock:
             for conn in list(self._readers):
                 conn.close()
