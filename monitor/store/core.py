@@ -384,12 +384,12 @@ class SQLiteStore(StoreQueries):
         self._write_lock = threading.Lock()
         self._bound = threading.local()
         self._lock = _SQLiteReading(self)
-        self._readers: weakref.WeakSet[_ReadConnection] = weakref.WeakSet()
-        self._readers_lock = threading.Lock()
-        # Reads under way, so that close() waits for them: a read connection closed under a
-        # thread still reading with it crashed the monitor (a worker thread's risk pass outlives
-        # the cancelled task that started it, and the store closes next at shutdown).
+        # The read connections, and the reads under way, so that close() waits for them: a read
+        # connection closed under a thread still reading with it can crash the monitor (a worker
+        # thread's risk pass outlives the cancelled task that started it, and the store closes
+        # next at shutdown). One condition guards all three.
         self._reads = threading.Condition()
+        self._readers: weakref.WeakSet[_ReadConnection] = weakref.WeakSet()
         self._reads_open = 0
         self._closed = False
         self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -428,7 +428,7 @@ class SQLiteStore(StoreQueries):
     def _open_reader(self) -> _ReadConnection:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10, factory=_ReadConnection)
         conn.execute("PRAGMA query_only=ON")  # a read connection never writes, whatever it is asked
-        with self._readers_lock:
+        with self._reads:
             self._readers.add(conn)
         return conn
 
@@ -471,7 +471,7 @@ class SQLiteStore(StoreQueries):
         with self._reads:
             self._closed = True
             self._reads.wait_for(lambda: self._reads_open == 0, timeout=CLOSE_WAIT_S)
-        with self._write_lock, self._readers_lock:
+        with self._write_lock, self._reads:
             for conn in list(self._readers):
                 conn.close()
             self._writer.close()
