@@ -76,8 +76,9 @@ UNITS: dict[str, str] = {
 # and stops at the first look that settles; at 95 % a path losing 2.27 % each way settled "not
 # ready" (above 3 %) in 5.1 % of simulated checks, at 2.5 % in 11.0 %; at this z 1.1 % and 1.9 %
 # (python -m benchmarks.stop_rule_loss, 3,000 checks a rate, independent losses;
-# docs/quality-model.md, "Known limits"). The high end, which settles "below", stays at 1.96: with no loss its bound only falls,
-# so the clean-link stop (0 lost in 381 probes) is one look's 95 %, however often it looks.
+# docs/quality-model.md, "Known limits"). The high end, which settles "below", stays at 1.96:
+# with no loss its bound only falls, so the clean-link stop (0 lost in 381 probes) is one
+# look's 95 %, however often it looks.
 Z_LOSS_ABOVE = 2.807
 # Fewer samples than this and no interval is claimed at all. Six is the least for which the
 # order-statistic interval of a median reaches 95 % (1 - 2 * 0.5**6 = 96.9 %); thirty keeps the

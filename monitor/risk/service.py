@@ -354,9 +354,7 @@ class RiskService:
                 if self._metrics is not None:
                     self._metrics.pass_seconds.observe(time.monotonic() - started)
                     self._metrics.sessions_stepped.inc(stepped)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except Exception as error:  # not a cancellation: that is a BaseException
                 # One bad pass must not stop risk tracking for every other session.
                 log_failed_pass(log, "live risk pass failed; trying again at the next interval", error)
             ended.set()
@@ -377,9 +375,7 @@ class RiskService:
             started = time.monotonic()
             try:
                 await asyncio.to_thread(self.evaluate)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except Exception as error:  # not a cancellation
                 log_failed_pass(log, "risk evaluation failed; trying again at the next interval", error)
             await asyncio.sleep(max(0.0, self._times.interval_s - (time.monotonic() - started)))
 
